@@ -1,0 +1,147 @@
+// Package gateway assembles livegate from its parts: the relay core, the
+// WebRTC engine, the protocol adapters and the HTTP server. cmd/livegate
+// and the tests start it the same way.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/livegate/livegate/egress/whep"
+	"github.com/livegate/livegate/ingest/whip"
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/web"
+)
+
+// Config is every setting of the gateway. cmd/livegate documents and fills
+// it from flags, the YAML file and the environment.
+type Config struct {
+	HTTP             string
+	WebRTCUDP        string
+	WebRTCIPs        []string
+	STUNServers      []string
+	Grace            time.Duration
+	KeyframeInterval time.Duration
+	VideoCodecs      []string
+	MaxBody          int64
+	MaxPublishers    int
+	MaxViewers       int
+	MaxViewersStream int
+	MaxTracks        int
+	ConnectTimeout   time.Duration
+	CORSOrigin       string
+	Workers          int
+	ShutdownTimeout  time.Duration
+}
+
+// Gateway is a running livegate node.
+type Gateway struct {
+	cfg    Config
+	log    *slog.Logger
+	hub    *relay.Hub
+	engine *rtc.Engine
+	whip   *whip.Server
+	whep   *whep.Server
+	ln     net.Listener
+	srv    *http.Server
+}
+
+// New binds the HTTP and UDP ports and wires the parts; Run serves.
+func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 3 * time.Second
+	}
+	g := &Gateway{cfg: cfg, log: log}
+	g.hub = relay.NewHub(relay.Params{
+		Grace:               cfg.Grace,
+		KeyframeInterval:    cfg.KeyframeInterval,
+		Workers:             cfg.Workers,
+		MaxReadersPerStream: cfg.MaxViewersStream,
+		Logger:              log,
+	})
+	var err error
+	g.engine, err = rtc.NewEngine(rtc.Config{
+		UDPAddr: cfg.WebRTCUDP, IPs: cfg.WebRTCIPs, STUNServers: cfg.STUNServers, Logger: log,
+	})
+	if err != nil {
+		g.hub.Close()
+		return nil, err
+	}
+	g.whip = whip.New(whip.Params{Engine: g.engine, Hub: g.hub, VideoCodecs: cfg.VideoCodecs,
+		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxPublishers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
+	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub,
+		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxViewers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
+	h := web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, MaxBody: cfg.MaxBody,
+		CORSOrigin: cfg.CORSOrigin, Logger: log})
+
+	g.ln, err = net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		g.closeMedia()
+		return nil, fmt.Errorf("http %q: %w", cfg.HTTP, err)
+	}
+	g.srv = &http.Server{
+		Handler:           h.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return g, nil
+}
+
+// HTTPAddr is the bound HTTP address (useful with port 0).
+func (g *Gateway) HTTPAddr() string { return g.ln.Addr().String() }
+
+// UDPAddr is the bound WebRTC media address.
+func (g *Gateway) UDPAddr() net.Addr { return g.engine.LocalAddr() }
+
+// Hub is the relay core, for tests and embedding.
+func (g *Gateway) Hub() *relay.Hub { return g.hub }
+
+// Run serves until ctx is cancelled, then shuts down: it stops accepting
+// requests, ends every session cleanly (DTLS close, so peers notice at
+// once) and releases the ports.
+func (g *Gateway) Run(ctx context.Context) error {
+	g.log.Info("livegate listening", "http", g.HTTPAddr(), "webrtc_udp", g.UDPAddr().String(),
+		"webrtc_ips", g.cfg.WebRTCIPs)
+	errc := make(chan error, 1)
+	go func() { errc <- g.srv.Serve(g.ln) }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	g.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := g.srv.Shutdown(sctx); err != nil {
+		_ = g.srv.Close()
+	}
+	if serveErr == nil {
+		serveErr = <-errc
+	}
+	g.closeMedia()
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		return nil
+	}
+	return serveErr
+}
+
+func (g *Gateway) closeMedia() {
+	if g.whip != nil {
+		g.whip.Close()
+	}
+	if g.whep != nil {
+		g.whep.Close()
+	}
+	g.hub.Close()
+	if g.engine != nil {
+		_ = g.engine.Close()
+	}
+}

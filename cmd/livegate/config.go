@@ -1,0 +1,190 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/livegate/livegate/cmd/internal/gateway"
+)
+
+// settings is the one place where every setting, its default and its
+// meaning are defined. Each is a flag (--name), a key in the YAML file given
+// by --config (name), and an environment variable (LIVEGATE_NAME with dashes
+// as underscores). Precedence: flag, then YAML file, then environment, then
+// the default.
+type settings struct {
+	Gateway    gateway.Config
+	LogLevel   string
+	LogFormat  string
+	ConfigFile string
+}
+
+// envName maps a setting to its environment variable.
+func envName(name string) string {
+	return "LIVEGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func define(fs *flag.FlagSet, s *settings) {
+	g := &s.Gateway
+	fs.StringVar(&s.ConfigFile, "config", "", "YAML file with settings (keys are the flag names)")
+	fs.StringVar(&g.HTTP, "http", ":8080", "HTTP listen address (WHIP, WHEP, API, pages)")
+	fs.StringVar(&g.WebRTCUDP, "webrtc-udp", ":8189", "the one UDP address for all WebRTC media")
+	fs.Var(listValue{&g.WebRTCIPs}, "webrtc-ips", "comma-separated IPs advertised as ICE host candidates (public IP behind NAT); empty: interface addresses")
+	fs.Var(listValue{&g.STUNServers}, "stun-servers", "comma-separated STUN URLs (stun:host:port) for server-reflexive candidates; empty: no STUN")
+	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&s.LogFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&g.Grace, "grace", 10*time.Second, "how long viewers wait for a dropped publisher to come back")
+	fs.DurationVar(&g.KeyframeInterval, "keyframe-interval", 500*time.Millisecond, "minimum time between keyframe requests to a publisher, per track")
+	g.VideoCodecs = []string{"h264", "vp8", "vp9", "av1"}
+	fs.Var(listValue{&g.VideoCodecs}, "video-codecs", "accepted video codecs in order of preference (h264, vp8, vp9, av1)")
+	fs.Int64Var(&g.MaxBody, "max-body", 128<<10, "largest accepted request body (SDP) in bytes")
+	fs.IntVar(&g.MaxPublishers, "max-publishers", 1000, "concurrent WHIP sessions (0: unlimited)")
+	fs.IntVar(&g.MaxViewers, "max-viewers", 20000, "concurrent WHEP sessions (0: unlimited)")
+	fs.IntVar(&g.MaxViewersStream, "max-viewers-per-stream", 0, "viewer tracks per stream (0: unlimited)")
+	fs.IntVar(&g.MaxTracks, "max-tracks", 4, "media sections accepted per offer")
+	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", 15*time.Second, "end sessions whose peer does not connect within this time")
+	fs.StringVar(&g.CORSOrigin, "cors-origin", "*", "Access-Control-Allow-Origin for WHIP/WHEP/API")
+	fs.IntVar(&g.Workers, "workers", 0, "fan-out workers (0: one per core)")
+}
+
+// load fills s from args, the YAML file and the environment.
+func load(args []string, env func(string) string, stderr io.Writer) (*settings, error) {
+	s := &settings{}
+	fs := flag.NewFlagSet("livegate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	define(fs, s)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: livegate [flags]\n\nEvery flag is also a key in the --config YAML file and an environment\nvariable LIVEGATE_<NAME> (dashes as underscores). Precedence: flag, YAML, environment, default.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	if s.ConfigFile == "" && !set["config"] {
+		s.ConfigFile = env(envName("config"))
+	}
+	if s.ConfigFile != "" {
+		if err := loadYAML(fs, s.ConfigFile, set); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "config" {
+			return
+		}
+		if v, ok := lookupEnv(env, envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, s.validate()
+}
+
+func lookupEnv(env func(string) string, name string) (string, bool) {
+	v := env(name)
+	return v, v != ""
+}
+
+func loadYAML(fs *flag.FlagSet, path string, set map[string]bool) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "config" || fs.Lookup(k) == nil {
+			return fmt.Errorf("config %s: unknown setting %q", path, k)
+		}
+		if set[k] {
+			continue
+		}
+		if err := fs.Set(k, yamlString(m[k])); err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, k, err)
+		}
+		set[k] = true
+	}
+	return nil
+}
+
+func yamlString(v any) string {
+	switch v := v.(type) {
+	case []any:
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ",")
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func (s *settings) validate() error {
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level: %q is not debug, info, warn or error", s.LogLevel)
+	}
+	if s.LogFormat != "text" && s.LogFormat != "json" {
+		return fmt.Errorf("log-format: %q is not text or json", s.LogFormat)
+	}
+	for _, c := range s.Gateway.VideoCodecs {
+		switch c {
+		case "h264", "vp8", "vp9", "av1":
+		default:
+			return fmt.Errorf("video-codecs: unknown codec %q", c)
+		}
+	}
+	if s.Gateway.MaxBody < 1024 {
+		return errors.New("max-body: must be at least 1024 bytes")
+	}
+	return nil
+}
+
+// listValue is a comma-separated list flag.
+type listValue struct{ p *[]string }
+
+func (l listValue) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listValue) Set(v string) error {
+	*l.p = nil
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*l.p = append(*l.p, strings.ToLower(x))
+		}
+	}
+	return nil
+}

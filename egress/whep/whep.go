@@ -1,0 +1,292 @@
+// Package whep serves relay streams to WebRTC players (WHEP).
+package whep
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/rtc"
+)
+
+// Params configures the WHEP server.
+type Params struct {
+	Engine *rtc.Engine
+	Hub    *relay.Hub
+	// MaxTracks bounds media sections per offer (default 4).
+	MaxTracks int
+	// MaxSessions bounds concurrent viewers (0: unlimited).
+	MaxSessions int
+	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Server accepts WHEP offers.
+type Server struct {
+	p        Params
+	sessions *rtc.Registry
+	wg       sync.WaitGroup
+}
+
+// New returns a WHEP server.
+func New(p Params) *Server {
+	if p.MaxTracks <= 0 {
+		p.MaxTracks = 4
+	}
+	if p.ConnectTimeout <= 0 {
+		p.ConnectTimeout = 15 * time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	return &Server{p: p, sessions: rtc.NewRegistry(p.MaxSessions)}
+}
+
+// Session returns a live session of path by id.
+func (s *Server) Session(path, id string) (*rtc.Session, error) { return s.sessions.Get(path, id) }
+
+// Sessions is the number of live viewer sessions.
+func (s *Server) Sessions() int { return s.sessions.Len() }
+
+// Close ends every session and waits for their goroutines.
+func (s *Server) Close() {
+	s.sessions.CloseAll()
+	s.wg.Wait()
+}
+
+type plan struct {
+	track *relay.Track
+	mid   string
+	codec rtc.OfferedCodec
+}
+
+// Offer answers a viewer's offer for the stream at path.
+func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Session, error) {
+	st, ok := s.p.Hub.Get(path)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", relay.ErrNotFound, path)
+	}
+	o, err := rtc.ParseOffer(offer, s.p.MaxTracks)
+	if err != nil {
+		return nil, err
+	}
+	var plans []plan
+	used := map[string]bool{}
+	for _, t := range st.Tracks() {
+		for _, m := range o.Media {
+			if used[m.Mid] || m.Kind != t.Info().Kind || m.Mid == "" {
+				continue
+			}
+			if c, ok := m.Accepts(t.Info().Codec); ok {
+				plans = append(plans, plan{track: t, mid: m.Mid, codec: c})
+				used[m.Mid] = true
+				break
+			}
+		}
+	}
+	if len(plans) == 0 {
+		var have []string
+		for _, t := range st.Tracks() {
+			have = append(have, t.Info().Codec.MimeType)
+		}
+		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: have}
+	}
+
+	pc, err := s.p.Engine.NewReaderPC()
+	if err != nil {
+		return nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	sinks := make([]*sink, len(plans))
+	for i, pl := range plans {
+		c := pl.track.Info().Codec
+		local, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
+			MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.Fmtp,
+		}, string(pl.track.Info().Kind), "livegate")
+		if err != nil {
+			_ = pc.Close()
+			return nil, fmt.Errorf("local track: %w", err)
+		}
+		tr, err := pc.AddTransceiverFromTrack(local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			_ = pc.Close()
+			return nil, fmt.Errorf("add track: %w", err)
+		}
+		sinks[i] = &sink{pc: pc, local: local, sender: tr.Sender()}
+	}
+	answer, err := rtc.Answer(ctx, pc, offer, func() error {
+		for _, pl := range plans {
+			t := rtc.TransceiverByMid(pc, pl.mid)
+			if t == nil {
+				return fmt.Errorf("%w: media section %q not negotiated", rtc.ErrBadOffer, pl.mid)
+			}
+			c := pl.codec
+			if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{{
+				RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: c.MimeType, ClockRate: c.ClockRate,
+					Channels: c.Channels, SDPFmtpLine: c.Fmtp, RTCPFeedback: feedback},
+				PayloadType: webrtc.PayloadType(c.PayloadType),
+			}}); err != nil {
+				return fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	sess := rtc.NewSession(path, peer, pc)
+	sess.SetAnswer(answer)
+	if err := s.sessions.Add(sess); err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	log := s.p.Logger.With("stream", path, "session", sess.ID, "peer", peer)
+	log.Info("viewer connected", "tracks", len(plans))
+	s.run(sess, st, plans, sinks, log)
+	return sess, nil
+}
+
+var feedback = []webrtc.RTCPFeedback{
+	{Type: webrtc.TypeRTCPFBNACK}, {Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+}
+
+// run attaches the viewer to the stream once its transport is up (writes
+// before DTLS completes would block), and tears it down when either side ends.
+func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []*sink, log *slog.Logger) {
+	pc := sess.PC
+	connected := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
+		log.Debug("viewer connection state", "state", state.String())
+		switch state {
+		case webrtc.PeerConnectionStateConnected:
+			once.Do(func() { close(connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			go sess.Close()
+		}
+	})
+	// RTCP must be read on every sender, or pion stops processing it.
+	readers := make([]chan *relay.Reader, len(sinks))
+	for i, sk := range sinks {
+		readers[i] = make(chan *relay.Reader, 1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			readRTCP(sk.sender, readers[i])
+		}()
+	}
+
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		timer := time.NewTimer(s.p.ConnectTimeout)
+		defer timer.Stop()
+		select {
+		case <-connected:
+		case <-timer.C:
+			log.Warn("viewer did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
+			sess.Close()
+			return
+		case <-sess.Done():
+			return
+		case <-st.Done():
+			sess.Close()
+			return
+		}
+		var attached []*relay.Reader
+		for i, pl := range plans {
+			sk := sinks[i]
+			if ps := sk.sender.GetParameters(); len(ps.Encodings) > 0 {
+				sk.ssrc = uint32(ps.Encodings[0].SSRC)
+			}
+			r, err := st.AddReader(pl.track, sk)
+			if err != nil {
+				log.Warn("cannot attach viewer", "err", err)
+				break
+			}
+			attached = append(attached, r)
+			readers[i] <- r
+		}
+		if len(attached) > 0 {
+			defer st.ReaderLeft()
+		}
+		if len(attached) == len(plans) {
+			select {
+			case <-sess.Done():
+			case <-st.Done():
+				log.Info("stream ended; closing viewer")
+			}
+		}
+		for _, r := range attached {
+			r.Close()
+		}
+		sess.Close()
+		log.Info("viewer session ended")
+	}()
+}
+
+// readRTCP answers the viewer's NACKs and forwards its keyframe requests.
+func readRTCP(sender *webrtc.RTPSender, readerCh <-chan *relay.Reader) {
+	var r *relay.Reader
+	var seqs []uint16
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		if r == nil {
+			select {
+			case r = <-readerCh:
+			default:
+				continue // not attached yet: nothing to answer from
+			}
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				r.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				seqs = seqs[:0]
+				for _, n := range p.Nacks {
+					n.Range(func(seq uint16) bool {
+						seqs = append(seqs, seq)
+						return true
+					})
+				}
+				r.Retransmit(seqs)
+			}
+		}
+	}
+}
+
+// sink writes a reader's packets to one WebRTC sender.
+type sink struct {
+	mu     sync.Mutex
+	pkt    rtp.Packet // reused: the track copies what it sends
+	pc     *webrtc.PeerConnection
+	local  *webrtc.TrackLocalStaticRTP
+	sender *webrtc.RTPSender
+	ssrc   uint32
+}
+
+func (s *sink) WriteRTP(h *rtp.Header, payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pkt.Header, s.pkt.Payload = *h, payload
+	return s.local.WriteRTP(&s.pkt)
+}
+
+func (s *sink) WriteSenderReport(ntp uint64, rtpTime uint32, packets, octets uint32) error {
+	return s.pc.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{
+		SSRC: s.ssrc, NTPTime: ntp, RTPTime: rtpTime, PacketCount: packets, OctetCount: octets,
+	}})
+}

@@ -1,0 +1,270 @@
+// Package whip ingests WebRTC publishers (RFC 9725) into the relay.
+package whip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
+	"github.com/livegate/livegate/relay/rtc"
+)
+
+// Params configures the WHIP server.
+type Params struct {
+	Engine *rtc.Engine
+	Hub    *relay.Hub
+	// VideoCodecs orders video codecs by preference (MIME subtypes,
+	// lower case). Default: h264, vp8, vp9, av1.
+	VideoCodecs []string
+	// MaxTracks bounds media sections per offer (default 4).
+	MaxTracks int
+	// MaxSessions bounds concurrent publishers (0: unlimited).
+	MaxSessions int
+	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Server accepts WHIP offers.
+type Server struct {
+	p        Params
+	sessions *rtc.Registry
+	wg       sync.WaitGroup
+}
+
+// New returns a WHIP server.
+func New(p Params) *Server {
+	if len(p.VideoCodecs) == 0 {
+		p.VideoCodecs = []string{"h264", "vp8", "vp9", "av1"}
+	}
+	if p.MaxTracks <= 0 {
+		p.MaxTracks = 4
+	}
+	if p.ConnectTimeout <= 0 {
+		p.ConnectTimeout = 15 * time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	return &Server{p: p, sessions: rtc.NewRegistry(p.MaxSessions)}
+}
+
+// Session returns a live session of path by id.
+func (s *Server) Session(path, id string) (*rtc.Session, error) { return s.sessions.Get(path, id) }
+
+// Sessions is the number of live publisher sessions.
+func (s *Server) Sessions() int { return s.sessions.Len() }
+
+// Close ends every session and waits for their goroutines.
+func (s *Server) Close() {
+	s.sessions.CloseAll()
+	s.wg.Wait()
+}
+
+// feedback is offered with every chosen codec; pion keeps what the engine
+// supports for the kind.
+var feedback = []webrtc.RTCPFeedback{
+	{Type: webrtc.TypeRTCPFBNACK}, {Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, {Type: webrtc.TypeRTCPFBTransportCC},
+}
+
+// Offer answers a publisher's offer for path and starts publishing.
+func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Session, error) {
+	o, err := rtc.ParseOffer(offer, s.p.MaxTracks)
+	if err != nil {
+		return nil, err
+	}
+	type choice struct {
+		mid string
+		c   rtc.OfferedCodec
+	}
+	var chosen []choice
+	for _, m := range o.Media {
+		if c, ok := m.Choose(s.p.VideoCodecs); ok && m.Mid != "" {
+			chosen = append(chosen, choice{m.Mid, c})
+		}
+	}
+	if len(chosen) == 0 {
+		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: rtc.SupportedNames()}
+	}
+
+	pc, err := s.p.Engine.NewPublisherPC()
+	if err != nil {
+		return nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	sess := rtc.NewSession(path, peer, pc)
+	answer, err := rtc.Answer(ctx, pc, offer, func() error {
+		for _, ch := range chosen {
+			t := rtc.TransceiverByMid(pc, ch.mid)
+			if t == nil {
+				return fmt.Errorf("%w: media section %q not negotiated", rtc.ErrBadOffer, ch.mid)
+			}
+			if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{{
+				RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: ch.c.MimeType, ClockRate: ch.c.ClockRate,
+					Channels: ch.c.Channels, SDPFmtpLine: ch.c.Fmtp, RTCPFeedback: feedback},
+				PayloadType: webrtc.PayloadType(ch.c.PayloadType),
+			}}); err != nil {
+				return fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	sess.SetAnswer(answer)
+
+	infos := make([]relay.TrackInfo, len(chosen))
+	index := make(map[string]int, len(chosen))
+	for i, ch := range chosen {
+		infos[i] = relay.TrackInfo{Kind: codec.KindOf(ch.c.MimeType), Codec: ch.c.Codec}
+		index[ch.mid] = i
+	}
+	pub, err := s.p.Hub.Publish(path, infos, &source{pc: pc, chosen: index})
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	if err := s.sessions.Add(sess); err != nil {
+		pub.End("session limit")
+		_ = pc.Close()
+		return nil, err
+	}
+	log := s.p.Logger.With("stream", path, "session", sess.ID, "peer", peer)
+	log.Info("publisher connected", "codecs", codecNames(infos))
+	s.run(sess, pub, index, log)
+	return sess, nil
+}
+
+// run wires the session's lifecycle: media in, stalls, takeover, teardown.
+func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string]int, log *slog.Logger) {
+	pc := sess.PC
+	connected := make(chan struct{})
+	var connectedOnce sync.Once
+	sess.OnClose(func() { pub.End("session closed") })
+
+	pc.OnTrack(func(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		i, ok := -1, false
+		for _, t := range pc.GetTransceivers() {
+			if t.Receiver() == recv {
+				i, ok = index[t.Mid()]
+			}
+		}
+		if !ok {
+			log.Warn("ignoring unexpected track", "ssrc", track.SSRC(), "rid", track.RID())
+			return
+		}
+		if track.RID() != "" {
+			log.Warn("simulcast layers are not supported; forwarding the first one only", "rid", track.RID())
+		}
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			readRTP(track, pub, i)
+		}()
+		go func() {
+			defer s.wg.Done()
+			readRTCP(recv, pub, i)
+		}()
+	})
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		pub.SetStalled(st == webrtc.ICEConnectionStateDisconnected)
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		log.Debug("publisher connection state", "state", st.String())
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			connectedOnce.Do(func() { close(connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			go sess.Close()
+		}
+	})
+
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		timer := time.NewTimer(s.p.ConnectTimeout)
+		defer timer.Stop()
+		select {
+		case <-connected:
+		case <-timer.C:
+			log.Warn("publisher did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
+			sess.Close()
+			return
+		case <-sess.Done():
+			return
+		}
+		select {
+		case <-pub.Superseded():
+			log.Info("publisher replaced by a new session")
+			sess.Close()
+		case <-sess.Done():
+		}
+		log.Info("publisher session ended")
+	}()
+}
+
+func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {
+	for {
+		// A fresh buffer per packet: the relay keeps it (history, GOP
+		// cache, queues) and every reader shares it.
+		buf := make([]byte, 1500)
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(buf[:n]); err != nil {
+			continue
+		}
+		pub.WriteRTP(i, &p.Header, p.Payload)
+	}
+}
+
+func readRTCP(recv *webrtc.RTPReceiver, pub *relay.Publication, i int) {
+	for {
+		pkts, _, err := recv.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok {
+				pub.WriteSenderReport(i, sr.NTPTime, sr.RTPTime)
+			}
+		}
+	}
+}
+
+// source lets the relay ask this publisher for keyframes.
+type source struct {
+	pc     *webrtc.PeerConnection
+	chosen map[string]int
+}
+
+func (s *source) RequestKeyframe(i int) {
+	for _, t := range s.pc.GetTransceivers() {
+		if idx, ok := s.chosen[t.Mid()]; ok && idx == i {
+			if tr := t.Receiver().Track(); tr != nil {
+				_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(tr.SSRC())}})
+			}
+		}
+	}
+}
+
+func codecNames(infos []relay.TrackInfo) string {
+	names := make([]string, len(infos))
+	for i, in := range infos {
+		names[i] = in.Codec.MimeType
+	}
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,208 @@
+// Package relay is livegate's fan-out core: streams by path, their tracks,
+// and readers fed by a fixed pool of workers. Protocol adapters publish into
+// it and read from it; they never talk to each other.
+package relay
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Params configures a Hub. Zero values take the documented defaults.
+type Params struct {
+	// Grace is how long a stream waits for its publisher to come back
+	// before its readers are ended (default 10 s; negative: no grace).
+	Grace time.Duration
+	// KeyframeInterval is the minimum time between keyframe requests sent
+	// to a publisher per track (default 500 ms).
+	KeyframeInterval time.Duration
+	// Workers is the number of fan-out workers (default GOMAXPROCS).
+	Workers int
+	// WorkerQueue is the number of jobs a worker may have pending before
+	// packets are dropped for its readers (default 4096).
+	WorkerQueue int
+	// HistoryPackets is the per-track packet history for NACKs (default 1024).
+	HistoryPackets int
+	// GOPCachePackets bounds the per-track keyframe cache (default 2048;
+	// negative disables it).
+	GOPCachePackets int
+	// MaxReadersPerStream limits readers (tracks) per stream; 0 is unlimited.
+	MaxReadersPerStream int
+	// OnEvent, if set, receives lifecycle events. It must not block.
+	OnEvent func(Event)
+	Logger  *slog.Logger
+}
+
+func (p *Params) defaults() {
+	if p.Grace == 0 {
+		p.Grace = 10 * time.Second
+	}
+	if p.KeyframeInterval <= 0 {
+		p.KeyframeInterval = 500 * time.Millisecond
+	}
+	if p.Workers <= 0 {
+		p.Workers = runtime.GOMAXPROCS(0)
+	}
+	if p.WorkerQueue <= 0 {
+		p.WorkerQueue = 4096
+	}
+	if p.HistoryPackets <= 0 {
+		p.HistoryPackets = 1024
+	}
+	if p.GOPCachePackets == 0 {
+		p.GOPCachePackets = 2048
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+}
+
+// EventType names a lifecycle event.
+type EventType string
+
+// Lifecycle events.
+const (
+	StreamStarted EventType = "stream_started" // first publisher of a path
+	PublisherBack EventType = "publisher_back" // a publisher continued a stream in grace
+	PublisherLeft EventType = "publisher_left" // grace period starts
+	StreamEnded   EventType = "stream_ended"   // readers are released
+	ReaderJoined  EventType = "reader_joined"
+	ReaderLeft    EventType = "reader_left"
+)
+
+// Event is a stream lifecycle event.
+type Event struct {
+	Type EventType
+	Path string
+}
+
+// Hub maps paths to streams.
+type Hub struct {
+	params Params
+	log    *slog.Logger
+	pool   *pool
+
+	mu      sync.Mutex
+	streams map[string]*Stream
+	closed  bool
+}
+
+// NewHub starts a hub and its workers; Close stops them.
+func NewHub(params Params) *Hub {
+	params.defaults()
+	return &Hub{
+		params:  params,
+		log:     params.Logger,
+		pool:    newPool(params.Workers, params.WorkerQueue),
+		streams: make(map[string]*Stream),
+	}
+}
+
+func (h *Hub) emit(e Event) {
+	if h.params.OnEvent != nil {
+		h.params.OnEvent(e)
+	}
+}
+
+// Publish claims path for a publisher with the given tracks. A stream in
+// its grace period, or whose publisher is stalled, is continued; a stream
+// with a live publisher returns ErrAlreadyLive.
+func (h *Hub) Publish(path string, tracks []TrackInfo, src Source) (*Publication, error) {
+	if len(tracks) == 0 {
+		return nil, ErrNoTracks
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrHubClosed
+	}
+	if s := h.streams[path]; s != nil {
+		s.mu.Lock()
+		if s.pub != nil && !s.pub.stalled.Load() {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s", ErrAlreadyLive, path)
+		}
+		if s.compatible(tracks) {
+			p := s.attach(tracks, src)
+			s.mu.Unlock()
+			h.log.Info("publisher continues stream", "stream", path, "publication", p.gen)
+			h.emit(Event{Type: PublisherBack, Path: path})
+			return p, nil
+		}
+		// Readers negotiated codecs the new publisher does not send: they
+		// cannot continue, so the old stream ends and a new one starts.
+		h.log.Info("publisher changed codecs; ending previous stream", "stream", path)
+		s.end()
+		s.mu.Unlock()
+		delete(h.streams, path)
+		h.emit(Event{Type: StreamEnded, Path: path})
+	}
+	s := &Stream{path: path, hub: h, created: time.Now(), done: make(chan struct{})}
+	s.mu.Lock()
+	p := s.attach(tracks, src)
+	s.mu.Unlock()
+	h.streams[path] = s
+	h.emit(Event{Type: StreamStarted, Path: path})
+	return p, nil
+}
+
+// expire ends s if generation gen is still the last one and nobody came back.
+func (h *Hub) expire(s *Stream, gen uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.mu.Lock()
+	if s.gen != gen || s.pub != nil || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.end()
+	s.mu.Unlock()
+	if h.streams[s.path] == s {
+		delete(h.streams, s.path)
+	}
+	h.log.Info("stream ended", "stream", s.path)
+	h.emit(Event{Type: StreamEnded, Path: s.path})
+}
+
+// Get returns the stream at path, live or in its grace period.
+func (h *Hub) Get(path string) (*Stream, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, ok := h.streams[path]
+	return s, ok
+}
+
+// Streams returns all streams ordered by path.
+func (h *Hub) Streams() []*Stream {
+	h.mu.Lock()
+	list := make([]*Stream, 0, len(h.streams))
+	for _, s := range h.streams {
+		list = append(list, s)
+	}
+	h.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].path < list[j].path })
+	return list
+}
+
+// Close ends every stream and stops the workers. Sessions watching
+// Stream.Done or Publication.Superseded close themselves.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	for path, s := range h.streams {
+		s.mu.Lock()
+		s.end()
+		s.mu.Unlock()
+		delete(h.streams, path)
+	}
+	h.mu.Unlock()
+	h.pool.close()
+}

@@ -1,0 +1,134 @@
+package relay
+
+import (
+	"sync/atomic"
+
+	"github.com/pion/rtp"
+)
+
+// Sink is where a reader's packets go: a WHEP viewer's track, a relay link,
+// an RTSP session. Implementations must be safe for concurrent use (the
+// worker and the NACK path may write at the same time) and must not block.
+type Sink interface {
+	WriteRTP(h *rtp.Header, payload []byte) error
+	WriteSenderReport(ntpTime uint64, rtpTime uint32, packets, octets uint32) error
+}
+
+// Reader is one consumer of one track. It starts at a keyframe, gets its
+// own contiguous sequence numbers (so packets dropped while it was behind
+// leave no gap to NACK), and resynchronises at the next keyframe after a drop.
+type Reader struct {
+	track  *Track
+	sink   Sink
+	worker int
+
+	// Owned by the worker goroutine.
+	started bool
+	lastSeq uint16
+
+	// mapping packs the reader's sequence offset (low 16 bits) and the first
+	// reader sequence number under that offset (high 16 bits), so the NACK
+	// path reads both in one load.
+	mapping atomic.Uint32
+	needKey atomic.Bool
+	closed  atomic.Bool
+
+	packets  atomic.Uint32
+	octets   atomic.Uint32
+	bytesOut atomic.Uint64
+	dropped  atomic.Uint64
+	resent   atomic.Uint64
+}
+
+// deliver writes one packet to the sink. It runs on the reader's worker.
+func (r *Reader) deliver(p *Packet) {
+	if r.closed.Load() {
+		return
+	}
+	resync := false
+	if !r.started || r.needKey.Load() {
+		if !p.Keyframe {
+			return
+		}
+		r.needKey.Store(false)
+		resync = true
+	}
+	m := r.mapping.Load()
+	off := uint16(m)
+	if resync {
+		first := p.Header.SequenceNumber
+		if r.started {
+			first = r.lastSeq + 1
+		}
+		off = first - p.Header.SequenceNumber
+		r.mapping.Store(uint32(first)<<16 | uint32(off))
+		r.started = true
+		r.lastSeq = first - 1
+	}
+	h := p.Header
+	h.SequenceNumber += off
+	if seqNewer(h.SequenceNumber, r.lastSeq) {
+		r.lastSeq = h.SequenceNumber
+	}
+	if err := r.sink.WriteRTP(&h, p.Payload); err != nil {
+		return
+	}
+	r.packets.Add(1)
+	r.octets.Add(uint32(len(p.Payload)))
+	r.bytesOut.Add(uint64(len(p.Payload) + 12))
+}
+
+func (r *Reader) senderReport(sr *senderReport) {
+	if r.closed.Load() || !r.started {
+		return
+	}
+	_ = r.sink.WriteSenderReport(sr.ntp, sr.rtp, r.packets.Load(), r.octets.Load())
+}
+
+// drop records that packets for this reader were discarded because its
+// worker was behind; it will resume at the next keyframe.
+func (r *Reader) drop() {
+	r.dropped.Add(1)
+	r.needKey.Store(true)
+}
+
+// Retransmit answers a NACK from the reader with packets from the track's
+// shared history. Sequence numbers are in the reader's numbering.
+func (r *Reader) Retransmit(seqs []uint16) {
+	m := r.mapping.Load()
+	off, first := uint16(m), uint16(m>>16)
+	for _, seq := range seqs {
+		if r.closed.Load() {
+			return
+		}
+		if seq != first && !seqNewer(seq, first) {
+			continue // before our last resync: that numbering is gone
+		}
+		p := r.track.hist.get(seq - off)
+		if p == nil {
+			continue
+		}
+		h := p.Header
+		h.SequenceNumber = seq
+		if r.sink.WriteRTP(&h, p.Payload) == nil {
+			r.resent.Add(1)
+		}
+	}
+}
+
+// RequestKeyframe forwards a reader's PLI or FIR; the track coalesces them.
+func (r *Reader) RequestKeyframe() { r.track.RequestKeyframe() }
+
+// Track is the track this reader consumes.
+func (r *Reader) Track() *Track { return r.track }
+
+// Dropped is the number of packets dropped for this reader.
+func (r *Reader) Dropped() uint64 { return r.dropped.Load() }
+
+// Close detaches the reader from its track. It is idempotent.
+func (r *Reader) Close() {
+	if r.closed.Swap(true) {
+		return
+	}
+	r.track.removeReader(r)
+}

@@ -1,0 +1,196 @@
+// Package rtc is the WebRTC plumbing shared by WHIP ingest, WHEP egress and
+// relay links: one pion API per role on a single UDP port, SDP offer checks,
+// and WHIP/WHEP session resources (trickle ICE, ICE restart, teardown).
+package rtc
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures the WebRTC engine.
+type Config struct {
+	// UDPAddr is the one UDP address all WebRTC media uses (e.g. ":8189").
+	UDPAddr string
+	// IPs are advertised as host candidates instead of the interface
+	// addresses (a public IP behind 1:1 NAT; 127.0.0.1 in tests).
+	IPs []string
+	// IncludeLoopback advertises loopback addresses when no IPs are given.
+	IncludeLoopback bool
+	// STUNServers are queried for server-reflexive candidates; none by default.
+	STUNServers []string
+	// ICEDisconnectedTimeout, ICEFailedTimeout and ICEKeepalive tune how
+	// fast a vanished peer is noticed.
+	ICEDisconnectedTimeout time.Duration
+	ICEFailedTimeout       time.Duration
+	ICEKeepalive           time.Duration
+	Logger                 *slog.Logger
+}
+
+// Engine creates PeerConnections for publishers and readers. Both share the
+// one UDP socket; they differ in the interceptors they run.
+type Engine struct {
+	conn      net.PacketConn
+	mux       *ice.UDPMuxDefault
+	publisher *webrtc.API
+	reader    *webrtc.API
+	ice       []webrtc.ICEServer
+	log       *slog.Logger
+}
+
+// NewEngine listens on cfg.UDPAddr and prepares the APIs.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ICEDisconnectedTimeout == 0 {
+		cfg.ICEDisconnectedTimeout = 3 * time.Second
+	}
+	if cfg.ICEFailedTimeout == 0 {
+		cfg.ICEFailedTimeout = 8 * time.Second
+	}
+	if cfg.ICEKeepalive == 0 {
+		cfg.ICEKeepalive = time.Second
+	}
+	for _, ip := range cfg.IPs {
+		if net.ParseIP(ip) == nil {
+			return nil, fmt.Errorf("webrtc-ips: %q is not an IP address", ip)
+		}
+	}
+	addr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("webrtc-udp %q: %w", cfg.UDPAddr, err)
+	}
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("webrtc-udp: %w", err)
+	}
+	// Large socket buffers absorb bursts (GOP cache, many viewers) that the
+	// default 208 KB would drop. Errors only mean the kernel caps them.
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+
+	e := &Engine{
+		conn: conn,
+		mux:  ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn}),
+		log:  cfg.Logger,
+	}
+	for _, u := range cfg.STUNServers {
+		e.ice = append(e.ice, webrtc.ICEServer{URLs: []string{u}})
+	}
+	if e.publisher, err = e.newAPI(cfg, true); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	if e.reader, err = e.newAPI(cfg, false); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) newAPI(cfg Config, publisher bool) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, err
+	}
+	reg := &interceptor.Registry{}
+	if publisher {
+		// Toward publishers we ask for retransmissions, send receiver
+		// reports and transport-wide feedback so browsers can ramp up
+		// their bitrate. Readers get none of this per-viewer machinery:
+		// NACKs are answered from the shared history in the relay.
+		if err := webrtc.ConfigureNack(m, reg); err != nil {
+			return nil, err
+		}
+		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+			return nil, err
+		}
+		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+			return nil, err
+		}
+	}
+
+	s := webrtc.SettingEngine{}
+	s.SetICEUDPMux(e.mux)
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	s.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, cfg.ICEKeepalive)
+	s.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	s.SetIncludeLoopbackCandidate(cfg.IncludeLoopback || len(cfg.IPs) > 0)
+	if len(cfg.IPs) > 0 {
+		if err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.IPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, fmt.Errorf("webrtc-ips: %w", err)
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg),
+		webrtc.WithSettingEngine(s)), nil
+}
+
+// NewPublisherPC returns a PeerConnection for receiving a publisher's media.
+func (e *Engine) NewPublisherPC() (*webrtc.PeerConnection, error) {
+	return e.publisher.NewPeerConnection(webrtc.Configuration{ICEServers: e.ice})
+}
+
+// NewReaderPC returns a PeerConnection for sending media to a reader.
+func (e *Engine) NewReaderPC() (*webrtc.PeerConnection, error) {
+	return e.reader.NewPeerConnection(webrtc.Configuration{ICEServers: e.ice})
+}
+
+// LocalAddr is the UDP address media is received on.
+func (e *Engine) LocalAddr() net.Addr { return e.conn.LocalAddr() }
+
+// Close releases the UDP port. PeerConnections should be closed first.
+func (e *Engine) Close() error {
+	err := e.mux.Close()
+	if cerr := e.conn.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+var feedback = []webrtc.RTCPFeedback{
+	{Type: webrtc.TypeRTCPFBNACK}, {Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB},
+}
+
+// h264Profiles are the profile-level-ids accepted with packetization-mode=1:
+// constrained baseline, baseline, main, high (pion matches on profile, not level).
+var h264Profiles = []string{"42e01f", "42001f", "4d001f", "64001f", "640c1f", "f4001f"}
+
+func registerCodecs(m *webrtc.MediaEngine) error {
+	pt := webrtc.PayloadType(96)
+	video := []webrtc.RTPCodecCapability{
+		{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+		{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"},
+		{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=2"},
+		{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000},
+	}
+	for _, p := range h264Profiles {
+		video = append(video, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + p})
+	}
+	for _, c := range video {
+		c.RTCPFeedback = feedback
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: c, PayloadType: pt}, webrtc.RTPCodecTypeVideo); err != nil {
+			return fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+		pt++
+	}
+	return m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType: 111,
+	}, webrtc.RTPCodecTypeAudio)
+}

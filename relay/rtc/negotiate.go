@@ -1,0 +1,47 @@
+package rtc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Answer completes the offer/answer exchange on pc and returns the answer
+// with all candidates (gathering is immediate: host candidates on the
+// shared UDP port). prepare runs between setting the offer and creating the
+// answer, to add tracks or restrict codecs.
+func Answer(ctx context.Context, pc *webrtc.PeerConnection, offer string, prepare func() error) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
+	if prepare != nil {
+		if err := prepare(); err != nil {
+			return "", err
+		}
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("create answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(ans); err != nil {
+		return "", fmt.Errorf("set answer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", fmt.Errorf("gathering candidates: %w", ctx.Err())
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// TransceiverByMid finds the transceiver negotiated for a media section.
+func TransceiverByMid(pc *webrtc.PeerConnection, mid string) *webrtc.RTPTransceiver {
+	for _, t := range pc.GetTransceivers() {
+		if t.Mid() == mid {
+			return t
+		}
+	}
+	return nil
+}

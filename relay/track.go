@@ -1,0 +1,298 @@
+package relay
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/livegate/livegate/relay/codec"
+)
+
+// Codec describes a track's codec as negotiated with its publisher.
+type Codec struct {
+	MimeType  string `json:"mimeType"`
+	ClockRate uint32 `json:"clockRate"`
+	Channels  uint16 `json:"channels,omitempty"`
+	Fmtp      string `json:"fmtp,omitempty"`
+}
+
+// TrackInfo describes one published track.
+type TrackInfo struct {
+	Kind  codec.Kind `json:"kind"`
+	Codec Codec      `json:"codec"`
+}
+
+// Track is one media track of a stream. Its publisher-facing state (the
+// mapping to output numbering, the GOP cache, the reader lists) is guarded by
+// mu, which the ingest goroutine holds briefly per packet; the hot path of
+// readers does not touch it.
+type Track struct {
+	info   TrackInfo
+	stream *Stream
+	index  int
+	pool   *pool
+	hist   *history
+
+	mu sync.Mutex
+	// Mapping from the current publisher's numbering to the output.
+	remap      bool
+	seqOff     uint16
+	tsOff      uint32
+	lastOut    rtp.Header // last in-order output header
+	lastWall   time.Time
+	haveOut    bool
+	prevInTS   uint32
+	prevInSeen bool
+	gop        []*Packet
+	gopOK      bool
+	maxGOP     int
+	shards     []atomic.Pointer[[]*Reader] // one reader list per worker
+
+	keyframe        atomic.Pointer[func()]
+	lastKeyReq      atomic.Int64
+	keyReqInterval  time.Duration
+	keyReqsSent     atomic.Uint64
+	keyReqsReceived atomic.Uint64
+
+	packetsIn atomic.Uint64
+	bytesIn   atomic.Uint64
+	readers   atomic.Int64
+	bytesOut  atomic.Uint64 // of readers that have left
+}
+
+func newTrack(s *Stream, index int, info TrackInfo, p *pool, params *Params) *Track {
+	return &Track{
+		info:           info,
+		stream:         s,
+		index:          index,
+		pool:           p,
+		hist:           newHistory(params.HistoryPackets),
+		maxGOP:         params.GOPCachePackets,
+		shards:         make([]atomic.Pointer[[]*Reader], len(p.workers)),
+		keyReqInterval: params.KeyframeInterval,
+	}
+}
+
+// Info describes the track.
+func (t *Track) Info() TrackInfo { return t.info }
+
+// newPublisher makes the next packet start a new mapping so that a new
+// publisher's numbering continues where the previous one stopped.
+func (t *Track) newPublisher(requestKeyframe func()) {
+	t.mu.Lock()
+	t.remap = true
+	t.prevInSeen = false
+	t.mu.Unlock()
+	if requestKeyframe == nil {
+		t.keyframe.Store(nil)
+	} else {
+		t.keyframe.Store(&requestKeyframe)
+	}
+}
+
+// write takes one packet from the publisher and hands it to the workers.
+// It never blocks: a worker that is behind loses the packet for its readers,
+// which resume at the next keyframe.
+func (t *Track) write(h *rtp.Header, payload []byte) {
+	isKey := codec.IsKeyframe(t.info.Codec.MimeType, payload)
+	now := time.Now()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.remap {
+		t.remap = false
+		if t.haveOut {
+			// Continue one sequence number and the elapsed wall time after
+			// the last packet, so players see one stream.
+			elapsed := now.Sub(t.lastWall)
+			ticks := uint32(elapsed.Seconds() * float64(t.info.Codec.ClockRate))
+			if ticks == 0 {
+				ticks = 1
+			}
+			t.seqOff = t.lastOut.SequenceNumber + 1 - h.SequenceNumber
+			t.tsOff = t.lastOut.Timestamp + ticks - h.Timestamp
+		}
+		clear(t.gop)
+		t.gop, t.gopOK = t.gop[:0], false
+		// Readers continue at the new publisher's first keyframe: its other
+		// frames reference pictures they never had.
+		for i := range t.shards {
+			if list := t.shards[i].Load(); list != nil {
+				for _, r := range *list {
+					r.needKey.Store(true)
+				}
+			}
+		}
+	}
+	p := &Packet{Payload: payload}
+	p.Header = rtp.Header{
+		Version:        2,
+		Marker:         h.Marker,
+		PayloadType:    h.PayloadType,
+		SequenceNumber: h.SequenceNumber + t.seqOff,
+		Timestamp:      h.Timestamp + t.tsOff,
+	}
+	inOrder := !t.haveOut || seqNewer(p.Header.SequenceNumber, t.lastOut.SequenceNumber)
+	if isKey && inOrder {
+		// Only the first packet of a keyframe's access unit starts it.
+		p.Keyframe = !t.prevInSeen || h.Timestamp != t.prevInTS || t.info.Kind == codec.Audio
+	}
+	if inOrder {
+		t.lastOut, t.lastWall, t.haveOut = p.Header, now, true
+		t.prevInTS, t.prevInSeen = h.Timestamp, true
+	}
+	t.packetsIn.Add(1)
+	t.bytesIn.Add(uint64(len(payload) + 12))
+	t.hist.put(p)
+	t.cache(p, inOrder)
+
+	for i := range t.shards {
+		list := t.shards[i].Load()
+		if list == nil || len(*list) == 0 {
+			continue
+		}
+		if !t.pool.workers[i].offer(job{readers: list, pkt: p}) {
+			for _, r := range *list {
+				r.drop()
+			}
+		}
+	}
+}
+
+// cache keeps the packets since the last video keyframe so that a new reader
+// starts with a decodable picture at once instead of waiting up to a GOP.
+func (t *Track) cache(p *Packet, inOrder bool) {
+	if t.info.Kind != codec.Video || t.maxGOP <= 0 || !inOrder {
+		return
+	}
+	if p.Keyframe {
+		clear(t.gop)
+		t.gop, t.gopOK = t.gop[:0], true
+	}
+	if !t.gopOK {
+		return
+	}
+	if len(t.gop) >= t.maxGOP {
+		// A GOP longer than the cache: drop it rather than grow without bound.
+		clear(t.gop)
+		t.gop, t.gopOK = t.gop[:0], false
+		return
+	}
+	t.gop = append(t.gop, p)
+}
+
+// senderReport forwards the publisher's RTCP sender report, translated to
+// output timestamps, so that readers can keep audio and video in sync.
+func (t *Track) senderReport(ntp uint64, rtpTime uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.remap || !t.haveOut {
+		return // no mapping for this publisher yet
+	}
+	sr := &senderReport{ntp: ntp, rtp: rtpTime + t.tsOff}
+	for i := range t.shards {
+		if list := t.shards[i].Load(); list != nil && len(*list) > 0 {
+			t.pool.workers[i].offer(job{readers: list, sr: sr})
+		}
+	}
+}
+
+// RequestKeyframe asks the publisher for a keyframe, at most once per
+// interval however many readers ask.
+func (t *Track) RequestKeyframe() {
+	t.keyReqsReceived.Add(1)
+	now := time.Now().UnixNano()
+	last := t.lastKeyReq.Load()
+	if now-last < int64(t.keyReqInterval) || !t.lastKeyReq.CompareAndSwap(last, now) {
+		return
+	}
+	if f := t.keyframe.Load(); f != nil {
+		t.keyReqsSent.Add(1)
+		(*f)()
+	}
+}
+
+// addReader attaches a sink. A video reader gets the cached GOP at once if
+// there is one; otherwise it waits for the next keyframe, which is requested.
+func (t *Track) addReader(sink Sink) *Reader {
+	w := t.pool.leastLoaded()
+	r := &Reader{track: t, sink: sink, worker: w}
+	t.pool.workers[w].readers.Add(1)
+	t.readers.Add(1)
+
+	t.mu.Lock()
+	old := t.shards[w].Load()
+	var list []*Reader
+	if old != nil {
+		list = make([]*Reader, 0, len(*old)+1)
+		list = append(list, *old...)
+	}
+	list = append(list, r)
+	t.shards[w].Store(&list)
+	served := false
+	if t.gopOK && len(t.gop) > 0 {
+		burst := append([]*Packet(nil), t.gop...)
+		served = t.pool.workers[w].offer(job{reader: r, burst: burst})
+	}
+	t.mu.Unlock()
+
+	if !served && t.info.Kind == codec.Video {
+		t.RequestKeyframe()
+	}
+	return r
+}
+
+func (t *Track) removeReader(r *Reader) {
+	t.mu.Lock()
+	old := t.shards[r.worker].Load()
+	if old != nil {
+		list := make([]*Reader, 0, len(*old))
+		for _, x := range *old {
+			if x != r {
+				list = append(list, x)
+			}
+		}
+		t.shards[r.worker].Store(&list)
+	}
+	t.mu.Unlock()
+	t.bytesOut.Add(r.bytesOut.Load())
+	t.pool.workers[r.worker].readers.Add(-1)
+	t.readers.Add(-1)
+}
+
+// TrackStats is a snapshot of a track's counters.
+type TrackStats struct {
+	TrackInfo
+	Readers          int64  `json:"readers"`
+	PacketsIn        uint64 `json:"packetsIn"`
+	BytesIn          uint64 `json:"bytesIn"`
+	BytesOut         uint64 `json:"bytesOut"`
+	Dropped          uint64 `json:"dropped"`
+	Retransmitted    uint64 `json:"retransmitted"`
+	KeyframeRequests uint64 `json:"keyframeRequests"`
+	KeyframesAsked   uint64 `json:"keyframesAskedOfPublisher"`
+}
+
+func (t *Track) stats() TrackStats {
+	st := TrackStats{
+		TrackInfo:        t.info,
+		Readers:          t.readers.Load(),
+		PacketsIn:        t.packetsIn.Load(),
+		BytesIn:          t.bytesIn.Load(),
+		BytesOut:         t.bytesOut.Load(),
+		KeyframeRequests: t.keyReqsReceived.Load(),
+		KeyframesAsked:   t.keyReqsSent.Load(),
+	}
+	for i := range t.shards {
+		if list := t.shards[i].Load(); list != nil {
+			for _, r := range *list {
+				st.BytesOut += r.bytesOut.Load()
+				st.Dropped += r.dropped.Load()
+				st.Retransmitted += r.resent.Load()
+			}
+		}
+	}
+	return st
+}

@@ -1,0 +1,283 @@
+// Package web is livegate's HTTP front: WHIP and WHEP resources, the JSON
+// API, health and the embedded pages.
+package web
+
+import (
+	"context"
+	"embed"
+	"io"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/rtc"
+)
+
+//go:embed static
+var static embed.FS
+
+// Endpoint is a WHIP or WHEP server as the HTTP layer needs it.
+type Endpoint interface {
+	Offer(ctx context.Context, path, offer, peer string) (*rtc.Session, error)
+	Session(path, id string) (*rtc.Session, error)
+}
+
+// Params configures the HTTP server.
+type Params struct {
+	WHIP Endpoint
+	WHEP Endpoint
+	Hub  *relay.Hub
+	// MaxBody bounds request bodies (SDP offers, fragments) in bytes.
+	MaxBody int64
+	// CORSOrigin is sent as Access-Control-Allow-Origin ("*" by default).
+	CORSOrigin string
+	// OfferTimeout bounds the work of answering one offer.
+	OfferTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Server is the HTTP handler.
+type Server struct {
+	p    Params
+	echo *echo.Echo
+	log  *slog.Logger
+	up   time.Time
+}
+
+var segment = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+const (
+	mimeSDP     = "application/sdp"
+	mimeSDPFrag = "application/trickle-ice-sdpfrag"
+)
+
+// New builds the routes.
+func New(p Params) *Server {
+	if p.MaxBody <= 0 {
+		p.MaxBody = 128 << 10
+	}
+	if p.CORSOrigin == "" {
+		p.CORSOrigin = "*"
+	}
+	if p.OfferTimeout <= 0 {
+		p.OfferTimeout = 10 * time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	s := &Server{p: p, echo: e, log: p.Logger, up: time.Now()}
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.cors)
+
+	for _, ep := range []struct {
+		prefix string
+		ep     Endpoint
+	}{{"/whip", p.WHIP}, {"/whep", p.WHEP}} {
+		e.POST(ep.prefix+"/:room/:name", s.offer(ep.ep))
+		e.OPTIONS(ep.prefix+"/:room/:name", s.options("OPTIONS, POST"))
+		e.PATCH(ep.prefix+"/:room/:name/:id", s.patch(ep.ep))
+		e.DELETE(ep.prefix+"/:room/:name/:id", s.remove(ep.ep))
+		e.OPTIONS(ep.prefix+"/:room/:name/:id", s.options("OPTIONS, PATCH, DELETE"))
+	}
+	e.GET("/api/v1/streams", s.listStreams)
+	e.GET("/api/v1/streams/:room/:name", s.getStream)
+	e.GET("/healthz", s.health)
+
+	sub, _ := fs.Sub(static, "static")
+	e.GET("/*", echo.WrapHandler(http.FileServer(http.FS(sub))))
+	return s
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Access-Control-Allow-Origin", s.p.CORSOrigin)
+		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Accept-Post")
+		return next(c)
+	}
+}
+
+func (s *Server) options(methods string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Allow", methods)
+		h.Set("Access-Control-Allow-Methods", methods)
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+		h.Set("Access-Control-Max-Age", "86400")
+		if strings.Contains(methods, "POST") {
+			h.Set("Accept-Post", mimeSDP)
+		} else {
+			h.Set("Accept-Patch", mimeSDPFrag)
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+// streamPath validates ROOM and NAME.
+func streamPath(c echo.Context) (string, error) {
+	room, name := c.Param("room"), c.Param("name")
+	if !segment.MatchString(room) || !segment.MatchString(name) {
+		return "", newError(http.StatusBadRequest, "bad_path",
+			"stream path must be ROOM/NAME, each 1-64 characters of A-Z a-z 0-9 _ -")
+	}
+	return room + "/" + name, nil
+}
+
+// body reads a request body of the given media type within the size limit.
+func (s *Server) body(c echo.Context, want string) (string, error) {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || !strings.EqualFold(mt, want) {
+		return "", newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Type must be "+want+", got "+quoteOrNone(ct))
+	}
+	if c.Request().ContentLength > s.p.MaxBody {
+		return "", s.tooLarge()
+	}
+	b, err := io.ReadAll(io.LimitReader(c.Request().Body, s.p.MaxBody+1))
+	if err != nil {
+		return "", newError(http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+	}
+	if int64(len(b)) > s.p.MaxBody {
+		return "", s.tooLarge()
+	}
+	return string(b), nil
+}
+
+func (s *Server) tooLarge() error {
+	return newError(http.StatusRequestEntityTooLarge, "body_too_large",
+		"request body exceeds the limit of "+strconv.FormatInt(s.p.MaxBody, 10)+" bytes (setting max-body)")
+}
+
+func (s *Server) offer(ep Endpoint) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		path, err := streamPath(c)
+		if err != nil {
+			return err
+		}
+		offer, err := s.body(c, mimeSDP)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
+		defer cancel()
+		sess, err := ep.Offer(ctx, path, offer, c.RealIP())
+		if err != nil {
+			return err
+		}
+		h := c.Response().Header()
+		h.Set("Location", c.Request().URL.Path+"/"+sess.ID)
+		h.Set("ETag", sess.ETag())
+		h.Set("Accept-Patch", mimeSDPFrag)
+		return c.Blob(http.StatusCreated, mimeSDP, []byte(sess.Answer()))
+	}
+}
+
+func (s *Server) session(c echo.Context, ep Endpoint) (*rtc.Session, error) {
+	path, err := streamPath(c)
+	if err != nil {
+		return nil, err
+	}
+	return ep.Session(path, c.Param("id"))
+}
+
+func (s *Server) patch(ep Endpoint) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		sess, err := s.session(c, ep)
+		if err != nil {
+			return err
+		}
+		frag, err := s.body(c, mimeSDPFrag)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
+		defer cancel()
+		answer, err := sess.Patch(ctx, frag, c.Request().Header.Get("If-Match"))
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("ETag", sess.ETag())
+		if answer == "" {
+			return c.NoContent(http.StatusNoContent)
+		}
+		return c.Blob(http.StatusOK, mimeSDPFrag, []byte(answer))
+	}
+}
+
+func (s *Server) remove(ep Endpoint) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		sess, err := s.session(c, ep)
+		if err != nil {
+			return err
+		}
+		sess.Close()
+		return c.NoContent(http.StatusOK)
+	}
+}
+
+func (s *Server) listStreams(c echo.Context) error {
+	list := []relay.StreamStats{}
+	for _, st := range s.p.Hub.Streams() {
+		list = append(list, st.Stats())
+	}
+	return c.JSON(http.StatusOK, map[string]any{"streams": list})
+}
+
+func (s *Server) getStream(c echo.Context) error {
+	path, err := streamPath(c)
+	if err != nil {
+		return err
+	}
+	st, ok := s.p.Hub.Get(path)
+	if !ok {
+		return relay.ErrNotFound
+	}
+	return c.JSON(http.StatusOK, st.Stats())
+}
+
+func (s *Server) health(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{
+		"status": "ok", "uptimeSeconds": int(time.Since(s.up).Seconds()),
+		"streams": len(s.p.Hub.Streams()),
+	})
+}
+
+// handleError renders every error as JSON and logs it with the request
+// path and the peer's address.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	ae := classify(err)
+	level := slog.LevelInfo
+	if ae.Status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method,
+		"path", c.Request().URL.Path, "peer", c.RealIP(), "status", ae.Status, "err", ae.Message)
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(ae.Status)
+		return
+	}
+	_ = c.JSON(ae.Status, ae)
+}
+
+func quoteOrNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return `"` + s + `"`
+}
