@@ -30,8 +30,8 @@ type Params struct {
 	// GOPCachePackets bounds the per-track keyframe cache (default 2048;
 	// negative disables it).
 	GOPCachePackets int
-	// MaxReadersPerStream limits readers (tracks) per stream; 0 is unlimited.
-	MaxReadersPerStream int
+	// MaxViewersPerStream limits viewers (Join) per stream; 0 is unlimited.
+	MaxViewersPerStream int
 	// OnEvent, if set, receives lifecycle events. It must not block.
 	OnEvent func(Event)
 	Logger  *slog.Logger

@@ -21,7 +21,7 @@ func (s *Stream) Stats() StreamStats {
 	st := StreamStats{Path: s.path, Live: s.pub != nil, StartedAt: s.created}
 	tracks := append([]*Track(nil), s.tracks...)
 	s.mu.Unlock()
-	st.Readers = s.readersN.Load()
+	st.Readers = s.viewers.Load()
 	var in, out uint64
 	for _, t := range tracks {
 		ts := t.stats()

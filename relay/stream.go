@@ -43,7 +43,7 @@ type Stream struct {
 	rateIn   uint64
 	rateOut  uint64
 	lastRate [2]float64
-	readersN atomic.Int64
+	viewers  atomic.Int64
 }
 
 // Path is the stream's ROOM/NAME.
@@ -60,6 +60,31 @@ func (s *Stream) Tracks() []*Track {
 	return append([]*Track(nil), s.tracks...)
 }
 
+// Join counts a viewer (a session with one reader per track) against the
+// stream's limit. Every successful Join is paired with one Leave.
+func (s *Stream) Join() error {
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		return ErrNotFound
+	}
+	if max := s.hub.params.MaxViewersPerStream; max > 0 && s.viewers.Add(1) > int64(max) {
+		s.viewers.Add(-1)
+		return ErrTooManyReaders
+	} else if max <= 0 {
+		s.viewers.Add(1)
+	}
+	s.hub.emit(Event{Type: ReaderJoined, Path: s.path})
+	return nil
+}
+
+// Leave ends a viewer counted by Join.
+func (s *Stream) Leave() {
+	s.viewers.Add(-1)
+	s.hub.emit(Event{Type: ReaderLeft, Path: s.path})
+}
+
 // AddReader attaches a sink to a track of this stream.
 func (s *Stream) AddReader(t *Track, sink Sink) (*Reader, error) {
 	s.mu.Lock()
@@ -68,20 +93,7 @@ func (s *Stream) AddReader(t *Track, sink Sink) (*Reader, error) {
 	if ended {
 		return nil, ErrNotFound
 	}
-	if max := s.hub.params.MaxReadersPerStream; max > 0 && s.readersN.Load() >= int64(max) {
-		return nil, ErrTooManyReaders
-	}
-	s.readersN.Add(1)
-	r := t.addReader(sink)
-	s.hub.emit(Event{Type: ReaderJoined, Path: s.path})
-	return r, nil
-}
-
-// ReaderLeft is called by protocol adapters when a reader session that
-// called AddReader ends, after closing its readers.
-func (s *Stream) ReaderLeft() {
-	s.readersN.Add(-1)
-	s.hub.emit(Event{Type: ReaderLeft, Path: s.path})
+	return t.addReader(sink), nil
 }
 
 // Live reports whether a publisher is currently sending (not in grace).

@@ -202,6 +202,12 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 			sess.Close()
 			return
 		}
+		if err := st.Join(); err != nil {
+			log.Warn("cannot attach viewer", "err", err)
+			sess.Close()
+			return
+		}
+		defer st.Leave()
 		var attached []*relay.Reader
 		for i, pl := range plans {
 			sk := sinks[i]
@@ -215,9 +221,6 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 			}
 			attached = append(attached, r)
 			readers[i] <- r
-		}
-		if len(attached) > 0 {
-			defer st.ReaderLeft()
 		}
 		if len(attached) == len(plans) {
 			select {

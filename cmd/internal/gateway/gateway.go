@@ -62,7 +62,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		Grace:               cfg.Grace,
 		KeyframeInterval:    cfg.KeyframeInterval,
 		Workers:             cfg.Workers,
-		MaxReadersPerStream: cfg.MaxViewersStream,
+		MaxViewersPerStream: cfg.MaxViewersStream,
 		Logger:              log,
 	})
 	var err error

@@ -1,0 +1,359 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"go.uber.org/goleak"
+
+	"github.com/livegate/livegate/relay/rtcclient"
+	"github.com/livegate/livegate/relay/rtcclient/clip"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testGateway is a gateway on loopback ports chosen by the kernel.
+type testGateway struct {
+	*Gateway
+	base   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
+	t.Helper()
+	cfg := Config{
+		HTTP: "127.0.0.1:0", WebRTCUDP: "127.0.0.1:0", WebRTCIPs: []string{"127.0.0.1"},
+		Grace: 10 * time.Second, ConnectTimeout: 10 * time.Second,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("LIVEGATE_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	g, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tg := &testGateway{Gateway: g, base: "http://" + g.HTTPAddr(), cancel: cancel, done: make(chan error, 1)}
+	go func() { tg.done <- g.Run(ctx) }()
+	t.Cleanup(tg.stop)
+	return tg
+}
+
+func (g *testGateway) stop() {
+	g.cancel()
+	select {
+	case <-g.done:
+	case <-time.After(10 * time.Second):
+		panic("gateway did not stop within 10 s")
+	}
+	httpClient.CloseIdleConnections()
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+var (
+	apiOnce sync.Once
+	api     *webrtc.API
+	apiErr  error
+)
+
+func clientOpts(t *testing.T) rtcclient.Options {
+	apiOnce.Do(func() { api, apiErr = rtcclient.LoopbackAPI(nil) })
+	if apiErr != nil {
+		t.Fatal(apiErr)
+	}
+	return rtcclient.Options{API: api, HTTP: httpClient}
+}
+
+// testClip is the shipped H.264 + Opus clip.
+type testClip struct {
+	video, audio []clip.Sample
+}
+
+var (
+	clipOnce sync.Once
+	theClip  testClip
+	clipErr  error
+)
+
+func loadClip(t *testing.T) testClip {
+	t.Helper()
+	clipOnce.Do(func() {
+		theClip.video, clipErr = clip.LoadH264("../../../testdata/clip.h264")
+		if clipErr == nil {
+			theClip.audio, clipErr = clip.LoadOpus("../../../testdata/clip.ogg")
+		}
+	})
+	if clipErr != nil {
+		t.Fatal(clipErr)
+	}
+	return theClip
+}
+
+// publish connects a WHIP publisher for path.
+func (g *testGateway) publish(t *testing.T, path string) *rtcclient.Publisher {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := rtcclient.Publish(ctx, g.base+"/whip/"+path, clientOpts(t), rtcclient.H264ConstrainedBaseline, true)
+	if err != nil {
+		t.Fatalf("publish %s: %v", path, err)
+	}
+	waitConnected(t, p.PC)
+	return p
+}
+
+// play sends the clip in real time: frames [from, to) of video and the
+// matching audio, until done. It returns when ctx ends or the range is sent.
+func play(ctx context.Context, p *rtcclient.Publisher, c testClip, frames int) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer wg.Done()
+		defer cancel() // audio stops with video
+		n := 0
+		_ = clip.Play(vctx, c.video, func(s clip.Sample, _ int) error {
+			if frames > 0 && n >= frames {
+				return io.EOF
+			}
+			n++
+			return p.WriteVideo(media.Sample{Data: s.Data, Duration: s.Duration})
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		_ = clip.Play(vctx, c.audio, func(s clip.Sample, _ int) error {
+			return p.WriteAudio(media.Sample{Data: s.Data, Duration: s.Duration})
+		})
+	}()
+	wg.Wait()
+}
+
+func waitConnected(t *testing.T, pc *webrtc.PeerConnection) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		if time.Now().After(deadline) {
+			t.Fatalf("peer connection state %s after 10 s", pc.ConnectionState())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// frame is one H.264 access unit as a viewer reassembled it.
+type frame struct {
+	nalus    [][]byte
+	at       time.Time
+	complete bool // no sequence gap inside
+}
+
+func (f frame) keyframe() bool {
+	for _, n := range f.nalus {
+		if len(n) > 0 && n[0]&0x1f == 5 {
+			return true
+		}
+	}
+	return false
+}
+
+// viewer is a WHEP client that reassembles H.264 frames and records audio.
+type viewer struct {
+	*rtcclient.Session
+	mu       sync.Mutex
+	frames   []frame
+	audio    [][]byte
+	videoPkt []rtp.Header
+	start    time.Time
+	paused   chan struct{} // while non-nil, the video reader does not read
+	pauseMu  sync.Mutex
+	done     sync.WaitGroup
+}
+
+func (g *testGateway) view(t *testing.T, path string) *viewer {
+	t.Helper()
+	v, err := g.tryView(t, path)
+	if err != nil {
+		t.Fatalf("view %s: %v", path, err)
+	}
+	return v
+}
+
+func (g *testGateway) tryView(t *testing.T, path string) (*viewer, error) {
+	v := &viewer{start: time.Now()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := rtcclient.Connect(ctx, g.base+"/whep/"+path, clientOpts(t), func(pc *webrtc.PeerConnection) error {
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				return err
+			}
+		}
+		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			v.done.Add(1)
+			go func() {
+				defer v.done.Done()
+				if tr.Kind() == webrtc.RTPCodecTypeVideo {
+					v.readVideo(tr)
+				} else {
+					v.readAudio(tr)
+				}
+			}()
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	v.Session = s
+	t.Cleanup(func() { v.close() })
+	return v, nil
+}
+
+func (v *viewer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = v.Close(ctx)
+	v.done.Wait()
+}
+
+func (v *viewer) readVideo(tr *webrtc.TrackRemote) {
+	var depack codecs.H264Packet
+	var cur frame
+	var curTS uint32
+	var lastSeq uint16
+	have := false
+	for {
+		v.pauseMu.Lock()
+		p := v.paused
+		v.pauseMu.Unlock()
+		if p != nil {
+			<-p
+		}
+		pkt, _, err := tr.ReadRTP()
+		if err != nil {
+			return
+		}
+		v.mu.Lock()
+		v.videoPkt = append(v.videoPkt, pkt.Header)
+		v.mu.Unlock()
+		contiguous := !have || pkt.SequenceNumber == lastSeq+1
+		if !have || pkt.Timestamp != curTS {
+			cur, curTS = frame{complete: contiguous}, pkt.Timestamp
+		} else if !contiguous {
+			cur.complete = false
+		}
+		have, lastSeq = true, pkt.SequenceNumber
+		annexB, err := depack.Unmarshal(pkt.Payload)
+		if err != nil {
+			cur.complete = false
+			continue
+		}
+		cur.nalus = append(cur.nalus, splitAnnexB(annexB)...)
+		if pkt.Marker {
+			cur.at = time.Now()
+			v.mu.Lock()
+			v.frames = append(v.frames, cur)
+			v.mu.Unlock()
+			cur = frame{complete: true}
+		}
+	}
+}
+
+func (v *viewer) readAudio(tr *webrtc.TrackRemote) {
+	for {
+		pkt, _, err := tr.ReadRTP()
+		if err != nil {
+			return
+		}
+		v.mu.Lock()
+		v.audio = append(v.audio, pkt.Payload)
+		v.mu.Unlock()
+	}
+}
+
+func (v *viewer) snapshot() ([]frame, [][]byte, []rtp.Header) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]frame(nil), v.frames...), append([][]byte(nil), v.audio...), append([]rtp.Header(nil), v.videoPkt...)
+}
+
+// splitAnnexB returns the NAL units of an Annex-B buffer.
+func splitAnnexB(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := bytes.Index(b, []byte{0, 0, 1})
+		if i < 0 {
+			break
+		}
+		b = b[i+3:]
+		j := bytes.Index(b, []byte{0, 0, 1})
+		if j < 0 {
+			out = append(out, b)
+			break
+		}
+		n := b[:j]
+		if len(n) > 0 && n[len(n)-1] == 0 { // 4-byte start code
+			n = n[:len(n)-1]
+		}
+		out = append(out, n)
+		b = b[j:]
+	}
+	return out
+}
+
+// sentNALUs is what a viewer should reassemble for a clip access unit:
+// every NAL unit but access unit delimiters and filler, which RTP drops.
+func sentNALUs(au []byte) [][]byte {
+	var out [][]byte
+	for _, n := range splitAnnexB(au) {
+		if t := n[0] & 0x1f; t != 9 && t != 12 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func sameNALUs(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

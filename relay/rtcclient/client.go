@@ -1,0 +1,182 @@
+// Package rtcclient is a WHIP and WHEP client on pion: the load tool and
+// tests publish and play with it, and relay links pull with it.
+package rtcclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configures a client session.
+type Options struct {
+	// API builds the PeerConnection; nil uses a default API with pion's
+	// default codecs and interceptors.
+	API *webrtc.API
+	// HTTP is the client for the WHIP/WHEP exchange (default http.DefaultClient).
+	HTTP *http.Client
+	// Token, if set, is sent as "Authorization: Bearer".
+	Token string
+}
+
+// HTTPError is a non-201 answer to an offer.
+type HTTPError struct {
+	Status int
+	Body   string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
+}
+
+// Session is one WHIP or WHEP client session.
+type Session struct {
+	PC       *webrtc.PeerConnection
+	Resource string // absolute URL of the session resource
+	ETag     string
+	opts     Options
+}
+
+// LoopbackAPI returns an API whose PeerConnections gather only 127.0.0.1
+// host candidates and never use mDNS: for tests and the load tool, whose
+// traffic must stay on the machine.
+func LoopbackAPI(configure func(*webrtc.MediaEngine, *interceptor.Registry) error) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	reg := &interceptor.Registry{}
+	if configure == nil {
+		configure = func(m *webrtc.MediaEngine, reg *interceptor.Registry) error {
+			if err := m.RegisterDefaultCodecs(); err != nil {
+				return err
+			}
+			return webrtc.RegisterDefaultInterceptors(m, reg)
+		}
+	}
+	if err := configure(m, reg); err != nil {
+		return nil, err
+	}
+	s := webrtc.SettingEngine{}
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetIncludeLoopbackCandidate(true)
+	s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
+}
+
+func newPC(opts Options) (*webrtc.PeerConnection, error) {
+	if opts.API != nil {
+		return opts.API.NewPeerConnection(webrtc.Configuration{})
+	}
+	return webrtc.NewPeerConnection(webrtc.Configuration{})
+}
+
+// Connect creates a PeerConnection, lets setup add transceivers, sends the
+// offer to endpoint and applies the answer. On error the PeerConnection is
+// closed.
+func Connect(ctx context.Context, endpoint string, opts Options, setup func(*webrtc.PeerConnection) error) (*Session, error) {
+	pc, err := newPC(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{PC: pc, opts: opts}
+	if err := s.connect(ctx, endpoint, setup); err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Session) connect(ctx context.Context, endpoint string, setup func(*webrtc.PeerConnection) error) error {
+	if err := setup(s.PC); err != nil {
+		return err
+	}
+	offer, err := s.PC.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(s.PC)
+	if err := s.PC.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	resp, err := s.do(ctx, http.MethodPost, endpoint, "application/sdp", s.PC.LocalDescription().SDP)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return &HTTPError{Status: resp.StatusCode, Body: string(body)}
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return fmt.Errorf("answer without Location: %w", err)
+	}
+	s.Resource, s.ETag = loc.String(), resp.Header.Get("ETag")
+	return s.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
+}
+
+func (s *Session) do(ctx context.Context, method, u, contentType, body string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewBufferString(body))
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if s.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.opts.Token)
+	}
+	c := s.opts.HTTP
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return c.Do(req)
+}
+
+// Close deletes the session resource (best effort) and closes the
+// PeerConnection.
+func (s *Session) Close(ctx context.Context) error {
+	var err error
+	if s.Resource != "" {
+		var resp *http.Response
+		resp, err = s.do(ctx, http.MethodDelete, s.Resource, "", "")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode >= 300 {
+				err = &HTTPError{Status: resp.StatusCode}
+			}
+		}
+	}
+	return errors.Join(err, s.PC.Close())
+}
+
+// ResolveURL joins a base such as "http://host:8080" with a path.
+func ResolveURL(base, path string) (string, error) {
+	b, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	r, err := b.Parse(path)
+	if err != nil {
+		return "", err
+	}
+	return r.String(), nil
+}
