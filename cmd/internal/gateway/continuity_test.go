@@ -1,0 +1,89 @@
+package gateway
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// A publisher that drops and comes back within the grace period keeps its
+// viewers: same SSRC, contiguous sequence numbers, advancing timestamps,
+// decodable pictures from the new publisher.
+func TestPublisherReconnectKeepsViewers(t *testing.T) {
+	g := startGateway(t, nil)
+	c := loadClip(t)
+	first := g.publish(t, "room1/re")
+	v := g.view(t, "room1/re")
+	st, _ := g.Hub().Get("room1/re")
+	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Stats().Readers == 1 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	play(ctx, first, c, 45)
+	// The connection drops without a DELETE, as when a laptop's Wi-Fi goes.
+	_ = first.PC.Close()
+	waitFor(t, 5*time.Second, "stream in grace", func() bool { return !st.Live() })
+	before, _, pktsBefore := v.snapshot()
+
+	second := g.publish(t, "room1/re")
+	t.Cleanup(func() { _ = second.Close(context.Background()) })
+	play(ctx, second, c, 75)
+
+	waitFor(t, 3*time.Second, "frames from the second publisher", func() bool {
+		f, _, _ := v.snapshot()
+		return len(f) >= len(before)+70
+	})
+	frames, _, pkts := v.snapshot()
+	if v.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("viewer connection is %s after the publisher came back", v.PC.ConnectionState())
+	}
+	ssrc := pkts[0].SSRC
+	for i := 1; i < len(pkts); i++ {
+		if pkts[i].SSRC != ssrc {
+			t.Fatalf("packet %d: SSRC changed from %d to %d", i, ssrc, pkts[i].SSRC)
+		}
+		if pkts[i].SequenceNumber != pkts[i-1].SequenceNumber+1 {
+			t.Fatalf("packet %d: sequence jumps from %d to %d (switch at packet %d)",
+				i, pkts[i-1].SequenceNumber, pkts[i].SequenceNumber, len(pktsBefore))
+		}
+		if d := int32(pkts[i].Timestamp - pkts[i-1].Timestamp); d < 0 {
+			t.Fatalf("packet %d: timestamp goes back by %d", i, -d)
+		}
+	}
+	// After the switch the viewer starts on the new publisher's keyframe.
+	next := frames[len(before)]
+	if !next.keyframe() || !next.complete {
+		t.Fatalf("first frame after the reconnect is not a complete keyframe")
+	}
+	for i, f := range frames[len(before):] {
+		if !f.complete {
+			t.Fatalf("frame %d after the reconnect is incomplete", i)
+		}
+	}
+}
+
+// After the grace period without a publisher, viewers' sessions end.
+func TestViewersEndAfterGrace(t *testing.T) {
+	g := startGateway(t, func(c *Config) { c.Grace = 700 * time.Millisecond })
+	c := loadClip(t)
+	pub := g.publish(t, "room1/gone")
+	v := g.view(t, "room1/gone")
+	waitConnected(t, v.PC)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	play(ctx, pub, c, 10)
+	_ = pub.PC.Close()
+	start := time.Now()
+	waitFor(t, 5*time.Second, "viewer connection closed", func() bool {
+		s := v.PC.ConnectionState()
+		return s == webrtc.PeerConnectionStateClosed || s == webrtc.PeerConnectionStateFailed
+	})
+	if d := time.Since(start); d < 600*time.Millisecond {
+		t.Fatalf("viewer ended after %v, before the 700 ms grace period", d)
+	}
+	if _, ok := g.Hub().Get("room1/gone"); ok {
+		t.Fatal("stream still listed after the grace period")
+	}
+}
