@@ -48,7 +48,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.Int64Var(&g.MaxBody, "max-body", 128<<10, "largest accepted request body (SDP) in bytes")
 	fs.IntVar(&g.MaxPublishers, "max-publishers", 1000, "concurrent WHIP sessions (0: unlimited)")
 	fs.IntVar(&g.MaxViewers, "max-viewers", 20000, "concurrent WHEP sessions (0: unlimited)")
-	fs.IntVar(&g.MaxViewersStream, "max-viewers-per-stream", 0, "viewer tracks per stream (0: unlimited)")
+	fs.IntVar(&g.MaxViewersStream, "max-viewers-per-stream", 0, "viewers per stream (0: unlimited)")
 	fs.IntVar(&g.MaxTracks, "max-tracks", 4, "media sections accepted per offer")
 	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", 15*time.Second, "end sessions whose peer does not connect within this time")
 	fs.StringVar(&g.CORSOrigin, "cors-origin", "*", "Access-Control-Allow-Origin for WHIP/WHEP/API")

@@ -68,6 +68,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	var err error
 	g.engine, err = rtc.NewEngine(rtc.Config{
 		UDPAddr: cfg.WebRTCUDP, IPs: cfg.WebRTCIPs, STUNServers: cfg.STUNServers, Logger: log,
+		// Without configured IPs, also offer loopback so a browser on the
+		// same machine connects even when it has no other interface.
+		IncludeLoopback: len(cfg.WebRTCIPs) == 0,
 	})
 	if err != nil {
 		g.hub.Close()

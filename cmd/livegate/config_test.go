@@ -1,0 +1,90 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := s.Gateway
+	if g.HTTP != ":8080" || g.WebRTCUDP != ":8189" || g.Grace != 10*time.Second || s.LogFormat != "text" ||
+		!reflect.DeepEqual(g.VideoCodecs, []string{"h264", "vp8", "vp9", "av1"}) {
+		t.Fatalf("unexpected defaults: %+v %+v", s, g)
+	}
+}
+
+// Precedence is flag, then YAML, then environment, then default.
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "livegate.yaml")
+	yaml := "http: 127.0.0.1:9000\nwebrtc-udp: 127.0.0.1:9001\nwebrtc-ips: [127.0.0.1, 10.0.0.1]\ngrace: 3s\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := env(map[string]string{
+		"LIVEGATE_HTTP":       "127.0.0.1:7000", // YAML wins
+		"LIVEGATE_LOG_FORMAT": "json",           // only here: env wins over default
+		"LIVEGATE_MAX_TRACKS": "6",
+		"LIVEGATE_GRACE":      "1s", // YAML wins
+	})
+	s, err := load([]string{"--config", cfg, "--webrtc-udp", "127.0.0.1:5000"}, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := s.Gateway
+	if g.WebRTCUDP != "127.0.0.1:5000" {
+		t.Errorf("flag should win: webrtc-udp = %q", g.WebRTCUDP)
+	}
+	if g.HTTP != "127.0.0.1:9000" || g.Grace != 3*time.Second {
+		t.Errorf("YAML should beat env: http=%q grace=%v", g.HTTP, g.Grace)
+	}
+	if !reflect.DeepEqual(g.WebRTCIPs, []string{"127.0.0.1", "10.0.0.1"}) {
+		t.Errorf("YAML list: %v", g.WebRTCIPs)
+	}
+	if s.LogFormat != "json" || g.MaxTracks != 6 {
+		t.Errorf("env should beat defaults: log-format=%q max-tracks=%d", s.LogFormat, g.MaxTracks)
+	}
+	// The config file can also come from the environment.
+	s, err = load(nil, env(map[string]string{"LIVEGATE_CONFIG": cfg}), io.Discard)
+	if err != nil || s.Gateway.HTTP != "127.0.0.1:9000" {
+		t.Fatalf("LIVEGATE_CONFIG: %v %q", err, s.Gateway.HTTP)
+	}
+}
+
+func TestBadSettings(t *testing.T) {
+	dir := t.TempDir()
+	unknown := filepath.Join(dir, "u.yaml")
+	_ = os.WriteFile(unknown, []byte("htpp: :80\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--log-level", "loud"}, nil, "log-level"},
+		{[]string{"--log-format", "xml"}, nil, "log-format"},
+		{[]string{"--grace", "soon"}, nil, "grace"},
+		{[]string{"--video-codecs", "h265"}, nil, "video-codecs"},
+		{[]string{"--config", unknown}, nil, `unknown setting "htpp"`},
+		{[]string{"--config", filepath.Join(dir, "missing.yaml")}, nil, "config"},
+		{nil, map[string]string{"LIVEGATE_MAX_BODY": "lots"}, "LIVEGATE_MAX_BODY"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+	} {
+		_, err := load(tc.args, env(tc.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: error %v, want one mentioning %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
