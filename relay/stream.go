@@ -79,6 +79,12 @@ func (s *Stream) Join() error {
 	return nil
 }
 
+// Full reports whether the stream has reached its viewer limit.
+func (s *Stream) Full() bool {
+	max := s.hub.params.MaxViewersPerStream
+	return max > 0 && s.viewers.Load() >= int64(max)
+}
+
 // Leave ends a viewer counted by Join.
 func (s *Stream) Leave() {
 	s.viewers.Add(-1)

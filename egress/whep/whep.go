@@ -74,6 +74,9 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", relay.ErrNotFound, path)
 	}
+	if st.Full() {
+		return nil, fmt.Errorf("%w: %s", relay.ErrTooManyReaders, path)
+	}
 	o, err := rtc.ParseOffer(offer, s.p.MaxTracks)
 	if err != nil {
 		return nil, err
@@ -202,6 +205,11 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 			sess.Close()
 			return
 		}
+		// pion reports "connected" while still holding the DTLS transport's
+		// lock, just before it starts SRTP; packets written before that are
+		// silently dropped, which would lose the cached keyframe. Taking the
+		// lock (State does) waits for SRTP to be up.
+		_ = sinks[0].sender.Transport().State()
 		if err := st.Join(); err != nil {
 			log.Warn("cannot attach viewer", "err", err)
 			sess.Close()

@@ -203,3 +203,43 @@ func TestShutdownEndsSessions(t *testing.T) {
 	}
 	_ = pub.PC.Close()
 }
+
+// An ICE restart through PATCH keeps the session and changes the ETag;
+// media keeps flowing.
+func TestICERestart(t *testing.T) {
+	g := startGateway(t, nil)
+	c := loadClip(t)
+	pub := g.publish(t, "ice/cam")
+	t.Cleanup(func() { _ = pub.Close(context.Background()) })
+	v := g.view(t, "ice/cam")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go play(ctx, pub, c, 0)
+	waitFor(t, 3*time.Second, "frames", func() bool { f, _, _ := v.snapshot(); return len(f) > 5 })
+
+	old := v.ETag
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if err := v.RestartICE(rctx); err != nil {
+		t.Fatalf("ICE restart: %v", err)
+	}
+	if v.ETag == "" || v.ETag == old {
+		t.Fatalf("ETag %q after restart, was %q", v.ETag, old)
+	}
+	f, _, _ := v.snapshot()
+	n := len(f)
+	waitFor(t, 5*time.Second, "frames after the ICE restart", func() bool { f, _, _ := v.snapshot(); return len(f) > n+30 })
+
+	// A PATCH with a stale ETag is refused.
+	req, _ := http.NewRequest(http.MethodPatch, v.Resource, strings.NewReader("a=ice-ufrag:zzzz\r\na=ice-pwd:zzzzzzzzzzzzzzzzzzzzzzzz\r\n"))
+	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
+	req.Header.Set("If-Match", old)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPreconditionFailed {
+		t.Fatalf("PATCH with a stale ETag: %d, want 412", resp.StatusCode)
+	}
+}
