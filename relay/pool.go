@@ -29,6 +29,9 @@ type job struct {
 	burst   []*Packet
 	reader  *Reader
 	sr      *senderReport
+	// lost, if set, lists readers that missed packets queued before this
+	// job: they must wait for a keyframe before anything else.
+	lost *[]*Reader
 }
 
 type senderReport struct {
@@ -89,6 +92,11 @@ func (w *worker) run(ctx context.Context) {
 }
 
 func (j *job) run() {
+	if j.lost != nil {
+		for _, r := range *j.lost {
+			r.needKey.Store(true)
+		}
+	}
 	switch {
 	case j.pkt != nil:
 		for _, r := range *j.readers {

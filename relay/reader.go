@@ -86,10 +86,10 @@ func (r *Reader) senderReport(sr *senderReport) {
 }
 
 // drop records that packets for this reader were discarded because its
-// worker was behind; it will resume at the next keyframe.
+// worker was behind; it will resume at the next keyframe sent after them
+// (the track tells the worker with the next job it queues for it).
 func (r *Reader) drop() {
 	r.dropped.Add(1)
-	r.needKey.Store(true)
 }
 
 // Retransmit answers a NACK from the reader with packets from the track's

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,11 @@ type Track struct {
 	gopOK      bool
 	maxGOP     int
 	shards     []atomic.Pointer[[]*Reader] // one reader list per worker
+	// lost holds, per worker, the reader list of the last packet that
+	// worker's readers missed (dropped, or a new publisher's numbering)
+	// until the next job queued for it tells the worker, in queue order,
+	// that those readers must wait for a keyframe.
+	lost []*[]*Reader
 
 	keyframe        atomic.Pointer[func()]
 	lastKeyReq      atomic.Int64
@@ -71,6 +77,7 @@ func newTrack(s *Stream, index int, info TrackInfo, p *pool, params *Params) *Tr
 		hist:           newHistory(params.HistoryPackets),
 		maxGOP:         params.GOPCachePackets,
 		shards:         make([]atomic.Pointer[[]*Reader], len(p.workers)),
+		lost:           make([]*[]*Reader, len(p.workers)),
 		keyReqInterval: params.KeyframeInterval,
 	}
 }
@@ -117,12 +124,12 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 		clear(t.gop)
 		t.gop, t.gopOK = t.gop[:0], false
 		// Readers continue at the new publisher's first keyframe: its other
-		// frames reference pictures they never had.
+		// frames reference pictures they never had. The worker learns it
+		// with the first packet of the new publisher, not before: packets
+		// of the old one may still be queued.
 		for i := range t.shards {
-			if list := t.shards[i].Load(); list != nil {
-				for _, r := range *list {
-					r.needKey.Store(true)
-				}
+			if list := t.shards[i].Load(); list != nil && len(*list) > 0 {
+				t.lost[i] = list
 			}
 		}
 	}
@@ -141,7 +148,11 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 	}
 	if inOrder {
 		t.lastOut, t.lastWall, t.haveOut = p.Header, now, true
-		t.prevInTS, t.prevInSeen = h.Timestamp, true
+		// An H.264 access unit may begin with NAL units that are not part
+		// of the keyframe (AUD, SEI): its first keyframe packet starts it.
+		if isKey || !strings.EqualFold(t.info.Codec.MimeType, codec.MimeH264) {
+			t.prevInTS, t.prevInSeen = h.Timestamp, true
+		}
 	}
 	t.packetsIn.Add(1)
 	t.bytesIn.Add(uint64(len(payload) + 12))
@@ -153,10 +164,13 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 		if list == nil || len(*list) == 0 {
 			continue
 		}
-		if !t.pool.workers[i].offer(job{readers: list, pkt: p}) {
+		if !t.pool.workers[i].offer(job{readers: list, pkt: p, lost: t.lost[i]}) {
+			t.lost[i] = list
 			for _, r := range *list {
 				r.drop()
 			}
+		} else {
+			t.lost[i] = nil
 		}
 	}
 }
@@ -234,7 +248,10 @@ func (t *Track) addReader(sink Sink) *Reader {
 	served := false
 	if t.gopOK && len(t.gop) > 0 {
 		burst := append([]*Packet(nil), t.gop...)
-		served = t.pool.workers[w].offer(job{reader: r, burst: burst})
+		served = t.pool.workers[w].offer(job{reader: r, burst: burst, lost: t.lost[w]})
+		if served {
+			t.lost[w] = nil
+		}
 	}
 	t.mu.Unlock()
 
