@@ -25,6 +25,10 @@ type Params struct {
 	// WorkerQueue is the number of jobs a worker may have pending before
 	// packets are dropped for its readers (default 4096).
 	WorkerQueue int
+	// KeyframeWait is how long a new video reader waits for a fresh
+	// keyframe before it is started from the GOP cache (default 300 ms;
+	// negative: always start from the cache at once).
+	KeyframeWait time.Duration
 	// HistoryPackets is the per-track packet history for NACKs (default 1024).
 	HistoryPackets int
 	// GOPCachePackets bounds the per-track keyframe cache (default 2048;
@@ -49,6 +53,9 @@ func (p *Params) defaults() {
 	}
 	if p.WorkerQueue <= 0 {
 		p.WorkerQueue = 4096
+	}
+	if p.KeyframeWait == 0 {
+		p.KeyframeWait = 300 * time.Millisecond
 	}
 	if p.HistoryPackets <= 0 {
 		p.HistoryPackets = 1024

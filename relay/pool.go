@@ -94,7 +94,11 @@ func (w *worker) run(ctx context.Context) {
 func (j *job) run() {
 	if j.lost != nil {
 		for _, r := range *j.lost {
-			r.needKey.Store(true)
+			// Ask for a keyframe so the reader does not wait a whole GOP;
+			// the track coalesces the requests of every reader.
+			if !r.needKey.Swap(true) && r.started {
+				r.track.RequestKeyframe()
+			}
 		}
 	}
 	switch {
@@ -103,6 +107,9 @@ func (j *job) run() {
 			r.deliver(j.pkt)
 		}
 	case j.burst != nil:
+		if j.reader.started {
+			return // started on a fresh keyframe meanwhile: the cache is older
+		}
 		for _, p := range j.burst {
 			j.reader.deliver(p)
 		}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 )
@@ -25,6 +26,10 @@ type Reader struct {
 	// Owned by the worker goroutine.
 	started bool
 	lastSeq uint16
+	from    uint16 // track sequence number the current mapping starts at
+
+	live     atomic.Bool // has started: NACKs can be answered
+	fallback *time.Timer // serves the GOP cache if no fresh keyframe comes
 
 	// mapping packs the reader's sequence offset (low 16 bits) and the first
 	// reader sequence number under that offset (high 16 bits), so the NACK
@@ -63,7 +68,11 @@ func (r *Reader) deliver(p *Packet) {
 		off = first - p.Header.SequenceNumber
 		r.mapping.Store(uint32(first)<<16 | uint32(off))
 		r.started = true
+		r.live.Store(true)
 		r.lastSeq = first - 1
+		r.from = p.Header.SequenceNumber
+	} else if p.Header.SequenceNumber != r.from && !seqNewer(p.Header.SequenceNumber, r.from) {
+		return // a late packet from before the resync: its number is taken
 	}
 	h := p.Header
 	h.SequenceNumber += off
@@ -95,6 +104,9 @@ func (r *Reader) drop() {
 // Retransmit answers a NACK from the reader with packets from the track's
 // shared history. Sequence numbers are in the reader's numbering.
 func (r *Reader) Retransmit(seqs []uint16) {
+	if !r.live.Load() {
+		return
+	}
 	m := r.mapping.Load()
 	off, first := uint16(m), uint16(m>>16)
 	for _, seq := range seqs {

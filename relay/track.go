@@ -48,7 +48,9 @@ type Track struct {
 	prevInSeen bool
 	gop        []*Packet
 	gopOK      bool
+	gopAt      time.Time // arrival of the cached keyframe
 	maxGOP     int
+	keyWait    time.Duration
 	shards     []atomic.Pointer[[]*Reader] // one reader list per worker
 	// lost holds, per worker, the reader list of the last packet that
 	// worker's readers missed (dropped, or a new publisher's numbering)
@@ -76,6 +78,7 @@ func newTrack(s *Stream, index int, info TrackInfo, p *pool, params *Params) *Tr
 		pool:           p,
 		hist:           newHistory(params.HistoryPackets),
 		maxGOP:         params.GOPCachePackets,
+		keyWait:        params.KeyframeWait,
 		shards:         make([]atomic.Pointer[[]*Reader], len(p.workers)),
 		lost:           make([]*[]*Reader, len(p.workers)),
 		keyReqInterval: params.KeyframeInterval,
@@ -183,7 +186,7 @@ func (t *Track) cache(p *Packet, inOrder bool) {
 	}
 	if p.Keyframe {
 		clear(t.gop)
-		t.gop, t.gopOK = t.gop[:0], true
+		t.gop, t.gopOK, t.gopAt = t.gop[:0], true, time.Now()
 	}
 	if !t.gopOK {
 		return
@@ -217,6 +220,9 @@ func (t *Track) senderReport(ntp uint64, rtpTime uint32) {
 // interval however many readers ask.
 func (t *Track) RequestKeyframe() {
 	t.keyReqsReceived.Add(1)
+	if t.info.Kind != codec.Video || t.keyframe.Load() == nil {
+		return // nobody to ask: do not use up the interval
+	}
 	now := time.Now().UnixNano()
 	last := t.lastKeyReq.Load()
 	if now-last < int64(t.keyReqInterval) || !t.lastKeyReq.CompareAndSwap(last, now) {
@@ -228,8 +234,12 @@ func (t *Track) RequestKeyframe() {
 	}
 }
 
-// addReader attaches a sink. A video reader gets the cached GOP at once if
-// there is one; otherwise it waits for the next keyframe, which is requested.
+// addReader attaches a sink. A video reader starts on the freshest
+// keyframe it can get quickly: the cached GOP if it began less than
+// KeyframeWait ago; otherwise a keyframe is requested from the publisher
+// and, if none arrives within KeyframeWait, the cached GOP is sent. Starting
+// on a fresh keyframe keeps the player at the live edge; the cache bounds
+// the wait when the publisher does not answer keyframe requests.
 func (t *Track) addReader(sink Sink) *Reader {
 	w := t.pool.leastLoaded()
 	r := &Reader{track: t, sink: sink, worker: w}
@@ -246,22 +256,44 @@ func (t *Track) addReader(sink Sink) *Reader {
 	list = append(list, r)
 	t.shards[w].Store(&list)
 	served := false
-	if t.gopOK && len(t.gop) > 0 {
-		burst := append([]*Packet(nil), t.gop...)
-		served = t.pool.workers[w].offer(job{reader: r, burst: burst, lost: t.lost[w]})
-		if served {
-			t.lost[w] = nil
-		}
+	if t.keyWait <= 0 || time.Since(t.gopAt) < t.keyWait {
+		served = t.serveCacheLocked(r)
 	}
 	t.mu.Unlock()
 
 	if !served && t.info.Kind == codec.Video {
 		t.RequestKeyframe()
+		if t.keyWait > 0 && t.maxGOP > 0 {
+			r.fallback = time.AfterFunc(t.keyWait, func() {
+				t.mu.Lock()
+				defer t.mu.Unlock()
+				if !r.closed.Load() && !r.live.Load() {
+					t.serveCacheLocked(r)
+				}
+			})
+		}
 	}
 	return r
 }
 
+// serveCacheLocked queues the cached GOP for r. Caller holds t.mu, which
+// orders the burst before any live packet queued after it.
+func (t *Track) serveCacheLocked(r *Reader) bool {
+	if !t.gopOK || len(t.gop) == 0 {
+		return false
+	}
+	burst := append([]*Packet(nil), t.gop...)
+	if !t.pool.workers[r.worker].offer(job{reader: r, burst: burst, lost: t.lost[r.worker]}) {
+		return false
+	}
+	t.lost[r.worker] = nil
+	return true
+}
+
 func (t *Track) removeReader(r *Reader) {
+	if r.fallback != nil {
+		r.fallback.Stop()
+	}
 	t.mu.Lock()
 	old := t.shards[r.worker].Load()
 	if old != nil {

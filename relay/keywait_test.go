@@ -1,0 +1,56 @@
+package relay_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/livegate/livegate/relay"
+)
+
+// A reader joining long after the cached keyframe asks the publisher for a
+// fresh one and starts on it, at the live edge, without the cached GOP.
+func TestLateReaderPrefersFreshKeyframe(t *testing.T) {
+	h := newHub(t, relay.Params{Workers: 2, KeyframeWait: 300 * time.Millisecond})
+	pub, src := publish(t, h, "room/fresh", h264Info)
+	s, _ := h.Get("room/fresh")
+	snd := newVideoSender(pub, 0, 100, 90000)
+	snd.gop(5)
+	time.Sleep(350 * time.Millisecond) // the cached GOP is now old
+
+	_, sink := addReader(t, s, 0)
+	waitFor(t, "keyframe request", func() bool { return len(src.requests()) == 1 })
+	fresh := snd.gop(3) // the publisher answers
+	got := sink.waitCount(t, len(fresh))
+	assertPayloads(t, "late reader", got, fresh)
+	time.Sleep(400 * time.Millisecond) // past the fallback: no cache replay
+	if n := sink.count(); n != len(fresh) {
+		t.Fatalf("reader got %d packets, want only the %d fresh ones", n, len(fresh))
+	}
+}
+
+// If the publisher ignores the request, the cached GOP is served after
+// KeyframeWait, followed by live packets without a gap.
+func TestLateReaderFallsBackToCache(t *testing.T) {
+	h := newHub(t, relay.Params{Workers: 2, KeyframeWait: 200 * time.Millisecond})
+	pub, src := publish(t, h, "room/deaf", h264Info)
+	s, _ := h.Get("room/deaf")
+	snd := newVideoSender(pub, 0, 100, 90000)
+	cached := snd.gop(4)
+	time.Sleep(250 * time.Millisecond)
+
+	start := time.Now()
+	_, sink := addReader(t, s, 0)
+	more := []([]byte){snd.delta(), snd.delta()} // arrive while the reader waits
+	got := sink.waitCount(t, len(cached)+len(more))
+	if d := time.Since(start); d < 150*time.Millisecond || d > time.Second {
+		t.Fatalf("cache served after %v, want about 200 ms", d)
+	}
+	assertPayloads(t, "late reader", got, append(append([][]byte{}, cached...), more...))
+	live := snd.delta()
+	got = sink.waitCount(t, len(cached)+len(more)+1)
+	assertPayloads(t, "late reader", got[len(got)-1:], [][]byte{live})
+	assertContiguous(t, "late reader", got)
+	if len(src.requests()) != 1 {
+		t.Fatalf("keyframe requests %v, want one", src.requests())
+	}
+}
