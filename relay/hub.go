@@ -96,16 +96,57 @@ type Hub struct {
 	mu      sync.Mutex
 	streams map[string]*Stream
 	closed  bool
+
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
 // NewHub starts a hub and its workers; Close stops them.
 func NewHub(params Params) *Hub {
 	params.defaults()
-	return &Hub{
+	h := &Hub{
 		params:  params,
 		log:     params.Logger,
 		pool:    newPool(params.Workers, params.WorkerQueue),
 		streams: make(map[string]*Stream),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go h.reportDrops()
+	return h
+}
+
+// reportDrops logs, once a second and per stream, how many packets were
+// dropped for readers that fell behind: visible, but never a log line per
+// packet.
+func (h *Hub) reportDrops() {
+	defer close(h.stopped)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := map[*Track]uint64{}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tick.C:
+		}
+		seen := map[*Track]bool{}
+		for _, s := range h.Streams() {
+			for _, t := range s.Tracks() {
+				seen[t] = true
+				n := t.dropped.Load()
+				if d := n - last[t]; d > 0 {
+					h.log.Warn("viewers fell behind; packets dropped, they resume at the next keyframe",
+						"stream", s.path, "kind", t.info.Kind, "dropped", d, "total", n)
+				}
+				last[t] = n
+			}
+		}
+		for t := range last {
+			if !seen[t] {
+				delete(last, t)
+			}
+		}
 	}
 }
 
@@ -211,5 +252,7 @@ func (h *Hub) Close() {
 		delete(h.streams, path)
 	}
 	h.mu.Unlock()
+	close(h.stop)
+	<-h.stopped
 	h.pool.close()
 }

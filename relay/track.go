@@ -67,6 +67,7 @@ type Track struct {
 	packetsIn atomic.Uint64
 	bytesIn   atomic.Uint64
 	readers   atomic.Int64
+	dropped   atomic.Uint64 // packets dropped for any reader, for the log
 	bytesOut  atomic.Uint64 // of readers that have left
 }
 
@@ -172,6 +173,7 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 			for _, r := range *list {
 				r.drop()
 			}
+			t.dropped.Add(uint64(len(*list)))
 		} else {
 			t.lost[i] = nil
 		}

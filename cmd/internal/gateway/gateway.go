@@ -28,6 +28,7 @@ type Config struct {
 	STUNServers      []string
 	Grace            time.Duration
 	KeyframeInterval time.Duration
+	KeyframeWait     time.Duration
 	VideoCodecs      []string
 	MaxBody          int64
 	MaxPublishers    int
@@ -61,6 +62,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.hub = relay.NewHub(relay.Params{
 		Grace:               cfg.Grace,
 		KeyframeInterval:    cfg.KeyframeInterval,
+		KeyframeWait:        cfg.KeyframeWait,
 		Workers:             cfg.Workers,
 		MaxViewersPerStream: cfg.MaxViewersStream,
 		Logger:              log,
