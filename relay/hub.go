@@ -36,9 +36,7 @@ type Params struct {
 	GOPCachePackets int
 	// MaxViewersPerStream limits viewers (Join) per stream; 0 is unlimited.
 	MaxViewersPerStream int
-	// OnEvent, if set, receives lifecycle events. It must not block.
-	OnEvent func(Event)
-	Logger  *slog.Logger
+	Logger *slog.Logger
 }
 
 func (p *Params) defaults() {
@@ -99,6 +97,10 @@ type Hub struct {
 
 	stop    chan struct{}
 	stopped chan struct{}
+
+	subMu   sync.RWMutex
+	subs    map[int]func(Event)
+	nextSub int
 }
 
 // NewHub starts a hub and its workers; Close stops them.
@@ -150,9 +152,31 @@ func (h *Hub) reportDrops() {
 	}
 }
 
+// Subscribe registers f for lifecycle events until the returned function
+// is called. f runs synchronously on the goroutine that caused the event
+// (sometimes with the hub's lock held): it must be quick, must not block
+// and must not call back into the hub; hand work to a goroutine instead.
+func (h *Hub) Subscribe(f func(Event)) (unsubscribe func()) {
+	h.subMu.Lock()
+	defer h.subMu.Unlock()
+	if h.subs == nil {
+		h.subs = make(map[int]func(Event))
+	}
+	id := h.nextSub
+	h.nextSub++
+	h.subs[id] = f
+	return func() {
+		h.subMu.Lock()
+		defer h.subMu.Unlock()
+		delete(h.subs, id)
+	}
+}
+
 func (h *Hub) emit(e Event) {
-	if h.params.OnEvent != nil {
-		h.params.OnEvent(e)
+	h.subMu.RLock()
+	defer h.subMu.RUnlock()
+	for _, f := range h.subs {
+		f(e)
 	}
 }
 

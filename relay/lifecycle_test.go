@@ -62,7 +62,8 @@ func assertTimestampGap(t *testing.T, who string, before, after recPkt, minTicks
 func TestPublisherReconnectWithinGraceContinuesStream(t *testing.T) {
 	const grace = 500 * time.Millisecond
 	events := &eventLog{}
-	h := newHub(t, relay.Params{Grace: grace, Workers: 2, OnEvent: events.add})
+	h := newHub(t, relay.Params{Grace: grace, Workers: 2})
+	h.Subscribe(events.add)
 	a, _ := publish(t, h, "room/cam", h264Info, opusInfo)
 	s, _ := h.Get("room/cam")
 	_, video := addReader(t, s, 0)
