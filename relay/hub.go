@@ -36,7 +36,7 @@ type Params struct {
 	GOPCachePackets int
 	// MaxViewersPerStream limits viewers (Join) per stream; 0 is unlimited.
 	MaxViewersPerStream int
-	Logger *slog.Logger
+	Logger              *slog.Logger
 }
 
 func (p *Params) defaults() {
