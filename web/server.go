@@ -39,6 +39,7 @@ type Params struct {
 	MaxBody int64
 	// CORSOrigin is sent as Access-Control-Allow-Origin ("*" by default).
 	CORSOrigin string
+	Auth       AuthParams
 	// OfferTimeout bounds the work of answering one offer.
 	OfferTimeout time.Duration
 	Logger       *slog.Logger
@@ -79,16 +80,22 @@ func New(p Params) *Server {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.cors)
 
+	if p.Auth.Mode == "" {
+		p.Auth.Mode = AuthAuto
+		s.p.Auth.Mode = AuthAuto
+	}
 	for _, ep := range []struct {
 		prefix string
 		ep     Endpoint
-	}{{"/whip", p.WHIP}, {"/whep", p.WHEP}} {
-		e.POST(ep.prefix+"/:room/:name", s.offer(ep.ep))
+		authz  func(echo.Context) error
+	}{{"/whip", p.WHIP, s.authorizePublish}, {"/whep", p.WHEP, s.authorizeSubscribe}} {
+		e.POST(ep.prefix+"/:room/:name", s.offer(ep.ep, ep.authz))
 		e.OPTIONS(ep.prefix+"/:room/:name", s.options("OPTIONS, POST"))
 		e.PATCH(ep.prefix+"/:room/:name/:id", s.patch(ep.ep))
 		e.DELETE(ep.prefix+"/:room/:name/:id", s.remove(ep.ep))
 		e.OPTIONS(ep.prefix+"/:room/:name/:id", s.options("OPTIONS, PATCH, DELETE"))
 	}
+	e.POST("/api/v1/tokens", s.mintToken)
 	e.GET("/api/v1/streams", s.listStreams)
 	e.GET("/api/v1/streams/:room/:name", s.getStream)
 	e.GET("/healthz", s.health)
@@ -161,10 +168,13 @@ func (s *Server) tooLarge() error {
 		"request body exceeds the limit of "+strconv.FormatInt(s.p.MaxBody, 10)+" bytes (setting max-body)")
 }
 
-func (s *Server) offer(ep Endpoint) echo.HandlerFunc {
+func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		path, err := streamPath(c)
 		if err != nil {
+			return err
+		}
+		if err := authorize(c); err != nil {
 			return err
 		}
 		offer, err := s.body(c, mimeSDP)
@@ -229,6 +239,9 @@ func (s *Server) remove(ep Endpoint) echo.HandlerFunc {
 }
 
 func (s *Server) listStreams(c echo.Context) error {
+	if err := s.isAdmin(c); err != nil {
+		return err
+	}
 	list := []relay.StreamStats{}
 	for _, st := range s.p.Hub.Streams() {
 		list = append(list, st.Stats())
@@ -239,6 +252,9 @@ func (s *Server) listStreams(c echo.Context) error {
 func (s *Server) getStream(c echo.Context) error {
 	path, err := streamPath(c)
 	if err != nil {
+		return err
+	}
+	if err := s.authorizeSubscribe(c); err != nil {
 		return err
 	}
 	st, ok := s.p.Hub.Get(path)

@@ -54,6 +54,9 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", 15*time.Second, "end sessions whose peer does not connect within this time")
 	fs.StringVar(&g.CORSOrigin, "cors-origin", "*", "Access-Control-Allow-Origin for WHIP/WHEP/API")
 	fs.IntVar(&g.Workers, "workers", 0, "fan-out workers (0: one per core)")
+	fs.StringVar(&g.AuthMode, "auth", "auto", "auto: tokens required, except from this machine while no auth-key is set; on: always; off: never (loopback only)")
+	fs.StringVar(&g.AuthKey, "auth-key", "", "secret (32+ bytes) that signs access tokens; never sent to browsers")
+	fs.StringVar(&g.AdminKey, "admin-key", "", "bearer key for app backends: mint tokens, admin API")
 }
 
 // load fills s from args, the YAML file and the environment.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/web/auth"
 )
 
 func env(m map[string]string) func(string) string {
@@ -86,5 +88,28 @@ func TestBadSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %v: error %v, want one mentioning %q", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	key := "0123456789abcdef0123456789abcdef"
+	var out, errb strings.Builder
+	code := runToken([]string{"--room", "r1", "--identity", "alice", "--grant", "publish,subscribe", "--ttl", "30m"},
+		env(map[string]string{"LIVEGATE_AUTH_KEY": key}), &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	c, err := auth.Verify([]byte(key), strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Room != "r1" || c.Identity != "alice" || !c.Has(auth.GrantPublish) || !c.Has(auth.GrantSubscribe) {
+		t.Fatalf("claims %+v", c)
+	}
+	if d := time.Until(c.ExpiresAt.Time); d < 29*time.Minute || d > 31*time.Minute {
+		t.Fatalf("expires in %v", d)
+	}
+	if code := runToken([]string{"--room", "r1", "--identity", "a"}, env(nil), io.Discard, io.Discard); code == 0 {
+		t.Fatal("token minted without a key")
 	}
 }

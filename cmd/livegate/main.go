@@ -19,6 +19,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], os.Getenv, os.Stdout, os.Stderr)
+	}
 	s, err := load(args, os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

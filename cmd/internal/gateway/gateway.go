@@ -17,6 +17,7 @@ import (
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/web"
+	"github.com/livegate/livegate/web/auth"
 )
 
 // Config is every setting of the gateway. cmd/livegate documents and fills
@@ -37,6 +38,9 @@ type Config struct {
 	MaxTracks        int
 	ConnectTimeout   time.Duration
 	CORSOrigin       string
+	AuthMode         string // auto, on, off (see web.AuthAuto...)
+	AuthKey          string // HS256 signing key, at least 32 bytes
+	AdminKey         string
 	Workers          int
 	ShutdownTimeout  time.Duration
 }
@@ -83,12 +87,18 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxViewers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
 	h := web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, MaxBody: cfg.MaxBody,
-		CORSOrigin: cfg.CORSOrigin, Logger: log})
+		CORSOrigin: cfg.CORSOrigin, Logger: log,
+		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey}})
 
 	g.ln, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		g.closeMedia()
 		return nil, fmt.Errorf("http %q: %w", cfg.HTTP, err)
+	}
+	if err := g.checkAuth(); err != nil {
+		_ = g.ln.Close()
+		g.closeMedia()
+		return nil, err
 	}
 	g.srv = &http.Server{
 		Handler:           h.Handler(),
@@ -98,6 +108,38 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return g, nil
+}
+
+// checkAuth refuses unsafe combinations and says loudly how open the
+// gateway is.
+func (g *Gateway) checkAuth() error {
+	cfg := g.cfg
+	loopback := false
+	if a, ok := g.ln.Addr().(*net.TCPAddr); ok {
+		loopback = a.IP.IsLoopback()
+	}
+	if cfg.AuthKey != "" && len(cfg.AuthKey) < auth.MinKeyLen {
+		return fmt.Errorf("auth-key must be at least %d bytes", auth.MinKeyLen)
+	}
+	switch cfg.AuthMode {
+	case "", web.AuthAuto:
+		if cfg.AuthKey == "" {
+			g.log.Warn("NO AUTH KEY: publishing and watching are open to clients on this machine only; " +
+				"set --auth-key (LIVEGATE_AUTH_KEY) so others can use tokens")
+		}
+	case web.AuthOn:
+		if cfg.AuthKey == "" {
+			return fmt.Errorf("auth on needs an auth-key")
+		}
+	case web.AuthOff:
+		if !loopback {
+			return fmt.Errorf("auth off is for development on loopback only; http %s is reachable from other machines", g.ln.Addr())
+		}
+		g.log.Warn("AUTH IS OFF: anyone who can reach this address can publish, watch and administer", "http", g.ln.Addr().String())
+	default:
+		return fmt.Errorf("auth: %q is not auto, on or off", cfg.AuthMode)
+	}
+	return nil
 }
 
 // HTTPAddr is the bound HTTP address (useful with port 0).
