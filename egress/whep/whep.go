@@ -71,8 +71,10 @@ type plan struct {
 // Offer answers a viewer's offer for the stream at path.
 func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Session, error) {
 	st, ok := s.p.Hub.Get(path)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", relay.ErrNotFound, path)
+	if !ok || !st.Live() {
+		// A stream in its grace period keeps its viewers but takes no new
+		// ones: it may never come back.
+		return nil, fmt.Errorf("%w: %s is not live", relay.ErrNotFound, path)
 	}
 	if st.Full() {
 		return nil, fmt.Errorf("%w: %s", relay.ErrTooManyReaders, path)

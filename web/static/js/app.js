@@ -1,0 +1,627 @@
+// The livegate page: go live with the camera (WHIP) and watch live streams
+// (WHEP). Deep links: /?watch=ROOM/NAME plays at once, /?publish=ROOM/NAME
+// fills in the path to go live on.
+import { play, publish } from './whip-whep.js';
+
+const SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
+const $ = (id) => document.getElementById(id);
+
+const el = {
+  health: $('health'),
+  auth: $('auth'),
+  token: $('token'),
+  pubForm: $('pub-form'),
+  pubRoom: $('pub-room'),
+  pubName: $('pub-name'),
+  preview: $('preview'),
+  previewOff: $('preview-off'),
+  goLive: $('go-live'),
+  stopLive: $('stop-live'),
+  camera: $('camera'),
+  pubState: $('pub-state'),
+  pubMsg: $('pub-msg'),
+  pubStats: $('pub-stats'),
+  pubShare: $('pub-share'),
+  pubLink: $('pub-link'),
+  streamList: $('stream-list'),
+  noStreams: $('no-streams'),
+  watchForm: $('watch-form'),
+  watchRoom: $('watch-room'),
+  watchName: $('watch-name'),
+  player: $('player'),
+  playerOff: $('player-off'),
+  watch: $('watch'),
+  stopWatch: $('stop-watch'),
+  watchState: $('watch-state'),
+  watchMsg: $('watch-msg'),
+  watchStats: $('watch-stats'),
+};
+
+// ---- paths ----
+
+function parsePath(s) {
+  const parts = (s || '').trim().replace(/^\/+|\/+$/g, '').split('/');
+  if (parts.length !== 2 || !parts.every((p) => SEGMENT.test(p))) return null;
+  return { room: parts[0], name: parts[1] };
+}
+
+// readPath validates a ROOM and NAME input pair and returns "room/name".
+function readPath(roomInput, nameInput) {
+  let bad = null;
+  for (const input of [roomInput, nameInput]) {
+    input.value = input.value.trim();
+    const ok = SEGMENT.test(input.value);
+    input.setAttribute('aria-invalid', String(!ok));
+    if (!ok && !bad) bad = input;
+  }
+  if (bad) {
+    bad.focus();
+    const what = bad === roomInput ? 'Room' : 'Name';
+    throw new Error(`${what} must be 1–64 characters of A–Z, a–z, 0–9, _ and -`);
+  }
+  return `${roomInput.value}/${nameInput.value}`;
+}
+
+function fill(roomInput, nameInput, p) {
+  roomInput.value = p.room;
+  nameInput.value = p.name;
+}
+
+function showState(badge, msgEl, state, msg) {
+  badge.dataset.state = state;
+  badge.textContent = state;
+  msgEl.textContent = msg || '';
+  msgEl.classList.toggle('error', state === 'error');
+}
+
+// ---- access token ----
+
+// authHeaders carries the access token, if any, as a bearer token.
+function authHeaders() {
+  const t = el.token.value.trim();
+  return t ? { Authorization: `Bearer ${t}` } : {};
+}
+
+// needToken opens the token field when the server asked for a token.
+function needToken(err) {
+  if (err?.status === 401 && !el.auth.open) el.auth.open = true;
+}
+
+// ?token=JWT fills in the token, which then leaves the address bar and
+// history so that it does not leak through bookmarks or screen shares.
+{
+  const q = new URLSearchParams(location.search);
+  if (q.has('token')) {
+    el.token.value = q.get('token');
+    el.auth.open = true;
+    q.delete('token');
+    const rest = q.toString();
+    history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash);
+  }
+}
+el.token.addEventListener('change', () => refreshStreams());
+
+// ---- stats ----
+
+function formatBitrate(bps) {
+  if (!(bps >= 0)) return '';
+  if (bps >= 1e6) return `${(bps / 1e6).toFixed(2)} Mb/s`;
+  return `${Math.round(bps / 1e3)} kb/s`;
+}
+
+// statsLoop shows resolution, frame rate, bitrate and video codec of pc's
+// RTP streams of the given type ('inbound-rtp' or 'outbound-rtp') once a second.
+function statsLoop(pc, type, out) {
+  let prev = null;
+  const tick = async () => {
+    let report;
+    try {
+      report = await pc.getStats();
+    } catch {
+      return;
+    }
+    let bytes = 0;
+    let video = null;
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === type) {
+        bytes += (type === 'inbound-rtp' ? s.bytesReceived : s.bytesSent) || 0;
+        if (s.kind === 'video') video = s;
+      } else if (s.type === 'codec') {
+        codecs.set(s.id, s);
+      }
+    });
+    const now = performance.now();
+    const parts = [];
+    if (video?.frameWidth) parts.push(`${video.frameWidth}×${video.frameHeight}`);
+    if (video?.framesPerSecond != null) parts.push(`${Math.round(video.framesPerSecond)} fps`);
+    if (prev && now > prev.t) parts.push(formatBitrate(((bytes - prev.bytes) * 8) / ((now - prev.t) / 1000)));
+    const codec = video && codecs.get(video.codecId);
+    if (codec) parts.push(codec.mimeType.replace(/^video\//, ''));
+    prev = { bytes, t: now };
+    out.textContent = parts.join(' · ');
+  };
+  tick();
+  const timer = setInterval(tick, 1000);
+  return () => {
+    clearInterval(timer);
+    out.textContent = '';
+  };
+}
+
+// ---- publishing ----
+
+const pub = {
+  state: 'idle',
+  error: '',
+  path: '',
+  media: null, // camera and microphone
+  session: null,
+  gen: 0, // bumped by every start and stop; stale async work checks it
+  abort: null,
+  interrupted: false,
+  stopStats: null,
+};
+
+function setPub(state, msg = '') {
+  pub.state = state;
+  pub.error = state === 'error' ? msg : '';
+  showState(el.pubState, el.pubMsg, state, msg);
+  const busy = state === 'connecting' || state === 'live';
+  el.goLive.disabled = busy;
+  el.stopLive.disabled = !busy;
+  el.camera.disabled = busy;
+  el.pubRoom.disabled = busy;
+  el.pubName.disabled = busy;
+  el.pubShare.hidden = state !== 'live';
+  if (state === 'live') {
+    const link = `${location.origin}/?watch=${pub.path}`;
+    el.pubLink.href = link;
+    el.pubLink.textContent = link;
+  }
+}
+
+function mediaError(err) {
+  switch (err.name) {
+    case 'NotAllowedError':
+      return 'Camera and microphone access was denied. Allow it in the browser and try again.';
+    case 'NotFoundError':
+      return 'No camera or microphone found.';
+    case 'NotReadableError':
+      return 'The camera or microphone is in use by another application.';
+    default:
+      return `Cannot open the camera: ${err.message || err.name}`;
+  }
+}
+
+async function startCamera() {
+  if (pub.media) return pub.media;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw new Error('This browser cannot capture the camera here (it needs https or localhost).');
+  }
+  const video = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
+  let media = null;
+  let first = null;
+  // Camera and microphone, else whichever of them exists.
+  for (const c of [{ video, audio: true }, { video }, { audio: true }]) {
+    try {
+      media = await navigator.mediaDevices.getUserMedia(c);
+      break;
+    } catch (err) {
+      first ??= err;
+      if (err.name !== 'NotFoundError' && err.name !== 'OverconstrainedError') break;
+    }
+  }
+  if (!media) throw new Error(mediaError(first));
+  pub.media = media;
+  el.preview.srcObject = media;
+  el.previewOff.hidden = true;
+  el.camera.textContent = 'Turn camera off';
+  return media;
+}
+
+function stopCamera() {
+  pub.media?.getTracks().forEach((t) => t.stop());
+  pub.media = null;
+  el.preview.srcObject = null;
+  el.previewOff.hidden = false;
+  el.camera.textContent = 'Preview camera';
+}
+
+async function goLive() {
+  if (pub.state === 'connecting' || pub.state === 'live') return;
+  let path;
+  try {
+    path = readPath(el.pubRoom, el.pubName);
+  } catch (err) {
+    setPub('error', err.message);
+    return;
+  }
+  const gen = ++pub.gen;
+  const abort = new AbortController();
+  pub.abort = abort;
+  pub.path = path;
+  setPub('connecting', 'Starting the camera…');
+  try {
+    const media = await startCamera();
+    if (gen !== pub.gen) return;
+    setPub('connecting', `Connecting to ${path}…`);
+    const session = await publish(`/whip/${path}`, media, {
+      headers: authHeaders(),
+      signal: abort.signal,
+      onStateChange: (s) => gen === pub.gen && onPubConnection(s),
+    });
+    if (gen !== pub.gen) {
+      session.stop();
+      return;
+    }
+    pub.session = session;
+    await session.connected;
+    if (gen !== pub.gen) return;
+    setPub('live', `Live at ${path}`);
+    pub.stopStats = statsLoop(session.pc, 'outbound-rtp', el.pubStats);
+    refreshStreams();
+  } catch (err) {
+    if (gen !== pub.gen) return;
+    await endPublishing();
+    needToken(err);
+    setPub('error', err.message);
+  }
+}
+
+function onPubConnection(s) {
+  if (!pub.session || (pub.state !== 'live' && !pub.interrupted)) return; // goLive handles the first connection
+  if (s === 'disconnected') {
+    pub.interrupted = true;
+    setPub('connecting', 'Connection interrupted, trying to recover…');
+  } else if (s === 'connected' && pub.interrupted) {
+    pub.interrupted = false;
+    setPub('live', `Live at ${pub.path}`);
+  } else if (s === 'failed' || s === 'closed') {
+    pub.gen++;
+    endPublishing();
+    setPub('error', 'The connection to the server was lost.');
+  }
+}
+
+// endPublishing closes the session (DELETE) but keeps the camera.
+async function endPublishing(opts) {
+  pub.abort?.abort();
+  pub.abort = null;
+  pub.stopStats?.();
+  pub.stopStats = null;
+  pub.interrupted = false;
+  const s = pub.session;
+  pub.session = null;
+  if (s) await s.stop(opts);
+}
+
+async function stopLive() {
+  const was = pub.state;
+  pub.gen++;
+  await endPublishing();
+  stopCamera();
+  setPub('idle', was === 'live' ? `Stopped streaming to ${pub.path}.` : '');
+  refreshStreams();
+}
+
+el.pubForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  goLive();
+});
+el.stopLive.addEventListener('click', stopLive);
+el.camera.addEventListener('click', async () => {
+  if (pub.media) {
+    stopCamera();
+    return;
+  }
+  try {
+    await startCamera();
+    if (pub.state === 'error') setPub('idle');
+  } catch (err) {
+    setPub('error', err.message);
+  }
+});
+
+// ---- watching ----
+
+const view = {
+  state: 'idle',
+  error: '',
+  path: '',
+  session: null,
+  gen: 0,
+  abort: null,
+  interrupted: false,
+  stopStats: null,
+  presented: 0, // frames presented, counted with requestVideoFrameCallback
+};
+
+function setView(state, msg = '') {
+  view.state = state;
+  view.error = state === 'error' ? msg : '';
+  showState(el.watchState, el.watchMsg, state, msg);
+  const busy = state === 'connecting' || state === 'live';
+  el.stopWatch.disabled = !busy;
+  markCurrent();
+}
+
+async function watch(path) {
+  const gen = ++view.gen;
+  await endWatching();
+  if (gen !== view.gen) return;
+  const abort = new AbortController();
+  view.abort = abort;
+  view.path = path;
+  setView('connecting', `Connecting to ${path}…`);
+  try {
+    const session = await play(`/whep/${path}`, {
+      headers: authHeaders(),
+      signal: abort.signal,
+      onStateChange: (s) => gen === view.gen && onViewConnection(s),
+    });
+    if (gen !== view.gen) {
+      session.stop();
+      return;
+    }
+    view.session = session;
+    el.player.srcObject = session.stream;
+    el.player.controls = true;
+    el.playerOff.hidden = true;
+    el.player.play().catch(() => {}); // muted autoplay; the controls can unmute
+    await session.connected;
+    if (gen !== view.gen) return;
+    setView('live', `Watching ${path}`);
+    view.stopStats = statsLoop(session.pc, 'inbound-rtp', el.watchStats);
+    refreshStreams();
+  } catch (err) {
+    if (gen !== view.gen) return;
+    await endWatching();
+    needToken(err);
+    setView('error', err.message);
+  }
+}
+
+async function onViewConnection(s) {
+  if (!view.session || (view.state !== 'live' && !view.interrupted)) return;
+  if (s === 'disconnected') {
+    view.interrupted = true;
+    setView('connecting', 'Connection interrupted, trying to recover…');
+  } else if (s === 'connected' && view.interrupted) {
+    view.interrupted = false;
+    setView('live', `Watching ${view.path}`);
+  } else if (s === 'failed' || s === 'closed') {
+    const gen = ++view.gen;
+    await endWatching();
+    // Tell an ended stream from a network problem.
+    let ended = false;
+    try {
+      const res = await fetch(`/api/v1/streams/${view.path}`, { cache: 'no-store', headers: authHeaders() });
+      ended = res.status === 404;
+    } catch {
+      // server unreachable: a connection problem
+    }
+    if (gen !== view.gen) return;
+    if (ended) setView('idle', `The stream ${view.path} ended.`);
+    else setView('error', 'The connection to the server was lost.');
+  }
+}
+
+async function endWatching(opts) {
+  view.abort?.abort();
+  view.abort = null;
+  view.stopStats?.();
+  view.stopStats = null;
+  view.interrupted = false;
+  const s = view.session;
+  view.session = null;
+  el.player.srcObject = null;
+  el.player.controls = false;
+  el.playerOff.hidden = false;
+  if (s) await s.stop(opts);
+}
+
+async function stopWatching() {
+  view.gen++;
+  await endWatching();
+  setView('idle');
+}
+
+function startWatching() {
+  let path;
+  try {
+    path = readPath(el.watchRoom, el.watchName);
+  } catch (err) {
+    view.gen++;
+    endWatching();
+    setView('error', err.message);
+    return;
+  }
+  watch(path);
+}
+
+el.watchForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  startWatching();
+});
+el.stopWatch.addEventListener('click', stopWatching);
+
+if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
+  const onFrame = (_now, meta) => {
+    view.presented = Math.max(view.presented + 1, meta.presentedFrames || 0);
+    el.player.requestVideoFrameCallback(onFrame);
+  };
+  el.player.requestVideoFrameCallback(onFrame);
+}
+
+// ---- live streams ----
+
+function describe(s) {
+  const parts = [];
+  const video = s.tracks?.find((t) => t.kind === 'video');
+  if (video) parts.push(video.codec.mimeType.replace(/^video\//, ''));
+  parts.push(`${s.viewers} viewer${s.viewers === 1 ? '' : 's'}`);
+  if (s.bitrateIn > 0) parts.push(formatBitrate(s.bitrateIn));
+  return parts.join(' · ');
+}
+
+function markCurrent() {
+  for (const b of el.streamList.querySelectorAll('button')) {
+    const current = b.dataset.path === view.path && (view.state === 'live' || view.state === 'connecting');
+    b.setAttribute('aria-current', String(current));
+  }
+}
+
+function renderStreams(streams) {
+  const focused = document.activeElement?.closest?.('#stream-list button')?.dataset.path;
+  el.streamList.replaceChildren(
+    ...streams.map((s) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'stream';
+      b.dataset.path = s.path;
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = s.path;
+      const meta = document.createElement('span');
+      meta.className = 'meta';
+      meta.textContent = describe(s);
+      b.append(name, meta);
+      b.setAttribute('aria-label', `Watch ${s.path}, ${meta.textContent}`);
+      b.addEventListener('click', () => {
+        const p = parsePath(s.path);
+        if (p) fill(el.watchRoom, el.watchName, p);
+        watch(s.path);
+      });
+      const li = document.createElement('li');
+      li.append(b);
+      if (s.path === focused) queueMicrotask(() => b.focus());
+      return li;
+    }),
+  );
+  el.noStreams.hidden = streams.length > 0;
+  markCurrent();
+}
+
+let refreshing = null;
+function refreshStreams() {
+  refreshing ??= (async () => {
+    try {
+      const res = await fetch('/api/v1/streams', { cache: 'no-store', headers: authHeaders() });
+      el.health.textContent = 'server online';
+      el.health.dataset.ok = 'true';
+      if (res.status === 401 || res.status === 403) {
+        // Listing streams takes an admin token; watching by path still works.
+        renderStreams([]);
+        el.noStreams.textContent = 'Listing live streams needs an admin token. Type a path to watch below.';
+        return;
+      }
+      if (!res.ok) throw new Error(`${res.status}`);
+      const body = await res.json();
+      el.noStreams.textContent = 'No live streams yet.';
+      renderStreams((body.streams || []).filter((s) => s.live).sort((a, b) => a.path.localeCompare(b.path)));
+    } catch {
+      el.health.textContent = 'server unreachable';
+      el.health.dataset.ok = 'false';
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+setInterval(() => document.visibilityState === 'visible' && refreshStreams(), 3000);
+document.addEventListener('visibilitychange', () => document.visibilityState === 'visible' && refreshStreams());
+refreshStreams();
+
+// ---- page lifecycle and deep links ----
+
+// Leaving the page ends both sessions at the server at once, not after the
+// ICE timeout: keepalive lets the DELETEs outlive the page.
+window.addEventListener('pagehide', () => {
+  pub.session?.stop({ keepalive: true });
+  view.session?.stop({ keepalive: true });
+});
+
+const query = new URLSearchParams(location.search);
+if (query.has('publish')) {
+  const p = parsePath(query.get('publish'));
+  if (p) fill(el.pubRoom, el.pubName, p);
+  else setPub('error', `Bad publish link "${query.get('publish')}": use ?publish=ROOM/NAME.`);
+}
+if (query.has('watch')) {
+  const p = parsePath(query.get('watch'));
+  if (p) {
+    fill(el.watchRoom, el.watchName, p);
+    watch(`${p.room}/${p.name}`);
+  } else {
+    setView('error', `Bad watch link "${query.get('watch')}": use ?watch=ROOM/NAME.`);
+  }
+}
+
+// Hooks for tests and the console.
+window.livegate = {
+  get state() {
+    return pub.state;
+  },
+  get error() {
+    return pub.error;
+  },
+  publisher: {
+    get state() {
+      return pub.state;
+    },
+    get error() {
+      return pub.error;
+    },
+    get path() {
+      return pub.path;
+    },
+    get location() {
+      return pub.session?.location ?? null;
+    },
+    get pc() {
+      return pub.session?.pc ?? null;
+    },
+    start: goLive,
+    stop: stopLive,
+  },
+  viewer: {
+    get state() {
+      return view.state;
+    },
+    get error() {
+      return view.error;
+    },
+    get path() {
+      return view.path;
+    },
+    get location() {
+      return view.session?.location ?? null;
+    },
+    get pc() {
+      return view.session?.pc ?? null;
+    },
+    // Decoded frames of the player, and frames presented (counted with
+    // requestVideoFrameCallback): both grow while video flows.
+    get frames() {
+      return el.player.getVideoPlaybackQuality?.().totalVideoFrames ?? 0;
+    },
+    get presentedFrames() {
+      return view.presented;
+    },
+    get videoWidth() {
+      return el.player.videoWidth;
+    },
+    get videoHeight() {
+      return el.player.videoHeight;
+    },
+    watch: (path) => {
+      const p = parsePath(path);
+      if (!p) throw new Error('path must be ROOM/NAME');
+      fill(el.watchRoom, el.watchName, p);
+      return watch(`${p.room}/${p.name}`);
+    },
+    stop: stopWatching,
+  },
+};
