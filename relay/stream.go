@@ -79,6 +79,9 @@ func (s *Stream) Join() error {
 	return nil
 }
 
+// Viewers is the number of viewers counted by Join.
+func (s *Stream) Viewers() int64 { return s.viewers.Load() }
+
 // Full reports whether the stream has reached its viewer limit.
 func (s *Stream) Full() bool {
 	max := s.hub.params.MaxViewersPerStream

@@ -57,6 +57,9 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.StringVar(&g.AuthMode, "auth", "auto", "auto: tokens required, except from this machine while no auth-key is set; on: always; off: never (loopback only)")
 	fs.StringVar(&g.AuthKey, "auth-key", "", "secret (32+ bytes) that signs access tokens; never sent to browsers")
 	fs.StringVar(&g.AdminKey, "admin-key", "", "bearer key for app backends: mint tokens, admin API")
+	fs.Var(rawListValue{&g.RelayParents}, "relay-parents", "comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP")
+	fs.StringVar(&g.ClusterKey, "cluster-key", "", "bearer key relay links present to parents (and accept from children)")
+	fs.DurationVar(&g.RelayLinger, "relay-linger", 30*time.Second, "keep pulling a stream this long after its last viewer left")
 }
 
 // load fills s from args, the YAML file and the environment.
@@ -169,6 +172,29 @@ func (s *settings) validate() error {
 	}
 	if s.Gateway.MaxBody < 1024 {
 		return errors.New("max-body: must be at least 1024 bytes")
+	}
+	return nil
+}
+
+// rawListValue is a comma-separated list flag that keeps case (URLs).
+type rawListValue struct{ p *[]string }
+
+func (l rawListValue) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l rawListValue) Set(v string) error {
+	*l.p = nil
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			if !strings.HasPrefix(x, "http://") && !strings.HasPrefix(x, "https://") {
+				return fmt.Errorf("%q is not an http(s) URL", x)
+			}
+			*l.p = append(*l.p, strings.TrimRight(x, "/"))
+		}
 	}
 	return nil
 }

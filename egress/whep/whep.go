@@ -26,7 +26,10 @@ type Params struct {
 	MaxSessions int
 	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
 	ConnectTimeout time.Duration
-	Logger         *slog.Logger
+	// Pull, if set, is asked to make a stream that is not live here
+	// available (an edge pulling from its parents).
+	Pull   func(ctx context.Context, path string) error
+	Logger *slog.Logger
 }
 
 // Server accepts WHEP offers.
@@ -71,6 +74,12 @@ type plan struct {
 // Offer answers a viewer's offer for the stream at path.
 func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Session, error) {
 	st, ok := s.p.Hub.Get(path)
+	if (!ok || !st.Live()) && s.p.Pull != nil {
+		if err := s.p.Pull(ctx, path); err != nil {
+			return nil, err
+		}
+		st, ok = s.p.Hub.Get(path)
+	}
 	if !ok || !st.Live() {
 		// A stream in its grace period keeps its viewers but takes no new
 		// ones: it may never come back.

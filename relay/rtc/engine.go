@@ -143,6 +143,11 @@ func (e *Engine) NewPublisherPC() (*webrtc.PeerConnection, error) {
 	return e.publisher.NewPeerConnection(webrtc.Configuration{ICEServers: e.ice})
 }
 
+// IngestAPI is the API for PeerConnections that receive media (publishers,
+// and relay links pulling from a parent): NACKs, receiver reports and
+// transport-wide feedback, on the shared UDP port.
+func (e *Engine) IngestAPI() *webrtc.API { return e.publisher }
+
 // NewReaderPC returns a PeerConnection for sending media to a reader.
 func (e *Engine) NewReaderPC() (*webrtc.PeerConnection, error) {
 	return e.reader.NewPeerConnection(webrtc.Configuration{ICEServers: e.ice})

@@ -190,7 +190,7 @@ func TestShutdownEndsSessions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		g.done <- nil // let the cleanup's stop return
+		g.done <- nil // for the cleanup's stop
 	case <-time.After(5 * time.Second):
 		t.Fatal("gateway did not stop within 5 s")
 	}

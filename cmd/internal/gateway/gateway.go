@@ -16,6 +16,8 @@ import (
 	"github.com/livegate/livegate/ingest/whip"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/relay/rtcclient"
+	"github.com/livegate/livegate/relay/tree"
 	"github.com/livegate/livegate/web"
 	"github.com/livegate/livegate/web/auth"
 )
@@ -41,6 +43,9 @@ type Config struct {
 	AuthMode         string // auto, on, off (see web.AuthAuto...)
 	AuthKey          string // HS256 signing key, at least 32 bytes
 	AdminKey         string
+	RelayParents     []string      // pull streams this node lacks from these WHEP servers
+	ClusterKey       string        // bearer key of relay links
+	RelayLinger      time.Duration // keep a pull this long after its last viewer
 	Workers          int
 	ShutdownTimeout  time.Duration
 }
@@ -53,6 +58,7 @@ type Gateway struct {
 	engine *rtc.Engine
 	whip   *whip.Server
 	whep   *whep.Server
+	puller *tree.Puller
 	ln     net.Listener
 	srv    *http.Server
 }
@@ -84,11 +90,18 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.whip = whip.New(whip.Params{Engine: g.engine, Hub: g.hub, VideoCodecs: cfg.VideoCodecs,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxPublishers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
-	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub,
+	var pull func(context.Context, string) error
+	if len(cfg.RelayParents) > 0 {
+		g.puller = tree.New(tree.Params{Hub: g.hub, Parents: cfg.RelayParents, Linger: cfg.RelayLinger, Logger: log,
+			Client: rtcclient.Options{API: g.engine.IngestAPI(), Token: cfg.ClusterKey,
+				HTTP: &http.Client{Timeout: 10 * time.Second}}})
+		pull = g.puller.Ensure
+	}
+	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub, Pull: pull,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxViewers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
 	h := web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, MaxBody: cfg.MaxBody,
 		CORSOrigin: cfg.CORSOrigin, Logger: log,
-		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey}})
+		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
 
 	g.ln, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
@@ -148,6 +161,9 @@ func (g *Gateway) HTTPAddr() string { return g.ln.Addr().String() }
 // UDPAddr is the bound WebRTC media address.
 func (g *Gateway) UDPAddr() net.Addr { return g.engine.LocalAddr() }
 
+// Puller is the relay-tree puller, nil without parents.
+func (g *Gateway) Puller() *tree.Puller { return g.puller }
+
 // Hub is the relay core, for tests and embedding.
 func (g *Gateway) Hub() *relay.Hub { return g.hub }
 
@@ -183,6 +199,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) closeMedia() {
 	if g.whip != nil {
 		g.whip.Close()
+	}
+	if g.puller != nil {
+		g.puller.Close()
 	}
 	if g.whep != nil {
 		g.whep.Close()

@@ -31,6 +31,7 @@ type testGateway struct {
 	base   string
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
@@ -59,13 +60,15 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 }
 
 func (g *testGateway) stop() {
-	g.cancel()
-	select {
-	case <-g.done:
-	case <-time.After(10 * time.Second):
-		panic("gateway did not stop within 10 s")
-	}
-	httpClient.CloseIdleConnections()
+	g.once.Do(func() {
+		g.cancel()
+		select {
+		case <-g.done:
+		case <-time.After(10 * time.Second):
+			panic("gateway did not stop within 10 s")
+		}
+		httpClient.CloseIdleConnections()
+	})
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}

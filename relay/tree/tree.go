@@ -1,0 +1,283 @@
+// Package tree makes a node an edge of a relay tree: a WHEP request for a
+// stream the node lacks pulls it once from a parent over WHEP (the edge is
+// a WHEP client of its parent), fans it out locally, fails over to another
+// parent when the link breaks (viewers keep their sessions through the
+// hub's grace period) and lets go after the last viewer has left.
+package tree
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/rtcclient"
+)
+
+// Params configures a Puller.
+type Params struct {
+	Hub *relay.Hub
+	// Parents are base URLs of parent nodes (http://host:port), tried in
+	// order; any WHEP server works.
+	Parents []string
+	// Client configures the WHEP client; its Token is the cluster key.
+	Client rtcclient.Options
+	// Linger keeps a pull this long after its last viewer left (default 30 s).
+	Linger time.Duration
+	// NotFoundTTL remembers that no parent has a stream, so a burst of
+	// requests for it does not become a burst of pulls (default 2 s).
+	NotFoundTTL time.Duration
+	// Retry bounds how long a broken link is re-tried before the pull gives
+	// up (default 15 s; the hub's grace keeps viewers meanwhile).
+	Retry  time.Duration
+	Logger *slog.Logger
+}
+
+// Puller pulls streams from parents on demand.
+type Puller struct {
+	p      Params
+	ctx    context.Context
+	cancel context.CancelFunc
+	unsub  func()
+	wg     sync.WaitGroup
+
+	dials atomic.Int64
+
+	mu       sync.Mutex
+	pulls    map[string]*pull
+	notFound map[string]time.Time
+}
+
+type pull struct {
+	path   string
+	cancel context.CancelFunc
+	ready  chan struct{} // closed when the first link is up or failed
+	err    error         // set before ready closes
+	stream *relay.Stream
+	linger *time.Timer
+	parent string
+}
+
+// New starts a Puller; Close stops every pull.
+func New(p Params) *Puller {
+	if p.Linger <= 0 {
+		p.Linger = 30 * time.Second
+	}
+	if p.NotFoundTTL <= 0 {
+		p.NotFoundTTL = 2 * time.Second
+	}
+	if p.Retry <= 0 {
+		p.Retry = 15 * time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pl := &Puller{p: p, ctx: ctx, cancel: cancel, pulls: map[string]*pull{}, notFound: map[string]time.Time{}}
+	pl.unsub = p.Hub.Subscribe(pl.onEvent)
+	return pl
+}
+
+// Close ends all pulls and waits for them.
+func (pl *Puller) Close() {
+	pl.unsub()
+	pl.cancel()
+	pl.wg.Wait()
+}
+
+// Ensure makes path available locally, pulling it from a parent if
+// needed. It returns relay.ErrNotFound quickly when no parent has it.
+func (pl *Puller) Ensure(ctx context.Context, path string) error {
+	if st, ok := pl.p.Hub.Get(path); ok && st.Live() {
+		return nil
+	}
+	if len(pl.p.Parents) == 0 {
+		return relay.ErrNotFound
+	}
+	pl.mu.Lock()
+	if until, ok := pl.notFound[path]; ok && time.Now().Before(until) {
+		pl.mu.Unlock()
+		return fmt.Errorf("%w: %s (no parent has it)", relay.ErrNotFound, path)
+	}
+	pu := pl.pulls[path]
+	if pu == nil {
+		pctx, cancel := context.WithCancel(pl.ctx)
+		pu = &pull{path: path, cancel: cancel, ready: make(chan struct{})}
+		pl.pulls[path] = pu
+		pl.wg.Add(1)
+		go func() {
+			defer pl.wg.Done()
+			pl.run(pctx, pu)
+		}()
+	}
+	pl.mu.Unlock()
+	select {
+	case <-pu.ready:
+		return pu.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run keeps one path pulled until its context ends or no parent has it.
+func (pl *Puller) run(ctx context.Context, pu *pull) {
+	log := pl.p.Logger.With("stream", pu.path)
+	defer func() {
+		pl.mu.Lock()
+		if pl.pulls[pu.path] == pu {
+			delete(pl.pulls, pu.path)
+		}
+		if pu.linger != nil {
+			pu.linger.Stop()
+		}
+		pl.mu.Unlock()
+		pu.cancel()
+	}()
+	first := true
+	start := 0
+	var brokenSince time.Time
+	for backoff := 100 * time.Millisecond; ctx.Err() == nil; {
+		l, idx, err := pl.dialAny(ctx, pu.path, start)
+		if err != nil {
+			if first {
+				if errors.Is(err, relay.ErrNotFound) {
+					pl.mu.Lock()
+					pl.notFound[pu.path] = time.Now().Add(pl.p.NotFoundTTL)
+					pl.mu.Unlock()
+				}
+				pu.err = err
+				close(pu.ready)
+				return
+			}
+			if time.Since(brokenSince) > pl.p.Retry {
+				log.Warn("relay link not restored; giving up", "err", err)
+				return
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		pub, err := pl.p.Hub.Publish(pu.path, l.infos, l)
+		if err != nil {
+			l.close()
+			l.wait()
+			if first {
+				pu.err = err
+				if errors.Is(err, relay.ErrAlreadyLive) {
+					pu.err = nil // published here meanwhile: nothing to pull
+				}
+				close(pu.ready)
+			}
+			return
+		}
+		pl.mu.Lock()
+		pu.stream, pu.parent = pub.Stream(), pl.p.Parents[idx]
+		if first {
+			pl.armLingerLocked(pu)
+		}
+		pl.mu.Unlock()
+		log.Info("relay link up", "parent", pl.p.Parents[idx], "tracks", len(l.infos))
+		if first {
+			first = false
+			close(pu.ready)
+		}
+		backoff = 100 * time.Millisecond
+		l.run(ctx, pub)
+		l.wait()
+		pub.End("relay link ended")
+		if ctx.Err() != nil {
+			log.Info("relay link released", "parent", pl.p.Parents[idx])
+			return
+		}
+		log.Warn("relay link lost; failing over", "parent", pl.p.Parents[idx])
+		brokenSince = time.Now()
+		start = idx + 1 // another parent first; the same one again later
+	}
+}
+
+// dialAny tries the parents in turn from index start.
+func (pl *Puller) dialAny(ctx context.Context, path string, start int) (*link, int, error) {
+	n := len(pl.p.Parents)
+	notFound := 0
+	var last error
+	for i := range n {
+		idx := (start + i) % n
+		pl.dials.Add(1)
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		l, err := dial(dctx, pl.p.Parents[idx], path, pl.p.Client)
+		cancel()
+		if err == nil {
+			return l, idx, nil
+		}
+		var he *rtcclient.HTTPError
+		if errors.As(err, &he) && he.Status == http.StatusNotFound {
+			notFound++
+		}
+		last = fmt.Errorf("parent %s: %w", pl.p.Parents[idx], err)
+	}
+	if notFound == n {
+		return nil, 0, fmt.Errorf("%w: %s (no parent has it)", relay.ErrNotFound, path)
+	}
+	return nil, 0, last
+}
+
+// onEvent follows viewers of pulled streams. It runs under hub locks, so it
+// only touches the Puller's own state and timers.
+func (pl *Puller) onEvent(e relay.Event) {
+	if e.Type != relay.ReaderJoined && e.Type != relay.ReaderLeft {
+		return
+	}
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pu := pl.pulls[e.Path]
+	if pu == nil || pu.stream == nil {
+		return
+	}
+	pl.armLingerLocked(pu)
+}
+
+// armLingerLocked starts the linger timer when a pull has no viewers and
+// stops it when it has some. Caller holds pl.mu.
+func (pl *Puller) armLingerLocked(pu *pull) {
+	if pu.stream.Viewers() > 0 {
+		if pu.linger != nil {
+			pu.linger.Stop()
+			pu.linger = nil
+		}
+		return
+	}
+	if pu.linger == nil {
+		pu.linger = time.AfterFunc(pl.p.Linger, pu.cancel)
+	}
+}
+
+// Dials counts WHEP requests made to parents.
+func (pl *Puller) Dials() int64 { return pl.dials.Load() }
+
+// Link describes an active pull, for the API.
+type Link struct {
+	Path   string `json:"path"`
+	Parent string `json:"parent"`
+}
+
+// Links lists the active pulls.
+func (pl *Puller) Links() []Link {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	var out []Link
+	for _, pu := range pl.pulls {
+		if pu.stream != nil {
+			out = append(out, Link{Path: pu.path, Parent: pu.parent})
+		}
+	}
+	return out
+}
