@@ -1,0 +1,709 @@
+// Command livegate-bench loads a livegate gateway on this machine: it
+// publishes the test clip over WHIP (with a timing SEI in every video frame),
+// opens many WHEP viewers at a fixed rate, and reports time to first
+// keyframe, transport latency (publisher send time, carried in the SEI, to
+// arrival at each viewer), packet loss and, given the gateway's PID, its CPU
+// and memory use.
+//
+//	go run ./cmd/livegate-bench --viewers 200 --ramp 50 --duration 20s --pid $(pidof livegate)
+//
+// Progress goes to stderr once a second; the result is one JSON line on
+// stdout. It only ever talks to loopback addresses.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+type config struct {
+	url            string
+	path           string
+	viewers        int
+	ramp           float64
+	duration       time.Duration
+	clipPath       string
+	audioPath      string
+	pid            int
+	publish        bool
+	timeout        time.Duration
+	connectTimeout time.Duration
+	nack           bool
+	replayWindow   uint
+	keyframeOnPLI  bool
+	quiet          bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("livegate-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "gateway base URL (loopback only)")
+	fs.StringVar(&c.path, "path", "bench/cam", "stream path ROOM/NAME")
+	fs.IntVar(&c.viewers, "viewers", 50, "number of WHEP viewers")
+	fs.Float64Var(&c.ramp, "ramp", 50, "viewers opened per second")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement time after the ramp completes")
+	fs.StringVar(&c.clipPath, "clip", "testdata/clip.h264", "H.264 Annex-B clip to publish")
+	fs.StringVar(&c.audioPath, "audio", "testdata/clip.ogg", "Ogg Opus clip to publish (empty: no audio)")
+	fs.IntVar(&c.pid, "pid", 0, "gateway process ID, to report its CPU and memory (optional)")
+	fs.BoolVar(&c.publish, "publish", true, "publish the clip (false: only view an existing stream)")
+	fs.DurationVar(&c.timeout, "timeout", 0, "hard bound on the whole run (0: ramp + duration + 60s)")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "per session: answer and ICE/DTLS connected within")
+	fs.BoolVar(&c.nack, "nack", true, "viewers send NACKs for lost packets, as browsers do")
+	fs.UintVar(&c.replayWindow, "srtp-replay-window", 0, "viewers' SRTP replay window in packets (0: pion's default, 64; browsers use 1024)")
+	fs.BoolVar(&c.keyframeOnPLI, "keyframe-on-pli", false, "publisher answers keyframe requests by skipping to the clip's next keyframe, as an encoder would")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress on stderr")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case c.viewers < 1:
+		return c, errors.New("--viewers must be at least 1")
+	case c.ramp <= 0:
+		return c, errors.New("--ramp must be positive")
+	case c.duration <= 0:
+		return c, errors.New("--duration must be positive")
+	case c.connectTimeout <= 0:
+		return c, errors.New("--connect-timeout must be positive")
+	case c.timeout < 0:
+		return c, errors.New("--timeout must not be negative")
+	case strings.Count(strings.Trim(c.path, "/"), "/") != 1:
+		return c, fmt.Errorf("--path %q: want ROOM/NAME", c.path)
+	}
+	c.path = strings.Trim(c.path, "/")
+	if c.timeout == 0 {
+		c.timeout = c.rampTime() + c.duration + 60*time.Second
+	}
+	return c, nil
+}
+
+func (c config) rampTime() time.Duration {
+	return time.Duration(float64(c.viewers) / c.ramp * float64(time.Second))
+}
+
+// bench is one run.
+type bench struct {
+	cfg       config
+	base      string
+	whepURL   string
+	transport *http.Transport
+	viewerAPI *webrtc.API
+	lat       latStore
+	start     time.Time
+
+	mu         sync.Mutex
+	viewers    []*viewer
+	failed     int
+	errs       []errCount
+	connecting atomic.Int64
+
+	closeErrors atomic.Int64
+	nacked      atomic.Uint64
+
+	rssMaxKB atomic.Int64
+}
+
+type errCount struct {
+	Error string `json:"error"`
+	Count int    `json:"count"`
+}
+
+const maxErrorKinds = 10
+
+func (b *bench) fail(err error) {
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failed++
+	for i := range b.errs {
+		if b.errs[i].Error == msg {
+			b.errs[i].Count++
+			return
+		}
+	}
+	if len(b.errs) < maxErrorKinds {
+		b.errs = append(b.errs, errCount{Error: msg, Count: 1})
+	}
+}
+
+func (b *bench) connected() []*viewer {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*viewer(nil), b.viewers...)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "livegate-bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	base, err := checkLoopbackURL(ctx, cfg.url, net.DefaultResolver.LookupIPAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, "livegate-bench:", err)
+		return 2
+	}
+	if cfg.pid != 0 {
+		if _, err := procCPU(cfg.pid); err != nil {
+			fmt.Fprintf(stderr, "livegate-bench: --pid %d: %v\n", cfg.pid, err)
+			return 2
+		}
+	}
+
+	// The hard bound: the run is cancelled at the timeout and reports what
+	// it has; if tearing down hangs, the process exits anyway.
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	watchdog := time.AfterFunc(cfg.timeout+15*time.Second, func() {
+		fmt.Fprintln(stderr, "livegate-bench: hard timeout, exiting")
+		os.Exit(3)
+	})
+	defer watchdog.Stop()
+
+	b := &bench{cfg: cfg, base: strings.TrimSuffix(base.String(), "/"), transport: newTransport()}
+	defer b.transport.CloseIdleConnections()
+	b.whepURL = b.base + "/whep/" + cfg.path
+	if b.viewerAPI, err = viewerAPI(cfg.nack, &b.nacked, cfg.replayWindow); err != nil {
+		fmt.Fprintln(stderr, "livegate-bench:", err)
+		return 1
+	}
+
+	var pub *publisher
+	if cfg.publish {
+		pub, err = startPublisher(ctx, cfg, b.base+"/whip/"+cfg.path, b.transport)
+		if err != nil {
+			fmt.Fprintln(stderr, "livegate-bench:", err)
+			return 1
+		}
+		defer pub.stop()
+		// Let the gateway see the first keyframe before viewers ask.
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+
+	rep := b.measure(ctx, stderr)
+	if pub != nil {
+		rep.Publisher = &pubReport{
+			FramesSent: pub.frames.Load(), AudioSent: pub.audio.Load(),
+			WriteErrors: pub.errors.Load(), KeyframeRequests: pub.pub.KeyframeRequests.Load(),
+		}
+	}
+
+	b.closeAll()
+	rep.CloseErrors = b.closeErrors.Load()
+	line, err := json.Marshal(rep)
+	if err != nil {
+		fmt.Fprintln(stderr, "livegate-bench:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, string(line))
+	switch {
+	case rep.ViewersConnected == 0:
+		fmt.Fprintln(stderr, "livegate-bench: no viewer connected")
+		return 1
+	case rep.Aborted != "":
+		fmt.Fprintln(stderr, "livegate-bench: aborted:", rep.Aborted)
+		return 1
+	}
+	return 0
+}
+
+// measure ramps the viewers up, measures for the duration and returns the
+// report. Sessions stay open; closeAll ends them.
+func (b *bench) measure(ctx context.Context, stderr io.Writer) *report {
+	cfg := b.cfg
+	b.start = time.Now()
+	udp0, _ := udpStats()
+	gwDrops0, _, gwErr0 := int64(0), 0, error(nil)
+	if cfg.pid != 0 {
+		gwDrops0, _, gwErr0 = udpSocketDrops(cfg.pid)
+	}
+
+	progressDone := make(chan struct{})
+	progressStopped := make(chan struct{})
+	go func() {
+		defer close(progressStopped)
+		b.progress(progressDone, stderr)
+	}()
+
+	// Ramp: viewer i is started at i/ramp seconds, whether or not the
+	// earlier ones are connected yet.
+	var ramp sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / cfg.ramp)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+launch:
+	for i := range cfg.viewers {
+		timer.Reset(time.Until(b.start.Add(time.Duration(i) * interval)))
+		select {
+		case <-ctx.Done():
+			break launch
+		case <-timer.C:
+		}
+		ramp.Add(1)
+		b.connecting.Add(1)
+		go func() {
+			defer ramp.Done()
+			defer b.connecting.Add(-1)
+			v, err := b.openViewer(ctx, i)
+			if err != nil {
+				b.fail(err)
+				return
+			}
+			b.mu.Lock()
+			b.viewers = append(b.viewers, v)
+			b.mu.Unlock()
+		}()
+	}
+	ramp.Wait()
+
+	// Measurement window.
+	winStart := time.Now()
+	host0, hostErr0 := readHostCPU()
+	gw0 := b.gatewayCPU()
+	self0 := selfCPU()
+	pkts0 := b.packets()
+	atStart := len(b.connected())
+	aborted := ""
+	select {
+	case <-ctx.Done():
+		aborted = context.Cause(ctx).Error()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			aborted = fmt.Sprintf("--timeout %v reached", cfg.timeout)
+		}
+	case <-time.After(cfg.duration):
+	}
+	winEnd := time.Now()
+	host1, hostErr1 := readHostCPU()
+	gw1 := b.gatewayCPU()
+	self1 := selfCPU()
+	pkts1 := b.packets()
+	udp1, _ := udpStats()
+	benchDrops, benchSockets, benchErr := udpSocketDrops(os.Getpid())
+	var gwDrops1 int64
+	var gwErr1 error
+	if cfg.pid != 0 {
+		gwDrops1, _, gwErr1 = udpSocketDrops(cfg.pid)
+	}
+	close(progressDone)
+	<-progressStopped
+
+	window := winEnd.Sub(winStart)
+	rep := &report{
+		URL: b.base, Path: cfg.path, Published: cfg.publish,
+		KeyframeOnPLI: cfg.keyframeOnPLI && cfg.publish, NACK: cfg.nack, SRTPReplayWindow: cfg.replayWindow,
+		ViewersRequested: cfg.viewers, RampS: round3(winStart.Sub(b.start).Seconds()),
+		WindowS: round3(window.Seconds()), Aborted: aborted,
+	}
+	b.mu.Lock()
+	rep.ViewersFailed, rep.Errors = b.failed, append([]errCount(nil), b.errs...)
+	b.mu.Unlock()
+	if window > 0 {
+		rep.PacketsPerSecond = round3(float64(pkts1-pkts0) / window.Seconds())
+		rep.BenchCPUCores = round3(float64(self1-self0) / float64(window))
+		if hostErr0 == nil && hostErr1 == nil {
+			rep.HostCPU = &hostReport{
+				Cores:       runtime.NumCPU(),
+				BusyCores:   round3(float64(host1.busy-host0.busy) / float64(window)),
+				StealCores:  round3(float64(host1.steal-host0.steal) / float64(window)),
+				OthersCores: round3(float64(host1.busy-host0.busy-(self1-self0)) / float64(window)),
+			}
+			if gw0 >= 0 && gw1 >= 0 {
+				rep.HostCPU.OthersCores = round3(float64(host1.busy-host0.busy-(self1-self0)-(gw1-gw0)) / float64(window))
+			}
+		}
+	}
+	if udp0 != nil && udp1 != nil {
+		rep.HostUDP = &udpReport{
+			RcvbufErrors: udp1["RcvbufErrors"] - udp0["RcvbufErrors"],
+			SndbufErrors: udp1["SndbufErrors"] - udp0["SndbufErrors"],
+			InErrors:     udp1["InErrors"] - udp0["InErrors"],
+		}
+		if benchErr == nil {
+			rep.HostUDP.BenchSocketDrops, rep.HostUDP.BenchSockets = benchDrops, benchSockets
+		}
+		if cfg.pid != 0 && gwErr0 == nil && gwErr1 == nil {
+			d := gwDrops1 - gwDrops0
+			rep.HostUDP.GatewaySocketDrops = &d
+		}
+	}
+	rep.NACKedPackets = b.nacked.Load()
+
+	var (
+		answer, connect, ttff    []float64
+		video, audio             seqTracker // sums only
+		vExp, vLost, aExp, aLost uint64
+		seiExp, seiGot           uint64
+		noKey                    int
+	)
+	for _, v := range b.connected() {
+		rep.ViewersConnected++
+		if v.sess.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
+			rep.ViewersDown++
+		}
+		st := v.snapshot()
+		answer = append(answer, ms(v.answerAt.Sub(v.postAt)))
+		connect = append(connect, ms(v.connectedAt.Sub(v.postAt)))
+		if st.firstKey.IsZero() {
+			noKey++
+		} else {
+			ttff = append(ttff, ms(st.firstKey.Sub(v.postAt)))
+		}
+		video.received += st.video.received
+		video.duplicates += st.video.duplicates
+		audio.received += st.audio.received
+		audio.duplicates += st.audio.duplicates
+		vExp += st.video.expected()
+		vLost += st.video.lost()
+		aExp += st.audio.expected()
+		aLost += st.audio.lost()
+		if st.haveSEI {
+			seiExp += uint64(st.seiMax-st.seiFirst) + 1
+			seiGot += st.seiFrames
+		}
+	}
+	rep.ViewersNoKeyframe = noKey
+	rep.AnswerMs = summarize(answer)
+	rep.ConnectMs = summarize(connect)
+	rep.TTFFMs = summarize(ttff)
+
+	b.lat.mu.Lock()
+	seiAll, seiSteady, seiWindow := split(b.lat.sei, winStart.UnixNano(), winEnd.UnixNano())
+	frameAll, frameSteady, frameWindow := split(b.lat.frame, winStart.UnixNano(), winEnd.UnixNano())
+	b.lat.mu.Unlock()
+	rep.LatencySteady = summarize(seiSteady)
+	rep.LatencyWindow = summarize(seiWindow)
+	rep.FrameLatencyWindow = summarize(frameWindow)
+	rep.LatencyAll = summarize(seiAll)
+	rep.FrameLatencySteady = summarize(frameSteady)
+	rep.FrameLatencyAll = summarize(frameAll)
+
+	rep.VideoPackets, rep.AudioPackets = video.received, audio.received
+	rep.PacketsReceived = video.received + audio.received
+	rep.Duplicates = video.duplicates + audio.duplicates
+	rep.PacketsExpected = vExp + aExp
+	rep.PacketsLost = vLost + aLost
+	rep.LossPct = pct(vLost+aLost, vExp+aExp)
+	rep.VideoLossPct = pct(vLost, vExp)
+	rep.AudioLossPct = pct(aLost, aExp)
+	rep.FramesExpected = seiExp
+	if seiExp > seiGot {
+		rep.FramesMissing = seiExp - seiGot
+	}
+	rep.FramesMissingPct = pct(rep.FramesMissing, seiExp)
+
+	if cfg.pid != 0 {
+		g := &gatewayReport{PID: cfg.pid, RSSMaxMiB: round3(float64(b.rssMaxKB.Load()) / 1024)}
+		if rss, err := procRSS(cfg.pid); err == nil {
+			g.RSSEndMiB = round3(float64(rss) / 1024)
+		}
+		if gw0 >= 0 && gw1 >= 0 && window > 0 {
+			cpu := gw1 - gw0
+			g.CPUCores = round3(float64(cpu) / float64(window))
+			if atStart > 0 {
+				g.CPUMsPerViewerSecond = round3(ms(cpu) / (float64(atStart) * window.Seconds()))
+			}
+		}
+		rep.Gateway = g
+	}
+	rep.GatewayStream = b.streamStats()
+	return rep
+}
+
+// packets is the number of RTP packets all viewers have read so far.
+func (b *bench) packets() uint64 {
+	var n uint64
+	for _, v := range b.connected() {
+		n += v.videoPkts.Load() + v.audioPkts.Load()
+	}
+	return n
+}
+
+// gatewayCPU is the gateway's CPU time so far, or -1.
+func (b *bench) gatewayCPU() time.Duration {
+	if b.cfg.pid == 0 {
+		return -1
+	}
+	d, err := procCPU(b.cfg.pid)
+	if err != nil {
+		return -1
+	}
+	return d
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// progress prints one line a second to stderr until done, and samples the
+// gateway's RSS.
+func (b *bench) progress(done <-chan struct{}, stderr io.Writer) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := time.Now()
+	lastPkts := b.packets()
+	lastGW := b.gatewayCPU()
+	lastHost, _ := readHostCPU()
+	lastSelf := selfCPU()
+	latIdx := 0
+	b.sampleRSS()
+	for {
+		select {
+		case <-done:
+			b.sampleRSS()
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		dt := now.Sub(last).Seconds()
+		pkts := b.packets()
+		gw := b.gatewayCPU()
+		host, _ := readHostCPU()
+		self := selfCPU()
+		var lat []float64
+		lat, latIdx = b.lat.seiSince(latIdx, true)
+		b.sampleRSS()
+		if !b.cfg.quiet {
+			b.mu.Lock()
+			conn, failed := len(b.viewers), b.failed
+			b.mu.Unlock()
+			line := fmt.Sprintf("t=%5.1fs viewers %d/%d connected, %d connecting, %d failed | %6.0f pkt/s",
+				now.Sub(b.start).Seconds(), conn, b.cfg.viewers, b.connecting.Load(), failed, float64(pkts-lastPkts)/dt)
+			if len(lat) > 0 {
+				line += fmt.Sprintf(" | latency p50 %.2f ms (n=%d)", summarize(lat).P50, len(lat))
+			} else {
+				line += " | latency p50 -"
+			}
+			if gw >= 0 && lastGW >= 0 {
+				line += fmt.Sprintf(" | gateway %.2f cores, %.0f MiB", float64(gw-lastGW)/float64(now.Sub(last)), float64(b.rssMaxKB.Load())/1024)
+			}
+			wall := float64(now.Sub(last))
+			line += fmt.Sprintf(" | bench %.2f, host busy %.2f, steal %.2f cores",
+				float64(self-lastSelf)/wall, float64(host.busy-lastHost.busy)/wall, float64(host.steal-lastHost.steal)/wall)
+			fmt.Fprintln(stderr, line)
+		}
+		last, lastPkts, lastGW, lastHost, lastSelf = now, pkts, gw, host, self
+	}
+}
+
+func (b *bench) sampleRSS() {
+	if b.cfg.pid == 0 {
+		return
+	}
+	if kb, err := procRSS(b.cfg.pid); err == nil && kb > b.rssMaxKB.Load() {
+		b.rssMaxKB.Store(kb)
+	}
+}
+
+// closeAll ends every viewer session (DELETE), a few at a time.
+func (b *bench) closeAll() {
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, v := range b.connected() {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			v.close()
+		}()
+	}
+	wg.Wait()
+}
+
+// streamStats fetches the gateway's counters for the stream.
+func (b *bench) streamStats() *streamReport {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/api/v1/streams/"+b.cfg.path, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := (&http.Client{Transport: b.transport}).Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	var st struct {
+		Viewers    int64   `json:"viewers"`
+		BitrateIn  float64 `json:"bitrateIn"`
+		BitrateOut float64 `json:"bitrateOut"`
+		Tracks     []struct {
+			Kind             string `json:"kind"`
+			PacketsIn        uint64 `json:"packetsIn"`
+			Dropped          uint64 `json:"dropped"`
+			Retransmitted    uint64 `json:"retransmitted"`
+			KeyframeRequests uint64 `json:"keyframeRequests"`
+			KeyframesAsked   uint64 `json:"keyframesAskedOfPublisher"`
+		} `json:"tracks"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return nil
+	}
+	r := &streamReport{Viewers: st.Viewers, BitrateOutMbps: round3(st.BitrateOut / 1e6)}
+	for _, t := range st.Tracks {
+		c := trackCounters{
+			PacketsIn: t.PacketsIn, Dropped: t.Dropped, Retransmitted: t.Retransmitted,
+			KeyframeRequests: t.KeyframeRequests, KeyframesAsked: t.KeyframesAsked,
+		}
+		switch t.Kind {
+		case "video":
+			r.Video = &c
+		case "audio":
+			r.Audio = &c
+		}
+	}
+	return r
+}
+
+// report is the JSON line printed at the end. Latencies are in
+// milliseconds; "steady" excludes each viewer's first second of media.
+type report struct {
+	URL              string     `json:"url"`
+	Path             string     `json:"path"`
+	Published        bool       `json:"published"`
+	KeyframeOnPLI    bool       `json:"keyframe_on_pli"`
+	NACK             bool       `json:"nack"`
+	SRTPReplayWindow uint       `json:"srtp_replay_window"` // 0: pion default (64)
+	ViewersRequested int        `json:"viewers_requested"`
+	ViewersConnected int        `json:"viewers_connected"`
+	ViewersFailed    int        `json:"viewers_failed"`
+	ViewersDown      int        `json:"viewers_disconnected_at_end"`
+	Errors           []errCount `json:"errors,omitempty"`
+	RampS            float64    `json:"ramp_s"`
+	WindowS          float64    `json:"window_s"`
+
+	// WHEP POST to 201 answer, and WHEP POST to the first keyframe packet.
+	AnswerMs          dist `json:"whep_answer_ms"`
+	ConnectMs         dist `json:"connected_ms"` // POST to PeerConnection connected
+	TTFFMs            dist `json:"ttff_ms"`
+	ViewersNoKeyframe int  `json:"viewers_without_keyframe"`
+
+	// Timing SEI: send time to arrival of the SEI packet; frame: to
+	// arrival of the frame's last (marker) packet. steady leaves out each
+	// viewer's first second of media (the cached GOP replay); window is
+	// steady samples that arrived after the ramp; all is everything.
+	LatencySteady      dist `json:"latency_ms_steady"`
+	LatencyWindow      dist `json:"latency_ms_window"`
+	LatencyAll         dist `json:"latency_ms_all"`
+	FrameLatencySteady dist `json:"frame_latency_ms_steady"`
+	FrameLatencyWindow dist `json:"frame_latency_ms_window"`
+	FrameLatencyAll    dist `json:"frame_latency_ms_all"`
+
+	PacketsReceived  uint64  `json:"packets_received"`
+	VideoPackets     uint64  `json:"video_packets"`
+	AudioPackets     uint64  `json:"audio_packets"`
+	Duplicates       uint64  `json:"duplicate_packets"`
+	NACKedPackets    uint64  `json:"nacked_packets"`
+	PacketsExpected  uint64  `json:"packets_expected"`
+	PacketsLost      uint64  `json:"packets_lost"`
+	LossPct          float64 `json:"loss_pct"`
+	VideoLossPct     float64 `json:"video_loss_pct"`
+	AudioLossPct     float64 `json:"audio_loss_pct"`
+	FramesExpected   uint64  `json:"sei_frames_expected"`
+	FramesMissing    uint64  `json:"sei_frames_missing"`
+	FramesMissingPct float64 `json:"sei_frames_missing_pct"`
+	PacketsPerSecond float64 `json:"packets_per_s"`
+	BenchCPUCores    float64 `json:"bench_cpu_cores"`
+
+	HostCPU       *hostReport    `json:"host_cpu,omitempty"`
+	Gateway       *gatewayReport `json:"gateway,omitempty"`
+	GatewayStream *streamReport  `json:"gateway_stream,omitempty"`
+	HostUDP       *udpReport     `json:"host_udp,omitempty"`
+	Publisher     *pubReport     `json:"publisher,omitempty"`
+	CloseErrors   int64          `json:"close_errors"`
+	Aborted       string         `json:"aborted,omitempty"`
+}
+
+// hostReport is the machine's CPU use over the window: everything busy,
+// time stolen by the hypervisor, and what neither the gateway (if --pid)
+// nor the bench used, i.e. other processes competing with the test.
+type hostReport struct {
+	Cores       int     `json:"cores"`
+	BusyCores   float64 `json:"busy_cores"`
+	StealCores  float64 `json:"steal_cores"`
+	OthersCores float64 `json:"others_cores"`
+}
+
+type gatewayReport struct {
+	PID                  int     `json:"pid"`
+	CPUCores             float64 `json:"cpu_cores"`
+	CPUMsPerViewerSecond float64 `json:"cpu_ms_per_viewer_second"`
+	RSSMaxMiB            float64 `json:"rss_max_mib"`
+	RSSEndMiB            float64 `json:"rss_end_mib"`
+}
+
+type streamReport struct {
+	Viewers        int64          `json:"viewers"`
+	BitrateOutMbps float64        `json:"bitrate_out_mbps"`
+	Video          *trackCounters `json:"video,omitempty"`
+	Audio          *trackCounters `json:"audio,omitempty"`
+}
+
+type trackCounters struct {
+	PacketsIn        uint64 `json:"packets_in"`
+	Dropped          uint64 `json:"dropped"`
+	Retransmitted    uint64 `json:"retransmitted"`
+	KeyframeRequests uint64 `json:"keyframe_requests"`
+	KeyframesAsked   uint64 `json:"keyframes_asked_of_publisher"`
+}
+
+// udpReport: host-wide UDP counters over the run, and per-socket receive
+// buffer drops of the bench's sockets (over their life) and the gateway's
+// (over the run).
+type udpReport struct {
+	RcvbufErrors       int64  `json:"rcvbuf_errors"`
+	SndbufErrors       int64  `json:"sndbuf_errors"`
+	InErrors           int64  `json:"in_errors"`
+	BenchSocketDrops   int64  `json:"bench_socket_drops"`
+	BenchSockets       int    `json:"bench_sockets"`
+	GatewaySocketDrops *int64 `json:"gateway_socket_drops,omitempty"`
+}
+
+type pubReport struct {
+	FramesSent       uint64 `json:"frames_sent"`
+	AudioSent        uint64 `json:"audio_sent"`
+	WriteErrors      uint64 `json:"write_errors"`
+	KeyframeRequests int64  `json:"keyframe_requests"`
+}
