@@ -143,7 +143,8 @@ func TestGOPCacheServesLateReader(t *testing.T) {
 // Readers joining at random moments while the publisher is sending each
 // start at a keyframe and then get every later packet exactly once.
 func TestReadersJoiningDuringPublishing(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 3})
+	// A burst far faster than real time: ordering is tested, not overload.
+	h := newHub(t, relay.Params{Workers: 3, MaxQueueDelay: -1, WorkerQueue: 4096})
 	pub, _ := publish(t, h, "room/cam", h264Info)
 	s, _ := h.Get("room/cam")
 	snd := newVideoSender(pub, 0, 1, 1)

@@ -23,8 +23,12 @@ type Params struct {
 	// Workers is the number of fan-out workers (default GOMAXPROCS).
 	Workers int
 	// WorkerQueue is the number of jobs a worker may have pending before
-	// packets are dropped for its readers (default 4096).
+	// packets are dropped for its readers (default 2048).
 	WorkerQueue int
+	// MaxQueueDelay drops packets that waited longer than this for a busy
+	// worker; their readers resume at the next keyframe (default 500 ms;
+	// negative: never).
+	MaxQueueDelay time.Duration
 	// KeyframeWait is how long a new video reader waits for a fresh
 	// keyframe before it is started from the GOP cache (default 300 ms;
 	// negative: always start from the cache at once).
@@ -50,7 +54,10 @@ func (p *Params) defaults() {
 		p.Workers = runtime.GOMAXPROCS(0)
 	}
 	if p.WorkerQueue <= 0 {
-		p.WorkerQueue = 4096
+		p.WorkerQueue = 2048
+	}
+	if p.MaxQueueDelay == 0 {
+		p.MaxQueueDelay = 500 * time.Millisecond
 	}
 	if p.KeyframeWait == 0 {
 		p.KeyframeWait = 300 * time.Millisecond
@@ -109,7 +116,7 @@ func NewHub(params Params) *Hub {
 	h := &Hub{
 		params:  params,
 		log:     params.Logger,
-		pool:    newPool(params.Workers, params.WorkerQueue),
+		pool:    newPool(params.Workers, params.WorkerQueue, params.MaxQueueDelay),
 		streams: make(map[string]*Stream),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),

@@ -54,3 +54,42 @@ func TestLateReaderFallsBackToCache(t *testing.T) {
 		t.Fatalf("keyframe requests %v, want one", src.requests())
 	}
 }
+
+// A worker short of CPU drops packets that waited longer than
+// MaxQueueDelay: its readers freeze briefly and resume at the next
+// keyframe, instead of falling ever further behind.
+func TestStalePacketsAreDropped(t *testing.T) {
+	h := newHub(t, relay.Params{Workers: 1, MaxQueueDelay: 100 * time.Millisecond})
+	pub, _ := publish(t, h, "room/slow", h264Info)
+	s, _ := h.Get("room/slow")
+	snd := newVideoSender(pub, 0, 1, 1)
+	cached := snd.gop(2) // served from the cache at once
+	r, sink := addReader(t, s, 0)
+	fresh := append(cached, snd.gop(2)...)
+	sink.waitCount(t, len(fresh))
+
+	// A second reader on the same worker stalls it for 300 ms (it blocks
+	// on the cached GOP it is served).
+	slow := newBlockingSink()
+	if _, err := s.AddReader(s.Tracks()[0], slow); err != nil {
+		t.Fatal(err)
+	}
+	<-slow.entered      // blocked on its first (cached) packet
+	stale := snd.gop(3) // queued behind the stall
+	time.Sleep(300 * time.Millisecond)
+	slow.open()
+	time.Sleep(50 * time.Millisecond)
+	next := snd.gop(2)
+	got := sink.waitCount(t, len(fresh)+len(next))
+	for _, p := range payloadsOf(got) {
+		for _, st := range stale {
+			if string(p) == string(st) {
+				t.Fatalf("a packet that waited 300 ms was still delivered")
+			}
+		}
+	}
+	if r.Dropped() == 0 {
+		t.Fatal("stale packets not counted as dropped")
+	}
+	assertContiguous(t, "reader", got)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // pool is the fixed set of fan-out workers. Every reader belongs to one
@@ -17,9 +18,15 @@ type pool struct {
 }
 
 type worker struct {
-	jobs    chan job
-	readers atomic.Int64 // load, for placing new readers
+	jobs     chan job
+	readers  atomic.Int64 // load, for placing new readers
+	maxDelay time.Duration
 }
+
+// epoch gives jobs a cheap monotonic timestamp.
+var epoch = time.Now()
+
+func sinceEpoch() int64 { return int64(time.Since(epoch)) }
 
 // job is one unit of work for a worker: a packet for a list of readers, a
 // burst of cached packets for one new reader, or a sender report.
@@ -32,6 +39,7 @@ type job struct {
 	// lost, if set, lists readers that missed packets queued before this
 	// job: they must wait for a keyframe before anything else.
 	lost *[]*Reader
+	at   int64 // sinceEpoch when queued, for packet jobs
 }
 
 type senderReport struct {
@@ -39,11 +47,11 @@ type senderReport struct {
 	rtp uint32
 }
 
-func newPool(workers, queue int) *pool {
+func newPool(workers, queue int, maxDelay time.Duration) *pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pool{cancel: cancel}
 	for range workers {
-		w := &worker{jobs: make(chan job, queue)}
+		w := &worker{jobs: make(chan job, queue), maxDelay: maxDelay}
 		p.workers = append(p.workers, w)
 		p.wg.Add(1)
 		go func() {
@@ -86,12 +94,32 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-w.jobs:
+			if j.pkt != nil && w.maxDelay > 0 && sinceEpoch()-j.at > int64(w.maxDelay) {
+				j.expire()
+				continue
+			}
 			j.run()
 		}
 	}
 }
 
-func (j *job) run() {
+// expire drops a packet that waited too long in the queue (the worker is
+// short of CPU): late media is worse than a short freeze, so its readers
+// resume at the next keyframe instead of falling further behind.
+func (j *job) expire() {
+	j.markLost()
+	for _, r := range *j.readers {
+		r.drop()
+		if !r.needKey.Swap(true) && r.started {
+			r.track.RequestKeyframe()
+		}
+	}
+	if len(*j.readers) > 0 {
+		(*j.readers)[0].track.dropped.Add(uint64(len(*j.readers)))
+	}
+}
+
+func (j *job) markLost() {
 	if j.lost != nil {
 		for _, r := range *j.lost {
 			// Ask for a keyframe so the reader does not wait a whole GOP;
@@ -101,6 +129,10 @@ func (j *job) run() {
 			}
 		}
 	}
+}
+
+func (j *job) run() {
+	j.markLost()
 	switch {
 	case j.pkt != nil:
 		for _, r := range *j.readers {

@@ -163,12 +163,13 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 	t.hist.put(p)
 	t.cache(p, inOrder)
 
+	at := sinceEpoch()
 	for i := range t.shards {
 		list := t.shards[i].Load()
 		if list == nil || len(*list) == 0 {
 			continue
 		}
-		if !t.pool.workers[i].offer(job{readers: list, pkt: p, lost: t.lost[i]}) {
+		if !t.pool.workers[i].offer(job{readers: list, pkt: p, lost: t.lost[i], at: at}) {
 			t.lost[i] = list
 			for _, r := range *list {
 				r.drop()
