@@ -70,6 +70,9 @@ func LoopbackAPI(configure func(*webrtc.MediaEngine, *interceptor.Registry) erro
 	s.SetIncludeLoopbackCandidate(true)
 	s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	// Browsers accept retransmissions up to 1024 packets late; pion's
+	// default of 64 would discard them and overstate loss.
+	s.SetSRTPReplayProtectionWindow(1024)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
 }
 
