@@ -1,0 +1,297 @@
+// Package recorder records live streams to fMP4 segments with an HLS
+// playlist, spooled on local disk and uploaded to a storage backend (a
+// local directory or an S3-compatible bucket) with retries, so a bucket
+// outage or a crash loses at most the segment being assembled.
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/livegate/livegate/recorder/storage"
+	"github.com/livegate/livegate/relay"
+)
+
+// Errors for the API layer.
+var (
+	ErrNotFound         = errors.New("recording not found")
+	ErrAlreadyRecording = errors.New("stream is already being recorded")
+	ErrClosed           = errors.New("recorder is closed")
+)
+
+// Params configures a Manager. Zero values take the documented defaults.
+type Params struct {
+	Hub     *relay.Hub
+	Storage storage.Storage
+	// SpoolDir holds segments until they are uploaded, and every
+	// recording's manifest (default "./data/spool").
+	SpoolDir string
+	// SegmentDuration is the target segment length (default 4 s).
+	SegmentDuration time.Duration
+	// Rules are path patterns (path.Match syntax, e.g. "room/*") of
+	// streams recorded automatically when they go live.
+	Rules []string
+	// Retention deletes recordings that ended longer ago (0: keep).
+	Retention time.Duration
+	// RetentionInterval is how often retention runs (default 1 h).
+	RetentionInterval time.Duration
+	// UploadWorkers is the number of parallel uploads (default 2).
+	UploadWorkers int
+	// RetryMin and RetryMax bound the exponential backoff between upload
+	// attempts (defaults 500 ms and 30 s). Attempts never stop: a file
+	// stays in the spool until storage has it.
+	RetryMin, RetryMax time.Duration
+	// UploadTimeout bounds one upload attempt (default 2 min).
+	UploadTimeout time.Duration
+	// QueuePackets bounds the packets waiting for one recording's writer
+	// (default 8192, several seconds of HD video).
+	QueuePackets int
+	Logger       *slog.Logger
+
+	// writeFile replaces os.WriteFile-like spool writes in tests (disk full).
+	writeFile func(path string, data []byte) error
+}
+
+func (p *Params) defaults() error {
+	if p.Hub == nil || p.Storage == nil {
+		return errors.New("recorder: Hub and Storage are required")
+	}
+	if p.SpoolDir == "" {
+		p.SpoolDir = "./data/spool"
+	}
+	if p.SegmentDuration <= 0 {
+		p.SegmentDuration = 4 * time.Second
+	}
+	if p.RetentionInterval <= 0 {
+		p.RetentionInterval = time.Hour
+	}
+	if p.UploadWorkers <= 0 {
+		p.UploadWorkers = 2
+	}
+	if p.RetryMin <= 0 {
+		p.RetryMin = 500 * time.Millisecond
+	}
+	if p.RetryMax <= 0 {
+		p.RetryMax = 30 * time.Second
+	}
+	if p.UploadTimeout <= 0 {
+		p.UploadTimeout = 2 * time.Minute
+	}
+	if p.QueuePackets <= 0 {
+		p.QueuePackets = 8192
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	if p.writeFile == nil {
+		p.writeFile = writeFileAtomic
+	}
+	for _, r := range p.Rules {
+		if _, err := path.Match(r, "x/y"); err != nil {
+			return fmt.Errorf("recorder: rule %q: %w", r, err)
+		}
+	}
+	return nil
+}
+
+// Manager owns the recordings: the catalog (from the spool's manifests),
+// the active recordings, the uploads and retention.
+type Manager struct {
+	p   Params
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	events chan string // stream paths that went live, from the hub
+	wake   chan struct{}
+	unsub  func()
+
+	mu       sync.Mutex
+	recs     map[string]*rec
+	inflight map[string]bool // recordings an upload worker is busy with
+	closed   bool
+
+	spoolErrors atomic.Uint64 // failed spool writes (disk full), for metrics
+}
+
+// rec is one recording in the catalog. Its manifest is guarded by the
+// manager's mutex.
+type rec struct {
+	dir    string
+	man    *Manifest
+	active *recording // nil once stopped
+	upErr  string     // last upload error, for the API
+}
+
+// New loads the spool (closing recordings a crash left unfinished and
+// queueing their uploads) and starts the uploaders, rules and retention.
+// Close stops them.
+func New(p Params) (*Manager, error) {
+	if err := p.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(p.SpoolDir, 0o755); err != nil {
+		return nil, fmt.Errorf("recorder: spool: %w", err)
+	}
+	m := &Manager{p: p, log: p.Logger, events: make(chan string, 256), wake: make(chan struct{}, 1),
+		recs: map[string]*rec{}, inflight: map[string]bool{}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if err := m.loadSpool(); err != nil {
+		m.cancel()
+		return nil, err
+	}
+	for range p.UploadWorkers {
+		m.goFunc(m.uploadLoop)
+	}
+	m.goFunc(m.retentionLoop)
+	if len(p.Rules) > 0 {
+		m.goFunc(m.ruleLoop)
+		// The hub calls this with its lock held: only hand the path on.
+		m.unsub = p.Hub.Subscribe(func(e relay.Event) {
+			if e.Type != relay.StreamStarted || !m.matches(e.Path) {
+				return
+			}
+			select {
+			case m.events <- e.Path:
+			default:
+				m.log.Warn("recorder: rule events queue full; stream not recorded", "stream", e.Path)
+			}
+		})
+		for _, s := range p.Hub.Streams() { // already live before we started
+			if m.matches(s.Path()) {
+				select {
+				case m.events <- s.Path():
+				default:
+				}
+			}
+		}
+	}
+	m.kick()
+	return m, nil
+}
+
+func (m *Manager) goFunc(f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+func (m *Manager) loadSpool() error {
+	entries, err := os.ReadDir(m.p.SpoolDir)
+	if err != nil {
+		return fmt.Errorf("recorder: spool: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(m.p.SpoolDir, e.Name())
+		man, err := loadManifest(dir)
+		if err != nil {
+			m.log.Warn("recorder: skipping spool directory", "dir", dir, "err", err)
+			continue
+		}
+		if !man.Finished {
+			// The process died while recording: everything up to the last
+			// completed segment is in the spool; close the recording.
+			man.Finished, man.Interrupted = true, true
+			man.End = man.Start.Add(man.duration())
+			if err := man.save(dir); err != nil {
+				m.log.Error("recorder: cannot update manifest", "id", man.ID, "err", err)
+			}
+			m.log.Warn("recorder: recording was interrupted by a crash; keeping what was spooled",
+				"id", man.ID, "stream", man.Stream, "segments", len(man.Segments))
+		}
+		m.recs[man.ID] = &rec{dir: dir, man: man}
+	}
+	return nil
+}
+
+func (m *Manager) matches(p string) bool {
+	for _, r := range m.p.Rules {
+		if ok, _ := path.Match(r, p); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) ruleLoop() {
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case p := <-m.events:
+			if _, err := m.Start(p); err != nil && !errors.Is(err, ErrAlreadyRecording) {
+				m.log.Warn("recorder: rule could not start recording", "stream", p, "err", err)
+			}
+		}
+	}
+}
+
+// kick wakes the upload workers.
+func (m *Manager) kick() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops every recording cleanly (their last segment is written) and
+// the background work. Uploads still pending resume at the next New.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	var active []*recording
+	for _, r := range m.recs {
+		if r.active != nil {
+			active = append(active, r.active)
+		}
+	}
+	m.mu.Unlock()
+	if m.unsub != nil {
+		m.unsub()
+	}
+	for _, a := range active {
+		a.stop()
+	}
+	m.cancel()
+	m.wg.Wait()
+}
+
+// abandon stops everything without finishing recordings, as a crash
+// would (tests only).
+func (m *Manager) abandon() {
+	m.mu.Lock()
+	m.closed = true
+	var active []*recording
+	for _, r := range m.recs {
+		if r.active != nil {
+			active = append(active, r.active)
+		}
+	}
+	m.mu.Unlock()
+	if m.unsub != nil {
+		m.unsub()
+	}
+	for _, a := range active {
+		a.abandon()
+	}
+	m.cancel()
+	m.wg.Wait()
+}

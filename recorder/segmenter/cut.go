@@ -1,0 +1,252 @@
+package segmenter
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+)
+
+type track struct {
+	idx     int
+	info    Track
+	clock   int64
+	enabled bool
+	video   bool
+	dp      depacketizer
+	seq     seqTracker
+
+	// RTP timestamp unwrapping.
+	lastTS    uint32
+	unwrapped int64
+	haveTS    bool
+
+	// Alignment: until mapped, frames wait in preroll.
+	preroll []pframe
+	arrOff  float64 // min(arrival - ts/clock): the least delayed packet
+	haveArr bool
+	srNTP   float64
+	srRTP   uint32
+	haveSR  bool
+	mapped  bool
+	base    int64 // dts = unwrapped ts - base
+
+	started bool // first keyframe seen
+	needKey bool // video lost: wait for a keyframe
+	pending *pending
+	lastDur uint32
+
+	codec    codecs.Codec
+	sps, pps []byte
+}
+
+type pframe struct {
+	f  frame
+	ts int64
+}
+
+type pending struct {
+	converted
+	dts int64
+}
+
+func (t *track) unwrap(ts uint32) int64 {
+	if !t.haveTS {
+		t.lastTS, t.unwrapped, t.haveTS = ts, int64(ts), true
+		return t.unwrapped
+	}
+	t.unwrapped += int64(int32(ts - t.lastTS))
+	t.lastTS = ts
+	return t.unwrapped
+}
+
+func (t *track) noteArrival(ts int64, arrival time.Time) {
+	off := float64(arrival.UnixNano())/1e9 - float64(ts)/float64(t.clock)
+	if !t.haveArr || off < t.arrOff {
+		t.arrOff, t.haveArr = off, true
+	}
+}
+
+// srOffset is NTP seconds minus media seconds, from the last sender report.
+func (t *track) srOffset() float64 {
+	u := t.unwrapped + int64(int32(t.srRTP-t.lastTS))
+	return t.srNTP - float64(u)/float64(t.clock)
+}
+
+func (t *track) toNS(dts int64) int64 {
+	return dts/t.clock*1e9 + dts%t.clock*1e9/t.clock
+}
+
+// segBuf collects one segment's samples per track.
+type segBuf struct {
+	parts map[int]*fmp4.PartTrack
+	end   int64 // ns: end of the latest sample
+}
+
+func newSegBuf() *segBuf { return &segBuf{parts: map[int]*fmp4.PartTrack{}} }
+
+func (b *segBuf) add(t *track, p *pending) {
+	pt := b.parts[t.idx]
+	if pt == nil {
+		pt = &fmp4.PartTrack{ID: t.idx + 1, BaseTime: uint64(p.dts)}
+		b.parts[t.idx] = pt
+	}
+	pt.Samples = append(pt.Samples, p.sample)
+	if e := t.toNS(p.dts + int64(p.sample.Duration)); e > b.end {
+		b.end = e
+	}
+}
+
+// route puts a completed sample into the current or the next segment and
+// cuts when the lead track reaches a keyframe past the target duration.
+// Between the cut and the flush, the other tracks' samples before the cut
+// still go to the current segment: tracks arrive through different workers
+// and are not interleaved exactly.
+func (s *Segmenter) route(t *track, p *pending) {
+	ns := t.toNS(p.dts)
+	target := int64(s.p.SegmentDuration)
+	_, leadIn := s.cur.parts[s.lead]
+	switch {
+	case t.idx == s.lead:
+		if s.cutting && ns >= s.cutAt {
+			s.next.add(t, p)
+		} else {
+			s.cur.add(t, p)
+		}
+		if s.cutting && ns-s.cutAt >= int64(s.p.MaxLag) {
+			s.flushCut() // the other tracks are late or gone: do not wait
+			return
+		}
+	case s.cutting && ns >= s.cutAt:
+		s.next.add(t, p)
+	default:
+		if !s.cutting && !leadIn && ns-s.segStart >= target+int64(s.p.MaxLag) {
+			// No lead samples (video without a keyframe yet): cut on this
+			// track so that memory stays bounded.
+			s.cutting, s.cutAt = true, ns
+			s.next.add(t, p)
+		} else {
+			s.cur.add(t, p)
+		}
+	}
+	if s.cutting && s.othersReached() {
+		s.flushCut()
+	}
+}
+
+// maybeCut decides a cut when a lead keyframe arrives (not when its
+// duration is known one frame later), so that the other tracks' samples
+// from the cut on already go to the next segment.
+func (s *Segmenter) maybeCut(t *track, c converted, dts int64) {
+	if t.idx != s.lead || !c.key || s.cutting {
+		return
+	}
+	if _, leadIn := s.cur.parts[s.lead]; !leadIn {
+		return
+	}
+	ns := t.toNS(dts)
+	newCodec := s.initCodecs[t.idx] != nil && !sameCodec(s.initCodecs[t.idx], c.codec)
+	if ns-s.segStart >= int64(s.p.SegmentDuration) || newCodec {
+		s.cutting, s.cutAt = true, ns
+	}
+}
+
+// othersReached reports whether every other recorded track has produced
+// a sample at or after the cut.
+func (s *Segmenter) othersReached() bool {
+	for _, t := range s.tracks {
+		if !t.enabled || t.idx == s.lead || !t.started {
+			continue
+		}
+		if t.pending == nil || t.toNS(t.pending.dts) < s.cutAt {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Segmenter) flushCut() {
+	s.emit(s.cur, s.cutAt)
+	s.cur, s.next, s.cutting = s.next, newSegBuf(), false
+	s.segStart = s.cutAt
+}
+
+// emit writes the init segment if the codecs changed, then the segment
+// covering [segStart, end).
+func (s *Segmenter) emit(b *segBuf, end int64) {
+	if len(b.parts) == 0 {
+		return
+	}
+	newInit := false
+	for i, t := range s.tracks {
+		if t.enabled && t.codec != nil && !sameCodec(s.initCodecs[i], t.codec) {
+			newInit = true
+		}
+	}
+	if newInit {
+		if err := s.writeInit(); err != nil {
+			s.setErr(err)
+			return
+		}
+	}
+	part := fmp4.Part{SequenceNumber: uint32(s.seq + 1)}
+	ids := make([]int, 0, len(b.parts))
+	for i := range b.parts {
+		if s.initCodecs[i] != nil {
+			ids = append(ids, i)
+		}
+	}
+	sort.Ints(ids)
+	for _, i := range ids {
+		part.Tracks = append(part.Tracks, b.parts[i])
+	}
+	if len(part.Tracks) == 0 {
+		return
+	}
+	var buf seekablebuffer.Buffer
+	if err := part.Marshal(&buf); err != nil {
+		s.setErr(fmt.Errorf("segmenter: marshal segment: %w", err))
+		return
+	}
+	if end < b.end && end == s.segStart {
+		end = b.end
+	}
+	s.seq++
+	seg := &Segment{Seq: s.seq, Init: s.initName, NewInit: newInit && s.inits > 1,
+		Start: time.Duration(s.segStart), Duration: time.Duration(end - s.segStart), Data: buf.Bytes()}
+	if err := s.p.Out.WriteSegment(seg); err != nil {
+		s.setErr(err)
+	}
+}
+
+func (s *Segmenter) writeInit() error {
+	var init fmp4.Init
+	for i, t := range s.tracks {
+		s.initCodecs[i] = nil
+		if t.enabled && t.codec != nil {
+			init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: i + 1, TimeScale: uint32(t.clock), Codec: t.codec})
+			s.initCodecs[i] = t.codec
+		}
+	}
+	var buf seekablebuffer.Buffer
+	if err := init.Marshal(&buf); err != nil {
+		return fmt.Errorf("segmenter: marshal init: %w", err)
+	}
+	s.inits++
+	s.initName = fmt.Sprintf("init_%d.mp4", s.inits)
+	if err := s.p.Out.WriteInit(s.initName, buf.Bytes()); err != nil {
+		// Not stored: write it again before the next segment.
+		clear(s.initCodecs)
+		return err
+	}
+	return nil
+}
+
+func (s *Segmenter) setErr(err error) {
+	if s.err == nil {
+		s.err = err
+	}
+}

@@ -1,0 +1,156 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// uploadLoop is one upload worker. Work is found from the manifests, not
+// from a queue: nothing to lose on a crash, and the catalog bounds it.
+// Each worker takes one recording at a time, so a recording's files go up
+// in order (the playlist last).
+func (m *Manager) uploadLoop() {
+	attempt := 0
+	for {
+		id, name, ok := m.claim()
+		if !ok {
+			select {
+			case <-m.ctx.Done():
+				return
+			case <-m.wake:
+				continue
+			}
+		}
+		err := m.uploadOne(id, name)
+		m.release(id)
+		if err == nil {
+			attempt = 0
+			continue
+		}
+		if m.ctx.Err() != nil {
+			return
+		}
+		// Exponential backoff with jitter, capped: the bucket may be down
+		// for minutes, and many recordings must not retry in lockstep.
+		d := m.p.RetryMin << min(attempt, 16)
+		if d > m.p.RetryMax || d <= 0 {
+			d = m.p.RetryMax
+		}
+		d = d/2 + rand.N(d/2+1)
+		attempt++
+		m.log.Warn("recorder: upload failed; retrying", "id", id, "file", name, "in", d.Round(time.Millisecond),
+			"attempt", attempt, "err", err)
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		m.kick() // other workers may be idle with work left
+	}
+}
+
+// claim picks the oldest recording with something to upload that no
+// other worker holds. name is "" when the playlist is due.
+func (m *Manager) claim() (id, name string, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for rid, r := range m.recs {
+		if m.inflight[rid] {
+			continue
+		}
+		if r.man.pending() != "" || (r.man.Finished && r.active == nil && !r.man.PlaylistUploaded && len(r.man.Segments) > 0) {
+			ids = append(ids, rid)
+		}
+	}
+	if len(ids) == 0 {
+		return "", "", false
+	}
+	sort.Strings(ids) // IDs begin with the start time
+	id = ids[0]
+	m.inflight[id] = true
+	return id, m.recs[id].man.pending(), true
+}
+
+func (m *Manager) release(id string) {
+	m.mu.Lock()
+	delete(m.inflight, id)
+	m.mu.Unlock()
+}
+
+// uploadOne uploads one file (or, with name "", the final playlist and
+// manifest) and records the result in the manifest.
+func (m *Manager) uploadOne(id, name string) error {
+	m.mu.Lock()
+	r := m.recs[id]
+	if r == nil {
+		m.mu.Unlock()
+		return nil // deleted meanwhile
+	}
+	key, dir := r.man.Key, r.dir
+	var playlist []byte
+	if name == "" {
+		playlist = playlistBytes(r.man)
+	}
+	m.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(m.ctx, m.p.UploadTimeout)
+	defer cancel()
+	var err error
+	if name == "" {
+		err = m.uploadFinal(ctx, r, key, dir, playlist)
+	} else {
+		err = m.p.Storage.PutFile(ctx, key+name, filepath.Join(dir, name))
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		if name != "" && errors.Is(err, fs.ErrNotExist) {
+			// The spool copy is gone (deleted by hand?): nothing to retry.
+			if f := r.man.file(name); f != nil {
+				f.Lost = true
+			}
+			m.log.Error("recorder: spooled file missing; it is lost", "id", id, "file", name)
+			_ = r.man.save(dir)
+			return nil
+		}
+		r.upErr = time.Now().UTC().Format(time.RFC3339) + ": upload: " + err.Error()
+		return err
+	}
+	r.upErr = ""
+	if name == "" {
+		r.man.PlaylistUploaded = true
+		m.log.Info("recording complete in storage", "id", id, "storage", m.p.Storage.String())
+	} else if f := r.man.file(name); f != nil {
+		f.Uploaded = true
+	}
+	if err := r.man.save(dir); err != nil {
+		m.log.Error("recorder: cannot save manifest", "id", id, "err", err)
+	}
+	if name != "" {
+		// Only after the manifest says "uploaded": a crash in between
+		// uploads the file again instead of losing it.
+		_ = os.Remove(filepath.Join(dir, name))
+	}
+	return nil
+}
+
+// uploadFinal puts the VOD playlist and the manifest into storage, next to
+// the segments, so the bucket alone is a playable, self-describing archive.
+func (m *Manager) uploadFinal(ctx context.Context, r *rec, key, dir string, playlist []byte) error {
+	pl := filepath.Join(dir, "index.m3u8")
+	if err := writeFileAtomic(pl, playlist); err != nil {
+		return err
+	}
+	if err := m.p.Storage.PutFile(ctx, key+"index.m3u8", pl); err != nil {
+		return err
+	}
+	return m.p.Storage.PutFile(ctx, key+manifestName, filepath.Join(dir, manifestName))
+}
