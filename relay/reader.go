@@ -26,7 +26,8 @@ type Reader struct {
 	// Owned by the worker goroutine.
 	started bool
 	lastSeq uint16
-	from    uint16 // track sequence number the current mapping starts at
+	from    uint16     // track sequence number the current mapping starts at
+	hdr     rtp.Header // scratch: a header passed to the sink must not escape per packet
 
 	live     atomic.Bool // has started: NACKs can be answered
 	fallback *time.Timer // serves the GOP cache if no fresh keyframe comes
@@ -74,12 +75,13 @@ func (r *Reader) deliver(p *Packet) {
 	} else if p.Header.SequenceNumber != r.from && !seqNewer(p.Header.SequenceNumber, r.from) {
 		return // a late packet from before the resync: its number is taken
 	}
-	h := p.Header
+	h := &r.hdr
+	*h = p.Header
 	h.SequenceNumber += off
 	if seqNewer(h.SequenceNumber, r.lastSeq) {
 		r.lastSeq = h.SequenceNumber
 	}
-	if err := r.sink.WriteRTP(&h, p.Payload); err != nil {
+	if err := r.sink.WriteRTP(h, p.Payload); err != nil {
 		return
 	}
 	r.packets.Add(1)
