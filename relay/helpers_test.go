@@ -319,7 +319,7 @@ func ids(ps [][]byte) string {
 	return s
 }
 
-func publish(t *testing.T, h *relay.Hub, path string, infos ...relay.TrackInfo) (*relay.Publication, *fakeSource) {
+func publish(t testing.TB, h *relay.Hub, path string, infos ...relay.TrackInfo) (*relay.Publication, *fakeSource) {
 	t.Helper()
 	src := &fakeSource{}
 	p, err := h.Publish(path, infos, src)

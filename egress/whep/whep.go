@@ -272,23 +272,36 @@ func readRTCP(sender *webrtc.RTPSender, readerCh <-chan *relay.Reader) {
 				continue // not attached yet: nothing to answer from
 			}
 		}
-		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				r.RequestKeyframe()
-			case *rtcp.TransportLayerNack:
-				seqs = seqs[:0]
-				for _, n := range p.Nacks {
-					n.Range(func(seq uint16) bool {
-						seqs = append(seqs, seq)
-						return true
-					})
-				}
-				r.Retransmit(seqs)
-			}
-		}
+		seqs = handleRTCP(r, pkts, seqs)
 	}
 }
+
+// handleRTCP applies a viewer's RTCP to its reader: keyframe requests go to
+// the (coalescing) track, NACKs are answered from the shared history. seqs
+// is scratch space, returned for reuse.
+func handleRTCP(r *relay.Reader, pkts []rtcp.Packet, seqs []uint16) []uint16 {
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			r.RequestKeyframe()
+		case *rtcp.TransportLayerNack:
+			seqs = seqs[:0]
+			for _, n := range p.Nacks {
+				n.Range(func(seq uint16) bool {
+					seqs = append(seqs, seq)
+					return len(seqs) < maxNACKsPerPacket
+				})
+			}
+			r.Retransmit(seqs)
+		}
+	}
+	return seqs
+}
+
+// maxNACKsPerPacket bounds the retransmissions one RTCP packet can trigger,
+// so a hostile viewer cannot make the gateway send its whole history at
+// once.
+const maxNACKsPerPacket = 256
 
 // sink writes a reader's packets to one WebRTC sender.
 type sink struct {
