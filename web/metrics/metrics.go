@@ -1,0 +1,148 @@
+// Package metrics exports livegate's state and traffic to Prometheus.
+// Stream counters are read from the relay at scrape time, so the media
+// path pays nothing for them.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/livegate/livegate/relay"
+)
+
+// Source is what the metrics read at scrape time. Nil funcs are skipped.
+type Source struct {
+	Streams    func() []relay.StreamStats
+	Publishers func() int // WHIP sessions
+	Viewers    func() int // WHEP sessions
+	RelayLinks func() int
+	// Extra lets other parts (recorder, egress) add their own collectors.
+	Extra []prometheus.Collector
+}
+
+// Metrics owns a registry and the HTTP latency histogram.
+type Metrics struct {
+	reg  *prometheus.Registry
+	http *prometheus.HistogramVec
+}
+
+// New builds the registry.
+func New(src Source) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		http: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "livegate", Name: "http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method", "status"}),
+	}
+	reg.MustRegister(m.http, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&streamCollector{src: src})
+	for _, c := range src.Extra {
+		reg.MustRegister(c)
+	}
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
+}
+
+// Middleware records every request's latency under its route pattern (not
+// the raw path, which would explode label cardinality).
+func (m *Metrics) Middleware() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			status := c.Response().Status
+			if err != nil {
+				if he, ok := err.(*echo.HTTPError); ok {
+					status = he.Code
+				} else if sc, ok := err.(interface{ StatusCode() int }); ok {
+					status = sc.StatusCode()
+				}
+			}
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			m.http.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+			return err
+		}
+	}
+}
+
+var (
+	descStreams    = prometheus.NewDesc("livegate_streams", "Streams by state (live, or waiting for their publisher).", []string{"state"}, nil)
+	descPublishers = prometheus.NewDesc("livegate_publisher_sessions", "WHIP sessions.", nil, nil)
+	descViewerSess = prometheus.NewDesc("livegate_viewer_sessions", "WHEP sessions.", nil, nil)
+	descLinks      = prometheus.NewDesc("livegate_relay_links", "Streams pulled from a parent node.", nil, nil)
+	descViewers    = prometheus.NewDesc("livegate_stream_viewers", "Viewers per stream.", []string{"stream"}, nil)
+	descBytesIn    = prometheus.NewDesc("livegate_stream_bytes_in_total", "RTP bytes received from the publisher.", []string{"stream", "kind"}, nil)
+	descBytesOut   = prometheus.NewDesc("livegate_stream_bytes_out_total", "RTP bytes sent to viewers.", []string{"stream", "kind"}, nil)
+	descPktsIn     = prometheus.NewDesc("livegate_stream_packets_in_total", "RTP packets received from the publisher.", []string{"stream", "kind"}, nil)
+	descDropped    = prometheus.NewDesc("livegate_stream_dropped_packets", "Packets dropped for viewers that fell behind (current viewers).", []string{"stream", "kind"}, nil)
+	descResent     = prometheus.NewDesc("livegate_stream_nack_retransmissions", "Packets retransmitted in answer to viewers' NACKs (current viewers).", []string{"stream", "kind"}, nil)
+	descPLIs       = prometheus.NewDesc("livegate_stream_keyframe_requests_total", "Keyframe requests (PLI/FIR) from viewers.", []string{"stream", "kind"}, nil)
+	descPLIsSent   = prometheus.NewDesc("livegate_stream_keyframe_requests_sent_total", "Keyframe requests sent to the publisher after coalescing.", []string{"stream", "kind"}, nil)
+)
+
+type streamCollector struct{ src Source }
+
+func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descStreams, descPublishers, descViewerSess, descLinks, descViewers,
+		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent} {
+		ch <- d
+	}
+}
+
+func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	if f := c.src.Publishers; f != nil {
+		gauge(descPublishers, float64(f()))
+	}
+	if f := c.src.Viewers; f != nil {
+		gauge(descViewerSess, float64(f()))
+	}
+	if f := c.src.RelayLinks; f != nil {
+		gauge(descLinks, float64(f()))
+	}
+	if c.src.Streams == nil {
+		return
+	}
+	live, waiting := 0, 0
+	for _, st := range c.src.Streams() {
+		if st.Live {
+			live++
+		} else {
+			waiting++
+		}
+		gauge(descViewers, float64(st.Readers), st.Path)
+		for _, t := range st.Tracks {
+			k := string(t.Kind)
+			counter(descBytesIn, float64(t.BytesIn), st.Path, k)
+			counter(descBytesOut, float64(t.BytesOut), st.Path, k)
+			counter(descPktsIn, float64(t.PacketsIn), st.Path, k)
+			gauge(descDropped, float64(t.Dropped), st.Path, k)
+			gauge(descResent, float64(t.Retransmitted), st.Path, k)
+			counter(descPLIs, float64(t.KeyframeRequests), st.Path, k)
+			counter(descPLIsSent, float64(t.KeyframesAsked), st.Path, k)
+		}
+	}
+	gauge(descStreams, float64(live), "live")
+	gauge(descStreams, float64(waiting), "waiting")
+}
