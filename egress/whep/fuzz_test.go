@@ -1,7 +1,9 @@
 package whep
 
 import (
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -10,9 +12,9 @@ import (
 	"github.com/livegate/livegate/relay/codec"
 )
 
-type countSink struct{ n int }
+type countSink struct{ n atomic.Int64 }
 
-func (s *countSink) WriteRTP(*rtp.Header, []byte) error { s.n++; return nil }
+func (s *countSink) WriteRTP(*rtp.Header, []byte) error { s.n.Add(1); return nil }
 func (s *countSink) WriteSenderReport(uint64, uint32, uint32, uint32) error {
 	return nil
 }
@@ -53,15 +55,21 @@ func FuzzViewerRTCP(f *testing.F) {
 		}
 		pub.WriteRTP(0, &rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), Marker: true}, p)
 	}
+	for deadline := time.Now().Add(5 * time.Second); sink.n.Load() < 300; {
+		if time.Now().After(deadline) {
+			f.Fatalf("reader got %d of 300 packets", sink.n.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pkts, err := rtcp.Unmarshal(data)
 		if err != nil {
 			return
 		}
-		before := sink.n
+		before := sink.n.Load()
 		handleRTCP(r, pkts, nil)
-		if sent := sink.n - before; sent > maxNACKsPerPacket*len(pkts)+len(pkts) {
+		if sent := sink.n.Load() - before; sent > int64(maxNACKsPerPacket*len(pkts)+len(pkts)) {
 			t.Fatalf("%d retransmissions for %d RTCP packets", sent, len(pkts))
 		}
 	})
