@@ -5,6 +5,7 @@ package web
 import (
 	"context"
 	"embed"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/web/rooms"
 )
 
 //go:embed static
@@ -40,6 +42,9 @@ type Params struct {
 	// CORSOrigin is sent as Access-Control-Allow-Origin ("*" by default).
 	CORSOrigin string
 	Auth       AuthParams
+	// Rooms, if set, serves the room API, room events, chat and the host
+	// and viewer pages.
+	Rooms *rooms.Manager
 	// OfferTimeout bounds the work of answering one offer.
 	OfferTimeout time.Duration
 	Logger       *slog.Logger
@@ -51,6 +56,8 @@ type Server struct {
 	echo *echo.Echo
 	log  *slog.Logger
 	up   time.Time
+
+	pubSessions publisherSessions // for rooms: who hung up
 }
 
 var segment = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -99,6 +106,9 @@ func New(p Params) *Server {
 	e.GET("/api/v1/streams", s.listStreams)
 	e.GET("/api/v1/streams/:room/:name", s.getStream)
 	e.GET("/healthz", s.health)
+	if p.Rooms != nil {
+		s.registerRooms()
+	}
 
 	sub, _ := fs.Sub(static, "static")
 	e.GET("/*", echo.WrapHandler(http.FileServer(http.FS(sub))))
@@ -177,6 +187,9 @@ func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.Han
 		if err := authorize(c); err != nil {
 			return err
 		}
+		if ep == s.p.WHIP {
+			s.notePublisher(c, path)
+		}
 		offer, err := s.body(c, mimeSDP)
 		if err != nil {
 			return err
@@ -186,6 +199,9 @@ func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.Han
 		sess, err := ep.Offer(ctx, path, offer, c.RealIP())
 		if err != nil {
 			return err
+		}
+		if ep == s.p.WHIP {
+			s.notePublished(sess)
 		}
 		h := c.Response().Header()
 		h.Set("Location", c.Request().URL.Path+"/"+sess.ID)
@@ -231,9 +247,18 @@ func (s *Server) remove(ep Endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		sess, err := s.session(c, ep)
 		if err != nil {
+			// A publisher whose connection closed just before its DELETE
+			// still hangs up.
+			if ep == s.p.WHIP && errors.Is(err, rtc.ErrSessionNotFound) &&
+				s.noteHangup(c.Param("room")+"/"+c.Param("name"), c.Param("id")) {
+				return c.NoContent(http.StatusOK)
+			}
 			return err
 		}
 		sess.Close()
+		if ep == s.p.WHIP {
+			s.noteHangup(sess.Path, sess.ID)
+		}
 		return c.NoContent(http.StatusOK)
 	}
 }

@@ -57,6 +57,11 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.StringVar(&g.AuthMode, "auth", "auto", "auto: tokens required, except from this machine while no auth-key is set; on: always; off: never (loopback only)")
 	fs.StringVar(&g.AuthKey, "auth-key", "", "secret (32+ bytes) that signs access tokens; never sent to browsers")
 	fs.StringVar(&g.AdminKey, "admin-key", "", "bearer key for app backends: mint tokens, admin API")
+	fs.IntVar(&g.MaxRooms, "max-rooms", 10000, "rooms kept at once; rooms with live streams always are (0: unlimited)")
+	fs.IntVar(&g.MaxRoomSubscribers, "max-room-subscribers", 5000, "open room event streams (pages) per room (0: unlimited)")
+	fs.IntVar(&g.ChatHistory, "chat-history", 100, "chat messages kept per room for late joiners (1-10000)")
+	fs.Float64Var(&g.ChatRate, "chat-rate", 1, "chat messages per second per identity and room, sustained (0: unlimited)")
+	fs.IntVar(&g.ChatBurst, "chat-burst", 5, "chat messages an identity may send at once before chat-rate applies")
 	fs.Var(rawListValue{&g.RelayParents}, "relay-parents", "comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP")
 	fs.StringVar(&g.ClusterKey, "cluster-key", "", "bearer key relay links present to parents (and accept from children)")
 	fs.DurationVar(&g.RelayLinger, "relay-linger", 30*time.Second, "keep pulling a stream this long after its last viewer left")
@@ -169,6 +174,15 @@ func (s *settings) validate() error {
 		default:
 			return fmt.Errorf("video-codecs: unknown codec %q", c)
 		}
+	}
+	if h := s.Gateway.ChatHistory; h < 1 || h > 10000 {
+		return errors.New("chat-history: must be between 1 and 10000")
+	}
+	if s.Gateway.ChatRate < 0 || s.Gateway.ChatBurst < 1 {
+		return errors.New("chat-rate must be at least 0 and chat-burst at least 1")
+	}
+	if s.Gateway.MaxRooms < 0 || s.Gateway.MaxRoomSubscribers < 0 {
+		return errors.New("max-rooms and max-room-subscribers must be at least 0")
 	}
 	if s.Gateway.MaxBody < 1024 {
 		return errors.New("max-body: must be at least 1024 bytes")

@@ -20,6 +20,7 @@ import (
 	"github.com/livegate/livegate/relay/tree"
 	"github.com/livegate/livegate/web"
 	"github.com/livegate/livegate/web/auth"
+	"github.com/livegate/livegate/web/rooms"
 )
 
 // Config is every setting of the gateway. cmd/livegate documents and fills
@@ -48,6 +49,12 @@ type Config struct {
 	RelayLinger      time.Duration // keep a pull this long after its last viewer
 	Workers          int
 	ShutdownTimeout  time.Duration
+	// Rooms: see cmd/livegate for their meaning.
+	MaxRooms           int     // 0: unlimited
+	MaxRoomSubscribers int     // room event streams per room; 0: unlimited
+	ChatHistory        int     // 0: 100
+	ChatRate           float64 // messages per second per identity and room; 0: unlimited
+	ChatBurst          int     // 0: 5
 }
 
 // Gateway is a running livegate node.
@@ -58,6 +65,7 @@ type Gateway struct {
 	engine *rtc.Engine
 	whip   *whip.Server
 	whep   *whep.Server
+	rooms  *rooms.Manager
 	puller *tree.Puller
 	ln     net.Listener
 	srv    *http.Server
@@ -99,7 +107,10 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub, Pull: pull,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxViewers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
-	h := web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, MaxBody: cfg.MaxBody,
+	g.rooms = rooms.New(rooms.Params{MaxRooms: cfg.MaxRooms, MaxSubscribers: cfg.MaxRoomSubscribers,
+		History: cfg.ChatHistory, ChatRate: cfg.ChatRate, ChatBurst: cfg.ChatBurst, Logger: log})
+	g.hub.Subscribe(g.rooms.HandleEvent)
+	h := web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, MaxBody: cfg.MaxBody,
 		CORSOrigin: cfg.CORSOrigin, Logger: log,
 		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
 
@@ -120,6 +131,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Room event streams never end by themselves: end them when shutdown
+	// starts so that it does not wait for them.
+	g.srv.RegisterOnShutdown(g.rooms.Close)
 	return g, nil
 }
 
@@ -197,6 +211,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 func (g *Gateway) closeMedia() {
+	if g.rooms != nil {
+		g.rooms.Close()
+	}
 	if g.whip != nil {
 		g.whip.Close()
 	}

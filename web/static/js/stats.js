@@ -1,0 +1,81 @@
+// Live statistics of a peer connection from getStats(): bitrate,
+// resolution, frame rate, round-trip time, frames dropped, packets lost.
+//
+//   const sample = sampler(pc, 'inbound-rtp');
+//   setInterval(async () => show(format(await sample())), 1000);
+
+/** Formats bits per second. */
+export function formatBitrate(bps) {
+  if (!(bps >= 0)) return '';
+  if (bps >= 1e6) return `${(bps / 1e6).toFixed(2)} Mb/s`;
+  return `${Math.round(bps / 1e3)} kb/s`;
+}
+
+/**
+ * Returns a function that samples pc's statistics for RTP streams of type
+ * ('inbound-rtp' for players, 'outbound-rtp' for publishers). Bitrates are
+ * averaged since the previous sample.
+ */
+export function sampler(pc, type) {
+  let prev = null;
+  return async () => {
+    const report = await pc.getStats();
+    const byId = new Map();
+    report.forEach((s) => byId.set(s.id, s));
+    let bytes = 0;
+    let video = null;
+    let audio = null;
+    let rtt = null;
+    let lost = 0;
+    let jitter = null;
+    report.forEach((s) => {
+      if (s.type === type) {
+        bytes += (type === 'inbound-rtp' ? s.bytesReceived : s.bytesSent) || 0;
+        if (s.kind === 'video') video = s;
+        else if (s.kind === 'audio') audio = s;
+        if (type === 'inbound-rtp') {
+          lost += s.packetsLost || 0;
+          if (s.kind === 'video' && s.jitter != null) jitter = s.jitter;
+        }
+      } else if (s.type === 'remote-inbound-rtp') {
+        // What the other side reports about our outbound streams.
+        lost += s.packetsLost || 0;
+        if (s.roundTripTime != null) rtt = s.roundTripTime;
+      } else if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+        if (rtt == null && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime;
+      }
+    });
+    const now = performance.now();
+    const out = {
+      bitrate: prev && now > prev.t ? ((bytes - prev.bytes) * 8) / ((now - prev.t) / 1000) : null,
+      width: video?.frameWidth || 0,
+      height: video?.frameHeight || 0,
+      fps: video?.framesPerSecond ?? null,
+      rtt: rtt == null ? null : rtt * 1000, // ms
+      framesDropped: video?.framesDropped ?? null, // inbound only
+      framesDecoded: video?.framesDecoded ?? null,
+      packetsLost: lost,
+      jitter: jitter == null ? null : jitter * 1000, // ms
+      qualityLimitation: video?.qualityLimitationReason || '', // outbound only
+      codec: (video && byId.get(video.codecId)?.mimeType?.replace(/^video\//, '')) || '',
+      audio: !!audio,
+    };
+    prev = { bytes, t: now };
+    return out;
+  };
+}
+
+/** One line of text for a sample. */
+export function format(s) {
+  if (!s) return '';
+  const parts = [];
+  if (s.width) parts.push(`${s.width}×${s.height}`);
+  if (s.fps != null) parts.push(`${Math.round(s.fps)} fps`);
+  if (s.bitrate != null) parts.push(formatBitrate(s.bitrate));
+  if (s.codec) parts.push(s.codec);
+  if (s.rtt != null) parts.push(`RTT ${Math.round(s.rtt)} ms`);
+  if (s.framesDropped != null) parts.push(`${s.framesDropped} dropped`);
+  if (s.packetsLost) parts.push(`${s.packetsLost} lost`);
+  if (s.qualityLimitation && s.qualityLimitation !== 'none') parts.push(`limited by ${s.qualityLimitation}`);
+  return parts.join(' · ');
+}
