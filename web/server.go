@@ -20,6 +20,7 @@ import (
 
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/web/metrics"
 	"github.com/livegate/livegate/web/rooms"
 )
 
@@ -45,6 +46,10 @@ type Params struct {
 	// Rooms, if set, serves the room API, room events, chat and the host
 	// and viewer pages.
 	Rooms *rooms.Manager
+	// Recordings serves the recording API and playback; nil disables them.
+	Recordings RecordingsAPI
+	// Metrics serves /metrics and times requests; nil disables them.
+	Metrics *metrics.Metrics
 	// OfferTimeout bounds the work of answering one offer.
 	OfferTimeout time.Duration
 	Logger       *slog.Logger
@@ -85,6 +90,9 @@ func New(p Params) *Server {
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{p: p, echo: e, log: p.Logger, up: time.Now()}
 	e.HTTPErrorHandler = s.handleError
+	if p.Metrics != nil {
+		e.Use(p.Metrics.Middleware())
+	}
 	e.Use(s.cors)
 
 	if p.Auth.Mode == "" {
@@ -110,6 +118,18 @@ func New(p Params) *Server {
 		s.registerRooms()
 	}
 
+	if p.Recordings != nil {
+		s.registerRecordings(p.Recordings)
+	}
+	if p.Metrics != nil {
+		e.GET("/metrics", func(c echo.Context) error {
+			if err := s.isAdmin(c); err != nil {
+				return err
+			}
+			p.Metrics.Handler().ServeHTTP(c.Response(), c.Request())
+			return nil
+		})
+	}
 	sub, _ := fs.Sub(static, "static")
 	e.GET("/*", echo.WrapHandler(http.FileServer(http.FS(sub))))
 	return s

@@ -62,9 +62,23 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.IntVar(&g.ChatHistory, "chat-history", 100, "chat messages kept per room for late joiners (1-10000)")
 	fs.Float64Var(&g.ChatRate, "chat-rate", 1, "chat messages per second per identity and room, sustained (0: unlimited)")
 	fs.IntVar(&g.ChatBurst, "chat-burst", 5, "chat messages an identity may send at once before chat-rate applies")
-	fs.Var(rawListValue{&g.RelayParents}, "relay-parents", "comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP")
+	fs.Var(rawListValue{p: &g.RelayParents}, "relay-parents", "comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP")
 	fs.StringVar(&g.ClusterKey, "cluster-key", "", "bearer key relay links present to parents (and accept from children)")
 	fs.DurationVar(&g.RelayLinger, "relay-linger", 30*time.Second, "keep pulling a stream this long after its last viewer left")
+	fs.StringVar(&g.RecordDir, "record-dir", "./data/recordings", "local directory recordings are stored in (when no S3 bucket is set)")
+	fs.StringVar(&g.RecordSpool, "record-spool", "./data/spool", "local spool for segments not yet stored; survives crashes")
+	fs.Var(rawListValue{p: &g.RecordRules, plain: true}, "record-rules", "comma-separated path patterns recorded whenever they go live (e.g. room/*)")
+	fs.DurationVar(&g.RecordSegment, "record-segment", 4*time.Second, "target recording segment length (cut on keyframes)")
+	fs.DurationVar(&g.RecordRetention, "record-retention", 0, "delete recordings older than this (0: keep)")
+	fs.StringVar(&g.RecordS3.Endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (empty: AWS)")
+	fs.StringVar(&g.RecordS3.Region, "s3-region", "us-east-1", "S3 region")
+	fs.StringVar(&g.RecordS3.Bucket, "s3-bucket", "", "S3 bucket for recordings (empty: local directory)")
+	fs.StringVar(&g.RecordS3.Prefix, "s3-prefix", "", "key prefix for recordings in the bucket")
+	fs.BoolVar(&g.RecordS3.PathStyle, "s3-path-style", false, "path-style bucket addressing (most self-hosted servers)")
+	fs.StringVar(&g.RecordS3.AccessKeyID, "s3-access-key", "", "S3 access key (empty: the standard AWS credential chain)")
+	fs.StringVar(&g.RecordS3.SecretAccessKey, "s3-secret-key", "", "S3 secret key")
+	fs.Var(rawListValue{p: &g.WebhookURLs}, "webhook-urls", "comma-separated URLs notified of stream, room, recording and egress events")
+	fs.StringVar(&g.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook deliveries (X-Livegate-Signature)")
 }
 
 // load fills s from args, the YAML file and the environment.
@@ -190,8 +204,12 @@ func (s *settings) validate() error {
 	return nil
 }
 
-// rawListValue is a comma-separated list flag that keeps case (URLs).
-type rawListValue struct{ p *[]string }
+// rawListValue is a comma-separated list flag that keeps case: URLs, or
+// any text when plain.
+type rawListValue struct {
+	p     *[]string
+	plain bool
+}
 
 func (l rawListValue) String() string {
 	if l.p == nil {
@@ -204,7 +222,7 @@ func (l rawListValue) Set(v string) error {
 	*l.p = nil
 	for _, x := range strings.Split(v, ",") {
 		if x = strings.TrimSpace(x); x != "" {
-			if !strings.HasPrefix(x, "http://") && !strings.HasPrefix(x, "https://") {
+			if !l.plain && !strings.HasPrefix(x, "http://") && !strings.HasPrefix(x, "https://") {
 				return fmt.Errorf("%q is not an http(s) URL", x)
 			}
 			*l.p = append(*l.p, strings.TrimRight(x, "/"))

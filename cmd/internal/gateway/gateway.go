@@ -14,13 +14,17 @@ import (
 
 	"github.com/livegate/livegate/egress/whep"
 	"github.com/livegate/livegate/ingest/whip"
+	"github.com/livegate/livegate/recorder"
+	"github.com/livegate/livegate/recorder/storage"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/rtcclient"
 	"github.com/livegate/livegate/relay/tree"
 	"github.com/livegate/livegate/web"
 	"github.com/livegate/livegate/web/auth"
+	"github.com/livegate/livegate/web/metrics"
 	"github.com/livegate/livegate/web/rooms"
+	"github.com/livegate/livegate/web/webhooks"
 )
 
 // Config is every setting of the gateway. cmd/livegate documents and fills
@@ -55,6 +59,16 @@ type Config struct {
 	ChatHistory        int     // 0: 100
 	ChatRate           float64 // messages per second per identity and room; 0: unlimited
 	ChatBurst          int     // 0: 5
+	// Recording.
+	RecordDir       string   // local storage (default ./data/recordings)
+	RecordSpool     string   // spool for segments not yet stored (default ./data/spool)
+	RecordRules     []string // path patterns recorded when they go live, e.g. "room/*"
+	RecordSegment   time.Duration
+	RecordRetention time.Duration // 0: keep
+	RecordS3        storage.S3Config
+	// Webhooks.
+	WebhookURLs   []string
+	WebhookSecret string
 }
 
 // Gateway is a running livegate node.
@@ -66,6 +80,9 @@ type Gateway struct {
 	whip   *whip.Server
 	whep   *whep.Server
 	rooms  *rooms.Manager
+	rec    *recorder.Manager
+	hooks  *webhooks.Notifier
+	unhook func()
 	puller *tree.Puller
 	ln     net.Listener
 	srv    *http.Server
@@ -86,6 +103,26 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		Logger:              log,
 	})
 	var err error
+	var st storage.Storage
+	if cfg.RecordS3.Bucket != "" {
+		st, err = storage.NewS3(context.Background(), cfg.RecordS3)
+	} else {
+		dir := cfg.RecordDir
+		if dir == "" {
+			dir = "./data/recordings"
+		}
+		st, err = storage.NewLocal(dir)
+	}
+	if err == nil {
+		g.rec, err = recorder.New(recorder.Params{Hub: g.hub, Storage: st, SpoolDir: cfg.RecordSpool,
+			SegmentDuration: cfg.RecordSegment, Rules: cfg.RecordRules, Retention: cfg.RecordRetention, Logger: log})
+	}
+	if err != nil {
+		g.hub.Close()
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	g.hooks = webhooks.New(webhooks.Params{URLs: cfg.WebhookURLs, Secret: cfg.WebhookSecret, Logger: log})
+	g.unhook = webhooks.FollowHub(g.hub, g.hooks)
 	g.engine, err = rtc.NewEngine(rtc.Config{
 		UDPAddr: cfg.WebRTCUDP, IPs: cfg.WebRTCIPs, STUNServers: cfg.STUNServers, Logger: log,
 		// Without configured IPs, also offer loopback so a browser on the
@@ -93,7 +130,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		IncludeLoopback: len(cfg.WebRTCIPs) == 0,
 	})
 	if err != nil {
-		g.hub.Close()
+		g.closeMedia()
 		return nil, err
 	}
 	g.whip = whip.New(whip.Params{Engine: g.engine, Hub: g.hub, VideoCodecs: cfg.VideoCodecs,
@@ -110,7 +147,25 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.rooms = rooms.New(rooms.Params{MaxRooms: cfg.MaxRooms, MaxSubscribers: cfg.MaxRoomSubscribers,
 		History: cfg.ChatHistory, ChatRate: cfg.ChatRate, ChatBurst: cfg.ChatBurst, Logger: log})
 	g.hub.Subscribe(g.rooms.HandleEvent)
+	mx := metrics.New(metrics.Source{
+		Streams: func() []relay.StreamStats {
+			var out []relay.StreamStats
+			for _, s := range g.hub.Streams() {
+				out = append(out, s.Stats())
+			}
+			return out
+		},
+		Publishers: g.whip.Sessions,
+		Viewers:    g.whep.Sessions,
+		RelayLinks: func() int {
+			if g.puller == nil {
+				return 0
+			}
+			return len(g.puller.Links())
+		},
+	})
 	h := web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, MaxBody: cfg.MaxBody,
+		Recordings: g.rec, Metrics: mx,
 		CORSOrigin: cfg.CORSOrigin, Logger: log,
 		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
 
@@ -211,6 +266,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 func (g *Gateway) closeMedia() {
+	// Recordings write their last segment while the streams still exist.
+	if g.rec != nil {
+		g.rec.Close()
+	}
+	if g.unhook != nil {
+		g.unhook()
+	}
+	if g.hooks != nil {
+		defer g.hooks.Close()
+	}
 	if g.rooms != nil {
 		g.rooms.Close()
 	}

@@ -39,6 +39,7 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	cfg := Config{
 		HTTP: "127.0.0.1:0", WebRTCUDP: "127.0.0.1:0", WebRTCIPs: []string{"127.0.0.1"},
 		Grace: 10 * time.Second, ConnectTimeout: 10 * time.Second,
+		RecordDir: t.TempDir(), RecordSpool: t.TempDir(),
 	}
 	if mutate != nil {
 		mutate(&cfg)

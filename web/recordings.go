@@ -1,0 +1,196 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/livegate/livegate/recorder"
+	"github.com/livegate/livegate/relay"
+)
+
+// RecordingsAPI is what the HTTP layer needs of the recorder
+// (*recorder.Manager implements it).
+type RecordingsAPI interface {
+	Start(path string) (recorder.Info, error)
+	Stop(id string) (recorder.Info, error)
+	List(f recorder.Filter) []recorder.Info
+	Get(id string) (recorder.Info, error)
+	Delete(ctx context.Context, id string) error
+	Open(ctx context.Context, id, name string) (io.ReadCloser, int64, string, error)
+}
+
+var (
+	recordingID   = regexp.MustCompile(`^[0-9A-Za-z_-]{1,64}$`)
+	recordingFile = regexp.MustCompile(`^(index\.m3u8|init_[0-9]+\.mp4|seg_[0-9]+\.m4s)$`)
+)
+
+// registerRecordings adds the recording API, HLS VOD playback and the
+// /recordings page. Managing and listing recordings needs the admin key or
+// grant (or a local client in auto mode); so does playback, whose token may
+// be passed as ?access_token= (it is carried into the playlist's URIs).
+func (s *Server) registerRecordings(m RecordingsAPI) {
+	e := s.echo
+	e.POST("/api/v1/recordings", s.admin(func(c echo.Context) error {
+		var req struct {
+			Stream string `json:"stream"`
+		}
+		if err := decodeJSON(c, 4<<10, &req); err != nil {
+			return err
+		}
+		room, name, ok := strings.Cut(req.Stream, "/")
+		if !ok || !segment.MatchString(room) || !segment.MatchString(name) {
+			return newError(http.StatusBadRequest, "bad_path", "stream must be ROOM/NAME, each 1-64 characters of A-Z a-z 0-9 _ -")
+		}
+		in, err := m.Start(req.Stream)
+		if err != nil {
+			return recordingError(err)
+		}
+		c.Response().Header().Set("Location", "/api/v1/recordings/"+in.ID)
+		return c.JSON(http.StatusCreated, in)
+	}))
+	e.GET("/api/v1/recordings", s.admin(func(c echo.Context) error {
+		f := recorder.Filter{Stream: c.QueryParam("stream")}
+		for _, q := range []struct {
+			name string
+			dst  *time.Time
+		}{{"from", &f.From}, {"to", &f.To}} {
+			if v := c.QueryParam(q.name); v != "" {
+				t, err := time.Parse(time.RFC3339, v)
+				if err != nil {
+					return newError(http.StatusBadRequest, "bad_time", q.name+" must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z")
+				}
+				*q.dst = t
+			}
+		}
+		return c.JSON(http.StatusOK, map[string]any{"recordings": m.List(f)})
+	}))
+	e.GET("/api/v1/recordings/:id", s.admin(func(c echo.Context) error {
+		in, err := m.Get(c.Param("id"))
+		if err != nil {
+			return recordingError(err)
+		}
+		return c.JSON(http.StatusOK, in)
+	}))
+	// DELETE stops a recording; with ?purge=true it also deletes its files.
+	e.DELETE("/api/v1/recordings/:id", s.admin(func(c echo.Context) error {
+		id := c.Param("id")
+		if purge, _ := strconv.ParseBool(c.QueryParam("purge")); purge {
+			if err := m.Delete(c.Request().Context(), id); err != nil {
+				return recordingError(err)
+			}
+			return c.NoContent(http.StatusNoContent)
+		}
+		in, err := m.Stop(id)
+		if err != nil {
+			return recordingError(err)
+		}
+		return c.JSON(http.StatusOK, in)
+	}))
+	e.GET("/recordings/:id/:file", s.admin(func(c echo.Context) error {
+		id, file := c.Param("id"), c.Param("file")
+		if !recordingID.MatchString(id) || !recordingFile.MatchString(file) {
+			return newError(http.StatusNotFound, "not_found", "no such recording file")
+		}
+		rc, size, ctype, err := m.Open(c.Request().Context(), id, file)
+		if err != nil {
+			return recordingError(err)
+		}
+		defer rc.Close()
+		h := c.Response().Header()
+		if file == "index.m3u8" {
+			b, err := io.ReadAll(rc)
+			if err != nil {
+				return err
+			}
+			h.Set("Cache-Control", "no-cache")
+			return c.Blob(http.StatusOK, ctype, withToken(b, c.QueryParam("access_token")))
+		}
+		// Segments never change once written.
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		return c.Stream(http.StatusOK, ctype, rc)
+	}))
+	e.GET("/recordings", func(c echo.Context) error { return c.HTML(http.StatusOK, recordingsPage) })
+}
+
+func (s *Server) admin(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := s.isAdmin(c); err != nil {
+			return err
+		}
+		return h(c)
+	}
+}
+
+// withToken appends the request's token to the playlist's URIs, which a
+// player resolves without the playlist's query string.
+func withToken(pl []byte, token string) []byte {
+	if token == "" {
+		return pl
+	}
+	q := "?access_token=" + url.QueryEscape(token)
+	lines := strings.Split(string(pl), "\n")
+	for i, l := range lines {
+		switch {
+		case l != "" && !strings.HasPrefix(l, "#"):
+			lines[i] = l + q
+		case strings.HasPrefix(l, `#EXT-X-MAP:URI="`):
+			lines[i] = strings.TrimSuffix(l, `"`) + q + `"`
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
+func recordingError(err error) error {
+	switch {
+	case errors.Is(err, recorder.ErrNotFound):
+		return newError(http.StatusNotFound, "recording_not_found", err.Error())
+	case errors.Is(err, relay.ErrNotFound):
+		return newError(http.StatusNotFound, "stream_not_found", err.Error())
+	case errors.Is(err, recorder.ErrAlreadyRecording):
+		return newError(http.StatusConflict, "already_recording", err.Error())
+	case errors.Is(err, recorder.ErrClosed):
+		return newError(http.StatusServiceUnavailable, "shutting_down", err.Error())
+	}
+	return err
+}
+
+// recordingsPage lists recordings and plays one with the browser's HLS
+// support (Safari, and Chromium builds with native HLS).
+const recordingsPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>livegate recordings</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:15px system-ui,sans-serif;margin:2rem;max-width:60rem}table{border-collapse:collapse;width:100%}
+td,th{padding:.3rem .5rem;border-bottom:1px solid #ddd;text-align:left}video{width:100%;background:#000;margin:1rem 0}</style>
+</head><body><h1>Recordings</h1><video id="player" controls playsinline></video>
+<table><thead><tr><th>Stream</th><th>Start</th><th>Duration</th><th>Size</th><th>Status</th><th></th></tr></thead>
+<tbody id="list"><tr><td colspan="6">Loading…</td></tr></tbody></table>
+<script type="module">
+const list = document.getElementById('list'), player = document.getElementById('player');
+const token = new URLSearchParams(location.search).get('access_token');
+const q = token ? '?access_token=' + encodeURIComponent(token) : '';
+const res = await fetch('/api/v1/recordings' + q);
+const body = await res.json();
+list.textContent = '';
+if (!res.ok) { list.innerHTML = '<tr><td colspan="6"></td></tr>'; list.querySelector('td').textContent = body.error; }
+for (const r of body.recordings || []) {
+  const tr = document.createElement('tr');
+  for (const v of [r.stream, new Date(r.start).toLocaleString(), r.durationSeconds.toFixed(1) + ' s',
+                   (r.sizeBytes / 1e6).toFixed(1) + ' MB', r.status + (r.error ? ' (' + r.error + ')' : '')]) {
+    const td = document.createElement('td'); td.textContent = v; tr.append(td);
+  }
+  const td = document.createElement('td'), a = document.createElement('a');
+  a.href = r.playlist + q; a.textContent = 'play';
+  a.onclick = ev => { ev.preventDefault(); player.src = a.href; player.play().catch(() => {}); };
+  td.append(a); tr.append(td); list.append(tr);
+}
+</script></body></html>`
