@@ -110,6 +110,7 @@ func New(p Params) *Server {
 		e.DELETE(ep.prefix+"/:room/:name/:id", s.remove(ep.ep))
 		e.OPTIONS(ep.prefix+"/:room/:name/:id", s.options("OPTIONS, PATCH, DELETE"))
 	}
+	e.GET("/api/v1/openapi.json", s.serveOpenAPI)
 	e.POST("/api/v1/tokens", s.mintToken)
 	e.GET("/api/v1/streams", s.listStreams)
 	e.GET("/api/v1/streams/:room/:name", s.getStream)
@@ -342,3 +343,6 @@ func quoteOrNone(s string) string {
 	}
 	return `"` + s + `"`
 }
+
+// Routes lists the registered routes, for the API description's test.
+func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }

@@ -84,6 +84,7 @@ type Gateway struct {
 	hooks  *webhooks.Notifier
 	unhook func()
 	puller *tree.Puller
+	web    *web.Server
 	ln     net.Listener
 	srv    *http.Server
 }
@@ -164,7 +165,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			return len(g.puller.Links())
 		},
 	})
-	h := web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, MaxBody: cfg.MaxBody,
+	g.web = web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, MaxBody: cfg.MaxBody,
 		Recordings: g.rec, Metrics: mx,
 		CORSOrigin: cfg.CORSOrigin, Logger: log,
 		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
@@ -180,7 +181,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	g.srv = &http.Server{
-		Handler:           h.Handler(),
+		Handler:           g.web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
