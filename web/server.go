@@ -50,6 +50,8 @@ type Params struct {
 	Recordings RecordingsAPI
 	// Metrics serves /metrics and times requests; nil disables them.
 	Metrics *metrics.Metrics
+	// Limits are per-client protections.
+	Limits Limits
 	// OfferTimeout bounds the work of answering one offer.
 	OfferTimeout time.Duration
 	Logger       *slog.Logger
@@ -63,6 +65,8 @@ type Server struct {
 	up   time.Time
 
 	pubSessions publisherSessions // for rooms: who hung up
+	limits      *clientLimits
+	logs        logLimiter
 }
 
 var segment = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -88,7 +92,7 @@ func New(p Params) *Server {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{p: p, echo: e, log: p.Logger, up: time.Now()}
+	s := &Server{p: p, echo: e, log: p.Logger, up: time.Now(), limits: newClientLimits(p.Limits), logs: logLimiter{max: 20}}
 	e.HTTPErrorHandler = s.handleError
 	if p.Metrics != nil {
 		e.Use(p.Metrics.Middleware())
@@ -208,6 +212,10 @@ func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.Han
 		if err := authorize(c); err != nil {
 			return err
 		}
+		ip := clientIP(c.Request())
+		if err := s.limits.admit(c, ip, ep == s.p.WHIP); err != nil {
+			return err
+		}
 		if ep == s.p.WHIP {
 			s.notePublisher(c, path)
 		}
@@ -221,6 +229,7 @@ func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.Han
 		if err != nil {
 			return err
 		}
+		sess.OnClose(s.limits.opened(ip))
 		if ep == s.p.WHIP {
 			s.notePublished(sess)
 		}
@@ -328,8 +337,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if ae.Status >= 500 {
 		level = slog.LevelError
 	}
-	s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method,
-		"path", c.Request().URL.Path, "peer", c.RealIP(), "status", ae.Status, "err", ae.Message)
+	if ok, suppressed := s.logs.allow(); ok {
+		s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method,
+			"path", c.Request().URL.Path, "peer", c.RealIP(), "status", ae.Status, "err", ae.Message,
+			"suppressed_before", suppressed)
+	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(ae.Status)
 		return

@@ -51,6 +51,8 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.IntVar(&g.MaxViewers, "max-viewers", 20000, "concurrent WHEP sessions (0: unlimited)")
 	fs.IntVar(&g.MaxViewersStream, "max-viewers-per-stream", 0, "viewers per stream (0: unlimited)")
 	fs.IntVar(&g.MaxTracks, "max-tracks", 4, "media sections accepted per offer")
+	fs.IntVar(&g.MaxSessionsPerIP, "max-sessions-per-ip", 200, "concurrent WHIP+WHEP sessions from one address (0: unlimited)")
+	fs.IntVar(&g.PublishesPerMinute, "publishes-per-minute", 30, "WHIP offers accepted per minute from one address (0: unlimited)")
 	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", 15*time.Second, "end sessions whose peer does not connect within this time")
 	fs.StringVar(&g.CORSOrigin, "cors-origin", "*", "Access-Control-Allow-Origin for WHIP/WHEP/API")
 	fs.IntVar(&g.Workers, "workers", 0, "fan-out workers (0: one per core)")

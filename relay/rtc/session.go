@@ -50,11 +50,19 @@ func (s *Session) ETag() string {
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// OnClose registers f to run once when the session closes.
+// OnClose registers f to run once when the session closes (at once if it
+// already has).
 func (s *Session) OnClose(f func()) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	select {
+	case <-s.done:
+		s.mu.Unlock()
+		f()
+		return
+	default:
+	}
 	s.onClose = append(s.onClose, f)
+	s.mu.Unlock()
 }
 
 // Close ends the session and its PeerConnection. It is idempotent.

@@ -152,3 +152,33 @@ func recvonlySetup(pc *webrtc.PeerConnection) error {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Per-address limits answer 429 before any WebRTC work is done.
+func TestPerAddressLimits(t *testing.T) {
+	g := startGateway(t, func(c *Config) { c.PublishesPerMinute = 2; c.MaxSessionsPerIP = 3 })
+	publish := func(path string) int {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p, err := rtcclient.Publish(ctx, g.base+"/whip/"+path, clientOpts(t), rtcclient.H264ConstrainedBaseline, false)
+		if err == nil {
+			t.Cleanup(func() { _ = p.Close(context.Background()) })
+		}
+		return statusOf(err)
+	}
+	if a, b, c := publish("lim/a"), publish("lim/b"), publish("lim/c"); a != 201 || b != 201 || c != 429 {
+		t.Fatalf("publishes: %d %d %d, want 201 201 429", a, b, c)
+	}
+	view := func() int {
+		o := clientOpts(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := rtcclient.Connect(ctx, g.base+"/whep/lim/a", o, recvonlySetup)
+		if err == nil {
+			t.Cleanup(func() { _ = s.Close(context.Background()) })
+		}
+		return statusOf(err)
+	}
+	if a, b := view(), view(); a != 201 || b != 429 {
+		t.Fatalf("sessions: %d %d, want 201 then 429 (limit 3 with 2 publishers)", a, b)
+	}
+}

@@ -66,6 +66,9 @@ type Config struct {
 	RecordSegment   time.Duration
 	RecordRetention time.Duration // 0: keep
 	RecordS3        storage.S3Config
+	// Per-client limits.
+	MaxSessionsPerIP   int
+	PublishesPerMinute int
 	// Webhooks.
 	WebhookURLs   []string
 	WebhookSecret string
@@ -167,6 +170,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	})
 	g.web = web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, MaxBody: cfg.MaxBody,
 		Recordings: g.rec, Metrics: mx,
+		Limits:     web.Limits{SessionsPerIP: cfg.MaxSessionsPerIP, PublishesPerMinute: cfg.PublishesPerMinute},
 		CORSOrigin: cfg.CORSOrigin, Logger: log,
 		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
 
