@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -111,5 +113,22 @@ func TestTokenCommand(t *testing.T) {
 	}
 	if code := runToken([]string{"--room", "r1", "--identity", "a"}, env(nil), io.Discard, io.Discard); code == 0 {
 		t.Fatal("token minted without a key")
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	if code := runHealthcheck([]string{addr}, env(nil), io.Discard); code != 0 {
+		t.Fatalf("healthy gateway: exit %d", code)
+	}
+	srv.Close()
+	if code := runHealthcheck([]string{addr}, env(nil), io.Discard); code == 0 {
+		t.Fatal("stopped gateway reported healthy")
 	}
 }
