@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/livegate/livegate/cmd/internal/gateway"
+	egressrtmp "github.com/livegate/livegate/egress/rtmp"
 )
 
 // settings is the one place where every setting, its default and its
@@ -79,6 +80,10 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.BoolVar(&g.RecordS3.PathStyle, "s3-path-style", false, "path-style bucket addressing (most self-hosted servers)")
 	fs.StringVar(&g.RecordS3.AccessKeyID, "s3-access-key", "", "S3 access key (empty: the standard AWS credential chain)")
 	fs.StringVar(&g.RecordS3.SecretAccessKey, "s3-secret-key", "", "S3 secret key")
+	fs.BoolVar(&g.HLS, "hls", true, "serve live H.264 streams as LL-HLS at /hls/ROOM/NAME/index.m3u8")
+	fs.DurationVar(&g.HLSIdle, "hls-idle", 60*time.Second, "stop a stream's HLS muxer after this long without requests")
+	fs.StringVar(&g.FFmpeg, "ffmpeg", "", "ffmpeg for Opus->AAC in RTMP pushes; empty: from PATH; -: none (video-only pushes)")
+	fs.Var(rawListValue{p: &g.RTMPPushRules, plain: true}, "rtmp-push-rules", "comma-separated PATTERN=URL[|video-only]: push matching streams when they go live, e.g. show/*=rtmp://cdn/live/{name}")
 	fs.Var(rawListValue{p: &g.WebhookURLs}, "webhook-urls", "comma-separated URLs notified of stream, room, recording and egress events")
 	fs.StringVar(&g.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook deliveries (X-Livegate-Signature)")
 }
@@ -199,6 +204,14 @@ func (s *settings) validate() error {
 	}
 	if s.Gateway.MaxRooms < 0 || s.Gateway.MaxRoomSubscribers < 0 {
 		return errors.New("max-rooms and max-room-subscribers must be at least 0")
+	}
+	for _, r := range s.Gateway.RTMPPushRules {
+		if _, err := egressrtmp.ParseRule(r); err != nil {
+			return fmt.Errorf("rtmp-push-rules: %w", err)
+		}
+	}
+	if s.Gateway.HLSIdle < time.Second {
+		return errors.New("hls-idle: must be at least 1s")
 	}
 	if s.Gateway.MaxBody < 1024 {
 		return errors.New("max-body: must be at least 1024 bytes")

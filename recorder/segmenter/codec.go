@@ -11,6 +11,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/livegate/livegate/relay/frames"
 )
 
 // Muxable reports whether a codec can be written to fMP4 by this package.
@@ -35,12 +37,12 @@ type converted struct {
 // parameters (SPS/PPS, VP9 frame size, AV1 sequence header), which the init
 // segment needs. ok is false for frames that cannot be recorded yet
 // (before the first keyframe with parameters).
-func (t *track) convert(f frame) (c converted, ok bool) {
+func (t *track) convert(f frames.RawFrame) (c converted, ok bool) {
 	switch strings.ToLower(t.info.MimeType) {
 	case "video/h264":
 		return t.convertH264(f)
 	case "video/vp9":
-		data := f.units[0]
+		data := f.Units[0]
 		c.key = vp9.IsRandomAccess(data)
 		if c.key {
 			var h vp9.Header
@@ -55,7 +57,7 @@ func (t *track) convert(f frame) (c converted, ok bool) {
 		}
 		c.sample = &fmp4.Sample{Payload: data, IsNonSyncSample: !c.key}
 	case "video/av1":
-		for _, obu := range f.units {
+		for _, obu := range f.Units {
 			if len(obu) > 0 && av1.OBUType((obu[0]>>3)&0xf) == av1.OBUTypeSequenceHeader {
 				t.codec = &codecs.AV1{SequenceHeader: obu}
 			}
@@ -63,7 +65,7 @@ func (t *track) convert(f frame) (c converted, ok bool) {
 		if t.codec == nil {
 			return c, false
 		}
-		s, err := fmp4.NewSampleAV12(f.units)
+		s, err := fmp4.NewSampleAV12(f.Units)
 		if err != nil {
 			return c, false
 		}
@@ -76,7 +78,7 @@ func (t *track) convert(f frame) (c converted, ok bool) {
 			}
 			t.codec = &codecs.Opus{ChannelCount: ch}
 		}
-		c.sample, c.key = &fmp4.Sample{Payload: f.units[0]}, true
+		c.sample, c.key = &fmp4.Sample{Payload: f.Units[0]}, true
 	default:
 		return c, false
 	}
@@ -84,9 +86,9 @@ func (t *track) convert(f frame) (c converted, ok bool) {
 	return c, true
 }
 
-func (t *track) convertH264(f frame) (c converted, ok bool) {
-	au := make([][]byte, 0, len(f.units))
-	for _, n := range f.units {
+func (t *track) convertH264(f frames.RawFrame) (c converted, ok bool) {
+	au := make([][]byte, 0, len(f.Units))
+	for _, n := range f.Units {
 		if len(n) == 0 {
 			continue
 		}

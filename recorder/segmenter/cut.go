@@ -8,6 +8,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/livegate/livegate/relay/frames"
 )
 
 type track struct {
@@ -16,7 +18,7 @@ type track struct {
 	clock   int64
 	enabled bool
 	video   bool
-	dp      depacketizer
+	dp      frames.Depacketizer
 	seq     seqTracker
 
 	// RTP timestamp unwrapping.
@@ -44,7 +46,7 @@ type track struct {
 }
 
 type pframe struct {
-	f  frame
+	f  frames.RawFrame
 	ts int64
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/pion/rtp"
+
+	"github.com/livegate/livegate/relay/frames"
 )
 
 // Track describes an input track (as negotiated with the publisher).
@@ -113,7 +115,7 @@ func New(p Params) (*Segmenter, error) {
 	for i, ti := range p.Tracks {
 		t := &track{idx: i, info: ti, clock: int64(ti.ClockRate)}
 		if Muxable(ti.MimeType) && ti.ClockRate > 0 {
-			t.enabled, t.dp = true, newDepacketizer(ti.MimeType)
+			t.enabled, t.dp = true, frames.NewDepacketizer(ti.MimeType)
 			t.video = strings.EqualFold(ti.Kind, "video")
 			if strings.EqualFold(ti.MimeType, "video/h264") {
 				t.sps, t.pps = spropParameterSets(ti.Fmtp)
@@ -153,8 +155,8 @@ func (s *Segmenter) WriteRTP(i int, h *rtp.Header, payload []byte, arrival time.
 			s.p.RequestKeyframe(i)
 		}
 	}
-	for _, f := range t.dp.push(h, payload) {
-		ts := t.unwrap(f.ts)
+	for _, f := range t.dp.Push(h, payload) {
+		ts := t.unwrap(f.TS)
 		if !t.mapped {
 			t.noteArrival(ts, arrival)
 			t.preroll = append(t.preroll, pframe{f: f, ts: ts})
@@ -269,7 +271,7 @@ func (s *Segmenter) mapTrack(t *track, off float64) {
 }
 
 // addFrame places a frame on the timeline and completes the previous one.
-func (s *Segmenter) addFrame(t *track, f frame, ts int64) {
+func (s *Segmenter) addFrame(t *track, f frames.RawFrame, ts int64) {
 	dts := ts - t.base
 	if dts < 0 {
 		return // before the recording's start

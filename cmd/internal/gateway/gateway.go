@@ -12,11 +12,14 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/livegate/livegate/egress/hls"
+	egressrtmp "github.com/livegate/livegate/egress/rtmp"
 	"github.com/livegate/livegate/egress/whep"
 	"github.com/livegate/livegate/ingest/whip"
 	"github.com/livegate/livegate/recorder"
 	"github.com/livegate/livegate/recorder/storage"
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/rtcclient"
 	"github.com/livegate/livegate/relay/tree"
@@ -69,6 +72,11 @@ type Config struct {
 	// Per-client limits.
 	MaxSessionsPerIP   int
 	PublishesPerMinute int
+	// Bypass: LL-HLS and RTMP push.
+	HLS           bool
+	HLSIdle       time.Duration
+	FFmpeg        string // for Opus->AAC; empty: from PATH; "-": none
+	RTMPPushRules []string
 	// Webhooks.
 	WebhookURLs   []string
 	WebhookSecret string
@@ -84,6 +92,9 @@ type Gateway struct {
 	whep   *whep.Server
 	rooms  *rooms.Manager
 	rec    *recorder.Manager
+	frames *frames.Layer
+	hls    *hls.Server
+	push   *egressrtmp.Manager
 	hooks  *webhooks.Notifier
 	unhook func()
 	puller *tree.Puller
@@ -127,6 +138,22 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.hooks = webhooks.New(webhooks.Params{URLs: cfg.WebhookURLs, Secret: cfg.WebhookSecret, Logger: log})
 	g.unhook = webhooks.FollowHub(g.hub, g.hooks)
+	var pushRules []egressrtmp.Rule
+	for _, r := range cfg.RTMPPushRules {
+		rule, err := egressrtmp.ParseRule(r)
+		if err != nil {
+			g.closeMedia()
+			return nil, err
+		}
+		pushRules = append(pushRules, rule)
+	}
+	g.frames = frames.New(frames.Params{Logger: log})
+	g.push = egressrtmp.New(egressrtmp.Params{Hub: g.hub, Frames: g.frames, Rules: pushRules, FFmpeg: cfg.FFmpeg, Logger: log})
+	var hlsSrv web.HLSServer // stays a nil interface when HLS is off
+	if cfg.HLS {
+		g.hls = hls.New(hls.Params{Hub: g.hub, Frames: g.frames, IdleTimeout: cfg.HLSIdle, Logger: log})
+		hlsSrv = g.hls
+	}
 	g.engine, err = rtc.NewEngine(rtc.Config{
 		UDPAddr: cfg.WebRTCUDP, IPs: cfg.WebRTCIPs, STUNServers: cfg.STUNServers, Logger: log,
 		// Without configured IPs, also offer loopback so a browser on the
@@ -173,6 +200,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		Limits:     web.Limits{SessionsPerIP: cfg.MaxSessionsPerIP, PublishesPerMinute: cfg.PublishesPerMinute},
 		CORSOrigin: cfg.CORSOrigin, Logger: log,
 		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
+	g.web.RegisterBypass(hlsSrv, g.push)
 
 	g.ln, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
@@ -194,6 +222,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	// Room event streams never end by themselves: end them when shutdown
 	// starts so that it does not wait for them.
 	g.srv.RegisterOnShutdown(g.rooms.Close)
+	if g.hls != nil {
+		g.srv.RegisterOnShutdown(g.hls.Close)
+	}
 	return g, nil
 }
 
@@ -292,6 +323,12 @@ func (g *Gateway) closeMedia() {
 	}
 	if g.whep != nil {
 		g.whep.Close()
+	}
+	if g.push != nil {
+		g.push.Close()
+	}
+	if g.hls != nil {
+		g.hls.Close()
 	}
 	g.hub.Close()
 	if g.engine != nil {

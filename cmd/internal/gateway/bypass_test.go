@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livegate/livegate/egress/rtmp/rtmptest"
+)
+
+func needProgram(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		rtmptest.SkipOrFail(t, "%s not installed (apt-get install ffmpeg)", name)
+	}
+	return p
+}
+
+// TestBypassHLSAndRTMPPush: a WHIP-published clip is read as LL-HLS by
+// ffprobe and pushed to a real nginx-rtmp, where ffprobe finds H.264 + AAC
+// with increasing timestamps.
+func TestBypassHLSAndRTMPPush(t *testing.T) {
+	ffprobe := needProgram(t, "ffprobe")
+	needProgram(t, "ffmpeg")
+	ng := rtmptest.StartNginx(t)
+	g := startGateway(t, func(c *Config) { c.HLS = true })
+	c := loadClip(t)
+	p := g.publish(t, "room/cam")
+	ctx, cancel := context.WithCancel(context.Background())
+	played := make(chan struct{})
+	go func() {
+		defer close(played)
+		play(ctx, p, c, 0)
+	}()
+	defer func() { cancel(); <-played; _ = p.Close(context.Background()) }()
+
+	pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer pcancel()
+	out, err := exec.CommandContext(pctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
+		"-show_entries", "stream=codec_name,width,height", "-of", "compact", g.base+"/hls/room/cam/index.m3u8").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "codec_name=h264") || !strings.Contains(string(out), "codec_name=opus") {
+		t.Fatalf("ffprobe HLS: %v\n%s", err, out)
+	}
+
+	body := `{"stream":"room/cam","url":"rtmp://` + ng.Addr() + `/live/cam"}`
+	res, err := httpClient.Post(g.base+"/api/v1/egress", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/v1/egress: %d", res.StatusCode)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := httpClient.Get(g.base + "/api/v1/egress")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Egress []struct{ State, LastError string }
+		}
+		_ = json.NewDecoder(res.Body).Decode(&list)
+		res.Body.Close()
+		if len(list.Egress) == 1 && list.Egress[0].State == "live" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("push not live: %+v", list)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, err = exec.CommandContext(pctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
+		"-show_entries", "stream=index,codec_name:packet=stream_index,pts_time", "-read_intervals", "%+3",
+		"-of", "csv=p=1", "rtmp://"+ng.Addr()+"/live/cam").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe RTMP: %v\n%s", err, out)
+	}
+	s := string(out)
+	if !strings.Contains(s, "h264") || !strings.Contains(s, "aac") {
+		t.Fatalf("RTMP codecs: %s", s)
+	}
+	last := map[string]float64{}
+	for _, l := range strings.Split(s, "\n") {
+		f := strings.Split(strings.TrimSpace(l), ",")
+		if len(f) == 3 && f[0] == "packet" {
+			pts, err := strconv.ParseFloat(f[2], 64)
+			if err != nil {
+				continue
+			}
+			if prev, ok := last[f[1]]; ok && pts <= prev {
+				t.Fatalf("stream %s: pts %.3f after %.3f", f[1], pts, prev)
+			}
+			last[f[1]] = pts
+		}
+	}
+}

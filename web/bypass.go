@@ -1,0 +1,131 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/livegate/livegate/egress/hls"
+	"github.com/livegate/livegate/egress/rtmp"
+)
+
+// HLSServer is what the HTTP layer needs of egress/hls (*hls.Server).
+type HLSServer interface {
+	Serve(w http.ResponseWriter, r *http.Request, path, file string) error
+}
+
+// EgressAPI is what the HTTP layer needs of egress/rtmp (*rtmp.Manager).
+type EgressAPI interface {
+	Start(stream, url string, videoOnly bool) (rtmp.Info, error)
+	List() []rtmp.Info
+	Stop(id string) (rtmp.Info, error)
+}
+
+var (
+	hlsFile  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	egressID = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+)
+
+// RegisterBypass adds the CDN bypass routes: live HLS at
+// /hls/ROOM/NAME/index.m3u8 (same access as WHEP; a token may be passed as
+// ?access_token=, which the playlists carry on), and the RTMP push API
+// under /api/v1/egress (admin). Either argument may be nil.
+func (s *Server) RegisterBypass(h HLSServer, egress EgressAPI) {
+	e := s.echo
+	if h != nil {
+		serve := func(c echo.Context) error {
+			path, err := streamPath(c)
+			if err != nil {
+				return err
+			}
+			file := c.Param("file")
+			if !hlsFile.MatchString(file) || strings.HasPrefix(file, ".") {
+				return newError(http.StatusNotFound, "not_found", "no such HLS file")
+			}
+			if err := s.authorizeSubscribe(c); err != nil {
+				return err
+			}
+			return hlsError(h.Serve(c.Response(), c.Request(), path, file))
+		}
+		e.GET("/hls/:room/:name/:file", serve)
+		e.HEAD("/hls/:room/:name/:file", serve)
+	}
+	if egress != nil {
+		e.POST("/api/v1/egress", func(c echo.Context) error {
+			if err := s.isAdmin(c); err != nil {
+				return err
+			}
+			var req struct {
+				Stream    string `json:"stream"`
+				URL       string `json:"url"`
+				VideoOnly bool   `json:"videoOnly"`
+			}
+			if err := decodeJSON(c, 8<<10, &req); err != nil {
+				return err
+			}
+			room, name, ok := strings.Cut(req.Stream, "/")
+			if !ok || !segment.MatchString(room) || !segment.MatchString(name) {
+				return newError(http.StatusBadRequest, "bad_path", "stream must be ROOM/NAME, each 1-64 characters of A-Z a-z 0-9 _ -")
+			}
+			in, err := egress.Start(req.Stream, req.URL, req.VideoOnly)
+			if err != nil {
+				return egressError(err)
+			}
+			c.Response().Header().Set("Location", "/api/v1/egress/"+in.ID)
+			return c.JSON(http.StatusCreated, in)
+		})
+		e.GET("/api/v1/egress", func(c echo.Context) error {
+			if err := s.isAdmin(c); err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, map[string]any{"egress": egress.List()})
+		})
+		e.DELETE("/api/v1/egress/:id", func(c echo.Context) error {
+			if err := s.isAdmin(c); err != nil {
+				return err
+			}
+			id := c.Param("id")
+			if !egressID.MatchString(id) {
+				return egressError(rtmp.ErrNotFound)
+			}
+			in, err := egress.Stop(id)
+			if err != nil {
+				return egressError(err)
+			}
+			return c.JSON(http.StatusOK, in)
+		})
+	}
+}
+
+func hlsError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case hls.IsNotFound(err):
+		return newError(http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, hls.ErrNoH264):
+		return newError(http.StatusNotFound, "no_hls_rendition", err.Error())
+	case errors.Is(err, hls.ErrNotReady), errors.Is(err, hls.ErrClosed):
+		return newError(http.StatusServiceUnavailable, "not_ready", err.Error())
+	}
+	return err
+}
+
+func egressError(err error) error {
+	switch {
+	case errors.Is(err, rtmp.ErrNotFound):
+		return newError(http.StatusNotFound, "egress_not_found", err.Error())
+	case errors.Is(err, rtmp.ErrNoStream):
+		return newError(http.StatusNotFound, "stream_not_found", err.Error())
+	case errors.Is(err, rtmp.ErrBadURL):
+		return newError(http.StatusBadRequest, "bad_url", err.Error())
+	case errors.Is(err, rtmp.ErrNoTranscoder):
+		return newError(http.StatusUnprocessableEntity, "no_transcoder", err.Error())
+	case errors.Is(err, rtmp.ErrClosed):
+		return newError(http.StatusServiceUnavailable, "shutting_down", err.Error())
+	}
+	return err
+}

@@ -1,0 +1,96 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livegate/livegate/egress/hls"
+	"github.com/livegate/livegate/egress/rtmp"
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/frames"
+	"github.com/livegate/livegate/relay/frames/framestest"
+)
+
+func TestBypassRoutes(t *testing.T) {
+	hub := relay.NewHub(relay.Params{Workers: 1})
+	defer hub.Close()
+	c, err := framestest.Load("../testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := framestest.Publish(hub, "room/cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	played := make(chan struct{})
+	go func() {
+		defer close(played)
+		c.Play(ctx, pub)
+	}()
+	defer func() { cancel(); <-played }()
+
+	fl := frames.New(frames.Params{})
+	hs := hls.New(hls.Params{Hub: hub, Frames: fl})
+	defer hs.Close()
+	rm := rtmp.New(rtmp.Params{Hub: hub, Frames: fl, FFmpeg: "-", MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
+	defer rm.Close()
+	s := New(Params{Hub: hub, Auth: AuthParams{Mode: AuthAuto}})
+	s.RegisterBypass(hs, rm)
+
+	do := func(method, target, body, remote string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	const local, remote = "127.0.0.1:5000", "192.0.2.1:5000"
+
+	if rec := do("GET", "/hls/room/cam/index.m3u8", "", local); rec.Code != 200 || !strings.Contains(rec.Body.String(), "#EXTM3U") {
+		t.Fatalf("HLS playlist: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("GET", "/hls/room/cam/index.m3u8", "", remote); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("HLS without a token from afar: %d", rec.Code)
+	}
+	if rec := do("GET", "/hls/room/other/index.m3u8", "", local); rec.Code != 404 {
+		t.Fatalf("HLS of a missing stream: %d", rec.Code)
+	}
+
+	if rec := do("POST", "/api/v1/egress", `{"stream":"room/cam","url":"rtmp://127.0.0.1:1/live/k"}`, remote); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("egress without admin: %d", rec.Code)
+	}
+	if rec := do("POST", "/api/v1/egress", `{"stream":"room/cam","url":"rtmp://127.0.0.1:1/live/k"}`, local); rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("egress with audio and no ffmpeg: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("POST", "/api/v1/egress", `{"stream":"room/cam","url":"http://x/y","videoOnly":true}`, local); rec.Code != 400 {
+		t.Fatalf("bad url: %d", rec.Code)
+	}
+	if rec := do("POST", "/api/v1/egress", `{"stream":"room/none","url":"rtmp://127.0.0.1:1/live/k","videoOnly":true}`, local); rec.Code != 404 {
+		t.Fatalf("missing stream: %d", rec.Code)
+	}
+	rec := do("POST", "/api/v1/egress", `{"stream":"room/cam","url":"rtmp://127.0.0.1:1/live/k","videoOnly":true}`, local)
+	var in rtmp.Info
+	if rec.Code != 201 || json.Unmarshal(rec.Body.Bytes(), &in) != nil || in.ID == "" {
+		t.Fatalf("start: %d %s", rec.Code, rec.Body)
+	}
+	rec = do("GET", "/api/v1/egress", "", local)
+	var list struct{ Egress []rtmp.Info }
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &list) != nil || len(list.Egress) != 1 {
+		t.Fatalf("list: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("DELETE", "/api/v1/egress/"+in.ID, "", local); rec.Code != 200 {
+		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("DELETE", "/api/v1/egress/"+in.ID, "", local); rec.Code != 404 {
+		t.Fatalf("delete again: %d", rec.Code)
+	}
+}
