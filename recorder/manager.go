@@ -54,7 +54,10 @@ type Params struct {
 	// QueuePackets bounds the packets waiting for one recording's writer
 	// (default 8192, several seconds of HD video).
 	QueuePackets int
-	Logger       *slog.Logger
+	// OnComplete, if set, is told when a recording is entirely in storage.
+	// It runs with the manager's lock held: it must not block or call back.
+	OnComplete func(Info)
+	Logger     *slog.Logger
 
 	// writeFile replaces os.WriteFile-like spool writes in tests (disk full).
 	writeFile func(path string, data []byte) error

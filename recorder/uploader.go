@@ -128,6 +128,9 @@ func (m *Manager) uploadOne(id, name string) error {
 	if name == "" {
 		r.man.PlaylistUploaded = true
 		m.log.Info("recording complete in storage", "id", id, "storage", m.p.Storage.String())
+		if f := m.p.OnComplete; f != nil {
+			f(m.infoLocked(r))
+		}
 	} else if f := r.man.file(name); f != nil {
 		f.Uploaded = true
 	}

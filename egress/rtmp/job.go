@@ -88,12 +88,18 @@ func (j *job) run(ctx context.Context) {
 		case errors.Is(err, ErrNoTranscoder), errors.Is(err, ErrNoH264):
 			j.setState(StateFailed, err)
 			j.m.log.Warn("rtmp push failed", "job", j.id, "err", err)
+			if f := j.m.p.OnFailure; f != nil {
+				f(j.snapshot(), false)
+			}
 			return
 		}
 		if time.Since(began) > j.m.p.MaxBackoff {
 			backoff = j.m.p.MinBackoff // it ran well for a while: retry soon
 		}
 		j.setState(StateRetrying, err)
+		if f := j.m.p.OnFailure; f != nil {
+			f(j.snapshot(), true)
+		}
 		j.m.log.Warn("rtmp push dropped; reconnecting", "job", j.id, "stream", j.st.Path(), "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():

@@ -52,8 +52,11 @@ type Params struct {
 	// WriteTimeout ends a session whose server stops reading (default 10 s).
 	WriteTimeout time.Duration
 	// TLS is used for rtmps:// (nil: system roots).
-	TLS    *tls.Config
-	Logger *slog.Logger
+	TLS *tls.Config
+	// OnFailure, if set, is told when a job fails for good or drops and
+	// retries. It must not block.
+	OnFailure func(in Info, retrying bool)
+	Logger    *slog.Logger
 }
 
 // Errors callers map to HTTP statuses.

@@ -118,6 +118,8 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		Logger:              log,
 	})
 	var err error
+	g.hooks = webhooks.New(webhooks.Params{URLs: cfg.WebhookURLs, Secret: cfg.WebhookSecret, Logger: log})
+	g.unhook = webhooks.FollowHub(g.hub, g.hooks)
 	var st storage.Storage
 	if cfg.RecordS3.Bucket != "" {
 		st, err = storage.NewS3(context.Background(), cfg.RecordS3)
@@ -130,14 +132,13 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	if err == nil {
 		g.rec, err = recorder.New(recorder.Params{Hub: g.hub, Storage: st, SpoolDir: cfg.RecordSpool,
-			SegmentDuration: cfg.RecordSegment, Rules: cfg.RecordRules, Retention: cfg.RecordRetention, Logger: log})
+			SegmentDuration: cfg.RecordSegment, Rules: cfg.RecordRules, Retention: cfg.RecordRetention, Logger: log,
+			OnComplete: func(in recorder.Info) { g.hooks.Send(webhooks.RecordingFinished, in) }})
 	}
 	if err != nil {
 		g.hub.Close()
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
-	g.hooks = webhooks.New(webhooks.Params{URLs: cfg.WebhookURLs, Secret: cfg.WebhookSecret, Logger: log})
-	g.unhook = webhooks.FollowHub(g.hub, g.hooks)
 	var pushRules []egressrtmp.Rule
 	for _, r := range cfg.RTMPPushRules {
 		rule, err := egressrtmp.ParseRule(r)
@@ -148,7 +149,10 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		pushRules = append(pushRules, rule)
 	}
 	g.frames = frames.New(frames.Params{Logger: log})
-	g.push = egressrtmp.New(egressrtmp.Params{Hub: g.hub, Frames: g.frames, Rules: pushRules, FFmpeg: cfg.FFmpeg, Logger: log})
+	g.push = egressrtmp.New(egressrtmp.Params{Hub: g.hub, Frames: g.frames, Rules: pushRules, FFmpeg: cfg.FFmpeg, Logger: log,
+		OnFailure: func(in egressrtmp.Info, retrying bool) {
+			g.hooks.Send(webhooks.EgressFailed, map[string]any{"job": in, "retrying": retrying})
+		}})
 	var hlsSrv web.HLSServer // stays a nil interface when HLS is off
 	if cfg.HLS {
 		g.hls = hls.New(hls.Params{Hub: g.hub, Frames: g.frames, IdleTimeout: cfg.HLSIdle, Logger: log})

@@ -27,7 +27,15 @@ func TestRecordWebRTCStream(t *testing.T) {
 		}
 		t.Skip("ffprobe not installed (apt-get install ffmpeg); skipping")
 	}
-	g := startGateway(t, func(c *Config) { c.RecordSegment = 2 * time.Second })
+	var mu sync.Mutex
+	var events []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		events = append(events, r.Header.Get(webhooks.HeaderEvent))
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	g := startGateway(t, func(c *Config) { c.RecordSegment = 2 * time.Second; c.WebhookURLs = []string{hook.URL} })
 	c := loadClip(t)
 	pub := g.publish(t, "rec/cam")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -58,6 +66,11 @@ func TestRecordWebRTCStream(t *testing.T) {
 	if dur < 4 || dur > 8.5 {
 		t.Fatalf("recording lasts %.2f s, want about 7", dur)
 	}
+	waitFor(t, 10*time.Second, "the recording.finished webhook", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(strings.Join(events, ","), webhooks.RecordingFinished)
+	})
 	resp, body = request(t, http.MethodGet, g.base+"/api/v1/recordings?stream=rec/cam", "", "")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(func() string { b, _ := json.Marshal(body); return string(b) }(), id) {
 		t.Fatalf("list: %d %v", resp.StatusCode, body)
