@@ -30,7 +30,8 @@ type Params struct {
 	// negative: never).
 	MaxQueueDelay time.Duration
 	// KeyframeWait is how long a new video reader waits for a fresh
-	// keyframe before it is started from the GOP cache (default 300 ms;
+	// keyframe before it is started from the GOP cache (default 600 ms:
+	// longer than KeyframeInterval, so a deferred request can be answered;
 	// negative: always start from the cache at once).
 	KeyframeWait time.Duration
 	// HistoryPackets is the per-track packet history for NACKs (default 1024).
@@ -60,7 +61,7 @@ func (p *Params) defaults() {
 		p.MaxQueueDelay = 500 * time.Millisecond
 	}
 	if p.KeyframeWait == 0 {
-		p.KeyframeWait = 300 * time.Millisecond
+		p.KeyframeWait = 600 * time.Millisecond
 	}
 	if p.HistoryPackets <= 0 {
 		p.HistoryPackets = 1024

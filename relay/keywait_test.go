@@ -93,3 +93,30 @@ func TestStalePacketsAreDropped(t *testing.T) {
 	}
 	assertContiguous(t, "reader", got)
 }
+
+// A keyframe request inside the coalescing interval is deferred, not lost;
+// it is dropped if a keyframe arrives meanwhile.
+func TestDeferredKeyframeRequest(t *testing.T) {
+	h := newHub(t, relay.Params{Workers: 1, KeyframeInterval: 200 * time.Millisecond})
+	pub, src := publish(t, h, "room/defer", h264Info)
+	s, _ := h.Get("room/defer")
+	snd := newVideoSender(pub, 0, 1, 1)
+	snd.gop(1)
+	tr := s.Tracks()[0]
+
+	tr.RequestKeyframe()
+	tr.RequestKeyframe() // inside the interval
+	if n := len(src.requests()); n != 1 {
+		t.Fatalf("%d requests at once, want 1", n)
+	}
+	waitFor(t, "the deferred request", func() bool { return len(src.requests()) == 2 })
+
+	time.Sleep(250 * time.Millisecond)
+	tr.RequestKeyframe()
+	tr.RequestKeyframe() // deferred...
+	snd.key()            // ...but a keyframe comes anyway
+	time.Sleep(400 * time.Millisecond)
+	if n := len(src.requests()); n != 3 {
+		t.Fatalf("%d requests, want 3 (the deferred one skipped after a keyframe)", n)
+	}
+}

@@ -60,6 +60,8 @@ type Track struct {
 
 	keyframe        atomic.Pointer[func()]
 	lastKeyReq      atomic.Int64
+	keyPending      atomic.Bool  // a deferred keyframe request is scheduled
+	lastKeyframe    atomic.Int64 // UnixNano of the last keyframe from the publisher
 	keyReqInterval  time.Duration
 	keyReqsSent     atomic.Uint64
 	keyReqsReceived atomic.Uint64
@@ -149,6 +151,9 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 	if isKey && inOrder {
 		// Only the first packet of a keyframe's access unit starts it.
 		p.Keyframe = !t.prevInSeen || h.Timestamp != t.prevInTS || t.info.Kind == codec.Audio
+		if p.Keyframe && t.info.Kind == codec.Video {
+			t.lastKeyframe.Store(now.UnixNano())
+		}
 	}
 	if inOrder {
 		t.lastOut, t.lastWall, t.haveOut = p.Header, now, true
@@ -220,7 +225,10 @@ func (t *Track) senderReport(ntp uint64, rtpTime uint32) {
 }
 
 // RequestKeyframe asks the publisher for a keyframe, at most once per
-// interval however many readers ask.
+// interval however many readers ask. A request that falls inside the
+// interval is not lost: one deferred request is sent when the interval
+// allows, unless a keyframe arrived meanwhile. Otherwise a viewer joining
+// just after another would wait for the publisher's next natural keyframe.
 func (t *Track) RequestKeyframe() {
 	t.keyReqsReceived.Add(1)
 	if t.info.Kind != codec.Video || t.keyframe.Load() == nil {
@@ -228,9 +236,25 @@ func (t *Track) RequestKeyframe() {
 	}
 	now := time.Now().UnixNano()
 	last := t.lastKeyReq.Load()
-	if now-last < int64(t.keyReqInterval) || !t.lastKeyReq.CompareAndSwap(last, now) {
+	if now-last >= int64(t.keyReqInterval) && t.lastKeyReq.CompareAndSwap(last, now) {
+		t.sendKeyframeRequest()
 		return
 	}
+	if !t.keyPending.CompareAndSwap(false, true) {
+		return // a deferred request is already scheduled
+	}
+	asked := now
+	time.AfterFunc(time.Duration(last+int64(t.keyReqInterval)-now), func() {
+		t.keyPending.Store(false)
+		if t.lastKeyframe.Load() > asked {
+			return // a keyframe came anyway
+		}
+		t.lastKeyReq.Store(time.Now().UnixNano())
+		t.sendKeyframeRequest()
+	})
+}
+
+func (t *Track) sendKeyframeRequest() {
 	if f := t.keyframe.Load(); f != nil {
 		t.keyReqsSent.Add(1)
 		(*f)()

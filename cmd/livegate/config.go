@@ -44,7 +44,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.StringVar(&s.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&g.Grace, "grace", 10*time.Second, "how long viewers wait for a dropped publisher to come back")
 	fs.DurationVar(&g.KeyframeInterval, "keyframe-interval", 500*time.Millisecond, "minimum time between keyframe requests to a publisher, per track")
-	fs.DurationVar(&g.KeyframeWait, "keyframe-wait", 300*time.Millisecond, "how long a new viewer waits for a fresh keyframe before starting from the cached GOP (negative: start from the cache at once)")
+	fs.DurationVar(&g.KeyframeWait, "keyframe-wait", 600*time.Millisecond, "how long a new viewer waits for a fresh keyframe before starting from the cached GOP (negative: start from the cache at once)")
 	g.VideoCodecs = []string{"h264", "vp8", "vp9", "av1"}
 	fs.Var(listValue{&g.VideoCodecs}, "video-codecs", "accepted video codecs in order of preference (h264, vp8, vp9, av1)")
 	fs.Int64Var(&g.MaxBody, "max-body", 128<<10, "largest accepted request body (SDP) in bytes")

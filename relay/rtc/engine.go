@@ -124,6 +124,13 @@ func (e *Engine) newAPI(cfg Config, publisher bool) (*webrtc.API, error) {
 	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	s.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, cfg.ICEKeepalive)
 	s.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	// Accept packets up to 1024 behind the newest, as browsers do. pion's
+	// default of 64 discards retransmissions that the NACK generator (which
+	// asks for anything missing among the last 512) requested: at a few
+	// hundred packets a second, or after a short link cut, it then asks for
+	// the same packets every 100 ms until they leave its window, and the
+	// publisher resends them every time for nothing.
+	s.SetSRTPReplayProtectionWindow(1024)
 	s.SetIncludeLoopbackCandidate(cfg.IncludeLoopback || len(cfg.IPs) > 0)
 	if len(cfg.IPs) > 0 {
 		if err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{

@@ -13,19 +13,26 @@ import (
 // RestartICE performs an ICE restart through the session resource (RFC 9725
 // section 4.4): new local credentials and candidates go in a PATCH, the
 // server's new ones come back and replace the remote description's.
+//
+// It may be called again after it failed, for example while the network
+// that made the restart necessary is still down: pion cannot roll back a
+// local offer, so a restart offer left pending by a failed exchange is sent
+// again rather than replaced.
 func (s *Session) RestartICE(ctx context.Context) error {
-	offer, err := s.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		return err
-	}
-	gathered := webrtc.GatheringCompletePromise(s.PC)
-	if err := s.PC.SetLocalDescription(offer); err != nil {
-		return err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return ctx.Err()
+	if s.PC.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+		offer, err := s.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+		if err != nil {
+			return err
+		}
+		gathered := webrtc.GatheringCompletePromise(s.PC)
+		if err := s.PC.SetLocalDescription(offer); err != nil {
+			return err
+		}
+		select {
+		case <-gathered:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	frag := fragmentOf(s.PC.LocalDescription().SDP)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, s.Resource, strings.NewReader(frag))

@@ -1,8 +1,10 @@
 // Package tree makes a node an edge of a relay tree: a WHEP request for a
 // stream the node lacks pulls it once from a parent over WHEP (the edge is
-// a WHEP client of its parent), fans it out locally, fails over to another
-// parent when the link breaks (viewers keep their sessions through the
-// hub's grace period) and lets go after the last viewer has left.
+// a WHEP client of its parent; parents are configured, or looked up where
+// the stream originates through Params.Locate), fans it out locally, fails
+// over to another parent when the link breaks (viewers keep their sessions
+// through the hub's grace period) and lets go after the last viewer has
+// left.
 package tree
 
 import (
@@ -25,6 +27,11 @@ type Params struct {
 	// Parents are base URLs of parent nodes (http://host:port), tried in
 	// order; any WHEP server works.
 	Parents []string
+	// Locate, used when Parents is empty, finds the nodes that have path
+	// (the cluster directory: where the stream originates). An empty
+	// answer means no node has it. It is called for every dial, so a
+	// stream that moved to another origin is followed.
+	Locate func(ctx context.Context, path string) ([]string, error)
 	// Client configures the WHEP client; its Token is the cluster key.
 	Client rtcclient.Options
 	// Linger keeps a pull this long after its last viewer left (default 30 s).
@@ -96,7 +103,7 @@ func (pl *Puller) Ensure(ctx context.Context, path string) error {
 	if st, ok := pl.p.Hub.Get(path); ok && st.Live() {
 		return nil
 	}
-	if len(pl.p.Parents) == 0 {
+	if len(pl.p.Parents) == 0 && pl.p.Locate == nil {
 		return relay.ErrNotFound
 	}
 	pl.mu.Lock()
@@ -142,7 +149,7 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 	start := 0
 	var brokenSince time.Time
 	for backoff := 100 * time.Millisecond; ctx.Err() == nil; {
-		l, idx, err := pl.dialAny(ctx, pu.path, start)
+		l, parent, idx, err := pl.dialAny(ctx, pu.path, start)
 		if err != nil {
 			if first {
 				if errors.Is(err, relay.ErrNotFound) {
@@ -180,12 +187,12 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 			return
 		}
 		pl.mu.Lock()
-		pu.stream, pu.parent = pub.Stream(), pl.p.Parents[idx]
+		pu.stream, pu.parent = pub.Stream(), parent
 		if first {
 			pl.armLingerLocked(pu)
 		}
 		pl.mu.Unlock()
-		log.Info("relay link up", "parent", pl.p.Parents[idx], "tracks", len(l.infos))
+		log.Info("relay link up", "parent", parent, "tracks", len(l.infos))
 		if first {
 			first = false
 			close(pu.ready)
@@ -195,39 +202,57 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 		l.wait()
 		pub.End("relay link ended")
 		if ctx.Err() != nil {
-			log.Info("relay link released", "parent", pl.p.Parents[idx])
+			log.Info("relay link released", "parent", parent)
 			return
 		}
-		log.Warn("relay link lost; failing over", "parent", pl.p.Parents[idx])
+		log.Warn("relay link lost; failing over", "parent", parent)
 		brokenSince = time.Now()
 		start = idx + 1 // another parent first; the same one again later
 	}
 }
 
+// parents returns the static parents, or asks Locate (bounded by 2 s).
+func (pl *Puller) parents(ctx context.Context, path string) ([]string, error) {
+	if len(pl.p.Parents) > 0 || pl.p.Locate == nil {
+		return pl.p.Parents, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ps, err := pl.p.Locate(lctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("locating %s: %w", path, err)
+	}
+	return ps, nil
+}
+
 // dialAny tries the parents in turn from index start.
-func (pl *Puller) dialAny(ctx context.Context, path string, start int) (*link, int, error) {
-	n := len(pl.p.Parents)
+func (pl *Puller) dialAny(ctx context.Context, path string, start int) (*link, string, int, error) {
+	parents, err := pl.parents(ctx, path)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	n := len(parents)
 	notFound := 0
 	var last error
 	for i := range n {
 		idx := (start + i) % n
 		pl.dials.Add(1)
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		l, err := dial(dctx, pl.p.Parents[idx], path, pl.p.Client)
+		l, err := dial(dctx, parents[idx], path, pl.p.Client)
 		cancel()
 		if err == nil {
-			return l, idx, nil
+			return l, parents[idx], idx, nil
 		}
 		var he *rtcclient.HTTPError
 		if errors.As(err, &he) && he.Status == http.StatusNotFound {
 			notFound++
 		}
-		last = fmt.Errorf("parent %s: %w", pl.p.Parents[idx], err)
+		last = fmt.Errorf("parent %s: %w", parents[idx], err)
 	}
 	if notFound == n {
-		return nil, 0, fmt.Errorf("%w: %s (no parent has it)", relay.ErrNotFound, path)
+		return nil, "", 0, fmt.Errorf("%w: %s (no parent has it)", relay.ErrNotFound, path)
 	}
-	return nil, 0, last
+	return nil, "", 0, last
 }
 
 // onEvent follows viewers of pulled streams. It runs under hub locks, so it
@@ -258,6 +283,15 @@ func (pl *Puller) armLingerLocked(pu *pull) {
 	if pu.linger == nil {
 		pu.linger = time.AfterFunc(pl.p.Linger, pu.cancel)
 	}
+}
+
+// Relaying reports whether path is being pulled from a parent (or a pull
+// of it is starting), so that the cluster directory does not advertise a
+// relayed stream as originating here.
+func (pl *Puller) Relaying(path string) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.pulls[path] != nil
 }
 
 // Dials counts WHEP requests made to parents.

@@ -63,7 +63,7 @@ func TestRelayTree(t *testing.T) {
 	vo := origin.view(t, "tree/cam")
 	v1 := e1.view(t, "tree/cam")
 	vl := leaf.view(t, "tree/cam")
-	waitFor(t, 5*time.Second, "frames at the leaf", func() bool { f, _, _ := vl.snapshot(); return len(f) > 60 })
+	waitFor(t, 10*time.Second, "frames at the leaf", func() bool { f, _, _ := vl.snapshot(); return len(f) > 60 })
 
 	// Intact and in order: consecutive frames are consecutive clip frames.
 	frames, _, _ := vl.snapshot()
