@@ -15,6 +15,8 @@ import (
 	"github.com/livegate/livegate/egress/hls"
 	egressrtmp "github.com/livegate/livegate/egress/rtmp"
 	"github.com/livegate/livegate/egress/whep"
+	ingestrtmp "github.com/livegate/livegate/ingest/rtmp"
+	ingestrtsp "github.com/livegate/livegate/ingest/rtsp"
 	"github.com/livegate/livegate/ingest/whip"
 	"github.com/livegate/livegate/recorder"
 	"github.com/livegate/livegate/recorder/storage"
@@ -77,6 +79,9 @@ type Config struct {
 	HLSIdle       time.Duration
 	FFmpeg        string // for Opus->AAC; empty: from PATH; "-": none
 	RTMPPushRules []string
+	// RTMP and RTSP ingest (and RTSP out); empty: off.
+	RTMPAddr string
+	RTSPAddr string
 	// Webhooks.
 	WebhookURLs   []string
 	WebhookSecret string
@@ -98,6 +103,8 @@ type Gateway struct {
 	hooks  *webhooks.Notifier
 	unhook func()
 	puller *tree.Puller
+	rtmpIn *ingestrtmp.Server
+	rtsp   *ingestrtsp.Server
 	web    *web.Server
 	ln     net.Listener
 	srv    *http.Server
@@ -179,6 +186,10 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub, Pull: pull,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxViewers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
+	if err := g.startIngest(cfg, log); err != nil {
+		g.closeMedia()
+		return nil, err
+	}
 	g.rooms = rooms.New(rooms.Params{MaxRooms: cfg.MaxRooms, MaxSubscribers: cfg.MaxRoomSubscribers,
 		History: cfg.ChatHistory, ChatRate: cfg.ChatRate, ChatBurst: cfg.ChatBurst, Logger: log})
 	g.hub.Subscribe(g.rooms.HandleEvent)
@@ -321,6 +332,12 @@ func (g *Gateway) closeMedia() {
 	}
 	if g.whip != nil {
 		g.whip.Close()
+	}
+	if g.rtmpIn != nil {
+		g.rtmpIn.Close()
+	}
+	if g.rtsp != nil {
+		g.rtsp.Close()
 	}
 	if g.puller != nil {
 		g.puller.Close()

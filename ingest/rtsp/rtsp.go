@@ -1,0 +1,284 @@
+// Package rtsp is livegate's RTSP server on one port (8554 by default), in
+// both directions: publishers ANNOUNCE/RECORD into relay paths
+// (rtsp://HOST:8554/ROOM/NAME) and players DESCRIBE/SETUP/PLAY any live
+// stream at the same URL.
+//
+// Both directions live in one package because RTSP multiplexes them over
+// one listener and one gortsplib.Server whose handler sees every request:
+// splitting them would need a third package owning the server and routing
+// requests to the other two. The package still follows the adapter rule:
+// it depends only on the relay core (relay/, relay/frames via
+// ingest/internal/mediain) and never on another adapter.
+//
+// Publishing: H.264 is depacketised and packetised again once for RTP
+// readers (any packetization mode in, mode 1 with 1200-byte packets out,
+// parameter sets repeated before IDR pictures); AAC is transcoded once to
+// Opus by ffmpeg for WebRTC viewers, or dropped with a warning without
+// ffmpeg; Opus passes through. Publishers cannot be asked for keyframes.
+//
+// Reading: one gortsplib stream per relay path is fed by one relay reader
+// per track and shared by every RTSP player of that path (H.264, VP8, VP9,
+// AV1 and Opus tracks as RTP). It is closed when the relay stream ends or
+// its last player has been gone for a few seconds. Only TCP (interleaved)
+// transport is offered; players fall back to it.
+package rtsp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+
+	"github.com/livegate/livegate/ingest/internal/mediain"
+	"github.com/livegate/livegate/relay"
+)
+
+// Params configures the RTSP server.
+type Params struct {
+	Hub *relay.Hub
+	// Addr is the TCP listen address, e.g. ":8554".
+	Addr string
+	// Authorize, if set, decides whether a client may publish ROOM/NAME
+	// with the token from the URL's "token" query parameter. nil allows
+	// everyone.
+	Authorize mediain.Authorizer
+	// AuthorizeRead, if set, decides whether a client may play ROOM/NAME.
+	// nil allows everyone.
+	AuthorizeRead mediain.Authorizer
+	// FFmpeg transcodes AAC to Opus: "" finds it in PATH, "-" disables it.
+	FFmpeg string
+	// AudioBitrate of transcoded Opus in bit/s (default 96000).
+	AudioBitrate int
+	// Linger keeps a path's RTSP output this long after its last player
+	// left (default 5 s).
+	Linger time.Duration
+	// Timeout for reads and writes of RTSP connections (default 10 s).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Server is the RTSP server.
+type Server struct {
+	p      Params
+	ffmpeg string
+	log    *slog.Logger
+	srv    *gortsplib.Server
+	addr   net.Addr
+
+	mu   sync.Mutex
+	outs map[string]*output
+}
+
+// New binds p.Addr and starts serving; Close stops.
+func New(p Params) (*Server, error) {
+	if p.Hub == nil {
+		return nil, errors.New("rtsp: no hub")
+	}
+	if p.Linger <= 0 {
+		p.Linger = 5 * time.Second
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = 10 * time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	s := &Server{p: p, ffmpeg: mediain.FindFFmpeg(p.FFmpeg), log: p.Logger, outs: map[string]*output{}}
+	h := &handler{s: s}
+	s.srv = &gortsplib.Server{
+		Handler:      h,
+		RTSPAddress:  p.Addr,
+		ReadTimeout:  p.Timeout,
+		WriteTimeout: p.Timeout,
+		Listen: func(network, address string) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			if err == nil {
+				s.addr = ln.Addr()
+			}
+			return ln, err
+		},
+	}
+	if err := s.srv.Start(); err != nil {
+		return nil, fmt.Errorf("rtsp %q: %w", p.Addr, err)
+	}
+	if s.ffmpeg == "" {
+		s.log.Warn("rtsp: no ffmpeg; AAC audio of RTSP publishers is dropped (video-only for WebRTC viewers)")
+	}
+	return s, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Close ends every session and output and waits for them.
+func (s *Server) Close() {
+	s.mu.Lock()
+	outs := make([]*output, 0, len(s.outs))
+	for _, o := range s.outs {
+		outs = append(outs, o)
+	}
+	s.mu.Unlock()
+	for _, o := range outs {
+		o.close()
+	}
+	s.srv.Close()
+	_ = s.srv.Wait()
+}
+
+// handler implements gortsplib's server handler interfaces.
+type handler struct{ s *Server }
+
+// session is what a gortsplib session carries: a publication or the
+// output it reads.
+type session struct {
+	pub  *publisher
+	out  *output
+	join *relay.Stream // counted viewer, left on close
+}
+
+func sessionOf(ss *gortsplib.ServerSession) *session {
+	if d, ok := ss.UserData().(*session); ok {
+		return d
+	}
+	d := &session{}
+	ss.SetUserData(d)
+	return d
+}
+
+func status(code base.StatusCode) *base.Response { return &base.Response{StatusCode: code} }
+
+// authorize parses path and query and runs the check.
+func authorize(check mediain.Authorizer, path, query string, conn *gortsplib.ServerConn) (string, error) {
+	room, name, err := mediain.SplitPath(path)
+	if err != nil {
+		return "", err
+	}
+	if check != nil {
+		q, _ := url.ParseQuery(query)
+		ip := ""
+		if conn != nil {
+			ip, _, _ = net.SplitHostPort(conn.NetConn().RemoteAddr().String())
+		}
+		if err := check(room, name, q.Get("token"), ip); err != nil {
+			return "", &authError{err}
+		}
+	}
+	return room + "/" + name, nil
+}
+
+type authError struct{ error }
+
+func (e *authError) Unwrap() error { return e.error }
+
+func refusal(err error) *base.Response {
+	var ae *authError
+	if errors.As(err, &ae) {
+		return status(base.StatusUnauthorized)
+	}
+	return status(base.StatusBadRequest)
+}
+
+// OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
+func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	d, ok := ctx.Session.UserData().(*session)
+	if !ok {
+		return
+	}
+	if d.pub != nil {
+		d.pub.close()
+	}
+	if d.join != nil {
+		d.join.Leave()
+	}
+	if d.out != nil {
+		d.out.release()
+	}
+}
+
+// OnAnnounce implements gortsplib.ServerHandlerOnAnnounce.
+func (h *handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	path, err := authorize(h.s.p.Authorize, ctx.Path, ctx.Query, ctx.Conn)
+	if err != nil {
+		h.s.log.Warn("rtsp publish refused", "path", ctx.Path, "err", err)
+		return refusal(err), err
+	}
+	p, err := h.s.newPublisher(path, ctx.Description)
+	if err != nil {
+		h.s.log.Warn("rtsp publish refused", "stream", path, "err", err)
+		return status(base.StatusUnsupportedMediaType), err
+	}
+	sessionOf(ctx.Session).pub = p
+	return status(base.StatusOK), nil
+}
+
+// OnRecord implements gortsplib.ServerHandlerOnRecord.
+func (h *handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	d := sessionOf(ctx.Session)
+	if d.pub == nil {
+		return status(base.StatusBadRequest), errors.New("RECORD without ANNOUNCE")
+	}
+	if err := d.pub.start(ctx.Session); err != nil {
+		h.s.log.Warn("rtsp publish refused", "stream", d.pub.path, "err", err)
+		return status(base.StatusForbidden), err
+	}
+	return status(base.StatusOK), nil
+}
+
+// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
+func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	path, err := authorize(h.s.p.AuthorizeRead, ctx.Path, ctx.Query, ctx.Conn)
+	if err != nil {
+		return refusal(err), nil, err
+	}
+	o, err := h.s.acquire(path, false)
+	if err != nil {
+		return status(base.StatusNotFound), nil, err
+	}
+	return status(base.StatusOK), o.stream, nil
+}
+
+// OnSetup implements gortsplib.ServerHandlerOnSetup.
+func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
+		return status(base.StatusOK), nil, nil
+	}
+	d := sessionOf(ctx.Session)
+	if d.out != nil {
+		return status(base.StatusOK), d.out.stream, nil
+	}
+	path, err := authorize(h.s.p.AuthorizeRead, ctx.Path, ctx.Query, ctx.Conn)
+	if err != nil {
+		return refusal(err), nil, err
+	}
+	if ctx.Transport != nil && ctx.Transport.Protocol != gortsplib.ProtocolTCP {
+		return status(base.StatusUnsupportedTransport), nil, nil
+	}
+	o, err := h.s.acquire(path, true)
+	if err != nil {
+		return status(base.StatusNotFound), nil, err
+	}
+	d.out = o
+	return status(base.StatusOK), o.stream, nil
+}
+
+// OnPlay implements gortsplib.ServerHandlerOnPlay.
+func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	d := sessionOf(ctx.Session)
+	if d.out == nil {
+		return status(base.StatusBadRequest), errors.New("PLAY without SETUP")
+	}
+	if d.join == nil {
+		if err := d.out.st.Join(); err != nil {
+			return status(base.StatusServiceUnavailable), err
+		}
+		d.join = d.out.st
+	}
+	d.out.played()
+	return status(base.StatusOK), nil
+}
