@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/cluster"
 	"github.com/livegate/livegate/relay/rtc"
 )
 
@@ -52,6 +53,8 @@ func classify(err error) *apiError {
 		return newError(http.StatusPreconditionFailed, "etag_mismatch", err.Error())
 	case errors.Is(err, rtc.ErrTooManySessions), errors.Is(err, relay.ErrTooManyReaders):
 		return newError(http.StatusServiceUnavailable, "too_many_sessions", err.Error())
+	case errors.Is(err, cluster.ErrUnavailable):
+		return newError(http.StatusServiceUnavailable, "cluster_unavailable", err.Error())
 	case errors.Is(err, relay.ErrHubClosed):
 		return newError(http.StatusServiceUnavailable, "shutting_down", err.Error())
 	case errors.As(err, &he):

@@ -46,10 +46,15 @@ type Params struct {
 	// Rooms, if set, serves the room API, room events, chat and the host
 	// and viewer pages.
 	Rooms *rooms.Manager
+	// Cluster, if set, serves GET /api/v1/cluster and redirects WHEP
+	// viewers to a less loaded edge when this node is full.
+	Cluster ClusterAPI
 	// Recordings serves the recording API and playback; nil disables them.
 	Recordings RecordingsAPI
 	// Metrics serves /metrics and times requests; nil disables them.
 	Metrics *metrics.Metrics
+	// RelayParent, if set, tells which parent a relayed stream comes from.
+	RelayParent func(path string) (parent string, ok bool)
 	// Limits are per-client protections.
 	Limits Limits
 	// OfferTimeout bounds the work of answering one offer.
@@ -121,6 +126,9 @@ func New(p Params) *Server {
 	e.GET("/healthz", s.health)
 	if p.Rooms != nil {
 		s.registerRooms()
+	}
+	if p.Cluster != nil {
+		s.registerCluster(p.Cluster)
 	}
 
 	if p.Recordings != nil {
@@ -212,6 +220,11 @@ func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.Han
 		if err := authorize(c); err != nil {
 			return err
 		}
+		if ep == s.p.WHEP && s.p.Cluster != nil {
+			if done, err := s.redirectViewer(c, s.p.Cluster); done {
+				return err
+			}
+		}
 		ip := clientIP(c.Request())
 		if err := s.limits.admit(c, ip, ep == s.p.WHIP); err != nil {
 			return err
@@ -297,11 +310,28 @@ func (s *Server) listStreams(c echo.Context) error {
 	if err := s.isAdmin(c); err != nil {
 		return err
 	}
-	list := []relay.StreamStats{}
+	list := []streamView{}
 	for _, st := range s.p.Hub.Streams() {
-		list = append(list, st.Stats())
+		list = append(list, s.view(st.Stats()))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"streams": list})
+}
+
+// streamView is a stream as the API shows it: where its media comes from.
+type streamView struct {
+	relay.StreamStats
+	Origin string `json:"origin"`           // "local" or "relay"
+	Parent string `json:"parent,omitempty"` // the node a relayed stream is pulled from
+}
+
+func (s *Server) view(st relay.StreamStats) streamView {
+	v := streamView{StreamStats: st, Origin: "local"}
+	if s.p.RelayParent != nil {
+		if parent, ok := s.p.RelayParent(st.Path); ok {
+			v.Origin, v.Parent = "relay", parent
+		}
+	}
+	return v
 }
 
 func (s *Server) getStream(c echo.Context) error {
@@ -316,7 +346,7 @@ func (s *Server) getStream(c echo.Context) error {
 	if !ok {
 		return relay.ErrNotFound
 	}
-	return c.JSON(http.StatusOK, st.Stats())
+	return c.JSON(http.StatusOK, s.view(st.Stats()))
 }
 
 func (s *Server) health(c echo.Context) error {

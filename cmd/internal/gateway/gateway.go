@@ -21,6 +21,7 @@ import (
 	"github.com/livegate/livegate/recorder"
 	"github.com/livegate/livegate/recorder/storage"
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/cluster"
 	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/rtcclient"
@@ -56,6 +57,10 @@ type Config struct {
 	RelayParents     []string      // pull streams this node lacks from these WHEP servers
 	ClusterKey       string        // bearer key of relay links
 	RelayLinger      time.Duration // keep a pull this long after its last viewer
+	ClusterRedis     string        // redis://host:port/db: shared cluster directory; empty: in-memory (one node)
+	ClusterRole      string        // origin or edge (default: edge with relay-parents, else origin)
+	NodeID           string        // default: host name and public host:port
+	PublicURL        string        // base URL other nodes and redirected viewers use (default: from HTTP)
 	Workers          int
 	ShutdownTimeout  time.Duration
 	// Rooms: see cmd/livegate for their meaning.
@@ -103,6 +108,8 @@ type Gateway struct {
 	hooks  *webhooks.Notifier
 	unhook func()
 	puller *tree.Puller
+	dir    cluster.Directory
+	member *cluster.Member
 	rtmpIn *ingestrtmp.Server
 	rtsp   *ingestrtsp.Server
 	web    *web.Server
@@ -178,8 +185,18 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.whip = whip.New(whip.Params{Engine: g.engine, Hub: g.hub, VideoCodecs: cfg.VideoCodecs,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxPublishers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
 	var pull func(context.Context, string) error
-	if len(cfg.RelayParents) > 0 {
-		g.puller = tree.New(tree.Params{Hub: g.hub, Parents: cfg.RelayParents, Linger: cfg.RelayLinger, Logger: log,
+	if cfg.ClusterRedis != "" {
+		if g.dir, err = cluster.NewRedis(cfg.ClusterRedis, cluster.RedisOptions{}); err != nil {
+			g.closeMedia()
+			return nil, err
+		}
+	} else {
+		g.dir = cluster.NewMemory()
+	}
+	if len(cfg.RelayParents) > 0 || cfg.ClusterRedis != "" {
+		// g.member is set below, before any request is served.
+		locate := func(ctx context.Context, path string) ([]string, error) { return g.member.Parents(ctx, path) }
+		g.puller = tree.New(tree.Params{Hub: g.hub, Parents: cfg.RelayParents, Locate: locate, Linger: cfg.RelayLinger, Logger: log,
 			Client: rtcclient.Options{API: g.engine.IngestAPI(), Token: cfg.ClusterKey,
 				HTTP: &http.Client{Timeout: 10 * time.Second}}})
 		pull = g.puller.Ensure
@@ -210,18 +227,23 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			return len(g.puller.Links())
 		},
 	})
-	g.web = web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, MaxBody: cfg.MaxBody,
-		Recordings: g.rec, Metrics: mx,
-		Limits:     web.Limits{SessionsPerIP: cfg.MaxSessionsPerIP, PublishesPerMinute: cfg.PublishesPerMinute},
-		CORSOrigin: cfg.CORSOrigin, Logger: log,
-		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
-	g.web.RegisterBypass(hlsSrv, g.push)
-
 	g.ln, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		g.closeMedia()
 		return nil, fmt.Errorf("http %q: %w", cfg.HTTP, err)
 	}
+	if err := g.joinCluster(); err != nil {
+		_ = g.ln.Close()
+		g.closeMedia()
+		return nil, err
+	}
+	g.web = web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, Cluster: g.member, MaxBody: cfg.MaxBody,
+		Recordings: g.rec, Metrics: mx, RelayParent: g.relayParent,
+		Limits:     web.Limits{SessionsPerIP: cfg.MaxSessionsPerIP, PublishesPerMinute: cfg.PublishesPerMinute},
+		CORSOrigin: cfg.CORSOrigin, Logger: log,
+		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
+	g.web.RegisterBypass(hlsSrv, g.push)
+
 	if err := g.checkAuth(); err != nil {
 		_ = g.ln.Close()
 		g.closeMedia()
@@ -241,6 +263,37 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		g.srv.RegisterOnShutdown(g.hls.Close)
 	}
 	return g, nil
+}
+
+// joinCluster registers this node in the directory: it heartbeats from
+// now on and leaves when the media parts close.
+func (g *Gateway) joinCluster() error {
+	cfg := g.cfg
+	url := cfg.PublicURL
+	if url == "" {
+		url = cluster.DefaultURL(g.ln.Addr().String())
+	}
+	role := cluster.Role(cfg.ClusterRole)
+	if role == "" {
+		role = cluster.RoleOrigin
+		if len(cfg.RelayParents) > 0 {
+			role = cluster.RoleEdge
+		}
+	}
+	relayed := func(string) bool { return false }
+	if g.puller != nil {
+		relayed = g.puller.Relaying
+	}
+	var err error
+	g.member, err = cluster.NewMember(cluster.MemberParams{Directory: g.dir, Hub: g.hub, URL: url, ID: cfg.NodeID, Role: role,
+		Load:    cluster.HubLoad(g.hub, g.whep.Sessions, cfg.MaxViewers),
+		Viewers: func() int64 { return int64(g.whep.Sessions()) }, MaxViewers: cfg.MaxViewers,
+		Relayed: relayed, Logger: g.log})
+	if err != nil {
+		return err
+	}
+	g.member.Start()
+	return nil
 }
 
 // checkAuth refuses unsafe combinations and says loudly how open the
@@ -283,6 +336,9 @@ func (g *Gateway) UDPAddr() net.Addr { return g.engine.LocalAddr() }
 
 // Puller is the relay-tree puller, nil without parents.
 func (g *Gateway) Puller() *tree.Puller { return g.puller }
+
+// Member is this node's cluster membership.
+func (g *Gateway) Member() *cluster.Member { return g.member }
 
 // Hub is the relay core, for tests and embedding.
 func (g *Gateway) Hub() *relay.Hub { return g.hub }
@@ -342,6 +398,12 @@ func (g *Gateway) closeMedia() {
 	if g.puller != nil {
 		g.puller.Close()
 	}
+	if g.member != nil {
+		g.member.Close()
+	}
+	if g.dir != nil {
+		_ = g.dir.Close()
+	}
 	if g.whep != nil {
 		g.whep.Close()
 	}
@@ -355,4 +417,16 @@ func (g *Gateway) closeMedia() {
 	if g.engine != nil {
 		_ = g.engine.Close()
 	}
+}
+
+func (g *Gateway) relayParent(path string) (string, bool) {
+	if g.puller == nil {
+		return "", false
+	}
+	for _, l := range g.puller.Links() {
+		if l.Path == path {
+			return l.Parent, true
+		}
+	}
+	return "", false
 }

@@ -115,6 +115,16 @@ func TestRelayTree(t *testing.T) {
 		t.Fatalf("per-hop latency too high or too few frames compared")
 	}
 
+	// The API says where each stream comes from.
+	_, body := request(t, "GET", leaf.base+"/api/v1/streams/tree/cam", "", "")
+	if body["origin"] != "relay" || body["parent"] == "" {
+		t.Fatalf("leaf's stream: origin %v parent %v, want relay from a parent", body["origin"], body["parent"])
+	}
+	_, body = request(t, "GET", origin.base+"/api/v1/streams/tree/cam", "", "")
+	if body["origin"] != "local" {
+		t.Fatalf("origin's stream: origin %v, want local", body["origin"])
+	}
+
 	// Kill the leaf's parent: the leaf re-pulls from the other edge and its
 	// viewer keeps receiving.
 	parent := leaf.Puller().Links()[0].Parent

@@ -1,0 +1,55 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/livegate/livegate/relay/cluster"
+)
+
+// ClusterAPI is what the HTTP layer needs of the cluster membership
+// (*cluster.Member implements it).
+type ClusterAPI interface {
+	Self() cluster.Node
+	DirectoryKind() string
+	Nodes(ctx context.Context) []cluster.Node
+	// Redirect returns a less loaded edge's base URL when this node is
+	// full (maxViewers 0: the node's own limit).
+	Redirect(ctx context.Context, maxViewers int) (string, bool)
+}
+
+// registerCluster adds GET /api/v1/cluster: the nodes of the cluster and
+// their load (admin key, admin grant or, in auto mode without a key, a
+// local client).
+func (s *Server) registerCluster(m ClusterAPI) {
+	s.echo.GET("/api/v1/cluster", func(c echo.Context) error {
+		if err := s.isAdmin(c); err != nil {
+			return err
+		}
+		self := m.Self()
+		return c.JSON(http.StatusOK, map[string]any{
+			"self":      self.ID,
+			"directory": m.DirectoryKind(),
+			"nodes":     m.Nodes(c.Request().Context()),
+		})
+	})
+}
+
+// redirectViewer answers a WHEP POST with 307 Temporary Redirect to a less
+// loaded edge when this node is full (RFC 9725 permits it; a 307 keeps the
+// method and the offer). Relay links (the cluster key) are never
+// redirected: a child must get the stream from the parent it chose. It
+// reports whether it answered.
+func (s *Server) redirectViewer(c echo.Context, m ClusterAPI) (bool, error) {
+	if k := s.p.Auth.ClusterKey; k != "" && subtle.ConstantTimeCompare([]byte(bearer(c.Request())), []byte(k)) == 1 {
+		return false, nil
+	}
+	base, ok := m.Redirect(c.Request().Context(), 0)
+	if !ok {
+		return false, nil
+	}
+	return true, c.Redirect(http.StatusTemporaryRedirect, base+c.Request().URL.RequestURI())
+}

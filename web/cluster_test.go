@@ -1,0 +1,90 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/cluster"
+)
+
+type fakeCluster struct {
+	full bool
+}
+
+func (f *fakeCluster) Self() cluster.Node    { return cluster.Node{ID: "n1"} }
+func (f *fakeCluster) DirectoryKind() string { return "redis" }
+func (f *fakeCluster) Nodes(context.Context) []cluster.Node {
+	return []cluster.Node{{ID: "n1", URL: "http://127.0.0.1:1", Role: cluster.RoleEdge, Load: cluster.Load{Viewers: 3}},
+		{ID: "n2", URL: "http://127.0.0.1:2", Role: cluster.RoleOrigin}}
+}
+func (f *fakeCluster) Redirect(context.Context, int) (string, bool) {
+	return "http://127.0.0.1:2", f.full
+}
+
+func TestClusterAPIAndRedirect(t *testing.T) {
+	hub := relay.NewHub(relay.Params{})
+	defer hub.Close()
+	s := New(Params{Hub: hub, Auth: AuthParams{Mode: AuthAuto, ClusterKey: "ck"}})
+	fc := &fakeCluster{}
+	s.registerCluster(fc)
+
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/cluster", nil)
+	req.RemoteAddr = "127.0.0.1:5000" // auto mode without a key: local clients are admins
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	var body struct {
+		Self      string         `json:"self"`
+		Directory string         `json:"directory"`
+		Nodes     []cluster.Node `json:"nodes"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil {
+		t.Fatalf("GET /api/v1/cluster: %d %s", rec.Code, rec.Body)
+	}
+	if body.Self != "n1" || body.Directory != "redis" || len(body.Nodes) != 2 || body.Nodes[0].Load.Viewers != 3 {
+		t.Fatalf("cluster: %s", rec.Body)
+	}
+	req = httptest.NewRequest(http.MethodGet, "/api/v1/cluster", nil)
+	req.RemoteAddr = "192.0.2.1:5000"
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("remote client without a token: %d", rec.Code)
+	}
+
+	redirect := func(token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/whep/room/cam?x=1", strings.NewReader("v=0"))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		c := s.echo.NewContext(req, rec)
+		done, err := s.redirectViewer(c, fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !done {
+			rec.Code = 0
+		}
+		return rec
+	}
+	if rec := redirect(""); rec.Code != 0 {
+		t.Fatalf("redirected while not full: %d", rec.Code)
+	}
+	fc.full = true
+	rec = redirect("viewer-token")
+	if rec.Code != http.StatusTemporaryRedirect || rec.Header().Get("Location") != "http://127.0.0.1:2/whep/room/cam?x=1" {
+		t.Fatalf("full node: %d %q", rec.Code, rec.Header().Get("Location"))
+	}
+	if rec := redirect("ck"); rec.Code != 0 {
+		t.Fatalf("a relay link was redirected: %d", rec.Code)
+	}
+	if e := classify(fmt.Errorf("locating: %w", cluster.ErrUnavailable)); e.Status != http.StatusServiceUnavailable {
+		t.Fatalf("directory down: %d, want 503", e.Status)
+	}
+}
