@@ -12,6 +12,7 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -107,7 +108,10 @@ func (e *Engine) newAPI(cfg Config, publisher bool) (*webrtc.API, error) {
 		// reports and transport-wide feedback so browsers can ramp up
 		// their bitrate. Readers get none of this per-viewer machinery:
 		// NACKs are answered from the shared history in the relay.
-		if err := webrtc.ConfigureNack(m, reg); err != nil {
+		// A packet the publisher does not resend after a few requests is
+		// gone: asking forever only wastes its uplink.
+		if err := webrtc.ConfigureNackWithOptions(m, reg,
+			[]nack.GeneratorOption{nack.GeneratorMaxNacksPerPacket(10)}); err != nil {
 			return nil, err
 		}
 		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
