@@ -18,6 +18,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 )
 
@@ -206,7 +207,7 @@ func (t *transcoder) transcode(ctx context.Context, fr *frames.Reader, channels 
 				if err := ogg.WriteRTP(&rtp.Packet{Payload: f.Units[0]}); err != nil {
 					return fmt.Errorf("ffmpeg input: %w (%s)", err, stderr.String())
 				}
-				next = pts + opusSamples(f.Units[0])
+				next = pts + codec.OpusSamples(f.Units[0])
 			}
 		}
 	}()
@@ -220,34 +221,6 @@ func (t *transcoder) transcode(ctx context.Context, fr *frames.Reader, channels 
 		return writeErr
 	}
 	return werr
-}
-
-// opusSamples is the duration of an Opus packet in 48 kHz samples
-// (960 if the TOC cannot be read).
-func opusSamples(p []byte) int64 {
-	if len(p) == 0 {
-		return 960
-	}
-	var per int64
-	switch c := p[0] >> 3; {
-	case c < 12: // SILK: 10, 20, 40, 60 ms
-		per = []int64{480, 960, 1920, 2880}[c&3]
-	case c < 16: // hybrid: 10, 20 ms
-		per = []int64{480, 960}[c&1]
-	default: // CELT: 2.5, 5, 10, 20 ms
-		per = []int64{120, 240, 480, 960}[c&3]
-	}
-	switch p[0] & 3 {
-	case 0:
-		return per
-	case 1, 2:
-		return 2 * per
-	default:
-		if len(p) < 2 {
-			return 960
-		}
-		return per * int64(p[1]&0x3f)
-	}
 }
 
 // readADTS splits ffmpeg's ADTS output into access units and fans them out.

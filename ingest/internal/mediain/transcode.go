@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+
+	"github.com/livegate/livegate/relay/codec"
 )
 
 // FindFFmpeg resolves the ffmpeg setting: "" looks it up in PATH, "-"
@@ -188,40 +190,12 @@ func ReadOggOpus(r io.Reader, out func(pkt []byte, samples int64)) error {
 			if l < 255 {
 				if packets >= 2 && len(pending) > 0 {
 					pkt := append([]byte(nil), pending...)
-					out(pkt, OpusSamples(pkt))
+					out(pkt, codec.OpusSamples(pkt))
 				}
 				packets++
 				pending = pending[:0]
 			}
 		}
-	}
-}
-
-// OpusSamples is the duration of an Opus packet in 48 kHz samples (960 if
-// the TOC cannot be read).
-func OpusSamples(p []byte) int64 {
-	if len(p) == 0 {
-		return 960
-	}
-	var per int64
-	switch c := p[0] >> 3; {
-	case c < 12:
-		per = []int64{480, 960, 1920, 2880}[c&3]
-	case c < 16:
-		per = []int64{480, 960}[c&1]
-	default:
-		per = []int64{120, 240, 480, 960}[c&3]
-	}
-	switch p[0] & 3 {
-	case 0:
-		return per
-	case 1, 2:
-		return 2 * per
-	default:
-		if len(p) < 2 {
-			return 960
-		}
-		return per * int64(p[1]&0x3f)
 	}
 }
 
