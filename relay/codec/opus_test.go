@@ -13,7 +13,7 @@ func TestOpusSamples(t *testing.T) {
 		{[]byte{0x08}, 960},        // SILK 20 ms
 		{[]byte{0x18}, 2880},       // SILK 60 ms
 		{[]byte{0x80}, 120},        // CELT 2.5 ms
-		{[]byte{0xfb, 0x03}, 1440}, // CELT 10 ms, code 3 with 3 frames
+		{[]byte{0xf3, 0x03}, 1440}, // CELT 10 ms, code 3 with 3 frames
 		{[]byte{0xfb}, 960},        // code 3 without its count byte
 	} {
 		if got := OpusSamples(tc.p); got != tc.want {
