@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -85,6 +86,12 @@ func TestSoak(t *testing.T) {
 	waitFor(t, 20*time.Second, "all viewers gone", func() bool { return st.Viewers() == 0 })
 	time.Sleep(2 * time.Second) // pion closes its last timers
 	endG, endHeap := settle()
+	if f := os.Getenv("LIVEGATE_SOAK_HEAPPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			_ = pprof.WriteHeapProfile(out)
+			_ = out.Close()
+		}
+	}
 	t.Logf("after %d sessions (%d failed) over %v: %d goroutines, heap %d MiB", sessions, failures, d, endG, endHeap>>20)
 	if failures > sessions/100 {
 		t.Errorf("%d of %d sessions failed", failures, sessions)
