@@ -108,6 +108,12 @@ func (s *Session) Patch(ctx context.Context, frag, ifMatch string) (answerFrag s
 				return "", fmt.Errorf("%w: %w", ErrBadFragment, err)
 			}
 		}
+		if ifMatch == "*" && f.ufrag != "" {
+			// A restart request (If-Match: *) with the credentials we already
+			// restarted to: the client lost our answer and retries. Answer
+			// again, or it could never finish the restart.
+			return answerFragment(s.PC.LocalDescription().SDP), nil
+		}
 		return "", nil
 	}
 	if f.pwd == "" {

@@ -247,3 +247,40 @@ func TestICERestart(t *testing.T) {
 		t.Fatalf("PATCH with a stale ETag: %d, want 412", resp.StatusCode)
 	}
 }
+
+// A client that lost the answer to its ICE restart and sends the same
+// restart again gets the answer again (200), not a 204 it cannot use.
+func TestICERestartRetryAfterLostAnswer(t *testing.T) {
+	g := startGateway(t, nil)
+	pub := g.publish(t, "ice/retry")
+	t.Cleanup(func() { _ = pub.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pub.RestartICE(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The same restart fragment again, as a client would resend it.
+	frag := "a=ice-ufrag:" + ufrag(pub.PC.LocalDescription().SDP) + "\r\na=ice-pwd:" +
+		pwd(pub.PC.LocalDescription().SDP) + "\r\n"
+	req, _ := http.NewRequest(http.MethodPatch, pub.Resource, strings.NewReader(frag))
+	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
+	req.Header.Set("If-Match", "*")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "a=ice-ufrag:") {
+		t.Fatalf("repeated restart: %d %q, want 200 with the answer fragment", resp.StatusCode, b)
+	}
+}
+
+func pwd(sdp string) string {
+	for _, l := range strings.Split(sdp, "\n") {
+		if strings.HasPrefix(l, "a=ice-pwd:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "a=ice-pwd:"))
+		}
+	}
+	return ""
+}
