@@ -195,7 +195,6 @@ type sender struct {
 	ts     uint32
 	tsStep uint32
 	audio  bool
-	n      uint32
 }
 
 func newVideoSender(pub *relay.Publication, idx int, seq uint16, ts uint32) *sender {

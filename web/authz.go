@@ -37,8 +37,6 @@ type AuthParams struct {
 	ClusterKey string
 }
 
-type claimsKey struct{}
-
 // open reports whether this request needs no token: auth off, or auto
 // mode without a key and a client on this machine. A request that came
 // through a proxy (forwarding headers) is never treated as local.
