@@ -21,6 +21,7 @@ type worker struct {
 	jobs     chan job
 	readers  atomic.Int64 // load, for placing new readers
 	maxDelay time.Duration
+	done     <-chan struct{} // closed when the pool stops
 }
 
 // epoch gives jobs a cheap monotonic timestamp.
@@ -36,6 +37,7 @@ type job struct {
 	burst   []*Packet
 	reader  *Reader
 	sr      *senderReport
+	drain   *Reader // next catch-up step of a reader
 	// lost, if set, lists readers that missed packets queued before this
 	// job: they must wait for a keyframe before anything else.
 	lost *[]*Reader
@@ -51,7 +53,7 @@ func newPool(workers, queue int, maxDelay time.Duration) *pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pool{cancel: cancel}
 	for range workers {
-		w := &worker{jobs: make(chan job, queue), maxDelay: maxDelay}
+		w := &worker{jobs: make(chan job, queue), maxDelay: maxDelay, done: ctx.Done()}
 		p.workers = append(p.workers, w)
 		p.wg.Add(1)
 		go func() {
@@ -98,7 +100,7 @@ func (w *worker) run(ctx context.Context) {
 				j.expire()
 				continue
 			}
-			j.run()
+			j.run(w)
 		}
 	}
 }
@@ -131,7 +133,7 @@ func (j *job) markLost() {
 	}
 }
 
-func (j *job) run() {
+func (j *job) run(w *worker) {
 	j.markLost()
 	switch {
 	case j.pkt != nil:
@@ -139,11 +141,13 @@ func (j *job) run() {
 			r.deliver(j.pkt)
 		}
 	case j.burst != nil:
-		if j.reader.started {
+		if j.reader.started || j.reader.backlog != nil {
 			return // started on a fresh keyframe meanwhile: the cache is older
 		}
-		for _, p := range j.burst {
-			j.reader.deliver(p)
+		j.reader.catchUp(j.burst, w)
+	case j.drain != nil:
+		if j.drain.backlog != nil {
+			j.drain.drain(w)
 		}
 	case j.sr != nil:
 		for _, r := range *j.readers {

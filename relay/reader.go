@@ -28,6 +28,9 @@ type Reader struct {
 	lastSeq uint16
 	from    uint16     // track sequence number the current mapping starts at
 	hdr     rtp.Header // scratch: a header passed to the sink must not escape per packet
+	// backlog holds the rest of a cached GOP being sent at a bounded rate,
+	// and live packets that arrive meanwhile (nil when not catching up).
+	backlog []*Packet
 
 	live     atomic.Bool // has started: NACKs can be answered
 	fallback *time.Timer // serves the GOP cache if no fresh keyframe comes
@@ -46,8 +49,82 @@ type Reader struct {
 	resent   atomic.Uint64
 }
 
-// deliver writes one packet to the sink. It runs on the reader's worker.
+// deliver takes one live packet for the reader. It runs on the reader's
+// worker.
 func (r *Reader) deliver(p *Packet) {
+	if r.backlog != nil {
+		r.queue(p)
+		return
+	}
+	r.send(p)
+}
+
+// Catching up: a new reader's cached GOP (up to a few hundred packets) is
+// paced instead of sent at once, which would overflow the viewer's socket
+// buffer or a router queue on the way and lose the very keyframe it needs.
+const (
+	catchUpChunk   = 32                   // packets per step
+	catchUpPeriod  = 4 * time.Millisecond // between steps: about 8,000 packets/s
+	maxBacklogSize = 4096
+)
+
+// catchUp starts sending burst (the cached GOP) at a bounded rate.
+func (r *Reader) catchUp(burst []*Packet, w *worker) {
+	r.backlog = append(make([]*Packet, 0, len(burst)+64), burst...)
+	r.drain(w)
+}
+
+// queue appends a live packet behind the backlog, or gives up catching up
+// when the backlog is full: the reader then resumes at the next keyframe.
+func (r *Reader) queue(p *Packet) {
+	if len(r.backlog) >= maxBacklogSize {
+		r.backlog = nil
+		r.drop()
+		r.needKey.Store(true)
+		return
+	}
+	r.backlog = append(r.backlog, p)
+}
+
+// drain sends the next chunk of the backlog and schedules the one after.
+func (r *Reader) drain(w *worker) {
+	if r.closed.Load() {
+		r.backlog = nil
+		return
+	}
+	n := min(catchUpChunk, len(r.backlog))
+	for _, p := range r.backlog[:n] {
+		r.send(p)
+	}
+	clear(r.backlog[:n])
+	r.backlog = r.backlog[n:]
+	if len(r.backlog) == 0 {
+		r.backlog = nil
+		return
+	}
+	r.scheduleDrain(w)
+}
+
+// scheduleDrain queues the next catch-up step after catchUpPeriod, trying
+// again later while the worker's queue is full.
+func (r *Reader) scheduleDrain(w *worker) {
+	time.AfterFunc(catchUpPeriod, func() {
+		select {
+		case <-w.done:
+			return
+		default:
+		}
+		if r.closed.Load() {
+			return
+		}
+		if !w.offer(job{drain: r}) {
+			r.scheduleDrain(w)
+		}
+	})
+}
+
+// send writes one packet to the sink. It runs on the reader's worker.
+func (r *Reader) send(p *Packet) {
 	if r.closed.Load() {
 		return
 	}
