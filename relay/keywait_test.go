@@ -120,3 +120,25 @@ func TestDeferredKeyframeRequest(t *testing.T) {
 		t.Fatalf("%d requests, want 3 (the deferred one skipped after a keyframe)", n)
 	}
 }
+
+// A large cached GOP is paced to a new reader, live packets follow it in
+// order and without a gap.
+func TestCachedGOPIsPaced(t *testing.T) {
+	h := newHub(t, relay.Params{Workers: 1, KeyframeWait: -1})
+	pub, _ := publish(t, h, "room/pace", h264Info)
+	s, _ := h.Get("room/pace")
+	snd := newVideoSender(pub, 0, 1, 1)
+	cached := snd.gop(199) // 200 packets: 7 steps of 32
+	start := time.Now()
+	_, sink := addReader(t, s, 0)
+	live := [][]byte{snd.delta(), snd.delta()} // arrive while catching up
+	if n := sink.count(); n > 64 {
+		t.Fatalf("%d packets sent at once, want at most two steps", n)
+	}
+	got := sink.waitCount(t, len(cached)+len(live))
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Fatalf("200 cached packets sent in %v: not paced", d)
+	}
+	assertPayloads(t, "reader", got, append(append([][]byte{}, cached...), live...))
+	assertContiguous(t, "reader", got)
+}
