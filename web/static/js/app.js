@@ -1,6 +1,8 @@
 // The livegate page: go live with the camera (WHIP) and watch live streams
 // (WHEP). Deep links: /?watch=ROOM/NAME plays at once, /?publish=ROOM/NAME
 // fills in the path to go live on.
+import { mediaError } from './media.js';
+import { format, formatBitrate, statsLoop } from './stats.js';
 import { play, publish } from './whip-whep.js';
 
 const SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
@@ -103,48 +105,13 @@ el.token.addEventListener('change', () => refreshStreams());
 
 // ---- stats ----
 
-function formatBitrate(bps) {
-  if (!(bps >= 0)) return '';
-  if (bps >= 1e6) return `${(bps / 1e6).toFixed(2)} Mb/s`;
-  return `${Math.round(bps / 1e3)} kb/s`;
-}
-
-// statsLoop shows resolution, frame rate, bitrate and video codec of pc's
-// RTP streams of the given type ('inbound-rtp' or 'outbound-rtp') once a second.
-function statsLoop(pc, type, out) {
-  let prev = null;
-  const tick = async () => {
-    let report;
-    try {
-      report = await pc.getStats();
-    } catch {
-      return;
-    }
-    let bytes = 0;
-    let video = null;
-    const codecs = new Map();
-    report.forEach((s) => {
-      if (s.type === type) {
-        bytes += (type === 'inbound-rtp' ? s.bytesReceived : s.bytesSent) || 0;
-        if (s.kind === 'video') video = s;
-      } else if (s.type === 'codec') {
-        codecs.set(s.id, s);
-      }
-    });
-    const now = performance.now();
-    const parts = [];
-    if (video?.frameWidth) parts.push(`${video.frameWidth}×${video.frameHeight}`);
-    if (video?.framesPerSecond != null) parts.push(`${Math.round(video.framesPerSecond)} fps`);
-    if (prev && now > prev.t) parts.push(formatBitrate(((bytes - prev.bytes) * 8) / ((now - prev.t) / 1000)));
-    const codec = video && codecs.get(video.codecId);
-    if (codec) parts.push(codec.mimeType.replace(/^video\//, ''));
-    prev = { bytes, t: now };
-    out.textContent = parts.join(' · ');
-  };
-  tick();
-  const timer = setInterval(tick, 1000);
+// showStats writes a line of statistics of pc into out once a second.
+function showStats(pc, type, out) {
+  const stop = statsLoop(pc, type, (s) => {
+    out.textContent = format(s);
+  });
   return () => {
-    clearInterval(timer);
+    stop();
     out.textContent = '';
   };
 }
@@ -178,19 +145,6 @@ function setPub(state, msg = '') {
     const link = `${location.origin}/?watch=${pub.path}`;
     el.pubLink.href = link;
     el.pubLink.textContent = link;
-  }
-}
-
-function mediaError(err) {
-  switch (err.name) {
-    case 'NotAllowedError':
-      return 'Camera and microphone access was denied. Allow it in the browser and try again.';
-    case 'NotFoundError':
-      return 'No camera or microphone found.';
-    case 'NotReadableError':
-      return 'The camera or microphone is in use by another application.';
-    default:
-      return `Cannot open the camera: ${err.message || err.name}`;
   }
 }
 
@@ -259,7 +213,7 @@ async function goLive() {
     await session.connected;
     if (gen !== pub.gen) return;
     setPub('live', `Live at ${path}`);
-    pub.stopStats = statsLoop(session.pc, 'outbound-rtp', el.pubStats);
+    pub.stopStats = showStats(session.pc, 'outbound-rtp', el.pubStats);
     refreshStreams();
   } catch (err) {
     if (gen !== pub.gen) return;
@@ -372,7 +326,7 @@ async function watch(path) {
     await session.connected;
     if (gen !== view.gen) return;
     setView('live', `Watching ${path}`);
-    view.stopStats = statsLoop(session.pc, 'inbound-rtp', el.watchStats);
+    view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats);
     refreshStreams();
   } catch (err) {
     if (gen !== view.gen) return;

@@ -10,7 +10,8 @@
 import { publish } from './whip-whep.js';
 import { ChatPanel } from './chat.js';
 import { StreamGrid } from './grid.js';
-import { format, sampler } from './stats.js';
+import { format, statsLoop } from './stats.js';
+import { mediaError } from './media.js';
 import { authHeaders, Room, roomFromURL, SCREEN_SUFFIX, SEGMENT, takeTokenFromURL, whoami } from './room.js';
 
 const $ = (id) => document.getElementById(id);
@@ -143,21 +144,6 @@ function renderSupport() {
 }
 
 // ---- devices ----
-
-function mediaError(err) {
-  switch (err.name) {
-    case 'NotAllowedError':
-      return 'Camera and microphone access was denied. Allow it in the browser and try again.';
-    case 'NotFoundError':
-      return 'No camera or microphone found.';
-    case 'NotReadableError':
-      return 'The camera or microphone is in use by another application.';
-    case 'OverconstrainedError':
-      return 'The selected device is not available.';
-    default:
-      return `Cannot open the camera: ${err.message || err.name}`;
-  }
-}
 
 function videoConstraints() {
   const id = $('camera-select').value;
@@ -370,7 +356,7 @@ async function goLive() {
     if (gen !== st.pub.gen) return;
     setPub('live', `Live in ${st.room} as ${st.identity}`);
     log('info', `Published ${st.room}/${st.identity}`);
-    st.pub.stopStats = statsLoop(session.pc, (s) => {
+    st.pub.stopStats = statsLoop(session.pc, 'outbound-rtp', (s) => {
       st.pub.stats = s;
       $('pub-stats').textContent = format(s);
     });
@@ -380,20 +366,6 @@ async function goLive() {
     setPub('error', err.message);
     log('error', `Cannot go live: ${err.message}`);
   }
-}
-
-function statsLoop(pc, show) {
-  const sample = sampler(pc, 'outbound-rtp');
-  const tick = async () => {
-    try {
-      show(await sample());
-    } catch {
-      // closed
-    }
-  };
-  tick();
-  const timer = setInterval(tick, 1000);
-  return () => clearInterval(timer);
 }
 
 function onPubConnection(s) {

@@ -79,3 +79,21 @@ export function format(s) {
   if (s.qualityLimitation && s.qualityLimitation !== 'none') parts.push(`limited by ${s.qualityLimitation}`);
   return parts.join(' · ');
 }
+
+/**
+ * Calls show with a sample of pc's statistics once a second until the
+ * returned function is called.
+ */
+export function statsLoop(pc, type, show) {
+  const sample = sampler(pc, type);
+  const tick = async () => {
+    try {
+      show(await sample());
+    } catch {
+      // the connection is closed
+    }
+  };
+  tick();
+  const timer = setInterval(tick, 1000);
+  return () => clearInterval(timer);
+}
