@@ -62,6 +62,11 @@ func (s sink) WriteRTP(h *rtp.Header, payload []byte) error {
 	return nil
 }
 
+// KeyframeCadence implements relay.CadenceSink: segments are cut on
+// keyframes, so the relay keeps the publisher's GOP bounded while a
+// recording runs.
+func (s sink) KeyframeCadence() bool { return true }
+
 func (s sink) WriteSenderReport(ntp uint64, rtpTime uint32, _, _ uint32) error {
 	select {
 	case s.rec.queue <- packet{track: s.track, sr: true, ntp: ntp, rtpTime: rtpTime}:

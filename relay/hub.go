@@ -34,6 +34,11 @@ type Params struct {
 	// longer than KeyframeInterval, so a deferred request can be answered;
 	// negative: always start from the cache at once).
 	KeyframeWait time.Duration
+	// KeyframeMaxInterval bounds the GOP while a track has readers that cut
+	// or mux on keyframes (see CadenceSink): the publisher is asked for a
+	// keyframe when the current GOP reaches it (0: never; cmd/livegate
+	// sets the default). Tracks with only RTP viewers are not affected.
+	KeyframeMaxInterval time.Duration
 	// HistoryPackets is the per-track packet history for NACKs (default 1024).
 	HistoryPackets int
 	// GOPCachePackets bounds the per-track keyframe cache (default 2048;

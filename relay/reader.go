@@ -15,6 +15,18 @@ type Sink interface {
 	WriteSenderReport(ntpTime uint64, rtpTime uint32, packets, octets uint32) error
 }
 
+// CadenceSink is a Sink that needs keyframes at a bounded interval: a
+// muxer that cuts segments or feeds a CDN on keyframes (HLS, RTMP push,
+// recordings, RTSP out). While a track has one, the relay asks the
+// publisher for a keyframe whenever the current GOP reaches
+// Params.KeyframeMaxInterval. WebRTC viewers do not implement it: they ask
+// for keyframes themselves when they need one, and a stream watched only
+// over WHEP costs its publisher no extra keyframes.
+type CadenceSink interface {
+	Sink
+	KeyframeCadence() bool
+}
+
 // Reader is one consumer of one track. It starts at a keyframe, gets its
 // own contiguous sequence numbers (so packets dropped while it was behind
 // leave no gap to NACK), and resynchronises at the next keyframe after a drop.
@@ -41,6 +53,7 @@ type Reader struct {
 	mapping atomic.Uint32
 	needKey atomic.Bool
 	closed  atomic.Bool
+	cadence bool // counted in track.cadenceReaders
 
 	packets  atomic.Uint32
 	octets   atomic.Uint32

@@ -66,6 +66,12 @@ type Track struct {
 	keyReqsSent     atomic.Uint64
 	keyReqsReceived atomic.Uint64
 
+	// Keyframe cadence for readers that cut on keyframes (CadenceSink).
+	keyMax         time.Duration
+	cadenceReaders atomic.Int64
+	cadenceAsk     atomic.Int64 // UnixNano of the last cadence request
+	cadenceAsked   atomic.Uint64
+
 	packetsIn atomic.Uint64
 	bytesIn   atomic.Uint64
 	readers   atomic.Int64
@@ -85,6 +91,7 @@ func newTrack(s *Stream, index int, info TrackInfo, p *pool, params *Params) *Tr
 		shards:         make([]atomic.Pointer[[]*Reader], len(p.workers)),
 		lost:           make([]*[]*Reader, len(p.workers)),
 		keyReqInterval: params.KeyframeInterval,
+		keyMax:         params.KeyframeMaxInterval,
 	}
 }
 
@@ -111,6 +118,9 @@ func (t *Track) newPublisher(requestKeyframe func()) {
 func (t *Track) write(h *rtp.Header, payload []byte) {
 	isKey := codec.IsKeyframe(t.info.Codec.MimeType, payload)
 	now := time.Now()
+	if !isKey && t.keyMax > 0 && t.info.Kind == codec.Video && t.cadenceReaders.Load() > 0 {
+		t.keepCadence(now.UnixNano())
+	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -254,6 +264,30 @@ func (t *Track) RequestKeyframe() {
 	})
 }
 
+// keepCadence asks for a keyframe when the current GOP is about to reach
+// keyMax. It asks a little early (a tenth, at most 200 ms) so that the
+// answer, a round trip and a frame later, still lands within keyMax. One
+// request per GOP; asked again if the publisher has not answered within
+// half the interval (a lost RTCP packet). Publishers that cannot be asked
+// (RTMP, RTSP) keep their own GOP.
+func (t *Track) keepCadence(now int64) {
+	max := int64(t.keyMax)
+	lead := min(max/10, int64(200*time.Millisecond))
+	last := t.lastKeyframe.Load()
+	if now-last < max-lead {
+		return
+	}
+	asked := t.cadenceAsk.Load()
+	if asked > last && now-asked < max/2 {
+		return
+	}
+	if !t.cadenceAsk.CompareAndSwap(asked, now) {
+		return
+	}
+	t.cadenceAsked.Add(1)
+	t.RequestKeyframe()
+}
+
 func (t *Track) sendKeyframeRequest() {
 	if f := t.keyframe.Load(); f != nil {
 		t.keyReqsSent.Add(1)
@@ -270,6 +304,10 @@ func (t *Track) sendKeyframeRequest() {
 func (t *Track) addReader(sink Sink) *Reader {
 	w := t.pool.leastLoaded()
 	r := &Reader{track: t, sink: sink, worker: w}
+	if cs, ok := sink.(CadenceSink); ok && cs.KeyframeCadence() {
+		r.cadence = true
+		t.cadenceReaders.Add(1)
+	}
 	t.pool.workers[w].readers.Add(1)
 	t.readers.Add(1)
 
@@ -333,6 +371,9 @@ func (t *Track) removeReader(r *Reader) {
 		t.shards[r.worker].Store(&list)
 	}
 	t.mu.Unlock()
+	if r.cadence {
+		t.cadenceReaders.Add(-1)
+	}
 	t.bytesOut.Add(r.bytesOut.Load())
 	t.pool.workers[r.worker].readers.Add(-1)
 	t.readers.Add(-1)
@@ -349,6 +390,9 @@ type TrackStats struct {
 	Retransmitted    uint64 `json:"retransmitted"`
 	KeyframeRequests uint64 `json:"keyframeRequests"`
 	KeyframesAsked   uint64 `json:"keyframesAskedOfPublisher"`
+	// CadenceRequests counts the keyframe requests made to bound the GOP
+	// for segmenting readers (Params.KeyframeMaxInterval).
+	CadenceRequests uint64 `json:"cadenceRequests,omitempty"`
 }
 
 func (t *Track) stats() TrackStats {
@@ -360,6 +404,7 @@ func (t *Track) stats() TrackStats {
 		BytesOut:         t.bytesOut.Load(),
 		KeyframeRequests: t.keyReqsReceived.Load(),
 		KeyframesAsked:   t.keyReqsSent.Load(),
+		CadenceRequests:  t.cadenceAsked.Load(),
 	}
 	for i := range t.shards {
 		if list := t.shards[i].Load(); list != nil {

@@ -45,6 +45,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.DurationVar(&g.Grace, "grace", 10*time.Second, "how long viewers wait for a dropped publisher to come back")
 	fs.DurationVar(&g.KeyframeInterval, "keyframe-interval", 500*time.Millisecond, "minimum time between keyframe requests to a publisher, per track")
 	fs.DurationVar(&g.KeyframeWait, "keyframe-wait", 600*time.Millisecond, "how long a new viewer waits for a fresh keyframe before starting from the cached GOP (negative: start from the cache at once)")
+	fs.DurationVar(&g.KeyframeMaxInterval, "keyframe-max-interval", 2*time.Second, "while HLS, RTMP push, RTSP out or a recording reads a stream, ask its publisher for a keyframe when the GOP reaches this (0: keep the publisher's GOP)")
 	g.VideoCodecs = []string{"h264", "vp8", "vp9", "av1"}
 	fs.Var(listValue{&g.VideoCodecs}, "video-codecs", "accepted video codecs in order of preference (h264, vp8, vp9, av1)")
 	fs.Int64Var(&g.MaxBody, "max-body", 128<<10, "largest accepted request body (SDP) in bytes")
@@ -218,6 +219,9 @@ func (s *settings) validate() error {
 	}
 	if s.Gateway.HLSIdle < time.Second {
 		return errors.New("hls-idle: must be at least 1s")
+	}
+	if k := s.Gateway.KeyframeMaxInterval; k < 0 || (k > 0 && k < 100*time.Millisecond) {
+		return errors.New("keyframe-max-interval: must be 0 (off) or at least 100ms")
 	}
 	if s.Gateway.MaxBody < 1024 {
 		return errors.New("max-body: must be at least 1024 bytes")

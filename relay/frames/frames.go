@@ -258,6 +258,11 @@ func (s *source) WriteRTP(h *rtp.Header, payload []byte) error {
 	return nil
 }
 
+// KeyframeCadence implements relay.CadenceSink: every frame reader muxes
+// or cuts on keyframes, so the relay keeps the publisher's GOP bounded
+// while a track has any (one request per track, however many readers).
+func (s *source) KeyframeCadence() bool { return true }
+
 // WriteSenderReport implements relay.Sink. Frame readers place tracks on
 // one timeline by arrival (see Reader.Zero).
 func (s *source) WriteSenderReport(uint64, uint32, uint32, uint32) error { return nil }

@@ -69,6 +69,9 @@ type Config struct {
 	ChatHistory        int     // 0: 100
 	ChatRate           float64 // messages per second per identity and room; 0: unlimited
 	ChatBurst          int     // 0: 5
+	// KeyframeMaxInterval bounds the GOP while HLS, RTMP push, RTSP out or
+	// a recording reads a stream (0: the publisher's own GOP).
+	KeyframeMaxInterval time.Duration
 	// Recording.
 	RecordDir       string   // local storage (default ./data/recordings)
 	RecordSpool     string   // spool for segments not yet stored (default ./data/spool)
@@ -127,6 +130,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		Grace:               cfg.Grace,
 		KeyframeInterval:    cfg.KeyframeInterval,
 		KeyframeWait:        cfg.KeyframeWait,
+		KeyframeMaxInterval: cfg.KeyframeMaxInterval,
 		Workers:             cfg.Workers,
 		MaxViewersPerStream: cfg.MaxViewersStream,
 		Logger:              log,
