@@ -87,7 +87,10 @@ func loopbackOnly() (only, up bool, names []string, err error) {
 
 // runInNetns runs this test again in a new network namespace with only lo
 // up, streams the child's output into the log and fails if the child fails.
-func runInNetns(t *testing.T) {
+func runInNetns(t *testing.T) { runInNetnsFor(t, 60*time.Second) }
+
+// runInNetnsFor is runInNetns with a bound on the child's whole run.
+func runInNetnsFor(t *testing.T, limit time.Duration) {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "the browser test must run in a network namespace with only lo, and creating one (unshare -n) needs root")
 	}
@@ -99,11 +102,11 @@ func runInNetns(t *testing.T) {
 	if err != nil {
 		skipOrFail(t, "the browser test needs ip (iproute2) to bring lo up in its network namespace: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	name := t.Name()
 	cmd := exec.CommandContext(ctx, unshare, "-n", "sh", "-c", `"$`+envNetnsIP+`" link set lo up && exec "$0" "$@"`,
-		os.Args[0], "-test.run=^"+name+"$", "-test.v=true", "-test.count=1", "-test.timeout=55s")
+		os.Args[0], "-test.run=^"+name+"$", "-test.v=true", "-test.count=1", "-test.timeout="+(limit-5*time.Second).String())
 	cmd.Env = append(os.Environ(), envInNetns+"=1", envNetnsIP+"="+ip)
 	var out bytes.Buffer
 	lw := &lineLogger{t: t, prefix: "netns| ", copy: &out}
