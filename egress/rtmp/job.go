@@ -265,7 +265,7 @@ func (j *job) session(ctx context.Context) error {
 	}
 	var aacCh <-chan aacFrame
 	if ar != nil {
-		aacCh = ar.ch
+		aacCh = ar.Frames()
 	}
 	for {
 		select {
@@ -282,15 +282,15 @@ func (j *job) session(ctx context.Context) error {
 				return err
 			}
 		case a := <-aacCh:
-			if a.at.IsZero() {
+			if a.At.IsZero() {
 				continue
 			}
-			d := a.at.Sub(base)
+			d := a.At.Sub(base)
 			if d < 0 || d <= lastA {
 				continue
 			}
 			lastA = d
-			if err := w.WriteMPEG4Audio(atrack, d, a.au); err != nil {
+			if err := w.WriteMPEG4Audio(atrack, d, a.AU); err != nil {
 				return err
 			}
 		}

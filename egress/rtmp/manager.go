@@ -14,15 +14,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os/exec"
 	"path"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/aac"
 	"github.com/livegate/livegate/relay/frames"
 )
 
@@ -45,6 +44,10 @@ type Params struct {
 	FFmpeg string
 	// AudioBitrate of the AAC output in bit/s (default 128000).
 	AudioBitrate int
+	// AAC is a transcoder registry shared with other outputs (one ffmpeg
+	// per stream for all of them); nil: the manager makes its own from
+	// FFmpeg and AudioBitrate (which are then ignored).
+	AAC *aac.Transcoders
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 1 s, 30 s).
 	MinBackoff, MaxBackoff time.Duration
 	// ConnectTimeout bounds connecting and the RTMP handshake (default 10 s).
@@ -96,18 +99,15 @@ type Info struct {
 
 // Manager owns the push jobs.
 type Manager struct {
-	p      Params
-	log    *slog.Logger
-	ffmpeg string
-	tc     transcoders
-	unsub  func()
+	p     Params
+	log   *slog.Logger
+	aac   *aac.Transcoders
+	unsub func()
 
 	mu     sync.Mutex
 	jobs   map[string]*job
 	closed bool
 	wg     sync.WaitGroup
-
-	transcodes atomic.Int64 // transcoders ever started, for tests and metrics
 }
 
 // New returns a manager; with rules it watches the hub for streams.
@@ -130,15 +130,13 @@ func New(p Params) *Manager {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	m := &Manager{p: p, log: p.Logger, jobs: make(map[string]*job), tc: transcoders{all: map[*relay.Track]*transcoder{}}}
-	switch p.FFmpeg {
-	case "-":
-	case "":
-		m.ffmpeg, _ = exec.LookPath("ffmpeg")
-	default:
-		m.ffmpeg, _ = exec.LookPath(p.FFmpeg)
+	if p.AAC == nil {
+		p.AAC = aac.New(aac.Params{Frames: p.Frames, FFmpeg: p.FFmpeg, Bitrate: p.AudioBitrate, Logger: p.Logger})
+	} else {
+		p.AudioBitrate = p.AAC.Bitrate()
 	}
-	if m.ffmpeg == "" {
+	m := &Manager{p: p, log: p.Logger, aac: p.AAC, jobs: make(map[string]*job)}
+	if !m.aac.Available() {
 		m.log.Warn("rtmp push: ffmpeg not found; only videoOnly pushes can run (Opus needs transcoding to AAC)")
 	}
 	if len(p.Rules) > 0 {
@@ -207,7 +205,7 @@ func (m *Manager) start(stream, rawURL string, videoOnly, rule bool) (Info, erro
 	if err != nil {
 		return Info{}, err
 	}
-	if !videoOnly && m.ffmpeg == "" {
+	if !videoOnly && !m.aac.Available() {
 		return Info{}, ErrNoTranscoder
 	}
 	st, ok := m.p.Hub.Get(stream)
@@ -291,8 +289,9 @@ func (m *Manager) Stop(id string) (Info, error) {
 	return j.snapshot(), nil
 }
 
-// Transcodes is the number of Opus -> AAC transcoders started so far.
-func (m *Manager) Transcodes() int64 { return m.transcodes.Load() }
+// Transcodes is the number of Opus -> AAC transcoders started so far (by
+// every output sharing the manager's registry).
+func (m *Manager) Transcodes() int64 { return m.aac.Started() }
 
 // Close stops every job.
 func (m *Manager) Close() {
