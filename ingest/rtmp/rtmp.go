@@ -47,7 +47,14 @@ type Params struct {
 	ReadTimeout time.Duration
 	// MaxConns bounds concurrent connections (default 256).
 	MaxConns int
-	Logger   *slog.Logger
+	// MaxConnsPerIP bounds concurrent connections from one address
+	// (default 8), so that one client's idle connections cannot take
+	// every slot of MaxConns before tokened publishers arrive.
+	MaxConnsPerIP int
+	// HandshakeTimeout bounds the time from accepting a connection to its
+	// publish request being authorized (default 5 s).
+	HandshakeTimeout time.Duration
+	Logger           *slog.Logger
 }
 
 // Server accepts RTMP publishers.
@@ -59,6 +66,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	perIP  map[string]int
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -74,6 +82,12 @@ func New(p Params) (*Server, error) {
 	if p.MaxConns <= 0 {
 		p.MaxConns = 256
 	}
+	if p.MaxConnsPerIP <= 0 {
+		p.MaxConnsPerIP = 8
+	}
+	if p.HandshakeTimeout <= 0 {
+		p.HandshakeTimeout = 5 * time.Second
+	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
@@ -81,7 +95,7 @@ func New(p Params) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtmp %q: %w", p.Addr, err)
 	}
-	s := &Server{p: p, ffmpeg: mediain.FindFFmpeg(p.FFmpeg), ln: ln, log: p.Logger, conns: map[net.Conn]struct{}{}}
+	s := &Server{p: p, ffmpeg: mediain.FindFFmpeg(p.FFmpeg), ln: ln, log: p.Logger, conns: map[net.Conn]struct{}{}, perIP: map[string]int{}}
 	if s.ffmpeg == "" {
 		s.log.Warn("rtmp ingest: no ffmpeg; AAC audio of RTMP publishers is dropped (video-only for WebRTC viewers)")
 	}
@@ -116,13 +130,15 @@ func (s *Server) accept() {
 			}
 			return
 		}
+		ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 		s.mu.Lock()
-		if s.closed || len(s.conns) >= s.p.MaxConns {
+		if s.closed || len(s.conns) >= s.p.MaxConns || s.perIP[ip] >= s.p.MaxConnsPerIP {
 			s.mu.Unlock()
 			_ = c.Close()
 			continue
 		}
 		s.conns[c] = struct{}{}
+		s.perIP[ip]++
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {
@@ -130,6 +146,9 @@ func (s *Server) accept() {
 			defer func() {
 				s.mu.Lock()
 				delete(s.conns, c)
+				if s.perIP[ip]--; s.perIP[ip] <= 0 {
+					delete(s.perIP, ip)
+				}
 				s.mu.Unlock()
 				_ = c.Close()
 			}()
@@ -142,7 +161,7 @@ func (s *Server) accept() {
 
 // serve handles one connection: handshake, connect, publish, media.
 func (s *Server) serve(c net.Conn) error {
-	_ = c.SetDeadline(time.Now().Add(s.p.ReadTimeout))
+	_ = c.SetDeadline(time.Now().Add(min(s.p.HandshakeTimeout, s.p.ReadTimeout)))
 	sc := &gortmplib.ServerConn{RW: c}
 	if err := sc.Initialize(); err != nil {
 		return fmt.Errorf("handshake: %w", err)
@@ -166,6 +185,7 @@ func (s *Server) serve(c net.Conn) error {
 			return err
 		}
 	}
+	_ = c.SetDeadline(time.Now().Add(s.p.ReadTimeout))
 	r := &gortmplib.Reader{Conn: sc}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading tracks: %w", err)
