@@ -1,10 +1,11 @@
 package web
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -13,145 +14,162 @@ import (
 	"github.com/livegate/livegate/web/auth"
 )
 
-// Auth modes.
+// Auth modes (the values of auth.Mode, for callers that use strings).
 const (
-	// AuthAuto requires tokens, except from clients on this machine while
-	// no signing key is configured: the zero-setup development default.
-	AuthAuto = "auto"
-	// AuthOn always requires tokens.
-	AuthOn = "on"
-	// AuthOff requires nothing; refused unless HTTP listens on loopback.
-	AuthOff = "off"
+	AuthAuto = string(auth.ModeAuto)
+	AuthOn   = string(auth.ModeOn)
+	AuthOff  = string(auth.ModeOff)
 )
 
-// AuthParams configures access control.
+// AuthParams configures access control when Params.Policy is nil.
 type AuthParams struct {
 	Mode string
 	// Key signs and verifies tokens (HS256). Never sent to browsers.
 	Key []byte
-	// AdminKey, presented as a bearer token, allows minting tokens and
+	// PreviousKeys still verify tokens during a key rotation.
+	PreviousKeys [][]byte
+	// AdminKey, presented as a bearer header, allows minting tokens and
 	// admin calls from an app backend.
 	AdminKey string
-	// ClusterKey, presented as a bearer token, lets relay edges watch any
+	// ClusterKey, presented as a bearer header, lets relay edges watch any
 	// stream.
 	ClusterKey string
+	// OpenHosts are extra Host names an open gateway answers.
+	OpenHosts []string
 }
 
-// open reports whether this request needs no token: auth off, or auto
-// mode without a key and a client on this machine. A request that came
-// through a proxy (forwarding headers) is never treated as local.
-func (s *Server) open(c echo.Context) bool {
-	switch s.p.Auth.Mode {
-	case AuthOff:
-		return true
-	case AuthOn:
-		return false
+// policyFrom builds the policy of p. An invalid configuration yields nil
+// and the error, and the server refuses every request (fail closed).
+func policyFrom(p Params) (*auth.Policy, error) {
+	if p.Policy != nil {
+		return p.Policy, nil
 	}
-	return len(s.p.Auth.Key) == 0 && localClient(c.Request())
+	return auth.NewPolicy(auth.PolicyConfig{Mode: auth.Mode(p.Auth.Mode), Key: p.Auth.Key, PreviousKeys: p.Auth.PreviousKeys,
+		AdminKey: p.Auth.AdminKey, ClusterKey: p.Auth.ClusterKey, OpenHosts: p.Auth.OpenHosts})
 }
 
-func localClient(r *http.Request) bool {
-	for _, h := range []string{"X-Forwarded-For", "X-Real-Ip", "Forwarded"} {
-		if r.Header.Get(h) != "" {
-			return false
+// proxyHeaders are set by reverse proxies. A request with any of them came
+// through one, so its TCP peer says nothing about where the client is.
+var proxyHeaders = []string{"X-Forwarded-For", "X-Real-Ip", "Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Forwarded-Port", "X-Forwarded-Server", "Via", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip"}
+
+func forwarded(r *http.Request) bool {
+	for _, h := range proxyHeaders {
+		if _, ok := r.Header[h]; ok {
+			return true
 		}
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return false
 }
 
-// bearer returns the request's token: the Authorization header, or for
-// GET requests the access_token query parameter (EventSource and WebSocket
-// in browsers cannot set headers).
-func bearer(r *http.Request) string {
+// peerAddr is the TCP peer of r.
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// hostOnly strips the port from a Host header.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+}
+
+// crossOrigin reports whether a browser sent r from a page of another
+// origin (or a sandboxed one, Origin "null").
+func crossOrigin(r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host == "" {
+			return true
+		}
+		if !strings.EqualFold(u.Host, r.Host) {
+			return true
+		}
+	}
+	// Subresource requests that carry no Origin (images, media) still say
+	// where they come from in Fetch Metadata; navigations (a link from
+	// another site to a page) are fine.
+	return r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Sec-Fetch-Mode") != "navigate"
+}
+
+// bearer returns the request's credential: the Authorization header, or
+// for GET and HEAD requests the access_token query parameter (EventSource
+// and media elements in browsers cannot set headers). inURL says which.
+func bearer(r *http.Request) (tok string, inURL bool) {
 	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
+		return strings.TrimSpace(h[7:]), false
 	}
-	if r.Method == http.MethodGet {
-		return r.URL.Query().Get("access_token")
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if t := r.URL.Query().Get("access_token"); t != "" {
+			return t, true
+		}
 	}
-	return ""
+	return "", false
 }
 
-// claims authenticates the request. It returns nil claims and no error
-// for requests that need no token.
-func (s *Server) claims(c echo.Context) (*auth.Claims, error) {
-	if cl, ok := c.Get("claims").(*auth.Claims); ok {
-		return cl, nil
+// authorize is the HTTP adapter of the access policy: it extracts the
+// credential and the facts about the client, asks the policy and maps the
+// answer to a status. The decision's token claims are kept in the context
+// for handlers that show who the client is.
+func (s *Server) authorize(c echo.Context, action auth.Action, proto auth.Protocol) (auth.Decision, error) {
+	if s.policy == nil {
+		return auth.Decision{}, newError(http.StatusInternalServerError, "bad_auth_config",
+			"the access configuration is invalid: "+s.policyErr.Error())
 	}
-	if s.open(c) {
-		return nil, nil
-	}
-	tok := bearer(c.Request())
-	if tok == "" {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="livegate"`)
-		return nil, newError(http.StatusUnauthorized, "unauthorized", "a bearer token is required")
-	}
-	if len(s.p.Auth.Key) == 0 {
-		return nil, newError(http.StatusUnauthorized, "unauthorized",
-			"this gateway has no auth-key configured, so it cannot check tokens; only clients on its own machine may use it")
-	}
-	cl, err := auth.Verify(s.p.Auth.Key, tok)
+	r := c.Request()
+	tok, inURL := bearer(r)
+	d, err := s.policy.Authorize(auth.Access{
+		Action: action, Protocol: proto, Room: c.Param("room"), Name: c.Param("name"),
+		Credential: tok, CredentialInURL: inURL,
+		Client: peerAddr(r), Forwarded: forwarded(r), Host: hostOnly(r.Host), CrossOrigin: crossOrigin(r),
+	})
 	if err != nil {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="livegate", error="invalid_token"`)
-		return nil, newError(http.StatusUnauthorized, "invalid_token", err.Error())
+		return d, s.accessError(c, err)
 	}
-	c.Set("claims", cl)
-	return cl, nil
+	if d.Claims != nil {
+		c.Set("claims", d.Claims)
+	}
+	return d, nil
 }
 
-// isAdmin accepts the admin key or a token with the admin grant.
-func (s *Server) isAdmin(c echo.Context) error {
-	if s.open(c) {
-		return nil
-	}
-	tok := bearer(c.Request())
-	if s.p.Auth.AdminKey != "" && tok != "" &&
-		subtle.ConstantTimeCompare([]byte(tok), []byte(s.p.Auth.AdminKey)) == 1 {
-		return nil
-	}
-	cl, err := s.claims(c)
-	if err != nil {
-		return err
-	}
-	if !cl.Has(auth.GrantAdmin) {
-		return newError(http.StatusForbidden, "forbidden", "the admin grant or the admin key is required")
-	}
-	return nil
-}
-
-// forbidden turns an auth.ErrForbidden into a 403.
-func forbidden(err error) error {
-	if errors.Is(err, auth.ErrForbidden) {
+// accessError maps a refusal to its status.
+func (s *Server) accessError(c echo.Context, err error) error {
+	h := c.Response().Header()
+	switch {
+	case errors.Is(err, auth.ErrNoToken):
+		h.Set("WWW-Authenticate", `Bearer realm="livegate"`)
+		return newError(http.StatusUnauthorized, "unauthorized", "a bearer token is required")
+	case errors.Is(err, auth.ErrInvalidToken):
+		h.Set("WWW-Authenticate", `Bearer realm="livegate", error="invalid_token"`)
+		return newError(http.StatusUnauthorized, "invalid_token", err.Error())
+	case errors.Is(err, auth.ErrNotLocal) && s.policy.Mode() != auth.ModeOff:
+		h.Set("WWW-Authenticate", `Bearer realm="livegate"`)
+		return newError(http.StatusUnauthorized, "unauthorized", err.Error())
+	case errors.Is(err, auth.ErrNotLocal):
+		return newError(http.StatusForbidden, "not_local", err.Error())
+	case errors.Is(err, auth.ErrHostNotAllowed):
+		return newError(http.StatusForbidden, "host_not_allowed", err.Error())
+	case errors.Is(err, auth.ErrForbidden):
 		return newError(http.StatusForbidden, "forbidden", err.Error())
 	}
 	return err
 }
 
-// authorizePublish checks a WHIP request for ROOM/NAME.
-func (s *Server) authorizePublish(c echo.Context) error {
-	cl, err := s.claims(c)
-	if err != nil || cl == nil {
-		return err
-	}
-	return forbidden(cl.CanPublish(c.Param("room"), c.Param("name")))
+// isAdmin allows the admin key, a token with the admin grant, or a client
+// of an open gateway.
+func (s *Server) isAdmin(c echo.Context) error {
+	_, err := s.authorize(c, auth.ActionAdmin, auth.ProtoAPI)
+	return err
 }
 
-// authorizeSubscribe checks a WHEP request or a room read for ROOM.
-func (s *Server) authorizeSubscribe(c echo.Context) error {
-	if k := s.p.Auth.ClusterKey; k != "" && subtle.ConstantTimeCompare([]byte(bearer(c.Request())), []byte(k)) == 1 {
-		return nil
-	}
-	cl, err := s.claims(c)
-	if err != nil || cl == nil {
-		return err
-	}
-	return forbidden(cl.CanSubscribe(c.Param("room")))
-}
+// corsAllowed reports whether responses may carry CORS headers: never on
+// an open gateway, which answers only pages of its own origin.
+func (s *Server) corsAllowed() bool { return s.policy != nil && !s.policy.Open() }
 
 type mintRequest struct {
 	Room     string   `json:"room"`
@@ -166,7 +184,7 @@ func (s *Server) mintToken(c echo.Context) error {
 	if err := s.isAdmin(c); err != nil {
 		return err
 	}
-	if len(s.p.Auth.Key) == 0 {
+	if !s.policy.CanMint() {
 		return newError(http.StatusServiceUnavailable, "no_auth_key",
 			"no auth-key is configured: set --auth-key (LIVEGATE_AUTH_KEY) to issue tokens")
 	}
@@ -182,7 +200,7 @@ func (s *Server) mintToken(c echo.Context) error {
 		}
 		ttl = d
 	}
-	tok, err := auth.Mint(s.p.Auth.Key, auth.Request{Room: req.Room, Identity: req.Identity, Name: req.Name,
+	tok, err := auth.Mint(s.policy.SigningKey(), auth.Request{Room: req.Room, Identity: req.Identity, Name: req.Name,
 		Grants: req.Grants, TTL: ttl}, time.Now())
 	if err != nil {
 		return newError(http.StatusBadRequest, "bad_request", err.Error())

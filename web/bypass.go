@@ -10,6 +10,7 @@ import (
 
 	"github.com/livegate/livegate/egress/hls"
 	"github.com/livegate/livegate/egress/rtmp"
+	"github.com/livegate/livegate/web/auth"
 )
 
 // HLSServer is what the HTTP layer needs of egress/hls (*hls.Server).
@@ -45,7 +46,7 @@ func (s *Server) RegisterBypass(h HLSServer, egress EgressAPI) {
 			if !hlsFile.MatchString(file) || strings.HasPrefix(file, ".") {
 				return newError(http.StatusNotFound, "not_found", "no such HLS file")
 			}
-			if err := s.authorizeSubscribe(c); err != nil {
+			if _, err := s.authorize(c, auth.ActionRead, auth.ProtoHLS); err != nil {
 				return err
 			}
 			return hlsError(h.Serve(c.Response(), c.Request(), path, file))

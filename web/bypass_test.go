@@ -49,6 +49,7 @@ func TestBypassRoutes(t *testing.T) {
 			req.Header.Set("Content-Type", "application/json")
 		}
 		req.RemoteAddr = remote
+		req.Host = "127.0.0.1:8080" // what a browser on this machine sends
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, req)
 		return rec

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/subtle"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -40,13 +39,8 @@ func (s *Server) registerCluster(m ClusterAPI) {
 
 // redirectViewer answers a WHEP POST with 307 Temporary Redirect to a less
 // loaded edge when this node is full (RFC 9725 permits it; a 307 keeps the
-// method and the offer). Relay links (the cluster key) are never
-// redirected: a child must get the stream from the parent it chose. It
-// reports whether it answered.
+// method and the offer). It reports whether it answered.
 func (s *Server) redirectViewer(c echo.Context, m ClusterAPI) (bool, error) {
-	if k := s.p.Auth.ClusterKey; k != "" && subtle.ConstantTimeCompare([]byte(bearer(c.Request())), []byte(k)) == 1 {
-		return false, nil
-	}
 	base, ok := m.Redirect(c.Request().Context(), 0)
 	if !ok {
 		return false, nil

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -19,6 +18,21 @@ type Limits struct {
 	SessionsPerIP int
 	// PublishesPerMinute bounds WHIP offers per address (0: unlimited).
 	PublishesPerMinute int
+	// ViewsPerMinute bounds WHEP offers per address (0: unlimited): each
+	// may make an edge ask its parent for the stream.
+	ViewsPerMinute int
+	// EventStreamsPerIdentity bounds the room event streams one token
+	// identity (or, without a token, one address) holds open in a room
+	// (0: unlimited).
+	EventStreamsPerIdentity int
+	// CandidatesPerSession bounds the ICE candidates one session accepts
+	// in its offer and all its trickle PATCHes (0: 50).
+	CandidatesPerSession int
+	// RefusePrivateCandidates drops candidates with private (RFC 1918,
+	// RFC 4193, CGNAT), link-local and loopback addresses: for a gateway
+	// whose clients are all on the internet, so that none can aim its
+	// connectivity checks at the gateway's own network.
+	RefusePrivateCandidates bool
 }
 
 // clientLimits tracks the state behind Limits. Entries for addresses
@@ -28,53 +42,53 @@ type clientLimits struct {
 	Limits
 	mu       sync.Mutex
 	sessions map[string]int
-	buckets  map[string]*rate.Limiter
+	buckets  map[string]*rate.Limiter // key: "p "+ip for publishes, "v "+ip for views
+	streams  map[string]int           // room event streams by room and identity
 	swept    time.Time
 }
 
 func newClientLimits(l Limits) *clientLimits {
-	return &clientLimits{Limits: l, sessions: map[string]int{}, buckets: map[string]*rate.Limiter{}}
-}
-
-// clientIP is the address limits apply to: the TCP peer, not forwarding
-// headers, which a client could forge to escape its limit.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	if l.CandidatesPerSession <= 0 {
+		l.CandidatesPerSession = 50
 	}
-	return host
+	return &clientLimits{Limits: l, sessions: map[string]int{}, buckets: map[string]*rate.Limiter{}, streams: map[string]int{}}
 }
 
-// admit checks an offer from ip before any work is done.
-func (l *clientLimits) admit(c echo.Context, ip string, publish bool) error {
+// clientIP is the address limits apply to and logs show: the TCP peer, or
+// with trusted proxies configured, the client they forwarded for. Never
+// a forwarding header from anyone else, which a client could forge to
+// escape its limit.
+func clientIP(c echo.Context) string { return c.RealIP() }
+
+// admit checks an offer from ip before any work is done and reserves one
+// of its session slots: counting only after the offer was answered let a
+// burst of concurrent offers past the limit. The returned func releases
+// the slot; call it once the session ends or the offer failed.
+func (l *clientLimits) admit(c echo.Context, ip string, publish bool) (func(), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked()
 	if l.SessionsPerIP > 0 && l.sessions[ip] >= l.SessionsPerIP {
-		return newError(http.StatusTooManyRequests, "too_many_sessions_from_address",
+		return nil, newError(http.StatusTooManyRequests, "too_many_sessions_from_address",
 			"this address already has "+strconv.Itoa(l.SessionsPerIP)+" sessions (setting max-sessions-per-ip)")
 	}
-	if publish && l.PublishesPerMinute > 0 {
-		b := l.buckets[ip]
+	perMinute, key, setting := l.ViewsPerMinute, "v "+ip, "views-per-minute"
+	if publish {
+		perMinute, key, setting = l.PublishesPerMinute, "p "+ip, "publishes-per-minute"
+	}
+	if perMinute > 0 {
+		b := l.buckets[key]
 		if b == nil {
-			b = rate.NewLimiter(rate.Limit(float64(l.PublishesPerMinute)/60), l.PublishesPerMinute)
-			l.buckets[ip] = b
+			b = rate.NewLimiter(rate.Limit(float64(perMinute)/60), perMinute)
+			l.buckets[key] = b
 		}
 		if !b.Allow() {
 			c.Response().Header().Set("Retry-After", "10")
-			return newError(http.StatusTooManyRequests, "rate_limited",
-				"too many publish attempts from this address (setting publishes-per-minute)")
+			return nil, newError(http.StatusTooManyRequests, "rate_limited",
+				"too many offers from this address (setting "+setting+")")
 		}
 	}
-	return nil
-}
-
-// opened counts a session of ip; the returned func uncounts it.
-func (l *clientLimits) opened(ip string) func() {
-	l.mu.Lock()
 	l.sessions[ip]++
-	l.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -84,7 +98,30 @@ func (l *clientLimits) opened(ip string) func() {
 				delete(l.sessions, ip)
 			}
 		})
+	}, nil
+}
+
+// openStream counts a room event stream of who in room; the returned func
+// uncounts it.
+func (l *clientLimits) openStream(room, who string) (func(), error) {
+	key := room + "\x00" + who
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.EventStreamsPerIdentity > 0 && l.streams[key] >= l.EventStreamsPerIdentity {
+		return nil, newError(http.StatusTooManyRequests, "too_many_event_streams",
+			"this identity already has "+strconv.Itoa(l.EventStreamsPerIdentity)+" event streams open in the room (setting max-event-streams-per-identity)")
 	}
+	l.streams[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.streams[key]--; l.streams[key] <= 0 {
+				delete(l.streams, key)
+			}
+		})
+	}, nil
 }
 
 func (l *clientLimits) sweepLocked() {

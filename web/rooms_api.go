@@ -1,7 +1,6 @@
 package web
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
@@ -75,41 +74,19 @@ func roomParam(c echo.Context) (string, error) {
 	return room, nil
 }
 
-// presentsAdminKey reports whether the request carries the admin key.
-func (s *Server) presentsAdminKey(c echo.Context) bool {
-	tok := bearer(c.Request())
-	return s.p.Auth.AdminKey != "" && tok != "" &&
-		subtle.ConstantTimeCompare([]byte(tok), []byte(s.p.Auth.AdminKey)) == 1
-}
-
-// authorizeRoomRead lets the room's hosts and viewers (publish or
-// subscribe grant for the room) and administrators read a room.
-func (s *Server) authorizeRoomRead(c echo.Context) error {
-	if s.presentsAdminKey(c) {
-		return nil
-	}
-	err := s.authorizeSubscribe(c)
-	if err != nil {
-		if cl, ok := c.Get("claims").(*auth.Claims); ok && cl.Has(auth.GrantAdmin) {
-			return nil
-		}
-	}
-	return err
-}
-
 // whoami is GET /api/v1/me: what the request's token allows, so that pages
 // can check a token and adapt (it never reveals a secret).
 func (s *Server) whoami(c echo.Context) error {
-	if s.open(c) {
-		return c.JSON(http.StatusOK, map[string]any{"open": true})
-	}
-	if s.presentsAdminKey(c) {
-		return c.JSON(http.StatusOK, map[string]any{"open": false, "admin": true})
-	}
-	cl, err := s.claims(c)
-	if err != nil {
+	d, err := s.authorize(c, auth.ActionWhoami, auth.ProtoAPI)
+	switch {
+	case err != nil:
 		return err
+	case d.Open:
+		return c.JSON(http.StatusOK, map[string]any{"open": true})
+	case d.Claims == nil:
+		return c.JSON(http.StatusOK, map[string]any{"open": false, "admin": d.Admin, "relay": d.Relay})
 	}
+	cl := d.Claims
 	out := map[string]any{"open": false, "room": cl.Room, "identity": cl.Identity, "name": cl.Name, "grants": cl.Grants}
 	if cl.ExpiresAt != nil {
 		out["expiresAt"] = cl.ExpiresAt.UTC()
@@ -129,7 +106,7 @@ func (s *Server) getRoom(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.authorizeRoomRead(c); err != nil {
+	if _, err := s.authorize(c, auth.ActionRoom, auth.ProtoAPI); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, s.p.Rooms.Get(room))
@@ -143,9 +120,20 @@ func (s *Server) roomEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.authorizeRoomRead(c); err != nil {
+	d, err := s.authorize(c, auth.ActionRoom, auth.ProtoEvents)
+	if err != nil {
 		return err
 	}
+	// One holder may not take a room's every event stream slot.
+	who := "addr " + clientIP(c)
+	if d.Claims != nil {
+		who = "id " + d.Claims.Identity
+	}
+	done, err := s.limits.openStream(room, who)
+	if err != nil {
+		return err
+	}
+	defer done()
 	sub, snapshot, err := s.p.Rooms.Subscribe(room)
 	if err != nil {
 		return roomError(err)
@@ -155,7 +143,7 @@ func (s *Server) roomEvents(c echo.Context) error {
 	// The stream ends when the token does: EventSource reconnects and is
 	// refused, so the page can ask for a new token.
 	var expired <-chan time.Time
-	if cl, ok := c.Get("claims").(*auth.Claims); ok && cl.ExpiresAt != nil {
+	if cl := d.Claims; cl != nil && cl.ExpiresAt != nil {
 		t := time.NewTimer(time.Until(cl.ExpiresAt.Time))
 		defer t.Stop()
 		expired = t.C
@@ -229,18 +217,11 @@ func (s *Server) roomChat(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := s.claims(c)
+	d, err := s.authorize(c, auth.ActionChat, auth.ProtoAPI)
 	if err != nil {
 		return err
 	}
-	if cl != nil {
-		switch {
-		case !cl.Has(auth.GrantChat):
-			return newError(http.StatusForbidden, "forbidden", "token lacks the chat grant")
-		case cl.Room != room:
-			return newError(http.StatusForbidden, "forbidden", "token is for room "+strconv.Quote(cl.Room)+", not "+strconv.Quote(room))
-		}
-	}
+	cl := d.Claims
 	var req chatRequest
 	// Room for the text with JSON escapes (\u00XX is 6 bytes) and the names.
 	if err := decodeJSON(c, int64(s.p.Rooms.MaxText())*6+1024, &req); err != nil {
@@ -309,14 +290,14 @@ func displayName(s string) string {
 
 // notePublisher tells the rooms who is about to publish path: the display
 // name from the token (or, on an open gateway, from ?name=).
-func (s *Server) notePublisher(c echo.Context, path string) {
+func (s *Server) notePublisher(c echo.Context, path string, d auth.Decision) {
 	if s.p.Rooms == nil {
 		return
 	}
 	name := ""
-	if cl, ok := c.Get("claims").(*auth.Claims); ok && cl != nil {
-		name = cl.Name
-	} else if s.open(c) {
+	if d.Claims != nil {
+		name = d.Claims.Name
+	} else if d.Open {
 		name = displayName(c.QueryParam("name"))
 	}
 	s.p.Rooms.Expect(path, name)

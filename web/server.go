@@ -10,16 +10,20 @@ import (
 	"io/fs"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/pion/sdp/v3"
 
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/web/auth"
 	"github.com/livegate/livegate/web/metrics"
 	"github.com/livegate/livegate/web/rooms"
 )
@@ -40,9 +44,12 @@ type Params struct {
 	Hub  *relay.Hub
 	// MaxBody bounds request bodies (SDP offers, fragments) in bytes.
 	MaxBody int64
-	// CORSOrigin is sent as Access-Control-Allow-Origin ("*" by default).
+	// CORSOrigin is sent as Access-Control-Allow-Origin ("*" by default)
+	// when tokens are required; an open gateway sends no CORS headers.
 	CORSOrigin string
-	Auth       AuthParams
+	// Policy answers every access question; nil builds one from Auth.
+	Policy *auth.Policy
+	Auth   AuthParams
 	// Rooms, if set, serves the room API, room events, chat and the host
 	// and viewer pages.
 	Rooms *rooms.Manager
@@ -57,6 +64,10 @@ type Params struct {
 	RelayParent func(path string) (parent string, ok bool)
 	// Limits are per-client protections.
 	Limits Limits
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (for logs and per-address limits). Forwarding headers
+	// from anyone else are ignored.
+	TrustedProxies []netip.Prefix
 	// OfferTimeout bounds the work of answering one offer.
 	OfferTimeout time.Duration
 	Logger       *slog.Logger
@@ -69,8 +80,12 @@ type Server struct {
 	log  *slog.Logger
 	up   time.Time
 
+	policy    *auth.Policy
+	policyErr error // why policy is nil: every request is refused
+
 	pubSessions publisherSessions // for rooms: who hung up
 	limits      *clientLimits
+	candidates  candidateBudget
 	logs        logLimiter
 }
 
@@ -97,23 +112,32 @@ func New(p Params) *Server {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(p.TrustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, pr := range p.TrustedProxies {
+			opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: pr.Addr().AsSlice(), Mask: net.CIDRMask(pr.Bits(), pr.Addr().BitLen())}))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	s := &Server{p: p, echo: e, log: p.Logger, up: time.Now(), limits: newClientLimits(p.Limits), logs: logLimiter{max: 20}}
+	s.policy, s.policyErr = policyFrom(p)
+	if s.policyErr != nil {
+		s.log.Error("access configuration invalid: refusing every request", "err", s.policyErr)
+	}
 	e.HTTPErrorHandler = s.handleError
 	if p.Metrics != nil {
 		e.Use(p.Metrics.Middleware())
 	}
 	e.Use(s.cors)
 
-	if p.Auth.Mode == "" {
-		p.Auth.Mode = AuthAuto
-		s.p.Auth.Mode = AuthAuto
-	}
 	for _, ep := range []struct {
 		prefix string
 		ep     Endpoint
-		authz  func(echo.Context) error
-	}{{"/whip", p.WHIP, s.authorizePublish}, {"/whep", p.WHEP, s.authorizeSubscribe}} {
-		e.POST(ep.prefix+"/:room/:name", s.offer(ep.ep, ep.authz))
+		action auth.Action
+		proto  auth.Protocol
+	}{{"/whip", p.WHIP, auth.ActionPublish, auth.ProtoWHIP}, {"/whep", p.WHEP, auth.ActionRead, auth.ProtoWHEP}} {
+		e.POST(ep.prefix+"/:room/:name", s.offer(ep.ep, ep.action, ep.proto))
 		e.OPTIONS(ep.prefix+"/:room/:name", s.options("OPTIONS, POST"))
 		e.PATCH(ep.prefix+"/:room/:name/:id", s.patch(ep.ep))
 		e.DELETE(ep.prefix+"/:room/:name/:id", s.remove(ep.ep))
@@ -153,9 +177,11 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Response().Header()
-		h.Set("Access-Control-Allow-Origin", s.p.CORSOrigin)
-		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Accept-Post")
+		if s.corsAllowed() {
+			h := c.Response().Header()
+			h.Set("Access-Control-Allow-Origin", s.p.CORSOrigin)
+			h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Accept-Post")
+		}
 		return next(c)
 	}
 }
@@ -164,9 +190,11 @@ func (s *Server) options(methods string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
 		h.Set("Allow", methods)
-		h.Set("Access-Control-Allow-Methods", methods)
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-		h.Set("Access-Control-Max-Age", "86400")
+		if s.corsAllowed() {
+			h.Set("Access-Control-Allow-Methods", methods)
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+			h.Set("Access-Control-Max-Age", "86400")
+		}
 		if strings.Contains(methods, "POST") {
 			h.Set("Accept-Post", mimeSDP)
 		} else {
@@ -211,38 +239,57 @@ func (s *Server) tooLarge() error {
 		"request body exceeds the limit of "+strconv.FormatInt(s.p.MaxBody, 10)+" bytes (setting max-body)")
 }
 
-func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.HandlerFunc {
+func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		path, err := streamPath(c)
 		if err != nil {
 			return err
 		}
-		if err := authorize(c); err != nil {
+		d, err := s.authorize(c, action, proto)
+		if err != nil {
 			return err
 		}
-		if ep == s.p.WHEP && s.p.Cluster != nil {
-			if done, err := s.redirectViewer(c, s.p.Cluster); done {
-				return err
-			}
-		}
-		ip := clientIP(c.Request())
-		if err := s.limits.admit(c, ip, ep == s.p.WHIP); err != nil {
-			return err
-		}
-		if ep == s.p.WHIP {
-			s.notePublisher(c, path)
-		}
+		// The offer is read and checked before anything costs work: a WHEP
+		// offer may make an edge ask its parent for the stream.
 		offer, err := s.body(c, mimeSDP)
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
-		defer cancel()
-		sess, err := ep.Offer(ctx, path, offer, c.RealIP())
-		if err != nil {
+		if err := checkOffer(offer); err != nil {
 			return err
 		}
-		sess.OnClose(s.limits.opened(ip))
+		offer, ncand := s.screenCandidates(offer)
+		if ncand > s.limits.CandidatesPerSession {
+			return tooManyCandidates(s.limits.CandidatesPerSession)
+		}
+		// Relay links are never redirected: a child must get the stream
+		// from the parent it chose.
+		if ep == s.p.WHEP && s.p.Cluster != nil && !d.Relay {
+			if done, err := s.redirectViewer(c, s.p.Cluster); done {
+				return err
+			}
+		}
+		ip := clientIP(c)
+		release := func() {}
+		// Relay links, authenticated by the cluster key, are one node's
+		// pulls for many viewers: the per-address limits do not apply.
+		if !d.Relay {
+			if release, err = s.limits.admit(c, ip, ep == s.p.WHIP); err != nil {
+				return err
+			}
+		}
+		if ep == s.p.WHIP {
+			s.notePublisher(c, path, d)
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
+		defer cancel()
+		sess, err := ep.Offer(ctx, path, offer, ip)
+		if err != nil {
+			release()
+			return err
+		}
+		sess.OnClose(release)
+		_ = s.candidates.take(sess, ncand, s.limits.CandidatesPerSession)
 		if ep == s.p.WHIP {
 			s.notePublished(sess)
 		}
@@ -252,6 +299,19 @@ func (s *Server) offer(ep Endpoint, authorize func(echo.Context) error) echo.Han
 		h.Set("Accept-Patch", mimeSDPFrag)
 		return c.Blob(http.StatusCreated, mimeSDP, []byte(sess.Answer()))
 	}
+}
+
+// checkOffer refuses a body that is not an SDP offer with media before any
+// work is done for it.
+func checkOffer(offer string) error {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return newError(http.StatusBadRequest, "bad_sdp", "the body is not an SDP offer: "+err.Error())
+	}
+	if len(sd.MediaDescriptions) == 0 {
+		return newError(http.StatusBadRequest, "bad_sdp", "the SDP offer has no media section")
+	}
+	return nil
 }
 
 func (s *Server) session(c echo.Context, ep Endpoint) (*rtc.Session, error) {
@@ -270,6 +330,10 @@ func (s *Server) patch(ep Endpoint) echo.HandlerFunc {
 		}
 		frag, err := s.body(c, mimeSDPFrag)
 		if err != nil {
+			return err
+		}
+		frag, ncand := s.screenCandidates(frag)
+		if err := s.candidates.take(sess, ncand, s.limits.CandidatesPerSession); err != nil {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
@@ -339,7 +403,7 @@ func (s *Server) getStream(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.authorizeSubscribe(c); err != nil {
+	if _, err := s.authorize(c, auth.ActionRead, auth.ProtoAPI); err != nil {
 		return err
 	}
 	st, ok := s.p.Hub.Get(path)
@@ -369,7 +433,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if ok, suppressed := s.logs.allow(); ok {
 		s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method,
-			"path", c.Request().URL.Path, "peer", c.RealIP(), "status", ae.Status, "err", ae.Message,
+			"path", logPath(c), "peer", c.RealIP(), "status", ae.Status, "err", ae.Message,
 			"suppressed_before", suppressed)
 	}
 	if c.Request().Method == http.MethodHead {
@@ -377,6 +441,16 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	_ = c.JSON(ae.Status, ae)
+}
+
+// logPath is the request path for logs, without a WHIP or WHEP session
+// ID: it is the only secret needed to end or change someone's session.
+func logPath(c echo.Context) string {
+	p := c.Request().URL.Path
+	if id := c.Param("id"); id != "" && (strings.HasPrefix(p, "/whip/") || strings.HasPrefix(p, "/whep/")) {
+		return strings.TrimSuffix(p, id) + ":id"
+	}
+	return p
 }
 
 func quoteOrNone(s string) string {

@@ -4,6 +4,9 @@
 package auth
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -56,6 +59,11 @@ type Request struct {
 	TTL      time.Duration
 }
 
+// ScreenSuffix names a host's screen share: identity alice publishes
+// ROOM/alice and ROOM/alice-screen. No identity may end with it, or its
+// holder could take someone else's screen share name.
+const ScreenSuffix = "-screen"
+
 // Validate checks a mint request.
 func (r Request) Validate() error {
 	if r.Room == "" && !slices.Contains(r.Grants, GrantAdmin) {
@@ -63,6 +71,9 @@ func (r Request) Validate() error {
 	}
 	if r.Identity == "" {
 		return errors.New("identity is required")
+	}
+	if strings.HasSuffix(r.Identity, ScreenSuffix) {
+		return fmt.Errorf("identity %q may not end with %q: that name is its owner's screen share", r.Identity, ScreenSuffix)
 	}
 	if len(r.Grants) == 0 {
 		return errors.New("at least one grant is required")
@@ -96,14 +107,47 @@ func Mint(key []byte, r Request, now time.Time) (string, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(r.TTL)),
 		},
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(key)
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	// The key ID lets a gateway verify tokens of several keys during a
+	// rotation, and refuse (revoke) every token of a key it dropped.
+	t.Header["kid"] = KeyID(key)
+	return t.SignedString(key)
+}
+
+// KeyID names a signing key in tokens without revealing it: the first 8
+// bytes of a SHA-256 over a fixed label and the key, in hex.
+func KeyID(key []byte) string {
+	h := sha256.New()
+	h.Write([]byte("livegate key id\x00"))
+	h.Write(key)
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Verify parses and checks a token: signature (HS256 only: "none" and
 // other algorithms are refused), expiry (required), issuer.
 func Verify(key []byte, token string) (*Claims, error) {
+	return verify([]verifyKey{{KeyID(key), key}}, token)
+}
+
+// verify checks token against keys (the current one first). A token with
+// a key ID must name one of them; one without (minted before key IDs) is
+// checked against the current key only.
+func verify(keys []verifyKey, token string) (*Claims, error) {
 	var c Claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return key, nil },
+	pick := func(t *jwt.Token) (any, error) {
+		kid, has := t.Header["kid"]
+		if !has {
+			return keys[0].key, nil
+		}
+		id, _ := kid.(string)
+		for _, k := range keys {
+			if subtle.ConstantTimeCompare([]byte(id), []byte(k.id)) == 1 {
+				return k.key, nil
+			}
+		}
+		return nil, errors.New("signed with a key this gateway no longer accepts (revoked by rotation)")
+	}
+	_, err := jwt.ParseWithClaims(token, &c, pick,
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuer("livegate"),
@@ -123,7 +167,9 @@ func (c *Claims) CanPublish(room, name string) error {
 		return fmt.Errorf("%w: token lacks the publish grant", ErrForbidden)
 	case c.Room != room:
 		return fmt.Errorf("%w: token is for room %q, not %q", ErrForbidden, c.Room, room)
-	case name != c.Identity && name != c.Identity+"-screen":
+	case c.Identity == "" || strings.HasSuffix(c.Identity, ScreenSuffix):
+		return fmt.Errorf("%w: identity %q may not publish: identities ending with %q are reserved for screen shares", ErrForbidden, c.Identity, ScreenSuffix)
+	case name != c.Identity && name != c.Identity+ScreenSuffix:
 		return fmt.Errorf("%w: identity %q may publish only %s/%s and %s/%s-screen",
 			ErrForbidden, c.Identity, room, c.Identity, room, c.Identity)
 	}
@@ -135,6 +181,17 @@ func (c *Claims) CanSubscribe(room string) error {
 	switch {
 	case !c.Has(GrantSubscribe) && !c.Has(GrantPublish):
 		return fmt.Errorf("%w: token lacks the subscribe grant", ErrForbidden)
+	case c.Room != room:
+		return fmt.Errorf("%w: token is for room %q, not %q", ErrForbidden, c.Room, room)
+	}
+	return nil
+}
+
+// CanChat checks that c may post to room's chat.
+func (c *Claims) CanChat(room string) error {
+	switch {
+	case !c.Has(GrantChat):
+		return fmt.Errorf("%w: token lacks the chat grant", ErrForbidden)
 	case c.Room != room:
 		return fmt.Errorf("%w: token is for room %q, not %q", ErrForbidden, c.Room, room)
 	}

@@ -39,7 +39,7 @@ func statusOf(err error) int {
 }
 
 func TestTokensGuardPublishAndPlay(t *testing.T) {
-	g := startGateway(t, func(c *Config) { c.AuthMode = "on"; c.AuthKey = testKey; c.AdminKey = "admin-secret" })
+	g := startGateway(t, func(c *Config) { c.AuthMode = "on"; c.AuthKey = testKey; c.AdminKey = "admin-secret-0123456789" })
 	publish := func(path, tok string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -107,7 +107,7 @@ func TestTokensGuardPublishAndPlay(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if got := mint("admin-secret"); got != 201 {
+	if got := mint("admin-secret-0123456789"); got != 201 {
 		t.Errorf("mint with the admin key: %d", got)
 	}
 	if got := mint(token(t, "r1", "alice", time.Hour, "publish")); got != 403 {

@@ -141,7 +141,7 @@ func TestErrorsAreClearJSON(t *testing.T) {
 func TestSessionResource(t *testing.T) {
 	g := startGateway(t, nil)
 	resp, _ := request(t, http.MethodOptions, g.base+"/whip/res/cam", "", "")
-	if resp.StatusCode != http.StatusNoContent || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") ||
+	if resp.StatusCode != http.StatusNoContent || !strings.Contains(resp.Header.Get("Allow"), "POST") ||
 		resp.Header.Get("Accept-Post") != "application/sdp" {
 		t.Fatalf("OPTIONS: %d %v", resp.StatusCode, resp.Header)
 	}

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/livegate/livegate/egress/hls"
@@ -51,9 +53,12 @@ type Config struct {
 	MaxTracks        int
 	ConnectTimeout   time.Duration
 	CORSOrigin       string
-	AuthMode         string // auto, on, off (see web.AuthAuto...)
-	AuthKey          string // HS256 signing key, at least 32 bytes
+	AuthMode         string   // auto, on, off (see web.AuthAuto...)
+	AuthKey          string   // HS256 signing key, at least 32 bytes
+	AuthPreviousKeys []string // still verify tokens (key rotation); drop one to revoke its tokens
 	AdminKey         string
+	OpenHosts        []string      // Host names besides localhost/loopback an open gateway answers
+	TrustedProxies   []string      // CIDRs of reverse proxies whose X-Forwarded-For is believed
 	RelayParents     []string      // pull streams this node lacks from these WHEP servers
 	ClusterKey       string        // bearer key of relay links
 	RelayLinger      time.Duration // keep a pull this long after its last viewer
@@ -80,8 +85,13 @@ type Config struct {
 	RecordRetention time.Duration // 0: keep
 	RecordS3        storage.S3Config
 	// Per-client limits.
-	MaxSessionsPerIP   int
-	PublishesPerMinute int
+	MaxSessionsPerIP        int
+	PublishesPerMinute      int
+	ViewsPerMinute          int
+	EventStreamsPerID       int  // room event streams per identity (or address) and room
+	CandidatesPerSess       int  // ICE candidates per session, offer and trickle (0: 50)
+	RefusePrivateCandidates bool // drop ICE candidates with private, link-local and loopback addresses
+	RTMPConnsPerIP          int  // concurrent RTMP connections per address (0: 8)
 	// Bypass: LL-HLS and RTMP push.
 	HLS           bool
 	HLSIdle       time.Duration
@@ -115,6 +125,7 @@ type Gateway struct {
 	member *cluster.Member
 	rtmpIn *ingestrtmp.Server
 	rtsp   *ingestrtsp.Server
+	policy *auth.Policy
 	web    *web.Server
 	ln     net.Listener
 	srv    *http.Server
@@ -126,6 +137,15 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		cfg.ShutdownTimeout = 3 * time.Second
 	}
 	g := &Gateway{cfg: cfg, log: log}
+	// The access configuration is checked before anything listens.
+	var err error
+	if g.policy, err = newPolicy(cfg); err != nil {
+		return nil, err
+	}
+	proxies, err := parsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted-proxies: %w", err)
+	}
 	g.hub = relay.NewHub(relay.Params{
 		Grace:               cfg.Grace,
 		KeyframeInterval:    cfg.KeyframeInterval,
@@ -135,7 +155,6 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		MaxViewersPerStream: cfg.MaxViewersStream,
 		Logger:              log,
 	})
-	var err error
 	g.hooks = webhooks.New(webhooks.Params{URLs: cfg.WebhookURLs, Secret: cfg.WebhookSecret, Logger: log})
 	g.unhook = webhooks.FollowHub(g.hub, g.hooks)
 	var st storage.Storage
@@ -230,8 +249,12 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			}
 			return len(g.puller.Links())
 		},
+		RefusedSections: func(f func(direction, kind, reason string, n uint64)) {
+			g.whip.RefusedSections(func(k, r string, n uint64) { f("whip", k, r, n) })
+			g.whep.RefusedSections(func(k, r string, n uint64) { f("whep", k, r, n) })
+		},
 	})
-	g.ln, err = net.Listen("tcp", cfg.HTTP)
+	g.ln, err = net.Listen("tcp", g.listenAddr("http", cfg.HTTP))
 	if err != nil {
 		g.closeMedia()
 		return nil, fmt.Errorf("http %q: %w", cfg.HTTP, err)
@@ -243,9 +266,10 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.web = web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, Cluster: g.member, MaxBody: cfg.MaxBody,
 		Recordings: g.rec, Metrics: mx, RelayParent: g.relayParent,
-		Limits:     web.Limits{SessionsPerIP: cfg.MaxSessionsPerIP, PublishesPerMinute: cfg.PublishesPerMinute},
-		CORSOrigin: cfg.CORSOrigin, Logger: log,
-		Auth: web.AuthParams{Mode: cfg.AuthMode, Key: []byte(cfg.AuthKey), AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey}})
+		Limits: web.Limits{SessionsPerIP: cfg.MaxSessionsPerIP, PublishesPerMinute: cfg.PublishesPerMinute,
+			ViewsPerMinute: cfg.ViewsPerMinute, EventStreamsPerIdentity: cfg.EventStreamsPerID,
+			CandidatesPerSession: cfg.CandidatesPerSess, RefusePrivateCandidates: cfg.RefusePrivateCandidates},
+		CORSOrigin: cfg.CORSOrigin, Logger: log, Policy: g.policy, TrustedProxies: proxies})
 	g.web.RegisterBypass(hlsSrv, g.push)
 
 	if err := g.checkAuth(); err != nil {
@@ -300,34 +324,52 @@ func (g *Gateway) joinCluster() error {
 	return nil
 }
 
-// checkAuth refuses unsafe combinations and says loudly how open the
-// gateway is.
+// newPolicy builds and validates the access policy of cfg.
+func newPolicy(cfg Config) (*auth.Policy, error) {
+	prev := make([][]byte, len(cfg.AuthPreviousKeys))
+	for i, k := range cfg.AuthPreviousKeys {
+		prev[i] = []byte(k)
+	}
+	var key []byte
+	if cfg.AuthKey != "" {
+		key = []byte(cfg.AuthKey)
+	}
+	return auth.NewPolicy(auth.PolicyConfig{Mode: auth.Mode(cfg.AuthMode), Key: key, PreviousKeys: prev,
+		AdminKey: cfg.AdminKey, ClusterKey: cfg.ClusterKey, OpenHosts: cfg.OpenHosts})
+}
+
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or CIDR", s)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// checkAuth refuses listeners an open gateway would expose and says
+// loudly how open the gateway is.
 func (g *Gateway) checkAuth() error {
-	cfg := g.cfg
-	loopback := false
-	if a, ok := g.ln.Addr().(*net.TCPAddr); ok {
-		loopback = a.IP.IsLoopback()
+	if err := g.policy.CheckListener("http", g.ln.Addr()); err != nil {
+		return err
 	}
-	if cfg.AuthKey != "" && len(cfg.AuthKey) < auth.MinKeyLen {
-		return fmt.Errorf("auth-key must be at least %d bytes", auth.MinKeyLen)
-	}
-	switch cfg.AuthMode {
-	case "", web.AuthAuto:
-		if cfg.AuthKey == "" {
-			g.log.Warn("NO AUTH KEY: publishing and watching are open to clients on this machine only; " +
-				"set --auth-key (LIVEGATE_AUTH_KEY) so others can use tokens")
-		}
-	case web.AuthOn:
-		if cfg.AuthKey == "" {
-			return fmt.Errorf("auth on needs an auth-key")
-		}
-	case web.AuthOff:
-		if !loopback {
-			return fmt.Errorf("auth off is for development on loopback only; http %s is reachable from other machines", g.ln.Addr())
-		}
-		g.log.Warn("AUTH IS OFF: anyone who can reach this address can publish, watch and administer", "http", g.ln.Addr().String())
-	default:
-		return fmt.Errorf("auth: %q is not auto, on or off", cfg.AuthMode)
+	switch {
+	case g.policy.Mode() == auth.ModeOff:
+		g.log.Warn("AUTH IS OFF: clients on this machine can publish, watch and administer without a token", "http", g.ln.Addr().String())
+	case g.policy.Open():
+		g.log.Warn("NO AUTH KEY: publishing and watching are open to clients on this machine only; " +
+			"set --auth-key (LIVEGATE_AUTH_KEY) so others can use tokens")
 	}
 	return nil
 }

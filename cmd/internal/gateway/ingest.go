@@ -1,74 +1,68 @@
 package gateway
 
 import (
-	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 
 	ingestrtmp "github.com/livegate/livegate/ingest/rtmp"
 	ingestrtsp "github.com/livegate/livegate/ingest/rtsp"
-	"github.com/livegate/livegate/web"
 	"github.com/livegate/livegate/web/auth"
 )
 
-// startIngest starts the RTMP and RTSP listeners. Their clients cannot send
-// an Authorization header, so the token comes in the URL (?token=JWT) and
-// is checked here with the same rules as WHIP and WHEP.
+// mediaAuthorizer is the RTMP and RTSP adapter of the access policy. Their
+// clients cannot send an Authorization header, so the token comes in the
+// URL (?token=JWT); the policy decides as for every other protocol (and
+// refuses the admin and cluster keys there, as in any URL).
+func (g *Gateway) mediaAuthorizer(action auth.Action, proto auth.Protocol) func(room, name, token, ip string) error {
+	return func(room, name, token, ip string) error {
+		client, _ := netip.ParseAddr(ip)
+		_, err := g.policy.Authorize(auth.Access{Action: action, Protocol: proto, Room: room, Name: name,
+			Credential: token, CredentialInURL: true, Client: client.Unmap()})
+		return err
+	}
+}
+
+// startIngest starts the RTMP and RTSP listeners.
 func (g *Gateway) startIngest(cfg Config, log *slog.Logger) error {
-	open := func(ip string) bool {
-		switch cfg.AuthMode {
-		case web.AuthOff:
-			return true
-		case web.AuthOn:
-			return false
-		}
-		p := net.ParseIP(ip)
-		return cfg.AuthKey == "" && p != nil && p.IsLoopback()
-	}
-	claims := func(token string) (*auth.Claims, error) {
-		if token == "" {
-			return nil, errors.New("a token is required: add ?token=JWT to the URL")
-		}
-		if cfg.AuthKey == "" {
-			return nil, errors.New("no auth-key is configured, so tokens cannot be checked")
-		}
-		return auth.Verify([]byte(cfg.AuthKey), token)
-	}
-	authPublish := func(room, name, token, ip string) error {
-		if open(ip) {
-			return nil
-		}
-		cl, err := claims(token)
-		if err != nil {
-			return err
-		}
-		return cl.CanPublish(room, name)
-	}
-	authRead := func(room, _, token, ip string) error {
-		if open(ip) || (cfg.ClusterKey != "" && subtle.ConstantTimeCompare([]byte(token), []byte(cfg.ClusterKey)) == 1) {
-			return nil
-		}
-		cl, err := claims(token)
-		if err != nil {
-			return err
-		}
-		return cl.CanSubscribe(room)
-	}
 	var err error
 	if cfg.RTMPAddr != "" {
-		if g.rtmpIn, err = ingestrtmp.New(ingestrtmp.Params{Hub: g.hub, Addr: cfg.RTMPAddr,
-			Authorize: authPublish, FFmpeg: cfg.FFmpeg, Logger: log}); err != nil {
+		if g.rtmpIn, err = ingestrtmp.New(ingestrtmp.Params{Hub: g.hub, Addr: g.listenAddr("rtmp", cfg.RTMPAddr),
+			Authorize: g.mediaAuthorizer(auth.ActionPublish, auth.ProtoRTMP), MaxConnsPerIP: cfg.RTMPConnsPerIP,
+			FFmpeg: cfg.FFmpeg, Logger: log}); err != nil {
+			return err
+		}
+		if err := g.policy.CheckListener("rtmp", g.rtmpIn.Addr()); err != nil {
 			return err
 		}
 	}
 	if cfg.RTSPAddr != "" {
-		if g.rtsp, err = ingestrtsp.New(ingestrtsp.Params{Hub: g.hub, Addr: cfg.RTSPAddr,
-			Authorize: authPublish, AuthorizeRead: authRead, FFmpeg: cfg.FFmpeg, Logger: log}); err != nil {
+		if g.rtsp, err = ingestrtsp.New(ingestrtsp.Params{Hub: g.hub, Addr: g.listenAddr("rtsp", cfg.RTSPAddr),
+			Authorize:     g.mediaAuthorizer(auth.ActionPublish, auth.ProtoRTSP),
+			AuthorizeRead: g.mediaAuthorizer(auth.ActionRead, auth.ProtoRTSP), FFmpeg: cfg.FFmpeg, Logger: log}); err != nil {
+			return err
+		}
+		if err := g.policy.CheckListener("rtsp", g.rtsp.Addr()); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// listenAddr binds a listener given without a host (":1935", a default)
+// to loopback when auth is off: an open gateway exposes nothing beyond
+// this machine. An explicit non-loopback host is refused by CheckListener.
+func (g *Gateway) listenAddr(name, addr string) string {
+	if g.policy.Mode() != auth.ModeOff {
+		return addr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "" {
+		return addr
+	}
+	lo := net.JoinHostPort("127.0.0.1", port)
+	g.log.Warn("auth is off: listening on loopback only", "listener", name, "addr", lo)
+	return lo
 }
 
 // RTMPAddr is the RTMP ingest address, nil when off.

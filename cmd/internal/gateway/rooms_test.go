@@ -177,7 +177,7 @@ func hostsOf(data map[string]any) []string {
 
 func TestRoomsAccess(t *testing.T) {
 	g := startGateway(t, func(c *Config) {
-		c.AuthMode, c.AuthKey, c.AdminKey = "on", testKey, "admin-secret"
+		c.AuthMode, c.AuthKey, c.AdminKey = "on", testKey, "admin-secret-0123456789"
 		c.ChatRate, c.ChatBurst = 1, 5
 	})
 	sub := roomToken(t, "r1", "v", "", auth.GrantSubscribe)
@@ -191,7 +191,7 @@ func TestRoomsAccess(t *testing.T) {
 	}{
 		{"/api/v1/rooms", "", 401},
 		{"/api/v1/rooms", sub, 403},
-		{"/api/v1/rooms", "admin-secret", 200},
+		{"/api/v1/rooms", "admin-secret-0123456789", 200},
 		{"/api/v1/rooms", admin, 200},
 		{"/api/v1/rooms/r1", "", 401},
 		{"/api/v1/rooms/r1", "garbage", 401},
@@ -200,7 +200,7 @@ func TestRoomsAccess(t *testing.T) {
 		{"/api/v1/rooms/r1", sub, 200},
 		{"/api/v1/rooms/r1", pub, 200},
 		{"/api/v1/rooms/r1", admin, 200},
-		{"/api/v1/rooms/r1", "admin-secret", 200},
+		{"/api/v1/rooms/r1", "admin-secret-0123456789", 200},
 		{"/api/v1/rooms/bad.room", sub, 400},
 		{"/api/v1/rooms/r1/events", "", 401},
 		{"/api/v1/rooms/r1/events", other, 403},
