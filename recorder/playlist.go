@@ -31,7 +31,9 @@ func (m *Manifest) Playlist() string {
 			gap = true
 			continue
 		}
-		if gap || s.Discontinuity || (init != "" && s.Init != init) {
+		// A new init alone (the publisher changed resolution) keeps the
+		// timeline: EXT-X-MAP tells players, no discontinuity needed.
+		if gap || s.Discontinuity {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
 		gap = false

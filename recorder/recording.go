@@ -257,7 +257,7 @@ func (a *recording) WriteInit(name string, data []byte) error {
 // WriteSegment stores a media segment in the spool (segmenter.Output).
 func (a *recording) WriteSegment(s *segmenter.Segment) error {
 	f := FileInfo{Name: fmt.Sprintf("seg_%06d.m4s", s.Seq), Size: int64(len(s.Data)), Init: s.Init,
-		Start: s.Start.Seconds(), Duration: s.Duration.Seconds(), Discontinuity: s.NewInit || a.gap}
+		Start: s.Start.Seconds(), Duration: s.Duration.Seconds(), Discontinuity: a.gap}
 	return a.spool(f, s.Data, false)
 }
 

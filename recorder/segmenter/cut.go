@@ -84,17 +84,21 @@ func (t *track) toNS(dts int64) int64 {
 
 // segBuf collects one segment's samples per track.
 type segBuf struct {
-	parts map[int]*fmp4.PartTrack
-	end   int64 // ns: end of the latest sample
+	parts  map[int]*fmp4.PartTrack
+	codecs map[int]codecs.Codec // per track, of its first sample: the init the segment needs
+	end    int64                // ns: end of the latest sample
 }
 
-func newSegBuf() *segBuf { return &segBuf{parts: map[int]*fmp4.PartTrack{}} }
+func newSegBuf() *segBuf {
+	return &segBuf{parts: map[int]*fmp4.PartTrack{}, codecs: map[int]codecs.Codec{}}
+}
 
 func (b *segBuf) add(t *track, p *pending) {
 	pt := b.parts[t.idx]
 	if pt == nil {
 		pt = &fmp4.PartTrack{ID: t.idx + 1, BaseTime: uint64(p.dts)}
 		b.parts[t.idx] = pt
+		b.codecs[t.idx] = p.codec
 	}
 	pt.Samples = append(pt.Samples, p.sample)
 	if e := t.toNS(p.dts + int64(p.sample.Duration)); e > b.end {
@@ -142,18 +146,55 @@ func (s *Segmenter) route(t *track, p *pending) {
 // maybeCut decides a cut when a lead keyframe arrives (not when its
 // duration is known one frame later), so that the other tracks' samples
 // from the cut on already go to the next segment.
+//
+// It cuts at the keyframe nearest the target: here, if the next one
+// (expected a keyframe interval later, as the last one was) would end the
+// segment further past the target than this one ends it before. With a
+// browser host whose GOP the relay keeps at about 2 s, a 4 s target gives
+// segments of 3-5 s instead of up to 6 s. A segment is never cut before
+// half the target, except on a parameter change: samples with new SPS/PPS
+// need a new init segment, which applies from a segment's start.
 func (s *Segmenter) maybeCut(t *track, c converted, dts int64) {
-	if t.idx != s.lead || !c.key || s.cutting {
-		return
-	}
-	if _, leadIn := s.cur.parts[s.lead]; !leadIn {
+	if t.idx != s.lead || !c.key {
 		return
 	}
 	ns := t.toNS(dts)
-	newCodec := s.initCodecs[t.idx] != nil && !sameCodec(s.initCodecs[t.idx], c.codec)
-	if ns-s.segStart >= int64(s.p.SegmentDuration) || newCodec {
+	if s.lastKey >= 0 && ns > s.lastKey {
+		s.keyGap = ns - s.lastKey
+	}
+	s.lastKey = ns
+	if s.cutting {
+		return
+	}
+	codec, leadIn := s.cur.codecs[s.lead]
+	if !leadIn {
+		return
+	}
+	target := int64(s.p.SegmentDuration)
+	early := min(s.keyGap, target) / 2
+	if ns-s.segStart >= target-early || !sameCodec(codec, c.codec) {
 		s.cutting, s.cutAt = true, ns
 	}
+}
+
+// askForCut asks the publisher for a keyframe when the segment has reached
+// its target and none has come to cut it (a publisher that sends
+// keyframes only when asked; the relay's cadence may be off or longer than
+// the target). Asked again every quarter target while none comes.
+func (s *Segmenter) askForCut(t *track, dts int64) {
+	if t.idx != s.lead || !t.video || s.cutting || s.p.RequestKeyframe == nil {
+		return
+	}
+	ns := t.toNS(dts)
+	target := int64(s.p.SegmentDuration)
+	if ns-s.segStart < target {
+		return
+	}
+	if s.askedAt >= s.segStart && ns-s.askedAt < target/4 {
+		return
+	}
+	s.askedAt = ns
+	s.p.RequestKeyframe(t.idx)
 }
 
 // othersReached reports whether every other recorded track has produced
@@ -176,20 +217,35 @@ func (s *Segmenter) flushCut() {
 	s.segStart = s.cutAt
 }
 
-// emit writes the init segment if the codecs changed, then the segment
-// covering [segStart, end).
+// emit writes the init segment if the codecs of b's samples differ from
+// the last init, then the segment covering [segStart, end).
 func (s *Segmenter) emit(b *segBuf, end int64) {
 	if len(b.parts) == 0 {
 		return
 	}
+	// The init describes b's samples (t.codec may already be the next
+	// segment's, after a parameter change); a track without samples in b
+	// keeps what the last init said, or its current codec.
+	want := make([]codecs.Codec, len(s.tracks))
 	newInit := false
 	for i, t := range s.tracks {
-		if t.enabled && t.codec != nil && !sameCodec(s.initCodecs[i], t.codec) {
+		if !t.enabled {
+			continue
+		}
+		switch c, ok := b.codecs[i]; {
+		case ok:
+			want[i] = c
+		case s.initCodecs[i] != nil:
+			want[i] = s.initCodecs[i]
+		default:
+			want[i] = t.codec
+		}
+		if want[i] != nil && !sameCodec(s.initCodecs[i], want[i]) {
 			newInit = true
 		}
 	}
 	if newInit {
-		if err := s.writeInit(); err != nil {
+		if err := s.writeInit(want); err != nil {
 			s.setErr(err)
 			return
 		}
@@ -224,13 +280,13 @@ func (s *Segmenter) emit(b *segBuf, end int64) {
 	}
 }
 
-func (s *Segmenter) writeInit() error {
+func (s *Segmenter) writeInit(want []codecs.Codec) error {
 	var init fmp4.Init
 	for i, t := range s.tracks {
 		s.initCodecs[i] = nil
-		if t.enabled && t.codec != nil {
-			init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: i + 1, TimeScale: uint32(t.clock), Codec: t.codec})
-			s.initCodecs[i] = t.codec
+		if t.enabled && want[i] != nil {
+			init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: i + 1, TimeScale: uint32(t.clock), Codec: want[i]})
+			s.initCodecs[i] = want[i]
 		}
 	}
 	var buf seekablebuffer.Buffer

@@ -33,8 +33,10 @@ type Track struct {
 type Segment struct {
 	Seq  int    // 1-based, in recording order
 	Init string // name of the init segment it needs
-	// NewInit marks the first segment after the init changed (new
-	// resolution after a publisher reconnect): an HLS discontinuity.
+	// NewInit marks the first segment after the init changed: the
+	// publisher changed its parameters (a browser's resolution step, a
+	// reconnect at another size). The timeline goes on, so it is not an
+	// HLS discontinuity: the playlist's new EXT-X-MAP tells players.
 	NewInit  bool
 	Start    time.Duration // on the recording's timeline
 	Duration time.Duration
@@ -51,8 +53,13 @@ type Output interface {
 // Params configures a Segmenter.
 type Params struct {
 	Tracks []Track
-	// SegmentDuration is the target duration; segments are cut at the
-	// first video keyframe after it (default 4 s).
+	// SegmentDuration is the target duration (default 4 s). Segments are
+	// cut on video keyframes, at the one nearest the target (judged by the
+	// last keyframe interval, and never before half the target), and on
+	// every change of the codec's parameters. When a segment reaches the
+	// target without a keyframe, RequestKeyframe is called so that it ends
+	// soon after; a publisher that cannot be asked (RTMP, RTSP) makes
+	// segments as long as its GOP.
 	SegmentDuration time.Duration
 	// AlignWindow is how long, after the first packet, the segmenter waits
 	// for RTCP sender reports of every track to place them on one timeline
@@ -62,7 +69,7 @@ type Params struct {
 	// while waiting for the other tracks to reach it (default 1 s).
 	MaxLag time.Duration
 	// RequestKeyframe, if set, is called when video was lost and the track
-	// waits for a keyframe.
+	// waits for a keyframe, and when a segment is due to be cut.
 	RequestKeyframe func(track int)
 	Out             Output
 	Logger          *slog.Logger
@@ -86,6 +93,9 @@ type Segmenter struct {
 	cutAt     int64 // ns on the timeline
 	segStart  int64
 	seq       int
+	lastKey   int64 // ns of the lead track's last keyframe (-1: none yet)
+	keyGap    int64 // ns between the lead track's last two keyframes
+	askedAt   int64 // ns at which a keyframe was last asked for a cut (-1: never)
 
 	initCodecs []codecs.Codec // per track, as in the last written init
 	initName   string
@@ -111,7 +121,7 @@ func New(p Params) (*Segmenter, error) {
 	if p.Out == nil {
 		return nil, fmt.Errorf("segmenter: no output")
 	}
-	s := &Segmenter{p: p, log: p.Logger, lead: -1, cur: newSegBuf(), next: newSegBuf()}
+	s := &Segmenter{p: p, log: p.Logger, lead: -1, cur: newSegBuf(), next: newSegBuf(), lastKey: -1, askedAt: -1}
 	for i, ti := range p.Tracks {
 		t := &track{idx: i, info: ti, clock: int64(ti.ClockRate)}
 		if Muxable(ti.MimeType) && ti.ClockRate > 0 {
@@ -296,6 +306,9 @@ func (s *Segmenter) addFrame(t *track, f frames.RawFrame, ts int64) {
 		s.route(t, t.pending)
 	}
 	s.maybeCut(t, c, dts)
+	if !c.key {
+		s.askForCut(t, dts)
+	}
 	t.started, t.needKey = true, false
 	t.pending = &pending{converted: c, dts: dts}
 }
