@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/rtc"
 )
 
@@ -36,6 +37,7 @@ type Params struct {
 type Server struct {
 	p        Params
 	sessions *rtc.Registry
+	rejects  rtc.RejectCounter
 	wg       sync.WaitGroup
 }
 
@@ -58,6 +60,10 @@ func (s *Server) Session(path, id string) (*rtc.Session, error) { return s.sessi
 
 // Sessions is the number of live viewer sessions.
 func (s *Server) Sessions() int { return s.sessions.Len() }
+
+// RefusedSections reports the media sections refused in answers so far, by
+// kind and reason.
+func (s *Server) RefusedSections(f func(kind, reason string, n uint64)) { s.rejects.Each(f) }
 
 // Close ends every session and waits for their goroutines.
 func (s *Server) Close() {
@@ -92,26 +98,18 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	if err != nil {
 		return nil, err
 	}
-	var plans []plan
-	used := map[string]bool{}
-	for _, t := range st.Tracks() {
-		for _, m := range o.Media {
-			if used[m.Mid] || m.Kind != t.Info().Kind || m.Mid == "" {
-				continue
-			}
-			if c, ok := m.Accepts(t.Info().Codec); ok {
-				plans = append(plans, plan{track: t, mid: m.Mid, codec: c})
-				used[m.Mid] = true
-				break
-			}
-		}
+	plans, rp, rejected := match(o, st.Tracks())
+	log := s.p.Logger.With("stream", path, "peer", peer)
+	for _, r := range rejected {
+		s.rejects.Add(r)
+		log.Warn("viewer media section refused", "mid", r.Mid, "kind", r.Kind, "reason", r.Reason, "detail", r.Detail)
 	}
 	if len(plans) == 0 {
 		var have []string
 		for _, t := range st.Tracks() {
 			have = append(have, t.Info().Codec.MimeType)
 		}
-		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: have}
+		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: have, Sections: rejected}
 	}
 
 	pc, err := s.p.Engine.NewReaderPC()
@@ -120,7 +118,9 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	}
 	sinks := make([]*sink, len(plans))
 	for i, pl := range plans {
-		c := pl.track.Info().Codec
+		// The viewer's own payload type, so that pion binds the track to
+		// exactly the codec the answer names.
+		c := pl.codec.Codec
 		local, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
 			MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.Fmtp,
 		}, string(pl.track.Info().Kind), "livegate")
@@ -135,7 +135,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		}
 		sinks[i] = &sink{pc: pc, local: local, sender: tr.Sender()}
 	}
-	answer, err := rtc.Answer(ctx, pc, offer, func() error {
+	answer, err := rtc.Answer(ctx, pc, o, rp, func() error {
 		for _, pl := range plans {
 			t := rtc.TransceiverByMid(pc, pl.mid)
 			if t == nil {
@@ -162,10 +162,70 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		_ = pc.Close()
 		return nil, err
 	}
-	log := s.p.Logger.With("stream", path, "session", sess.ID, "peer", peer)
-	log.Info("viewer connected", "tracks", len(plans))
+	log = log.With("session", sess.ID)
+	log.Info("viewer connected", "tracks", len(plans), "refused_sections", len(rejected))
 	s.run(sess, st, plans, sinks, log)
 	return sess, nil
+}
+
+// match gives each track of the stream to the first open section of the
+// viewer's offer that receives its codec. Every other audio or video
+// section is refused: an answer never offers a section with nothing behind
+// it, which players would wait on forever (a stream without video gets its
+// video section refused, not a silent one).
+func match(o *rtc.Offer, tracks []*relay.Track) ([]plan, rtc.Plan, []rtc.Rejection) {
+	var plans []plan
+	rp := rtc.Plan{Keep: map[string]uint8{}}
+	why := map[string]*rtc.Rejection{} // mid -> why no track went there
+	for _, t := range tracks {
+		for _, m := range o.Media {
+			if _, used := rp.Keep[m.Mid]; used || m.Closed || m.Kind != t.Info().Kind {
+				continue
+			}
+			c, r := m.Accepts(t.Info().Codec)
+			if r != nil {
+				if why[m.Mid] == nil {
+					why[m.Mid] = r
+				}
+				continue
+			}
+			plans = append(plans, plan{track: t, mid: m.Mid, codec: c})
+			rp.Keep[m.Mid] = c.PayloadType
+			break
+		}
+	}
+	var rejected []rtc.Rejection
+	for _, m := range o.Media {
+		if _, used := rp.Keep[m.Mid]; used {
+			continue
+		}
+		rp.Close = append(rp.Close, m.Mid)
+		if m.Closed {
+			continue
+		}
+		r := rtc.Rejection{Mid: m.Mid, Kind: string(m.Kind)}
+		switch {
+		case why[m.Mid] != nil:
+			r = *why[m.Mid]
+		case m.Kind == "application":
+			r.Reason, r.Detail = rtc.ReasonDataChannel, "data channels are not relayed"
+		case hasKind(tracks, m.Kind):
+			r.Reason, r.Detail = rtc.ReasonTooManyTracks, "every "+string(m.Kind)+" track of the stream went to an earlier section"
+		default:
+			r.Reason, r.Detail = rtc.ReasonNoTrack, "the stream has no "+string(m.Kind)
+		}
+		rejected = append(rejected, r)
+	}
+	return plans, rp, rejected
+}
+
+func hasKind(tracks []*relay.Track, k codec.Kind) bool {
+	for _, t := range tracks {
+		if t.Info().Kind == k {
+			return true
+		}
+	}
+	return false
 }
 
 var feedback = []webrtc.RTCPFeedback{

@@ -38,6 +38,7 @@ type Params struct {
 type Server struct {
 	p        Params
 	sessions *rtc.Registry
+	rejects  rtc.RejectCounter
 	wg       sync.WaitGroup
 }
 
@@ -64,6 +65,10 @@ func (s *Server) Session(path, id string) (*rtc.Session, error) { return s.sessi
 // Sessions is the number of live publisher sessions.
 func (s *Server) Sessions() int { return s.sessions.Len() }
 
+// RefusedSections reports the media sections refused in answers so far, by
+// kind and reason.
+func (s *Server) RefusedSections(f func(kind, reason string, n uint64)) { s.rejects.Each(f) }
+
 // Close ends every session and waits for their goroutines.
 func (s *Server) Close() {
 	s.sessions.CloseAll()
@@ -78,6 +83,9 @@ var feedback = []webrtc.RTCPFeedback{
 }
 
 // Offer answers a publisher's offer for path and starts publishing.
+// Every audio and video section gets one codec or is refused in the answer
+// (port 0) with its reason logged and counted: a publisher always learns
+// what is not forwarded.
 func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Session, error) {
 	o, err := rtc.ParseOffer(offer, s.p.MaxTracks)
 	if err != nil {
@@ -88,21 +96,49 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		c   rtc.OfferedCodec
 	}
 	var chosen []choice
+	var rejected []rtc.Rejection
+	plan := rtc.Plan{Keep: map[string]uint8{}}
 	for _, m := range o.Media {
-		if c, ok := m.Choose(s.p.VideoCodecs); ok && m.Mid != "" {
-			chosen = append(chosen, choice{m.Mid, c})
+		if m.Closed {
+			plan.Close = append(plan.Close, m.Mid)
+			continue
 		}
+		c, r := m.Choose(s.p.VideoCodecs)
+		if r != nil {
+			rejected = append(rejected, *r)
+			plan.Close = append(plan.Close, m.Mid)
+			continue
+		}
+		chosen = append(chosen, choice{m.Mid, c})
+		plan.Keep[m.Mid] = c.PayloadType
+	}
+	log := s.p.Logger.With("stream", path, "peer", peer)
+	for _, r := range rejected {
+		s.rejects.Add(r)
+		log.Warn("publisher media section refused", "mid", r.Mid, "kind", r.Kind, "reason", r.Reason, "detail", r.Detail)
 	}
 	if len(chosen) == 0 {
-		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: rtc.SupportedNames()}
+		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: rtc.SupportedNames(), Sections: rejected}
+	}
+	picked := make(map[string]rtc.OfferedCodec, len(chosen))
+	for _, ch := range chosen {
+		picked[ch.mid] = ch.c
+	}
+	simSections, err := simulcastSections(o, picked)
+	if err != nil {
+		return nil, err
 	}
 
-	pc, err := s.p.Engine.NewPublisherPC()
+	newPC := s.p.Engine.NewPublisherPC
+	if len(simSections) > 0 {
+		newPC = s.p.Engine.NewSimulcastPublisherPC
+	}
+	pc, err := newPC()
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
 	sess := rtc.NewSession(path, peer, pc)
-	answer, err := rtc.Answer(ctx, pc, offer, func() error {
+	answer, err := rtc.Answer(ctx, pc, o, plan, func() error {
 		for _, ch := range chosen {
 			t := rtc.TransceiverByMid(pc, ch.mid)
 			if t == nil {
@@ -130,24 +166,28 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		infos[i] = relay.TrackInfo{Kind: codec.KindOf(ch.c.MimeType), Codec: ch.c.Codec}
 		index[ch.mid] = i
 	}
-	pub, err := s.p.Hub.Publish(path, infos, &source{pc: pc, chosen: index})
+	sim := newSimTracks(pc, simSections, index, infos, log)
+	pub, err := s.p.Hub.Publish(path, infos, &source{pc: pc, chosen: index, sim: sim})
 	if err != nil {
 		_ = pc.Close()
 		return nil, err
+	}
+	for _, st := range sim {
+		st.pub = pub
 	}
 	if err := s.sessions.Add(sess); err != nil {
 		pub.End("session limit")
 		_ = pc.Close()
 		return nil, err
 	}
-	log := s.p.Logger.With("stream", path, "session", sess.ID, "peer", peer)
-	log.Info("publisher connected", "codecs", codecNames(infos))
-	s.run(sess, pub, index, log)
+	log = log.With("session", sess.ID)
+	log.Info("publisher connected", "codecs", codecNames(infos), "refused_sections", len(rejected))
+	s.run(sess, pub, index, sim, log)
 	return sess, nil
 }
 
 // run wires the session's lifecycle: media in, stalls, takeover, teardown.
-func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string]int, log *slog.Logger) {
+func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string]int, sim map[int]*simTrack, log *slog.Logger) {
 	pc := sess.PC
 	connected := make(chan struct{})
 	var connectedOnce sync.Once
@@ -164,8 +204,9 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 			log.Warn("ignoring unexpected track", "ssrc", track.SSRC(), "rid", track.RID())
 			return
 		}
-		if track.RID() != "" {
-			log.Warn("simulcast layers are not supported; forwarding the first one only", "rid", track.RID())
+		if st := sim[i]; st != nil && track.RID() != "" {
+			s.readLayer(track, recv, st, log)
+			return
 		}
 		s.wg.Add(2)
 		go func() {
@@ -249,9 +290,14 @@ func readRTCP(recv *webrtc.RTPReceiver, pub *relay.Publication, i int) {
 type source struct {
 	pc     *webrtc.PeerConnection
 	chosen map[string]int
+	sim    map[int]*simTrack // simulcast tracks: ask the forwarded layer
 }
 
 func (s *source) RequestKeyframe(i int) {
+	if st := s.sim[i]; st != nil {
+		st.sel.RequestKeyframe()
+		return
+	}
 	for _, t := range s.pc.GetTransceivers() {
 		if idx, ok := s.chosen[t.Mid()]; ok && idx == i {
 			if tr := t.Receiver().Track(); tr != nil {

@@ -29,7 +29,7 @@ func FuzzParseOffer(f *testing.F) {
 			t.Fatalf("%d media sections passed a limit of 4", len(o.Media))
 		}
 		for _, m := range o.Media {
-			if c, ok := m.Choose([]string{"h264", "vp8"}); ok && !usable(c.Codec) {
+			if c, r := m.Choose([]string{"h264", "vp8"}); r == nil && !usable(c.Codec) {
 				t.Fatalf("chose unusable codec %+v", c)
 			}
 		}

@@ -9,10 +9,16 @@ import (
 
 // Answer completes the offer/answer exchange on pc and returns the answer
 // with all candidates (gathering is immediate: host candidates on the
-// shared UDP port). prepare runs between setting the offer and creating the
-// answer, to add tracks or restrict codecs.
-func Answer(ctx context.Context, pc *webrtc.PeerConnection, offer string, prepare func() error) (string, error) {
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+// shared UDP port). pion sees the offer reduced to the plan's payload types;
+// the answer refuses the plan's closed sections. prepare runs between
+// setting the offer and creating the answer, to add tracks or restrict
+// codecs.
+func Answer(ctx context.Context, pc *webrtc.PeerConnection, offer *Offer, plan Plan, prepare func() error) (string, error) {
+	remote, err := restrictOffer(offer.SDP, plan.Keep)
+	if err != nil {
+		return "", err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: remote}); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
 	}
 	if prepare != nil {
@@ -33,7 +39,13 @@ func Answer(ctx context.Context, pc *webrtc.PeerConnection, offer string, prepar
 	case <-ctx.Done():
 		return "", fmt.Errorf("gathering candidates: %w", ctx.Err())
 	}
-	return pc.LocalDescription().SDP, nil
+	mids := make([]string, len(offer.Media))
+	for i, m := range offer.Media {
+		mids[i] = m.Mid
+	}
+	// pion's own description keeps the refused sections open; they carry
+	// nothing (the peer sends nothing on them, and no track is attached).
+	return closeSections(pc.LocalDescription().SDP, mids, plan.Close)
 }
 
 // TransceiverByMid finds the transceiver negotiated for a media section.

@@ -24,15 +24,47 @@ var (
 	ErrConnectionTimeout = errors.New("peer did not connect in time")
 )
 
-// NoCodecError says no offered codec can be used; it names what was offered.
+// NoCodecError says no offered codec can be used; it names what was offered
+// and why each media section was refused.
 type NoCodecError struct {
 	Offered   []string
 	Supported []string
+	Sections  []Rejection
 }
 
 func (e *NoCodecError) Error() string {
-	return fmt.Sprintf("no supported codec: offered %s; supported %s",
+	msg := fmt.Sprintf("no supported codec: offered %s; supported %s",
 		strings.Join(e.Offered, ", "), strings.Join(e.Supported, ", "))
+	for _, r := range e.Sections {
+		msg += "; " + r.String()
+	}
+	return msg
+}
+
+// Reasons a media section is refused. They are metric label values: keep
+// the set small and stable.
+const (
+	ReasonCodec         = "unsupported_codec"  // no offered codec is forwarded
+	ReasonH264Profile   = "h264_profile"       // H.264 only in profiles that cannot be used
+	ReasonH264Mode      = "h264_packetization" // H.264 only in a packetization mode that cannot be used
+	ReasonH264Level     = "h264_level"         // the stream's level is above the viewer's, without level asymmetry
+	ReasonDirection     = "direction"          // the section does not carry media the right way
+	ReasonNoTrack       = "no_track"           // the stream has no track for this viewer's section
+	ReasonDataChannel   = "data_channel"       // data channels are not relayed
+	ReasonTooManyTracks = "too_many_tracks"    // more sections of a kind than are used
+	ReasonNoMid         = "no_mid"             // no a=mid: the section cannot be addressed
+)
+
+// Rejection is a media section that the answer refuses (port 0).
+type Rejection struct {
+	Mid    string
+	Kind   string
+	Reason string // one of the Reason constants
+	Detail string // for people: logs and error bodies
+}
+
+func (r Rejection) String() string {
+	return fmt.Sprintf("%s section mid %q refused (%s): %s", r.Kind, r.Mid, r.Reason, r.Detail)
 }
 
 // OfferedCodec is one payload type of an offered media section.
@@ -43,8 +75,13 @@ type OfferedCodec struct {
 
 // Media is one m= section of an offer.
 type Media struct {
-	Mid    string
-	Kind   codec.Kind
+	Mid  string
+	Kind codec.Kind // audio, video, or another m= type such as application
+	// Direction as offered: sendrecv (the default), sendonly, recvonly or
+	// inactive.
+	Direction string
+	// Closed means the offerer itself rejected the section (port 0).
+	Closed bool
 	Codecs []OfferedCodec
 }
 
@@ -68,22 +105,29 @@ func ParseOffer(raw string, maxMedia int) (*Offer, error) {
 	}
 	o := &Offer{SDP: raw}
 	for _, md := range sd.MediaDescriptions {
-		kind := codec.Kind(md.MediaName.Media)
-		if kind != codec.Audio && kind != codec.Video {
-			continue // e.g. a data channel: not ours, pion rejects it
-		}
 		mid, _ := md.Attribute(sdp.AttrKeyMID)
-		m := Media{Mid: mid, Kind: kind}
-		for _, f := range md.MediaName.Formats {
-			pt, err := strconv.ParseUint(f, 10, 8)
-			if err != nil {
-				return nil, fmt.Errorf("%w: payload type %q", ErrBadOffer, f)
+		m := Media{Mid: mid, Kind: codec.Kind(md.MediaName.Media), Direction: "sendrecv",
+			Closed: md.MediaName.Port.Value == 0}
+		if _, bundleOnly := md.Attribute("bundle-only"); bundleOnly {
+			m.Closed = false // RFC 8843: port 0 with bundle-only is not a rejection
+		}
+		for _, d := range []string{"sendrecv", "sendonly", "recvonly", "inactive"} {
+			if _, ok := md.Attribute(d); ok {
+				m.Direction = d
 			}
-			c, ok := codecOf(md, uint8(pt))
-			if !ok {
-				continue
+		}
+		if m.Kind == codec.Audio || m.Kind == codec.Video {
+			for _, f := range md.MediaName.Formats {
+				pt, err := strconv.ParseUint(f, 10, 8)
+				if err != nil {
+					return nil, fmt.Errorf("%w: payload type %q", ErrBadOffer, f)
+				}
+				c, ok := codecOf(md, uint8(pt))
+				if !ok {
+					continue
+				}
+				m.Codecs = append(m.Codecs, OfferedCodec{PayloadType: uint8(pt), Codec: c})
 			}
-			m.Codecs = append(m.Codecs, OfferedCodec{PayloadType: uint8(pt), Codec: c})
 		}
 		o.Media = append(o.Media, m)
 	}
@@ -138,102 +182,3 @@ func (o *Offer) Names() []string {
 	return names
 }
 
-// fmtpParam returns a parameter of an fmtp line.
-func fmtpParam(fmtp, key string) string {
-	for _, kv := range strings.Split(fmtp, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		if strings.EqualFold(k, key) {
-			return v
-		}
-	}
-	return ""
-}
-
-// usable reports whether livegate can forward c as offered: a supported
-// codec and, for H.264, non-interleaved packetization (mode 1) in a profile
-// the engine registers.
-func usable(c relay.Codec) bool {
-	if !codec.Supported(c.MimeType) {
-		return false
-	}
-	if strings.EqualFold(c.MimeType, codec.MimeH264) {
-		if fmtpParam(c.Fmtp, "packetization-mode") != "1" {
-			return false
-		}
-		pl := strings.ToLower(fmtpParam(c.Fmtp, "profile-level-id"))
-		if len(pl) != 6 {
-			return false
-		}
-		return slices.ContainsFunc(h264Profiles, func(p string) bool { return p[:4] == pl[:4] })
-	}
-	return true
-}
-
-// Choose picks one codec per media section for a publisher. Video follows
-// prefs (MIME subtypes such as "h264", "vp8"; H.264 first by default because
-// RTMP and HLS can carry it without transcoding), then the offer's order.
-// For H.264 it prefers constrained baseline, which every player decodes.
-func (m Media) Choose(prefs []string) (OfferedCodec, bool) {
-	var usableCodecs []OfferedCodec
-	for _, c := range m.Codecs {
-		if usable(c.Codec) {
-			usableCodecs = append(usableCodecs, c)
-		}
-	}
-	if len(usableCodecs) == 0 {
-		return OfferedCodec{}, false
-	}
-	rank := func(c OfferedCodec) int {
-		sub := strings.ToLower(strings.TrimPrefix(strings.ToLower(c.MimeType), string(m.Kind)+"/"))
-		r := len(prefs) * 2
-		if i := slices.Index(prefs, sub); i >= 0 {
-			r = i * 2
-		}
-		if sub == "h264" && !strings.HasPrefix(strings.ToLower(fmtpParam(c.Fmtp, "profile-level-id")), "42e0") {
-			r++
-		}
-		return r
-	}
-	best := usableCodecs[0]
-	for _, c := range usableCodecs[1:] {
-		if rank(c) < rank(best) {
-			best = c
-		}
-	}
-	return best, true
-}
-
-// Accepts returns the offered codec a reader's media section would receive
-// c as, if it can.
-func (m Media) Accepts(c relay.Codec) (OfferedCodec, bool) {
-	for _, oc := range m.Codecs {
-		if !strings.EqualFold(oc.MimeType, c.MimeType) || !usable(oc.Codec) {
-			continue
-		}
-		if strings.EqualFold(c.MimeType, codec.MimeH264) {
-			a := strings.ToLower(fmtpParam(oc.Fmtp, "profile-level-id"))
-			b := strings.ToLower(fmtpParam(c.Fmtp, "profile-level-id"))
-			if len(a) < 4 || len(b) < 4 || a[:4] != b[:4] {
-				continue
-			}
-		}
-		if strings.EqualFold(c.MimeType, codec.MimeVP9) && vp9Profile(oc.Fmtp) != vp9Profile(c.Fmtp) {
-			continue
-		}
-		return oc, true
-	}
-	return OfferedCodec{}, false
-}
-
-// SupportedNames lists what livegate accepts, for error messages.
-func SupportedNames() []string {
-	return []string{"video/H264 (packetization-mode=1)", "video/VP8", "video/VP9", "video/AV1", "audio/opus"}
-}
-
-// vp9Profile is the VP9 profile-id; absent means 0 (RFC 9628).
-func vp9Profile(fmtp string) string {
-	if p := fmtpParam(fmtp, "profile-id"); p != "" {
-		return p
-	}
-	return "0"
-}

@@ -22,6 +22,9 @@ type Source struct {
 	Publishers func() int // WHIP sessions
 	Viewers    func() int // WHEP sessions
 	RelayLinks func() int
+	// RefusedSections reports media sections refused in SDP answers, by
+	// direction ("whip", "whep"), kind and reason.
+	RefusedSections func(f func(direction, kind, reason string, n uint64))
 	// Extra lets other parts (recorder, egress) add their own collectors.
 	Extra []prometheus.Collector
 }
@@ -63,14 +66,14 @@ func (m *Metrics) Middleware() echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
 			err := next(c)
-			status := c.Response().Status
 			if err != nil {
-				if he, ok := err.(*echo.HTTPError); ok {
-					status = he.Code
-				} else if sc, ok := err.(interface{ StatusCode() int }); ok {
-					status = sc.StatusCode()
-				}
+				// Render the error now, so that the status recorded is
+				// the one the client got, not the 200 of an unwritten
+				// response.
+				c.Error(err)
+				err = nil
 			}
+			status := c.Response().Status
 			route := c.Path()
 			if route == "" {
 				route = "unmatched"
@@ -94,13 +97,15 @@ var (
 	descResent     = prometheus.NewDesc("livegate_stream_nack_retransmissions", "Packets retransmitted in answer to viewers' NACKs (current viewers).", []string{"stream", "kind"}, nil)
 	descPLIs       = prometheus.NewDesc("livegate_stream_keyframe_requests_total", "Keyframe requests (PLI/FIR) from viewers.", []string{"stream", "kind"}, nil)
 	descPLIsSent   = prometheus.NewDesc("livegate_stream_keyframe_requests_sent_total", "Keyframe requests sent to the publisher after coalescing.", []string{"stream", "kind"}, nil)
+	descRefused    = prometheus.NewDesc("livegate_refused_media_sections_total",
+		"Media sections of WHIP/WHEP offers refused in the answer (port 0), by reason.", []string{"direction", "kind", "reason"}, nil)
 )
 
 type streamCollector struct{ src Source }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStreams, descPublishers, descViewerSess, descLinks, descViewers,
-		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent} {
+		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent, descRefused} {
 		ch <- d
 	}
 }
@@ -120,6 +125,11 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := c.src.RelayLinks; f != nil {
 		gauge(descLinks, float64(f()))
+	}
+	if f := c.src.RefusedSections; f != nil {
+		f(func(direction, kind, reason string, n uint64) {
+			counter(descRefused, float64(n), direction, kind, reason)
+		})
 	}
 	if c.src.Streams == nil {
 		return

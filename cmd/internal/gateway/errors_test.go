@@ -86,8 +86,9 @@ func TestErrorsAreClearJSON(t *testing.T) {
 	g := startGateway(t, func(c *Config) { c.MaxBody = 16384 })
 	h264 := webrtc.RTPCodecParameters{RTPCodecCapability: rtcclient.H264ConstrainedBaseline, PayloadType: 102}
 	pcmu := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0}
-	h264mode0 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "packetization-mode=0;profile-level-id=42e01f"}, PayloadType: 97}
+	// Interleaved mode (2) is refused; mode 0 is forwarded (it is a subset of 1).
+	h264mode2 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "packetization-mode=2;profile-level-id=42e01f"}, PayloadType: 97}
 	good := offerSDP(t, []webrtc.RTPCodecParameters{h264}, webrtc.RTPTransceiverDirectionSendonly)
 
 	pub := g.publish(t, "err/live")
@@ -102,7 +103,7 @@ func TestErrorsAreClearJSON(t *testing.T) {
 		{"missing content type", "POST", "/whip/err/a", "", good, 415, "unsupported_media_type"},
 		{"unparsable SDP", "POST", "/whip/err/a", "application/sdp", "this is not SDP", 400, "bad_sdp"},
 		{"no supported codec", "POST", "/whip/err/a", "application/sdp",
-			offerSDP(t, []webrtc.RTPCodecParameters{pcmu, h264mode0}, webrtc.RTPTransceiverDirectionSendonly), 406, "no_supported_codec"},
+			offerSDP(t, []webrtc.RTPCodecParameters{pcmu, h264mode2}, webrtc.RTPTransceiverDirectionSendonly), 406, "no_supported_codec"},
 		{"WHEP stream not live", "POST", "/whep/err/nobody", "application/sdp",
 			offerSDP(t, []webrtc.RTPCodecParameters{h264}, webrtc.RTPTransceiverDirectionRecvonly), 404, "stream_not_found"},
 		{"already published", "POST", "/whip/err/live", "application/sdp", good, 409, "already_publishing"},
@@ -126,6 +127,9 @@ func TestErrorsAreClearJSON(t *testing.T) {
 				msg, _ := body["error"].(string)
 				if !strings.Contains(msg, "PCMU") || !strings.Contains(msg, "H264") {
 					t.Fatalf("406 message %q does not name the offered codecs", msg)
+				}
+				if !strings.Contains(msg, "packetization-mode 2 is not supported") {
+					t.Fatalf("406 message %q does not say why H.264 was refused", msg)
 				}
 			}
 		})

@@ -1,0 +1,172 @@
+package rtc
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pion/sdp/v3"
+)
+
+// Plan is what the gateway decided for each media section of an offer.
+type Plan struct {
+	// Keep maps the mid of every accepted section to the one payload type
+	// it will carry.
+	Keep map[string]uint8
+	// Close lists the mids of sections the answer must refuse with port 0:
+	// those the gateway rejects and those the offerer closed itself.
+	Close []string
+}
+
+// restrictOffer returns the offer with every section in keep reduced to
+// its chosen payload type. pion then negotiates exactly that codec: left
+// alone, it keeps only the payload types that match its registered codecs
+// exactly when a section has any, and would throw away a codec chosen here
+// (42c01f next to VP8, say), leaving an answered section whose packets it
+// cannot map to a codec.
+func restrictOffer(raw string, keep map[string]uint8) (string, error) {
+	if len(keep) == 0 {
+		return raw, nil
+	}
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(raw); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
+	for _, md := range sd.MediaDescriptions {
+		mid, _ := md.Attribute(sdp.AttrKeyMID)
+		pt, ok := keep[mid]
+		if !ok {
+			continue
+		}
+		ptStr := strconv.Itoa(int(pt))
+		md.MediaName.Formats = []string{ptStr}
+		attrs := md.Attributes[:0:0]
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "rtpmap", "fmtp", "rtcp-fb":
+				if p, _, _ := strings.Cut(a.Value, " "); p != ptStr && p != "*" {
+					continue
+				}
+			}
+			attrs = append(attrs, a)
+		}
+		md.Attributes = attrs
+	}
+	b, err := sd.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
+	return string(b), nil
+}
+
+// closeSections refuses the listed sections of an answer (port 0, RFC 3264
+// section 6, and out of the BUNDLE group, RFC 8843 section 7.3.3). pion
+// writes every candidate into the first section; if that one is refused,
+// they move to the first section still open, or the peer would have none.
+// offerMids are the offer's mids in order: pion writes sections it refuses
+// itself without one, and peers match answer sections to theirs by mid.
+func closeSections(answer string, offerMids, mids []string) (string, error) {
+	if len(mids) == 0 {
+		return answer, nil
+	}
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(answer); err != nil {
+		return "", fmt.Errorf("parse own answer: %w", err)
+	}
+	var moved []sdp.Attribute
+	var firstOpen *sdp.MediaDescription
+	for i, md := range sd.MediaDescriptions {
+		mid, hasMid := md.Attribute(sdp.AttrKeyMID)
+		if !hasMid && i < len(offerMids) && offerMids[i] != "" {
+			mid = offerMids[i]
+			md.Attributes = append(md.Attributes, sdp.Attribute{Key: sdp.AttrKeyMID, Value: mid})
+		}
+		if md.MediaName.Port.Value == 0 {
+			if _, bundleOnly := md.Attribute("bundle-only"); !bundleOnly && !slices.Contains(mids, mid) {
+				continue // refused by pion already
+			}
+		}
+		if !slices.Contains(mids, mid) {
+			if firstOpen == nil {
+				firstOpen = md
+			}
+			continue
+		}
+		md.MediaName.Port = sdp.RangedPort{Value: 0}
+		attrs := md.Attributes[:0:0]
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "candidate", "end-of-candidates":
+				moved = append(moved, a)
+				continue
+			case "sendrecv", "sendonly", "recvonly", "inactive", "bundle-only":
+				continue
+			}
+			attrs = append(attrs, a)
+		}
+		md.Attributes = append(attrs, sdp.Attribute{Key: "inactive"})
+	}
+	if firstOpen != nil && len(moved) > 0 {
+		if _, has := firstOpen.Attribute("candidate"); !has {
+			firstOpen.Attributes = append(firstOpen.Attributes, moved...)
+		}
+	}
+	for i, a := range sd.Attributes {
+		if a.Key != "group" || !strings.HasPrefix(a.Value, "BUNDLE") {
+			continue
+		}
+		fields := strings.Fields(a.Value)
+		kept := []string{fields[0]}
+		for _, m := range fields[1:] {
+			if !slices.Contains(mids, m) {
+				kept = append(kept, m)
+			}
+		}
+		if len(kept) == 1 {
+			sd.Attributes = slices.Delete(sd.Attributes, i, i+1)
+		} else {
+			sd.Attributes[i].Value = strings.Join(kept, " ")
+		}
+		break
+	}
+	b, err := sd.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("write answer: %w", err)
+	}
+	return string(b), nil
+}
+
+// RejectCounter counts refused media sections by kind and reason, for the
+// metrics. The label values are bounded: kinds come from a fixed set and
+// reasons are the Reason constants.
+type RejectCounter struct {
+	mu sync.Mutex
+	n  map[[2]string]uint64
+}
+
+// Add counts r.
+func (c *RejectCounter) Add(r Rejection) {
+	kind := r.Kind
+	switch kind {
+	case "audio", "video", "application":
+	default:
+		kind = "other"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[[2]string]uint64{}
+	}
+	c.n[[2]string{kind, r.Reason}]++
+}
+
+// Each calls f for every kind and reason counted so far.
+func (c *RejectCounter) Each(f func(kind, reason string, n uint64)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, n := range c.n {
+		f(k[0], k[1], n)
+	}
+}
