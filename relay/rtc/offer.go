@@ -181,4 +181,3 @@ func (o *Offer) Names() []string {
 	}
 	return names
 }
-
