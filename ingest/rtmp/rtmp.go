@@ -107,6 +107,13 @@ func New(p Params) (*Server, error) {
 // Addr is the bound address (useful with port 0).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Conns is the number of open RTMP connections, for metrics.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Close stops accepting, ends every connection and waits for them.
 func (s *Server) Close() {
 	s.mu.Lock()

@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -73,6 +74,8 @@ type Server struct {
 
 	mu   sync.Mutex
 	outs map[string]*output
+
+	sessions atomic.Int64 // open RTSP sessions, for metrics
 }
 
 // New binds p.Addr and starts serving; Close stops.
@@ -115,6 +118,9 @@ func New(p Params) (*Server, error) {
 
 // Addr is the bound address (useful with port 0).
 func (s *Server) Addr() net.Addr { return s.addr }
+
+// Sessions is the number of open RTSP sessions (publishers and players).
+func (s *Server) Sessions() int { return int(s.sessions.Load()) }
 
 // Close ends every session and output and waits for them.
 func (s *Server) Close() {
@@ -184,8 +190,12 @@ func refusal(err error) *base.Response {
 	return status(base.StatusBadRequest)
 }
 
+// OnSessionOpen implements gortsplib.ServerHandlerOnSessionOpen.
+func (h *handler) OnSessionOpen(*gortsplib.ServerHandlerOnSessionOpenCtx) { h.s.sessions.Add(1) }
+
 // OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
 func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	h.s.sessions.Add(-1)
 	d, ok := ctx.Session.UserData().(*session)
 	if !ok {
 		return

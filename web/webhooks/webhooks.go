@@ -12,11 +12,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -78,11 +80,28 @@ type Notifier struct {
 	Dropped   atomic.Uint64
 	Failed    atomic.Uint64
 	Delivered atomic.Uint64
+	lastDrop  atomic.Int64 // unix nanoseconds of the last drop warning
 }
 
 type target struct {
 	url   string
+	shown string // url without credentials, for logs
 	queue chan delivery
+}
+
+// Redact returns u without user info and query, which may carry
+// credentials, for logs.
+func Redact(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	pu.User = nil
+	if pu.RawQuery != "" {
+		pu.RawQuery = "REDACTED"
+	}
+	pu.Fragment = ""
+	return pu.String()
 }
 
 type delivery struct {
@@ -124,8 +143,11 @@ func New(p Params) *Notifier {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Notifier{p: p, cancel: cancel}
+	if len(p.URLs) > 0 && p.Secret == "" {
+		p.Logger.Warn("webhooks are unsigned: set webhook-secret so receivers can tell livegate's deliveries from forgeries")
+	}
 	for _, u := range p.URLs {
-		t := &target{url: u, queue: make(chan delivery, p.Queue)}
+		t := &target{url: u, shown: Redact(u), queue: make(chan delivery, p.Queue)}
 		n.targets = append(n.targets, t)
 		n.wg.Add(1)
 		go func() {
@@ -153,8 +175,12 @@ func (n *Notifier) Send(typ string, data any) {
 		select {
 		case t.queue <- delivery{typ: typ, id: id, body: body}:
 		default:
-			n.Dropped.Add(1)
-			n.p.Logger.Warn("webhook queue full; event dropped", "url", t.url, "type", typ)
+			dropped := n.Dropped.Add(1)
+			// One warning per 10 s at most: a dead endpoint must not flood the log.
+			now, last := time.Now().UnixNano(), n.lastDrop.Load()
+			if now-last >= int64(10*time.Second) && n.lastDrop.CompareAndSwap(last, now) {
+				n.p.Logger.Warn("webhook queue full; events dropped", "url", t.shown, "type", typ, "dropped_total", dropped)
+			}
 		}
 	}
 }
@@ -171,25 +197,29 @@ func (n *Notifier) deliverLoop(ctx context.Context, t *target) {
 		case <-ctx.Done():
 			return
 		case d := <-t.queue:
-			n.deliver(ctx, t.url, d)
+			n.deliver(ctx, t, d)
 		}
 	}
 }
 
 // deliver posts one event until it is accepted (2xx), the attempts run out
 // or the notifier closes. Events to one URL stay in order.
-func (n *Notifier) deliver(ctx context.Context, url string, d delivery) {
+func (n *Notifier) deliver(ctx context.Context, t *target, d delivery) {
 	typ := d.typ
 	backoff := n.p.MinBackoff
 	for attempt := 1; ; attempt++ {
-		err := n.post(ctx, url, typ, d.id, d.body)
+		err := n.post(ctx, t.url, typ, d.id, d.body)
 		if err == nil {
 			n.Delivered.Add(1)
 			return
 		}
 		if attempt >= n.p.Attempts || ctx.Err() != nil {
 			n.Failed.Add(1)
-			n.p.Logger.Warn("webhook delivery failed; giving up", "url", url, "type", typ, "attempts", attempt, "err", err)
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // its message repeats the URL, credentials and all
+			}
+			n.p.Logger.Warn("webhook delivery failed; giving up", "url", t.shown, "type", typ, "attempts", attempt, "err", err)
 			return
 		}
 		wait := backoff + time.Duration(rand.Int64N(int64(backoff)/2+1))
@@ -202,10 +232,10 @@ func (n *Notifier) deliver(ctx context.Context, url string, d delivery) {
 	}
 }
 
-func (n *Notifier) post(ctx context.Context, url, typ, id string, body []byte) error {
+func (n *Notifier) post(ctx context.Context, target, typ, id string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, n.p.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/livegate/livegate/egress/hls"
 	egressrtmp "github.com/livegate/livegate/egress/rtmp"
 	"github.com/livegate/livegate/egress/whep"
@@ -253,6 +255,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			g.whip.RefusedSections(func(k, r string, n uint64) { f("whip", k, r, n) })
 			g.whep.RefusedSections(func(k, r string, n uint64) { f("whep", k, r, n) })
 		},
+		Extra: g.collectors(),
 	})
 	g.ln, err = net.Listen("tcp", g.listenAddr("http", cfg.HTTP))
 	if err != nil {
@@ -322,6 +325,31 @@ func (g *Gateway) joinCluster() error {
 	}
 	g.member.Start()
 	return nil
+}
+
+// collectors export the counters of the parts outside the relay.
+func (g *Gateway) collectors() []prometheus.Collector {
+	counter := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "livegate", Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "livegate", Name: name, Help: help}, f)
+	}
+	const hookHelp = "Webhook events by outcome: delivered, failed (attempts exhausted) or dropped (queue full)."
+	out := []prometheus.Collector{
+		counter("webhook_events_total", hookHelp, prometheus.Labels{"result": "delivered"}, func() float64 { return float64(g.hooks.Delivered.Load()) }),
+		counter("webhook_events_total", hookHelp, prometheus.Labels{"result": "failed"}, func() float64 { return float64(g.hooks.Failed.Load()) }),
+		counter("webhook_events_total", hookHelp, prometheus.Labels{"result": "dropped"}, func() float64 { return float64(g.hooks.Dropped.Load()) }),
+		counter("recorder_spool_errors_total", "Segment writes to the recording spool that failed (disk full, I/O errors).", nil,
+			func() float64 { return float64(g.rec.SpoolErrors()) }),
+	}
+	if g.rtmpIn != nil {
+		out = append(out, gauge("rtmp_connections", "Open RTMP ingest connections.", func() float64 { return float64(g.rtmpIn.Conns()) }))
+	}
+	if g.rtsp != nil {
+		out = append(out, gauge("rtsp_sessions", "Open RTSP sessions (publishers and players).", func() float64 { return float64(g.rtsp.Sessions()) }))
+	}
+	return out
 }
 
 // newPolicy builds and validates the access policy of cfg.
