@@ -112,6 +112,16 @@ func (s *Stream) Live() bool {
 	return s.pub != nil
 }
 
+// Busy reports whether a publisher is live and reachable, so that Publish
+// would refuse another one with ErrAlreadyLive (a publisher whose ICE is
+// disconnected may be taken over). Ingests that must answer a client
+// before they know its tracks ask this first.
+func (s *Stream) Busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pub != nil && !s.pub.stalled.Load()
+}
+
 // compatible reports whether new tracks can continue this stream's tracks:
 // every kind the stream has must come back with the same codec.
 func (s *Stream) compatible(infos []TrackInfo) bool {

@@ -1,7 +1,10 @@
 // Package rtmp ingests RTMP publishers (OBS, ffmpeg, encoders) into the
 // relay: rtmp://HOST:1935/ROOM/NAME, the application being the room and
 // the stream key the name. A token, when the gateway requires one, goes in
-// the stream key's query: NAME?token=JWT.
+// the stream key's query: NAME?token=JWT. A refused publish (token, path,
+// path already published) is answered with an RTMP error status carrying
+// the reason (NetStream.Publish.Unauthorized or .BadName) before the
+// client starts sending, so ffmpeg and OBS show why.
 //
 // H.264 is packetised once for RTP readers (parameter sets repeated in front
 // of every IDR picture, as WebRTC decoders need them in band). AAC is
@@ -14,8 +17,10 @@ package rtmp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -168,39 +173,57 @@ func (s *Server) accept() {
 
 // serve handles one connection: handshake, connect, publish, media.
 func (s *Server) serve(c net.Conn) error {
-	_ = c.SetDeadline(time.Now().Add(min(s.p.HandshakeTimeout, s.p.ReadTimeout)))
-	sc := &gortmplib.ServerConn{RW: c}
-	if err := sc.Initialize(); err != nil {
+	_ = c.SetDeadline(time.Now().Add(s.p.ReadTimeout))
+	sc := &serverConn{}
+	if err := sc.handshake(c); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	if err := sc.Accept(); err != nil {
-		return fmt.Errorf("accept: %w", err)
-	}
-	if !sc.Publish {
-		return errors.New("playing over RTMP is not supported; read over WHEP, HLS or RTSP")
-	}
-	room, name, err := mediain.SplitPath(sc.URL.Path)
-	if err != nil {
-		return err
-	}
-	path := room + "/" + name
-	token := sc.URL.Query().Get("token")
-	if s.p.Authorize != nil {
-		ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-		if err := s.p.Authorize(room, name, token, ip); err != nil {
-			s.log.Warn("rtmp publish refused", "stream", path, "remote", c.RemoteAddr().String(), "err", err)
-			return err
+	var path string
+	_, err := sc.accept(func(u *url.URL) error {
+		room, name, err := mediain.SplitPath(u.Path)
+		if err != nil {
+			return refuse(codeBadName, err)
 		}
+		path = room + "/" + name
+		if s.p.Authorize != nil {
+			ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			if err := s.p.Authorize(room, name, u.Query().Get("token"), ip); err != nil {
+				return refuse(codeUnauthorized, err)
+			}
+		}
+		if st, ok := s.p.Hub.Get(path); ok && st.Busy() {
+			return refuse(codeBadName, fmt.Errorf("%w: %s", relay.ErrAlreadyLive, path))
+		}
+		return nil
+	})
+	if err != nil {
+		return s.refused(c, path, err)
 	}
-	_ = c.SetDeadline(time.Now().Add(s.p.ReadTimeout))
 	r := &gortmplib.Reader{Conn: sc}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading tracks: %w", err)
 	}
-	return s.publish(c, r, path)
+	return s.publish(c, sc, r, path)
 }
 
-func (s *Server) publish(c net.Conn, r *gortmplib.Reader, path string) error {
+// refused logs a refusal the client was told about and closes the
+// connection so that the client reads the status: closing a socket with
+// unread input resets it, and the reset can overtake the status.
+func (s *Server) refused(c net.Conn, path string, err error) error {
+	var re *RefusedError
+	if !errors.As(err, &re) {
+		return err
+	}
+	s.log.Warn("rtmp publish refused", "stream", path, "remote", c.RemoteAddr().String(), "err", err)
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+	return err
+}
+
+func (s *Server) publish(c net.Conn, sc *serverConn, r *gortmplib.Reader, path string) error {
 	var video, audio *gortmplib.Track
 	var vcodec *rtmpcodecs.H264
 	for _, t := range r.Tracks() {
@@ -216,7 +239,7 @@ func (s *Server) publish(c net.Conn, r *gortmplib.Reader, path string) error {
 		}
 	}
 	if video == nil {
-		return errors.New("no H.264 track: livegate takes H.264 over RTMP")
+		return s.refused(c, path, sc.status(nil, refuse(codePublishFail, errors.New("no H.264 track: livegate takes H.264 over RTMP"))))
 	}
 	infos := []relay.TrackInfo{mediain.H264Info(vcodec.SPS, vcodec.PPS)}
 	var aac *rtmpcodecs.MPEG4Audio
@@ -236,7 +259,12 @@ func (s *Server) publish(c net.Conn, r *gortmplib.Reader, path string) error {
 	}
 	pub, err := s.p.Hub.Publish(path, infos, mediain.NopSource{})
 	if err != nil {
-		return err
+		// Taken between the check at "publish" and now.
+		code := codePublishFail
+		if errors.Is(err, relay.ErrAlreadyLive) {
+			code = codeBadName
+		}
+		return s.refused(c, path, sc.status(nil, refuse(code, err)))
 	}
 	defer pub.End("rtmp publisher left")
 	// A takeover or the end of the stream closes the connection, which

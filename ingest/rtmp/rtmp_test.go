@@ -1,9 +1,11 @@
 package rtmp_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,24 +79,65 @@ func TestRTMPVideoOnlyWithoutFFmpeg(t *testing.T) {
 	v.WaitMedia(t, 15, 0, 15*time.Second)
 }
 
-// TestRTMPRefused: a bad path or a refused token never reaches the hub.
+// TestRTMPRefused: a refused publish (bad token, bad path, a path already
+// being published) or a play never reaches the hub, and the client is told
+// why with an RTMP error status: ffmpeg prints the reason and fails at
+// once instead of reporting a broken pipe.
 func TestRTMPRefused(t *testing.T) {
 	ffmpeg := ingesttest.Need(t, "ffmpeg")
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtmp.Params{Authorize: func(_, _, token, _ string) error {
 		if token != "good" {
-			return errors.New("bad token")
+			return errors.New("token not accepted")
 		}
 		return nil
 	}})
-	for _, u := range []string{"/room/cam?token=bad", "/room/cam", "/room/c%20am?token=good", "/onlyroom"} {
-		out, err := exec.Command(ffmpeg, append(append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"},
-			ingesttest.TestPattern(2)...), "-f", "flv", "rtmp://"+s.Addr().String()+u)...).CombinedOutput()
+	base := "rtmp://" + s.Addr().String()
+	run := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, ffmpeg, append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	publish := func(u string) (string, error) {
+		return run(append(ingesttest.TestPattern(2), "-f", "flv", base+u)...)
+	}
+	for _, c := range []struct{ url, reason string }{
+		{"/room/cam?token=bad", "Server error: token not accepted"},
+		{"/room/cam", "Server error: token not accepted"},
+		{"/room/c%20am?token=good", "is not ROOM/NAME"},
+		{"/room/a/b?token=good", "is not ROOM/NAME"},
+	} {
+		began := time.Now()
+		out, err := publish(c.url)
 		if err == nil {
-			t.Errorf("%s: ffmpeg succeeded; want the publish refused\n%s", u, out)
+			t.Errorf("%s: ffmpeg succeeded; want the publish refused\n%s", c.url, out)
+		}
+		if !strings.Contains(out, c.reason) || strings.Contains(strings.ToLower(out), "broken pipe") {
+			t.Errorf("%s: ffmpeg said %q, want the reason %q and no broken pipe", c.url, out, c.reason)
+		}
+		t.Logf("%s: ffmpeg said %q", c.url, strings.TrimSpace(out))
+		if d := time.Since(began); d > 5*time.Second {
+			t.Errorf("%s: refused after %v, want at once", c.url, d)
 		}
 		if len(env.Hub.Streams()) != 0 {
-			t.Fatalf("%s: a stream went live", u)
+			t.Fatalf("%s: a stream went live", c.url)
 		}
 	}
+
+	// Reading over RTMP is not offered: the player is told so.
+	if out, err := run("-i", base+"/room/cam?token=good", "-t", "1", "-f", "null", "-"); err == nil ||
+		!strings.Contains(out, "playing over RTMP is not supported") {
+		t.Errorf("play: err %v, ffmpeg said %q", err, out)
+	}
+
+	// A second publisher for a live path is told it is taken.
+	stop := ingesttest.FFmpeg(t, append(ingesttest.TestPattern(20), "-f", "flv", base+"/room/busy?token=good")...)
+	defer stop()
+	env.WaitLive(t, "room/busy", 15*time.Second)
+	out, err := publish("/room/busy?token=good")
+	if err == nil || !strings.Contains(out, "Server error: stream is already being published: room/busy") {
+		t.Errorf("busy path: err %v, ffmpeg said %q", err, out)
+	}
+	t.Logf("busy path: ffmpeg said %q", strings.TrimSpace(out))
 }
