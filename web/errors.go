@@ -41,6 +41,8 @@ func classify(err error) *apiError {
 		return e
 	case errors.Is(err, rtc.ErrBadOffer), errors.Is(err, rtc.ErrBadFragment):
 		return newError(http.StatusBadRequest, "bad_sdp", err.Error())
+	case errors.Is(err, rtc.ErrUnsupportedSimulcast):
+		return newError(http.StatusUnprocessableEntity, "unsupported_simulcast", err.Error())
 	case errors.Is(err, rtc.ErrTooManyTracks):
 		return newError(http.StatusBadRequest, "too_many_tracks", err.Error())
 	case errors.Is(err, relay.ErrNotFound):

@@ -1,0 +1,127 @@
+package whip
+
+import (
+	"log/slog"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/relay/simulcast"
+)
+
+// Simulcast publishing (step 1): every layer of a simulcast video section is
+// received, and one relay track per section carries the highest layer that
+// is being sent (see package relay/simulcast for how "highest" is decided
+// and when it changes). Sections without simulcast take the unchanged
+// single-stream path.
+
+// simulcastSections checks the simulcast sections among the chosen ones
+// (mid -> codec) and returns their descriptions by mid. An offer whose
+// simulcast cannot be received is refused with a reason rather than
+// answered with something the publisher would reject.
+func simulcastSections(o *rtc.Offer, chosen map[string]rtc.OfferedCodec) (map[string]*rtc.Simulcast, error) {
+	all, err := rtc.ParseSimulcast(o.SDP)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*rtc.Simulcast{}
+	for _, m := range o.Media {
+		c, ok := chosen[m.Mid]
+		sc := all[m.Mid]
+		if !ok || sc == nil {
+			continue
+		}
+		if err := sc.CheckPublish(m.Mid, c); err != nil {
+			return nil, err
+		}
+		out[m.Mid] = sc
+	}
+	return out, nil
+}
+
+// simTrack is the simulcast state of one published track.
+type simTrack struct {
+	sel *simulcast.Selector
+	pub *relay.Publication // set once published, before media flows
+	i   int                // track index in the publication
+}
+
+// newSimTracks makes a selector for every simulcast section; index maps
+// mids to publication track indexes.
+func newSimTracks(pc *webrtc.PeerConnection, sections map[string]*rtc.Simulcast, index map[string]int,
+	infos []relay.TrackInfo, log *slog.Logger) map[int]*simTrack {
+	if len(sections) == 0 {
+		return nil
+	}
+	out := make(map[int]*simTrack, len(sections))
+	for mid := range sections {
+		i, ok := index[mid]
+		if !ok {
+			continue
+		}
+		st := &simTrack{i: i}
+		st.sel = simulcast.New(simulcast.Params{
+			MimeType:  infos[i].Codec.MimeType,
+			ClockRate: infos[i].Codec.ClockRate,
+			Write:     func(h *rtp.Header, p []byte) { st.pub.WriteRTP(st.i, h, p) },
+			WriteSenderReport: func(ntp uint64, ts uint32) {
+				st.pub.WriteSenderReport(st.i, ntp, ts)
+			},
+			RequestKeyframe: func(ssrc uint32) {
+				_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+			},
+			Logger: log.With("mid", mid),
+		})
+		out[i] = st
+	}
+	return out
+}
+
+// readLayer receives one simulcast layer: its packets go through the
+// track's selector; its RTCP is read (keeping pion's per-stream
+// interceptors running) for the sender reports that align layers.
+func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, st *simTrack, log *slog.Logger) {
+	rid := track.RID()
+	layer := st.sel.AddLayer(rid, uint32(track.SSRC()))
+	log.Info("simulcast layer started", "rid", rid, "ssrc", uint32(track.SSRC()))
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		var buf []byte
+		for {
+			if buf == nil {
+				// The relay keeps forwarded packets' buffers (history,
+				// GOP cache, queues); a dropped packet's is reused.
+				buf = make([]byte, 1500)
+			}
+			n, _, err := track.Read(buf)
+			if err != nil {
+				return
+			}
+			var p rtp.Packet
+			if err := p.Unmarshal(buf[:n]); err != nil {
+				continue
+			}
+			if st.sel.Push(layer, &p.Header, p.Payload) {
+				buf = nil
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		for {
+			pkts, _, err := recv.ReadSimulcastRTCP(rid)
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if sr, ok := p.(*rtcp.SenderReport); ok {
+					st.sel.SenderReport(layer, sr.NTPTime, sr.RTPTime)
+				}
+			}
+		}
+	}()
+}
