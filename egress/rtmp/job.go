@@ -1,6 +1,8 @@
 package rtmp
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +35,10 @@ type job struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// wentLive is when the current session went live (zero before); only
+	// the run goroutine uses it.
+	wentLive time.Time
+
 	mu       sync.Mutex
 	info     Info
 	sentPrev uint64 // bytes of finished sessions
@@ -58,9 +64,18 @@ func (j *job) setState(state string, err error) {
 		j.info.LastError = err.Error()
 	}
 	if state == StateLive {
+		// The error that made it reconnect is history once it is live
+		// again: an operator reading the API sees a healthy push.
+		j.info.LastError = ""
 		j.info.ConnectedAt = time.Now().UTC()
 	}
 }
+
+// workedFor is how long a session must stay live for its connection to
+// count as working: the next drop is then retried after MinBackoff
+// instead of the grown delay. A server that accepts the publish and drops
+// it at once (a wrong stream key at some CDNs) keeps backing off.
+const workedFor = 5 * time.Second
 
 func (j *job) run(ctx context.Context) {
 	defer close(j.done)
@@ -71,7 +86,7 @@ func (j *job) run(ctx context.Context) {
 			j.info.Reconnects++
 			j.mu.Unlock()
 		}
-		began := time.Now()
+		j.wentLive = time.Time{}
 		err := j.session(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -93,8 +108,10 @@ func (j *job) run(ctx context.Context) {
 			}
 			return
 		}
-		if time.Since(began) > j.m.p.MaxBackoff {
-			backoff = j.m.p.MinBackoff // it ran well for a while: retry soon
+		if !j.wentLive.IsZero() && time.Since(j.wentLive) >= workedFor {
+			// The connection worked: this is a blip (a CDN restart, a
+			// network hiccup), not a server that refuses us.
+			backoff = j.m.p.MinBackoff
 		}
 		j.setState(StateRetrying, err)
 		if f := j.m.p.OnFailure; f != nil {
@@ -238,26 +255,65 @@ func (j *job) session(ctx context.Context) error {
 		atrack = &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: asc}}
 		tracks = append(tracks, atrack)
 	}
-	if err := writeHeader(conn, sps, pps, asc, j.m.p.AudioBitrate, j.st); err != nil {
+	if err := writeMeta(conn, sps, asc, j.m.p.AudioBitrate, j.st); err != nil {
 		return fmt.Errorf("write header: %w", err)
+	}
+	if err := writeVideoConfig(conn, sps, pps, 0); err != nil {
+		return fmt.Errorf("write header: %w", err)
+	}
+	if asc != nil {
+		if err := conn.Write(&message.Audio{ChunkStreamID: message.AudioChunkStreamID, MessageStreamID: 0x1000000,
+			Codec: message.CodecMPEG4Audio, Rate: message.AudioRate44100, Depth: message.AudioDepth16,
+			IsStereo: true, AACType: message.AudioAACTypeConfig, AACConfig: asc}); err != nil {
+			return fmt.Errorf("write header: %w", err)
+		}
 	}
 	// Writer without Initialize: it then writes legacy FLV tags (track 0),
 	// and the header above is ours (with onMetaData filled in).
 	w := &gortmplib.Writer{Conn: conn, Tracks: tracks}
 	j.setState(StateLive, nil)
+	j.wentLive = time.Now()
 	j.m.log.Info("rtmp push live", "job", j.id, "stream", j.st.Path())
 
 	base := vr.Zero().Add(ptsDur(first.PTS, vr.ClockRate()))
 	var lastV, lastA time.Duration = -1, -1
 	writeVideo := func(f *frames.Frame) error {
-		if s, _ := frames.H264ParamSets(f.Units); s != nil && string(s) != string(sps) {
-			return errors.New("video parameters changed; reconnecting with the new ones")
-		}
 		d := vr.Zero().Add(ptsDur(f.PTS, vr.ClockRate())).Sub(base)
 		if d < 0 || d <= lastV {
 			return nil
 		}
 		lastV = d
+		// A browser publisher changes resolution mid-stream (its ramp at
+		// start, bandwidth or CPU adaptation): the new SPS/PPS go to the
+		// server in band as a new AVC sequence header, as encoders that
+		// change resolution do, so the CDN connection lives on.
+		if s, p := frames.H264ParamSets(f.Units); (s != nil && !bytes.Equal(s, sps)) || (p != nil && !bytes.Equal(p, pps)) {
+			ns, np := sps, pps
+			if s != nil {
+				ns = s
+			}
+			if p != nil {
+				np = p
+			}
+			if err := writeVideoConfig(conn, ns, np, d); err != nil {
+				return fmt.Errorf("new video parameters: %w", err)
+			}
+			if !bytes.Equal(ns, sps) {
+				// Players that read onMetaData (and CDN dashboards)
+				// see the new size too.
+				if err := writeMeta(conn, ns, asc, j.m.p.AudioBitrate, j.st); err != nil {
+					return fmt.Errorf("new video parameters: %w", err)
+				}
+			}
+			sps, pps = ns, np
+			j.mu.Lock()
+			j.info.VideoChanges++
+			j.mu.Unlock()
+			var size h264.SPS
+			_ = size.Unmarshal(sps)
+			j.m.log.Info("rtmp push: video parameters changed; new sequence header sent in band",
+				"job", j.id, "stream", j.st.Path(), "width", size.Width(), "height", size.Height())
+		}
 		return w.WriteH264(vtrack, d, d, f.Units)
 	}
 	if err := writeVideo(first); err != nil {
@@ -317,23 +373,20 @@ func (d *deadlineConn) Write(msg message.Message) error {
 	return d.c.Write(msg)
 }
 
-// writeHeader sends onMetaData (size, frame rate, bitrates) and the
-// decoder configurations.
-func writeHeader(conn gortmplib.Conn, sps, pps []byte, asc *mpeg4audio.AudioSpecificConfig, audioBitrate int, st *relay.Stream) error {
-	var s h264.SPS
-	if err := s.Unmarshal(sps); err != nil {
-		return fmt.Errorf("SPS: %w", err)
-	}
+// writeMeta sends onMetaData (size, frame rate, bitrates).
+func writeMeta(conn gortmplib.Conn, sps []byte, asc *mpeg4audio.AudioSpecificConfig, audioBitrate int, st *relay.Stream) error {
 	meta := amf0.Object{
-		{Key: "width", Value: float64(s.Width())},
-		{Key: "height", Value: float64(s.Height())},
 		{Key: "videocodecid", Value: float64(message.CodecH264)},
 		{Key: "videodatarate", Value: videoKbps(st)},
 	}
-	if fps := s.FPS(); fps > 0 {
-		meta = append(meta, amf0.ObjectEntry{Key: "framerate", Value: fps})
-	} else {
-		meta = append(meta, amf0.ObjectEntry{Key: "framerate", Value: float64(30)})
+	// An SPS our parser does not understand still decodes at the player:
+	// the size is then left out rather than the push failing.
+	var s h264.SPS
+	if err := s.Unmarshal(sps); err == nil {
+		meta = append(meta,
+			amf0.ObjectEntry{Key: "width", Value: float64(s.Width())},
+			amf0.ObjectEntry{Key: "height", Value: float64(s.Height())},
+			amf0.ObjectEntry{Key: "framerate", Value: cmp.Or(s.FPS(), 30)})
 	}
 	if asc != nil {
 		meta = append(meta,
@@ -345,20 +398,19 @@ func writeHeader(conn gortmplib.Conn, sps, pps []byte, asc *mpeg4audio.AudioSpec
 		)
 	}
 	meta = append(meta, amf0.ObjectEntry{Key: "encoder", Value: "livegate"})
-	if err := conn.Write(&message.DataAMF0{ChunkStreamID: 4, MessageStreamID: 0x1000000,
-		Payload: []any{"@setDataFrame", "onMetaData", meta}}); err != nil {
+	return conn.Write(&message.DataAMF0{ChunkStreamID: 4, MessageStreamID: 0x1000000,
+		Payload: []any{"@setDataFrame", "onMetaData", meta}})
+}
+
+// writeVideoConfig sends an AVC sequence header (the decoder configuration)
+// at dts: at the start, and again whenever the publisher's SPS/PPS change.
+func writeVideoConfig(conn gortmplib.Conn, sps, pps []byte, dts time.Duration) error {
+	cfg, err := avcC(sps, pps)
+	if err != nil {
 		return err
 	}
-	if err := conn.Write(&message.Video{ChunkStreamID: message.VideoChunkStreamID, MessageStreamID: 0x1000000,
-		Codec: message.CodecH264, IsKeyFrame: true, Type: message.VideoTypeConfig, AVCConfig: avcC(sps, pps, &s)}); err != nil {
-		return err
-	}
-	if asc != nil {
-		return conn.Write(&message.Audio{ChunkStreamID: message.AudioChunkStreamID, MessageStreamID: 0x1000000,
-			Codec: message.CodecMPEG4Audio, Rate: message.AudioRate44100, Depth: message.AudioDepth16,
-			IsStereo: true, AACType: message.AudioAACTypeConfig, AACConfig: asc})
-	}
-	return nil
+	return conn.Write(&message.Video{ChunkStreamID: message.VideoChunkStreamID, MessageStreamID: 0x1000000,
+		Codec: message.CodecH264, IsKeyFrame: true, Type: message.VideoTypeConfig, AVCConfig: cfg, DTS: dts})
 }
 
 // videoKbps is the publisher's average video bitrate in kbit/s since the
@@ -376,13 +428,17 @@ func videoKbps(st *relay.Stream) float64 {
 	return 0
 }
 
-func avcC(sps, pps []byte, s *h264.SPS) *mp4.AVCDecoderConfiguration {
+// avcC is the AVCDecoderConfigurationRecord of one SPS and one PPS.
+func avcC(sps, pps []byte) (*mp4.AVCDecoderConfiguration, error) {
+	if len(sps) < 4 || len(pps) < 1 || len(sps) > math.MaxUint16 || len(pps) > math.MaxUint16 {
+		return nil, fmt.Errorf("bad H.264 parameter sets (SPS %d bytes, PPS %d bytes)", len(sps), len(pps))
+	}
 	return &mp4.AVCDecoderConfiguration{
 		AnyTypeBox:                 mp4.AnyTypeBox{Type: mp4.BoxTypeAvcC()},
 		ConfigurationVersion:       1,
-		Profile:                    s.ProfileIdc,
+		Profile:                    sps[1],
 		ProfileCompatibility:       sps[2],
-		Level:                      s.LevelIdc,
+		Level:                      sps[3],
 		Reserved:                   0b111111,
 		LengthSizeMinusOne:         3,
 		Reserved2:                  0b111,
@@ -390,5 +446,5 @@ func avcC(sps, pps []byte, s *h264.SPS) *mp4.AVCDecoderConfiguration {
 		SequenceParameterSets:      []mp4.AVCParameterSet{{Length: uint16(len(sps)), NALUnit: sps}},
 		NumOfPictureParameterSets:  1,
 		PictureParameterSets:       []mp4.AVCParameterSet{{Length: uint16(len(pps)), NALUnit: pps}},
-	}
+	}, nil
 }

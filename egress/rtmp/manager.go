@@ -48,7 +48,10 @@ type Params struct {
 	// per stream for all of them); nil: the manager makes its own from
 	// FFmpeg and AudioBitrate (which are then ignored).
 	AAC *aac.Transcoders
-	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 1 s, 30 s).
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 500 ms,
+	// 30 s). It doubles after each failed attempt and starts again at
+	// MinBackoff when a connection has worked (stayed live 5 s), so a push
+	// is back within about 2 s of a 1 s CDN blip.
 	MinBackoff, MaxBackoff time.Duration
 	// ConnectTimeout bounds connecting and the RTMP handshake (default 10 s).
 	ConnectTimeout time.Duration
@@ -84,17 +87,20 @@ const (
 
 // Info is a job's state as the API shows it.
 type Info struct {
-	ID          string    `json:"id"`
-	Stream      string    `json:"stream"`
-	URL         string    `json:"url"` // stream key masked
-	VideoOnly   bool      `json:"videoOnly"`
-	Rule        bool      `json:"rule,omitempty"` // started by a config rule
-	State       string    `json:"state"`
-	BytesSent   uint64    `json:"bytesSent"`
-	Reconnects  int       `json:"reconnects"`
-	LastError   string    `json:"lastError,omitempty"`
-	Created     time.Time `json:"created"`
-	ConnectedAt time.Time `json:"connectedAt,omitzero"`
+	ID         string `json:"id"`
+	Stream     string `json:"stream"`
+	URL        string `json:"url"` // stream key masked
+	VideoOnly  bool   `json:"videoOnly"`
+	Rule       bool   `json:"rule,omitempty"` // started by a config rule
+	State      string `json:"state"`
+	BytesSent  uint64 `json:"bytesSent"`
+	Reconnects int    `json:"reconnects"`
+	// VideoChanges counts the publisher's mid-stream SPS/PPS changes
+	// (resolution steps) sent in band as new sequence headers.
+	VideoChanges int       `json:"videoChanges"`
+	LastError    string    `json:"lastError,omitempty"`
+	Created      time.Time `json:"created"`
+	ConnectedAt  time.Time `json:"connectedAt,omitzero"`
 }
 
 // Manager owns the push jobs.
@@ -116,7 +122,7 @@ func New(p Params) *Manager {
 		p.AudioBitrate = 128000
 	}
 	if p.MinBackoff <= 0 {
-		p.MinBackoff = time.Second
+		p.MinBackoff = 500 * time.Millisecond
 	}
 	if p.MaxBackoff < p.MinBackoff {
 		p.MaxBackoff = 30 * time.Second
@@ -235,19 +241,18 @@ func (m *Manager) start(stream, rawURL string, videoOnly, rule bool) (Info, erro
 	return j.snapshot(), nil
 }
 
-// maskURL hides the stream key (the last path element) and credentials.
+// maskURL hides the stream key (the last path element), credentials and
+// the query: the key reads "****", none of it shows however long it is.
 func maskURL(u *url.URL) string {
 	c := *u
 	c.User = nil
-	if i := strings.LastIndex(c.Path, "/"); i >= 0 && i < len(c.Path)-1 {
-		key := c.Path[i+1:]
-		if len(key) > 8 {
-			c.Path = c.Path[:i+1] + key[:2] + "****"
-		} else {
-			c.Path = c.Path[:i+1] + "****"
-		}
+	c.RawQuery, c.Fragment = "", ""
+	if p := c.EscapedPath(); strings.LastIndex(p, "/") < len(p)-1 {
+		// Set as the raw path: String would escape the stars of Path.
+		p = p[:strings.LastIndex(p, "/")+1] + "****"
+		c.Path, c.RawPath = "", ""
+		return c.String() + p
 	}
-	c.RawQuery = ""
 	return c.String()
 }
 

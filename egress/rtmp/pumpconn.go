@@ -2,6 +2,7 @@ package rtmp
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"sync"
 )
@@ -27,12 +28,22 @@ func newPumpConn(c net.Conn) *pumpConn {
 	return p
 }
 
+// maxUnread bounds what the server may send between two polls (acks and
+// pings are a few bytes; a server flooding us ends the session).
+const maxUnread = 1 << 20
+
+var errFlood = errors.New("rtmp server sent over 1 MiB without being read")
+
 func (p *pumpConn) pump() {
 	b := make([]byte, 16<<10)
 	for {
 		n, err := p.Conn.Read(b)
 		p.mu.Lock()
 		p.buf.Write(b[:n])
+		if err == nil && p.buf.Len() > maxUnread {
+			err = errFlood
+			_ = p.Conn.Close()
+		}
 		if err != nil {
 			p.err = err
 		}

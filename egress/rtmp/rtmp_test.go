@@ -163,7 +163,7 @@ func TestPushToNginxAndRecover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(in.URL, "/live/cam") {
+	if !strings.HasSuffix(in.URL, "/live/****") {
 		t.Fatalf("stream key not masked: %s", in.URL)
 	}
 	waitState(t, m, in.ID, StateLive, 20*time.Second)
@@ -174,11 +174,13 @@ func TestPushToNginxAndRecover(t *testing.T) {
 
 	// The CDN restarts: the job notices, retries and is live again.
 	ng.Stop()
-	waitState(t, m, in.ID, StateRetrying, 15*time.Second)
+	if down := waitState(t, m, in.ID, StateRetrying, 15*time.Second); down.LastError == "" {
+		t.Fatalf("retrying without an error: %+v", down)
+	}
 	ng.Start()
 	got := waitState(t, m, in.ID, StateLive, 20*time.Second)
-	if got.Reconnects < 1 || got.LastError == "" {
-		t.Fatalf("after recovery: %+v", got)
+	if got.Reconnects < 1 || got.LastError != "" {
+		t.Fatalf("after recovery: %+v, want reconnects >= 1 and the error cleared", got)
 	}
 	probe(t, "rtmp://"+ng.Addr()+"/live/cam", true)
 
