@@ -51,6 +51,8 @@ type Params struct {
 	RetryMin, RetryMax time.Duration
 	// UploadTimeout bounds one upload attempt (default 2 min).
 	UploadTimeout time.Duration
+	// PrepareTimeout bounds the storage check at start (default 10 s).
+	PrepareTimeout time.Duration
 	// QueuePackets bounds the packets waiting for one recording's writer
 	// (default 8192, several seconds of HD video).
 	QueuePackets int
@@ -87,6 +89,9 @@ func (p *Params) defaults() error {
 	}
 	if p.UploadTimeout <= 0 {
 		p.UploadTimeout = 2 * time.Minute
+	}
+	if p.PrepareTimeout <= 0 {
+		p.PrepareTimeout = 10 * time.Second
 	}
 	if p.QueuePackets <= 0 {
 		p.QueuePackets = 8192
@@ -133,6 +138,10 @@ type rec struct {
 	man    *Manifest
 	active *recording // nil once stopped
 	upErr  string     // last upload error, for the API
+	// Upload backoff, shared by the workers: after a failure no worker
+	// touches this recording's uploads before retryAt.
+	retryAt  time.Time
+	attempts int
 }
 
 // New loads the spool (closing recordings a crash left unfinished and
@@ -144,6 +153,9 @@ func New(p Params) (*Manager, error) {
 	}
 	if err := os.MkdirAll(p.SpoolDir, 0o755); err != nil {
 		return nil, fmt.Errorf("recorder: spool: %w", err)
+	}
+	if err := prepare(p); err != nil {
+		return nil, err
 	}
 	m := &Manager{p: p, log: p.Logger, events: make(chan string, 256), wake: make(chan struct{}, 1),
 		recs: map[string]*rec{}, inflight: map[string]bool{}}
@@ -180,6 +192,26 @@ func New(p Params) (*Manager, error) {
 	}
 	m.kick()
 	return m, nil
+}
+
+// prepare checks the storage (an S3 bucket is created when missing). A
+// refusal (bucket missing and not creatable, access denied) fails the
+// start with the reason; a storage that does not answer does not: the
+// recorder spools meanwhile and the uploads prepare it again.
+func prepare(p Params) error {
+	pr, ok := p.Storage.(storage.Preparer)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.PrepareTimeout)
+	defer cancel()
+	err := pr.Prepare(ctx)
+	if errors.Is(err, storage.ErrUnreachable) {
+		p.Logger.Warn("recorder: storage unreachable at start; recordings are spooled and uploaded once it answers",
+			"storage", p.Storage.String(), "err", err)
+		return nil
+	}
+	return err
 }
 
 func (m *Manager) goFunc(f func()) {

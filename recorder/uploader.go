@@ -14,68 +14,108 @@ import (
 // uploadLoop is one upload worker. Work is found from the manifests, not
 // from a queue: nothing to lose on a crash, and the catalog bounds it.
 // Each worker takes one recording at a time, so a recording's files go up
-// in order (the playlist last).
+// in order (the playlist last). A failed upload puts its recording on a
+// backoff that every worker honours: the same file is never retried by two
+// workers at once nor sooner than the backoff, and a worker meanwhile
+// uploads other recordings.
 func (m *Manager) uploadLoop() {
-	attempt := 0
 	for {
-		id, name, ok := m.claim()
+		id, name, wait, ok := m.claim()
 		if !ok {
+			var retry <-chan time.Time
+			var timer *time.Timer
+			if wait > 0 {
+				timer = time.NewTimer(wait)
+				retry = timer.C
+			}
 			select {
 			case <-m.ctx.Done():
-				return
 			case <-m.wake:
-				continue
+			case <-retry:
 			}
-		}
-		err := m.uploadOne(id, name)
-		m.release(id)
-		if err == nil {
-			attempt = 0
+			if timer != nil {
+				timer.Stop()
+			}
+			if m.ctx.Err() != nil {
+				return
+			}
 			continue
 		}
-		if m.ctx.Err() != nil {
+		err := m.uploadOne(id, name)
+		if err != nil && m.ctx.Err() != nil {
+			m.release(id)
 			return
 		}
-		// Exponential backoff with jitter, capped: the bucket may be down
-		// for minutes, and many recordings must not retry in lockstep.
-		d := m.p.RetryMin << min(attempt, 16)
-		if d > m.p.RetryMax || d <= 0 {
-			d = m.p.RetryMax
-		}
-		d = d/2 + rand.N(d/2+1)
-		attempt++
-		m.log.Warn("recorder: upload failed; retrying", "id", id, "file", name, "in", d.Round(time.Millisecond),
-			"attempt", attempt, "err", err)
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-time.After(d):
-		}
-		m.kick() // other workers may be idle with work left
+		m.done(id, name, err)
 	}
 }
 
 // claim picks the oldest recording with something to upload that no
-// other worker holds. name is "" when the playlist is due.
-func (m *Manager) claim() (id, name string, ok bool) {
+// other worker holds and whose backoff has passed. name is "" when the
+// playlist is due. Without work, wait is how long until a backoff ends
+// (0: none pending).
+func (m *Manager) claim() (id, name string, wait time.Duration, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := time.Now()
 	var ids []string
 	for rid, r := range m.recs {
 		if m.inflight[rid] {
 			continue
 		}
-		if r.man.pending() != "" || (r.man.Finished && r.active == nil && !r.man.PlaylistUploaded && len(r.man.Segments) > 0) {
-			ids = append(ids, rid)
+		if r.man.pending() == "" && (!r.man.Finished || r.active != nil || r.man.PlaylistUploaded || len(r.man.Segments) == 0) {
+			continue
 		}
+		if d := r.retryAt.Sub(now); d > 0 {
+			if wait == 0 || d < wait {
+				wait = d
+			}
+			continue
+		}
+		ids = append(ids, rid)
 	}
 	if len(ids) == 0 {
-		return "", "", false
+		return "", "", wait, false
 	}
 	sort.Strings(ids) // IDs begin with the start time
 	id = ids[0]
 	m.inflight[id] = true
-	return id, m.recs[id].man.pending(), true
+	return id, m.recs[id].man.pending(), 0, true
+}
+
+// done releases a recording after an upload attempt. A failure sets its
+// backoff (exponential with jitter, capped: the bucket may be down for
+// minutes, and many recordings must not retry in lockstep).
+func (m *Manager) done(id, name string, err error) {
+	m.mu.Lock()
+	delete(m.inflight, id)
+	r := m.recs[id]
+	if r == nil {
+		m.mu.Unlock()
+		m.kick()
+		return
+	}
+	if err == nil {
+		r.attempts, r.retryAt = 0, time.Time{}
+		m.mu.Unlock()
+		m.kick() // the next file may go to another idle worker
+		return
+	}
+	d := m.p.RetryMin << min(r.attempts, 16)
+	if d > m.p.RetryMax || d <= 0 {
+		d = m.p.RetryMax
+	}
+	d = d/2 + rand.N(d/2+1)
+	r.attempts++
+	r.retryAt = time.Now().Add(d)
+	attempt := r.attempts
+	m.mu.Unlock()
+	if name == "" {
+		name = "index.m3u8"
+	}
+	m.log.Warn("recorder: upload failed; retrying", "id", id, "file", name, "in", d.Round(time.Millisecond),
+		"attempt", attempt, "err", err)
+	m.kick() // another worker may take other recordings meanwhile
 }
 
 func (m *Manager) release(id string) {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -43,10 +46,11 @@ type S3 struct {
 	cfg    S3Config
 	client *s3.Client
 	presig *s3.PresignClient
+	ready  atomic.Bool // the bucket is known to exist
 }
 
-// NewS3 builds a client. It does not contact the bucket: the recorder must
-// start (and spool) even while the bucket is unreachable.
+// NewS3 builds a client. It does not contact the bucket (see Prepare): the
+// recorder must start (and spool) even while the bucket is unreachable.
 func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3 storage: bucket is required")
@@ -86,23 +90,59 @@ func (s *S3) String() string {
 
 func (s *S3) key(k string) string { return s.cfg.Prefix + k }
 
-// EnsureBucket creates the bucket if it does not exist (handy for tests and
-// for self-hosted servers; on AWS the bucket is usually made beforehand).
+// EnsureBucket makes sure the bucket exists and creates it when it does
+// not. Errors say what to fix: a bucket that is missing and cannot be
+// created, refused access, or (wrapping ErrUnreachable) no answer at all.
 func (s *S3) EnsureBucket(ctx context.Context) error {
-	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.cfg.Bucket}); err == nil {
+	if s.ready.Load() {
 		return nil
 	}
-	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.cfg.Bucket})
-	var owned *types.BucketAlreadyOwnedByYou
-	if err != nil && !errors.As(err, &owned) {
-		return fmt.Errorf("s3 storage: create bucket %s: %w", s.cfg.Bucket, err)
+	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.cfg.Bucket})
+	switch code := httpStatus(err); {
+	case err == nil:
+	case code == 0:
+		return fmt.Errorf("s3 storage: %s: %w: %w", s, ErrUnreachable, err)
+	case code == http.StatusNotFound:
+		_, err = s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.cfg.Bucket})
+		var owned *types.BucketAlreadyOwnedByYou
+		if err != nil && !errors.As(err, &owned) {
+			if httpStatus(err) == 0 {
+				return fmt.Errorf("s3 storage: %s: %w: %w", s, ErrUnreachable, err)
+			}
+			return fmt.Errorf("s3 storage: bucket %q does not exist and could not be created (create it, or allow s3:CreateBucket): %w",
+				s.cfg.Bucket, err)
+		}
+	case code == http.StatusForbidden:
+		return fmt.Errorf("s3 storage: bucket %q: access denied (check s3-access-key/s3-secret-key, and that they may list the bucket): %w",
+			s.cfg.Bucket, err)
+	default:
+		return fmt.Errorf("s3 storage: bucket %q: %w", s.cfg.Bucket, err)
 	}
+	s.ready.Store(true)
 	return nil
+}
+
+// Prepare implements Preparer.
+func (s *S3) Prepare(ctx context.Context) error { return s.EnsureBucket(ctx) }
+
+// httpStatus is the HTTP status of a failed S3 call, 0 when the service
+// never answered (network error, timeout).
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if err != nil && errors.As(err, &re) && re.ResponseError != nil && re.Response != nil && re.Response.Response != nil {
+		return re.Response.StatusCode
+	}
+	return 0
 }
 
 // PutFile uploads the file in one PutObject (segments are a few MB at
 // most). The body is a seekable file, so the SDK can sign it and rewind it.
 func (s *S3) PutFile(ctx context.Context, key, path string) error {
+	// The bucket may have been unreachable at start: make it now, before
+	// the first upload.
+	if err := s.EnsureBucket(ctx); err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("s3 storage: %w", err)

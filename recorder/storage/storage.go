@@ -13,6 +13,16 @@ import (
 // ErrNotFound is returned by Open for a key the backend does not hold.
 var ErrNotFound = errors.New("object not found")
 
+// ErrUnreachable wraps errors of a backend that could not be contacted at
+// all (no answer), as opposed to one that answered with a refusal.
+var ErrUnreachable = errors.New("storage unreachable")
+
+// Preparer is a Storage that checks, and if need be creates, its
+// destination before use (an S3 bucket). The recorder calls it at start.
+type Preparer interface {
+	Prepare(ctx context.Context) error
+}
+
 // Storage stores recording files under slash-separated keys such as
 // "room/name/20260101T120000Z-ab12cd/seg_000001.m4s".
 type Storage interface {
