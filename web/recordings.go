@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
@@ -119,7 +121,10 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		return c.Stream(http.StatusOK, ctype, rc)
 	}))
-	e.GET("/recordings", func(c echo.Context) error { return c.HTML(http.StatusOK, recordingsPage) })
+	e.GET("/recordings", func(c echo.Context) error {
+		c.Response().Header().Set("Content-Security-Policy", recordingsCSP)
+		return c.HTML(http.StatusOK, recordingsPage)
+	})
 }
 
 func (s *Server) admin(h echo.HandlerFunc) echo.HandlerFunc {
@@ -163,6 +168,19 @@ func recordingError(err error) error {
 	}
 	return err
 }
+
+// recordingsCSP is pageCSP with the page's inline script and style allowed
+// by their hashes.
+var recordingsCSP = func() string {
+	hash := func(open, close string) string {
+		_, rest, _ := strings.Cut(recordingsPage, open)
+		body, _, _ := strings.Cut(rest, close)
+		sum := sha256.Sum256([]byte(body))
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	csp := strings.Replace(pageCSP, "script-src 'self'", "script-src 'self' "+hash(`<script type="module">`, "</script>"), 1)
+	return strings.Replace(csp, "style-src 'self'", "style-src 'self' "+hash("<style>", "</style>"), 1)
+}()
 
 // recordingsPage lists recordings and plays one with the browser's HLS
 // support (Safari, and Chromium builds with native HLS).

@@ -129,7 +129,7 @@ func New(p Params) *Server {
 	if p.Metrics != nil {
 		e.Use(p.Metrics.Middleware())
 	}
-	e.Use(s.cors)
+	e.Use(s.cors, securityHeaders)
 
 	for _, ep := range []struct {
 		prefix string
@@ -181,6 +181,33 @@ func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 			h := c.Response().Header()
 			h.Set("Access-Control-Allow-Origin", s.p.CORSOrigin)
 			h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Accept-Post")
+		}
+		return next(c)
+	}
+}
+
+// pageCSP lets the embedded pages load only their own scripts, styles and
+// media, never be framed, and talk to this server (and, for WHEP
+// redirects to other edges and configured endpoints, other http(s) ones).
+const pageCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; " +
+	"connect-src 'self' http: https:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// securityHeaders: no content sniffing and no Referer (URLs may carry a
+// token) on every response; HTML pages also get the CSP and no framing.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		if c.Request().Method == http.MethodGet || c.Request().Method == http.MethodHead {
+			c.Response().Before(func() {
+				if strings.HasPrefix(h.Get(echo.HeaderContentType), "text/html") {
+					if h.Get("Content-Security-Policy") == "" {
+						h.Set("Content-Security-Policy", pageCSP)
+					}
+					h.Set("X-Frame-Options", "DENY")
+				}
+			})
 		}
 		return next(c)
 	}
