@@ -41,9 +41,14 @@ type Engine struct {
 	conn      net.PacketConn
 	mux       *ice.UDPMuxDefault
 	publisher *webrtc.API
+	// simulcast is the publisher API with the header extensions that tag
+	// simulcast layers. Only offers with simulcast use it, so the answers
+	// to every other publisher stay exactly as they were.
+	simulcast *webrtc.API
 	reader    *webrtc.API
 	ice       []webrtc.ICEServer
 	log       *slog.Logger
+	cfg       Config
 }
 
 // NewEngine listens on cfg.UDPAddr and prepares the APIs.
@@ -82,25 +87,35 @@ func NewEngine(cfg Config) (*Engine, error) {
 		conn: conn,
 		mux:  ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn}),
 		log:  cfg.Logger,
+		cfg:  cfg,
 	}
 	for _, u := range cfg.STUNServers {
 		e.ice = append(e.ice, webrtc.ICEServer{URLs: []string{u}})
 	}
-	if e.publisher, err = e.newAPI(cfg, true); err != nil {
+	if e.publisher, err = e.newAPI(cfg, true, false); err != nil {
 		_ = e.Close()
 		return nil, err
 	}
-	if e.reader, err = e.newAPI(cfg, false); err != nil {
+	if e.simulcast, err = e.newAPI(cfg, true, true); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	if e.reader, err = e.newAPI(cfg, false, false); err != nil {
 		_ = e.Close()
 		return nil, err
 	}
 	return e, nil
 }
 
-func (e *Engine) newAPI(cfg Config, publisher bool) (*webrtc.API, error) {
+func (e *Engine) newAPI(cfg Config, publisher, simulcast bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, err
+	}
+	if simulcast {
+		if err := registerSimulcastExtensions(m); err != nil {
+			return nil, err
+		}
 	}
 	reg := &interceptor.Registry{}
 	if publisher {
@@ -152,6 +167,34 @@ func (e *Engine) newAPI(cfg Config, publisher bool) (*webrtc.API, error) {
 // NewPublisherPC returns a PeerConnection for receiving a publisher's media.
 func (e *Engine) NewPublisherPC() (*webrtc.PeerConnection, error) {
 	return e.publisher.NewPeerConnection(webrtc.Configuration{ICEServers: e.ice})
+}
+
+// NewSimulcastPublisherPC returns a PeerConnection for a publisher whose
+// offer has simulcast video: it also negotiates the mid, rid and
+// repaired-rid header extensions, without which a browser rejects the
+// answer and pion cannot tell the layers apart.
+func (e *Engine) NewSimulcastPublisherPC() (*webrtc.PeerConnection, error) {
+	return e.simulcast.NewPeerConnection(webrtc.Configuration{ICEServers: e.ice})
+}
+
+// registerSimulcastExtensions registers the header extensions of RFC 8852
+// (rid, repaired rid) and RFC 8843 (mid) that simulcast needs.
+func registerSimulcastExtensions(m *webrtc.MediaEngine) error {
+	for _, ext := range []struct {
+		uri   string
+		kinds []webrtc.RTPCodecType
+	}{
+		{ExtMid, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}},
+		{ExtRID, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+		{ExtRepairedRID, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+	} {
+		for _, k := range ext.kinds {
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: ext.uri}, k); err != nil {
+				return fmt.Errorf("register header extension %s: %w", ext.uri, err)
+			}
+		}
+	}
+	return nil
 }
 
 // IngestAPI is the API for PeerConnections that receive media (publishers,
