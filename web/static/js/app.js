@@ -4,6 +4,7 @@
 import { mediaError } from './media.js';
 import { format, formatBitrate, statsLoop } from './stats.js';
 import { play, publish } from './whip-whep.js';
+import { Room } from './room.js';
 
 const SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
 const $ = (id) => document.getElementById(id);
@@ -106,9 +107,10 @@ el.token.addEventListener('change', () => refreshStreams());
 // ---- stats ----
 
 // showStats writes a line of statistics of pc into out once a second.
-function showStats(pc, type, out) {
+function showStats(pc, type, out, onSample = () => {}) {
   const stop = statsLoop(pc, type, (s) => {
     out.textContent = format(s);
+    onSample(s);
   });
   return () => {
     stop();
@@ -279,6 +281,10 @@ el.camera.addEventListener('click', async () => {
 
 // ---- watching ----
 
+// The player's states: idle; connecting; live; reconnecting (the publisher
+// left and the server keeps the stream for its grace period, in case they
+// come back); ended (the stream is over: it plays again here if it comes
+// back); disconnected (the gateway went away); error.
 const view = {
   state: 'idle',
   error: '',
@@ -286,18 +292,30 @@ const view = {
   session: null,
   gen: 0,
   abort: null,
-  interrupted: false,
+  interrupted: false, // our own connection dropped and ICE tries to recover
   stopStats: null,
+  room: null, // the room's event stream: says at once when the publisher leaves or comes back
+  checkSeq: 0,
   presented: 0, // frames presented, counted with requestVideoFrameCallback
 };
 
+// following: states in which the page keeps track of the stream.
+const following = new Set(['connecting', 'live', 'reconnecting', 'ended', 'disconnected']);
+
 function setView(state, msg = '') {
+  const was = view.state;
   view.state = state;
-  view.error = state === 'error' ? msg : '';
+  view.error = state === 'error' || state === 'disconnected' ? msg : '';
   showState(el.watchState, el.watchMsg, state, msg);
-  const busy = state === 'connecting' || state === 'live';
-  el.stopWatch.disabled = !busy;
+  el.watchMsg.classList.toggle('error', state === 'error' || state === 'disconnected');
+  el.stopWatch.disabled = !following.has(state);
+  el.player.parentElement.dataset.state = state;
+  el.playerOff.textContent =
+    { reconnecting: 'Publisher reconnecting…', ended: 'Stream ended', disconnected: 'Disconnected' }[state] || 'Nothing playing';
+  el.playerOff.hidden = !!view.session && state !== 'reconnecting';
   markCurrent();
+  // The live list says the same as the player.
+  if (was !== state && (state === 'reconnecting' || state === 'ended' || was === 'reconnecting')) refreshStreams();
 }
 
 async function watch(path) {
@@ -307,6 +325,7 @@ async function watch(path) {
   const abort = new AbortController();
   view.abort = abort;
   view.path = path;
+  follow(path);
   setView('connecting', `Connecting to ${path}…`);
   try {
     const session = await play(`/whep/${path}`, {
@@ -326,39 +345,138 @@ async function watch(path) {
     await session.connected;
     if (gen !== view.gen) return;
     setView('live', `Watching ${path}`);
-    view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats);
+    view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats, (s) => {
+      // No media: ask the server why (the publisher may have left).
+      if (s.bitrate != null && s.bitrate < 1000 && view.state === 'live') checkStream();
+    });
     refreshStreams();
+    checkStream(); // the publisher may have left while we connected
   } catch (err) {
     if (gen !== view.gen) return;
     await endWatching();
     needToken(err);
-    setView('error', err.message);
+    // A stream in its grace period takes no new viewers: wait for it.
+    const waiting = err.status === 404 && (await streamStatus(path)) === 'reconnecting';
+    if (gen !== view.gen) return;
+    if (waiting) setView('reconnecting', `Publisher reconnecting… ${path} plays as soon as they are back.`);
+    else setView('error', err.message);
   }
 }
 
-async function onViewConnection(s) {
-  if (!view.session || (view.state !== 'live' && !view.interrupted)) return;
+function onViewConnection(s) {
+  if (!view.session || (view.state === 'connecting' && !view.interrupted)) return; // watch() handles the first connection
   if (s === 'disconnected') {
     view.interrupted = true;
-    setView('connecting', 'Connection interrupted, trying to recover…');
+    if (view.state === 'live') setView('connecting', 'Connection interrupted, trying to recover…');
   } else if (s === 'connected' && view.interrupted) {
     view.interrupted = false;
-    setView('live', `Watching ${view.path}`);
+    if (view.state === 'connecting') setView('live', `Watching ${view.path}`);
+    checkStream();
   } else if (s === 'failed' || s === 'closed') {
-    const gen = ++view.gen;
-    await endWatching();
-    // Tell an ended stream from a network problem.
-    let ended = false;
-    try {
-      const res = await fetch(`/api/v1/streams/${view.path}`, { cache: 'no-store', headers: authHeaders() });
-      ended = res.status === 404;
-    } catch {
-      // server unreachable: a connection problem
-    }
-    if (gen !== view.gen) return;
-    if (ended) setView('idle', `The stream ${view.path} ended.`);
-    else setView('error', 'The connection to the server was lost.');
+    // closed: the server ended our session (the stream ended, or the
+    // gateway is shutting down); failed: the network is gone.
+    checkStream({ sessionClosed: true });
   }
+}
+
+// streamStatus asks the server about path: 'live', 'reconnecting' (the
+// publisher left; the server waits for it), 'ended' (no such stream),
+// 'unreachable', or '' when it cannot tell (no access). The room's events
+// say the same without a 404 in the console; this is for when they cannot.
+async function streamStatus(path) {
+  let res;
+  try {
+    res = await fetch(`/api/v1/streams/${path}`, { cache: 'no-store', headers: authHeaders() });
+  } catch {
+    return 'unreachable';
+  }
+  if (res.status === 404) return 'ended';
+  if (!res.ok) return '';
+  try {
+    return (await res.json()).live ? 'live' : 'reconnecting';
+  } catch {
+    return '';
+  }
+}
+
+// roomSays is what the room's event stream says of the stream we follow:
+// live, reconnecting, left (its publisher hung up; the server still keeps
+// it for the grace period), ended, or '' (no news: the room is not
+// connected, or does not know the stream).
+function roomSays() {
+  const r = view.room;
+  if (!r || r.status !== 'open') return '';
+  const s = r.streams().find((x) => x.path === view.path);
+  if (s) return s.state;
+  return r.gone.get(view.path) || '';
+}
+
+// reachable reports whether the gateway answers.
+async function reachable() {
+  try {
+    return (await fetch('/healthz', { cache: 'no-store' })).ok;
+  } catch {
+    return false;
+  }
+}
+
+// checkStream shows what became of the stream we follow. sessionClosed: our
+// session is over (its server ended it, or the connection failed).
+async function checkStream({ sessionClosed = false } = {}) {
+  if (!following.has(view.state)) return;
+  const seq = ++view.checkSeq;
+  const gen = view.gen;
+  const path = view.path;
+  const stale = () => seq !== view.checkSeq || gen !== view.gen; // a later check, or another stream
+  sessionClosed ||= view.session?.state === 'closed' || view.session?.state === 'failed';
+  if (!view.session && view.state === 'connecting') return; // watch() reports what the server says
+  let status = roomSays();
+  if (sessionClosed) {
+    // The server ends viewers' sessions when the stream ends (never in its
+    // grace period) or when it shuts down.
+    if (!(await reachable())) status = 'unreachable';
+    else if (status === '') status = await streamStatus(path);
+    else if (status !== 'live') status = 'ended';
+    if (stale()) return;
+  } else if (status === 'left') {
+    status = 'reconnecting';
+  } else if (status === '' && view.state === 'live' && !view.room?.status.match(/^(open|connecting)$/)) {
+    // No room events (no access, or no EventSource): ask.
+    status = await streamStatus(path);
+    if (stale()) return;
+  }
+  switch (status) {
+    case 'live':
+      if (view.session && !sessionClosed) {
+        if (view.state === 'reconnecting') setView('live', `Watching ${path}`);
+      } else if (view.state !== 'connecting') {
+        watch(path); // back after it ended or the gateway came back, or our session was dropped
+      }
+      break;
+    case 'reconnecting':
+      if (sessionClosed && view.session && !(await stopSession())) return;
+      if (view.state !== 'reconnecting') setView('reconnecting', 'Publisher reconnecting…');
+      break;
+    case 'ended':
+      if (view.state !== 'ended' && (await stopSession())) setView('ended', `Stream ended: ${path} is no longer live.`);
+      break;
+    case 'unreachable':
+      if (sessionClosed && view.state !== 'disconnected' && (await stopSession())) {
+        setView('disconnected', 'Disconnected: the gateway is gone (shut down or unreachable). The stream plays again here when it is back.');
+      }
+      break;
+    default:
+      if (sessionClosed && (await stopSession())) setView('error', 'The connection to the server was lost.');
+  }
+}
+
+// stopSession ends the player's session, if any, but keeps following the
+// stream. It reports whether nothing else started meanwhile.
+async function stopSession() {
+  const gen = ++view.gen;
+  // The stream is over or the server is gone: a DELETE would only fail.
+  await endWatching({ serverGone: true });
+  return gen === view.gen;
 }
 
 async function endWatching(opts) {
@@ -375,8 +493,29 @@ async function endWatching(opts) {
   if (s) await s.stop(opts);
 }
 
+// follow keeps the event stream of path's room open: it tells at once when
+// a publisher leaves, comes back or ends, and each of those makes the page
+// ask the server about our stream.
+function follow(path) {
+  const p = parsePath(path);
+  const token = el.token.value.trim();
+  if (!p || !window.EventSource) return;
+  if (view.room?.name === p.room && view.room.token === token && view.room.status !== 'closed') return;
+  view.room?.close();
+  const room = new Room(p.room, { token });
+  view.room = room;
+  room.addEventListener('change', (e) => {
+    const { type, data } = e.detail;
+    if (view.room !== room || type === 'chat' || type === 'viewers') return;
+    if (type === 'snapshot' || data?.stream?.path === view.path) checkStream();
+  });
+  room.connect();
+}
+
 async function stopWatching() {
   view.gen++;
+  view.room?.close();
+  view.room = null;
   await endWatching();
   setView('idle');
 }
@@ -412,16 +551,17 @@ if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
 
 function describe(s) {
   const parts = [];
+  if (!s.live) parts.push('publisher reconnecting…');
   const video = s.tracks?.find((t) => t.kind === 'video');
   if (video) parts.push(video.codec.mimeType.replace(/^video\//, ''));
   parts.push(`${s.viewers} viewer${s.viewers === 1 ? '' : 's'}`);
-  if (s.bitrateIn > 0) parts.push(formatBitrate(s.bitrateIn));
+  if (s.live && s.bitrateIn > 0) parts.push(formatBitrate(s.bitrateIn));
   return parts.join(' · ');
 }
 
 function markCurrent() {
   for (const b of el.streamList.querySelectorAll('button')) {
-    const current = b.dataset.path === view.path && (view.state === 'live' || view.state === 'connecting');
+    const current = b.dataset.path === view.path && ['connecting', 'live', 'reconnecting'].includes(view.state);
     b.setAttribute('aria-current', String(current));
   }
 }
@@ -434,6 +574,7 @@ function renderStreams(streams) {
       b.type = 'button';
       b.className = 'stream';
       b.dataset.path = s.path;
+      b.dataset.state = s.live ? 'live' : 'reconnecting';
       const name = document.createElement('span');
       name.className = 'name';
       name.textContent = s.path;
@@ -457,9 +598,17 @@ function renderStreams(streams) {
   markCurrent();
 }
 
+// A stream in its grace period is listed as reconnecting, as the player
+// shows it; an ended one is gone. A refresh asked for while one runs runs
+// after it, so the list never shows older news than the player.
 let refreshing = null;
+let refreshAgain = false;
 function refreshStreams() {
-  refreshing ??= (async () => {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
     try {
       const res = await fetch('/api/v1/streams', { cache: 'no-store', headers: authHeaders() });
       el.health.textContent = 'server online';
@@ -473,12 +622,16 @@ function refreshStreams() {
       if (!res.ok) throw new Error(`${res.status}`);
       const body = await res.json();
       el.noStreams.textContent = 'No live streams yet.';
-      renderStreams((body.streams || []).filter((s) => s.live).sort((a, b) => a.path.localeCompare(b.path)));
+      renderStreams((body.streams || []).sort((a, b) => a.path.localeCompare(b.path)));
     } catch {
       el.health.textContent = 'server unreachable';
       el.health.dataset.ok = 'false';
     } finally {
       refreshing = null;
+      if (refreshAgain) {
+        refreshAgain = false;
+        refreshStreams();
+      }
     }
   })();
   return refreshing;
@@ -495,6 +648,7 @@ refreshStreams();
 window.addEventListener('pagehide', () => {
   pub.session?.stop({ keepalive: true });
   view.session?.stop({ keepalive: true });
+  view.room?.close();
 });
 
 const query = new URLSearchParams(location.search);
@@ -546,6 +700,10 @@ window.livegate = {
     },
     get error() {
       return view.error;
+    },
+    // What the page says about the stream, e.g. "Publisher reconnecting…".
+    get message() {
+      return el.watchMsg.textContent;
     },
     get path() {
       return view.path;

@@ -18,7 +18,9 @@ class Tile {
     this.screen = !!s.screen;
     this.hostName = s.hostName || s.identity;
     this.streamState = s.state; // live or reconnecting, from the room
-    this.state = 'connecting'; // of the player: connecting, playing, reconnecting, error
+    // Of the player: connecting, playing, reconnecting, disconnected (the
+    // server ended our session or cannot be reached), error.
+    this.state = 'connecting';
     this.error = '';
     this.session = null;
     this.gen = 0;
@@ -107,7 +109,7 @@ class Tile {
     } catch (err) {
       if (gen !== this.gen) return;
       this.stopSession();
-      this.fail(err);
+      this.fail(err, err.code === 'unreachable' || this.state === 'disconnected' ? 'disconnected' : 'error');
     }
   }
 
@@ -123,8 +125,8 @@ class Tile {
     });
   }
 
-  fail(err) {
-    this.state = 'error';
+  fail(err, state = 'error') {
+    this.state = state;
     this.error = err.message;
     this.render();
     if (this.streamState !== 'live') return; // wait for the stream to come back
@@ -143,9 +145,12 @@ class Tile {
       this.state = 'playing';
       this.render();
     } else if (st === 'failed' || st === 'closed') {
+      // closed: the server ended the session (the stream ended, or the
+      // gateway is shutting down); the room says which soon.
+      const byServer = this.session.endedByServer;
       this.gen++;
       this.stopSession();
-      this.fail(new Error('connection lost'));
+      this.fail(new Error(byServer ? 'the server ended the session' : 'connection lost'), byServer ? 'disconnected' : 'error');
     }
   }
 
@@ -167,13 +172,15 @@ class Tile {
     s?.stop();
   }
 
-  stop({ keepalive = false } = {}) {
+  // stop removes the tile. serverGone: the stream ended, so the server
+  // ends its sessions itself (a DELETE could only race it to a 404).
+  stop({ keepalive = false, serverGone = false } = {}) {
     this.gen++;
     clearTimeout(this.retry);
     clearInterval(this.statsTimer);
     const s = this.session;
     this.session = null;
-    s?.stop({ keepalive });
+    s?.stop({ keepalive, serverGone });
     this.video.srcObject = null;
     this.el.remove();
   }
@@ -203,11 +210,16 @@ class Tile {
  * StreamGrid plays every stream it is given with update(). Options:
  * headers() returns the request headers (the token), exclude is an identity
  * whose streams are not played (our own), log(level, text) reports what
- * happens, onChange() runs after tiles come or go.
+ * happens, onChange() runs after tiles come or go, ended(path) tells whether
+ * a stream that went away ended at the server (Room.ended).
  */
 export class StreamGrid {
-  constructor(container, { headers = () => ({}), exclude = null, log = () => {}, onChange = () => {}, sound = true } = {}) {
+  constructor(
+    container,
+    { headers = () => ({}), exclude = null, log = () => {}, onChange = () => {}, sound = true, ended = () => false } = {},
+  ) {
     this.container = container;
+    this.ended = ended;
     this.headers = headers;
     this.exclude = exclude;
     this.log = log;
@@ -228,7 +240,7 @@ export class StreamGrid {
     let changed = false;
     for (const [path, tile] of this.tiles) {
       if (!want.has(path)) {
-        tile.stop();
+        tile.stop({ serverGone: this.ended(path) });
         this.tiles.delete(path);
         this.log('info', `Stopped playing ${path}`);
         changed = true;

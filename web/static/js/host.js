@@ -542,6 +542,7 @@ async function join({ autostart = false } = {}) {
   st.grid = new StreamGrid($('grid'), {
     headers: () => authHeaders(st.token),
     exclude: st.identity,
+    ended: (path) => room.ended(path),
     log,
     onChange: renderGridState,
   });

@@ -91,6 +91,9 @@ export class Room extends EventTarget {
     this.hosts = new Map(); // identity -> {identity, name, joinedAt, streams: Map(name -> stream)}
     this.chat = []; // oldest first
     this.viewers = 0;
+    // Paths of streams that went away since the snapshot -> why: "ended"
+    // (the server ended it and its sessions) or "left" (hung up).
+    this.gone = new Map();
     this.status = 'idle'; // idle, connecting, open, reconnecting, error, closed
     this.error = '';
     this.lastEventId = 0;
@@ -121,6 +124,7 @@ export class Room extends EventTarget {
     on('snapshot', (d) => {
       this._setStatus('open');
       this.hosts = new Map();
+      this.gone.clear();
       for (const h of d.hosts || []) this._putHost(h);
       this.chat = d.chat || [];
       this.viewers = d.viewers || 0;
@@ -129,7 +133,11 @@ export class Room extends EventTarget {
     on('host_left', (d) => this.hosts.delete(d.identity));
     on('stream_up', (d) => this._putStream(d.identity, d.stream));
     on('stream_reconnecting', (d) => this._putStream(d.identity, d.stream));
-    on('stream_down', (d) => this.hosts.get(d.identity)?.streams.delete(d.stream.name));
+    on('stream_down', (d) => {
+      this.hosts.get(d.identity)?.streams.delete(d.stream.name);
+      if (this.gone.size >= 1000) this.gone.clear(); // bounded; only the latest matter
+      this.gone.set(d.stream.path, d.reason || '');
+    });
     on('viewers', (d) => {
       this.viewers = d.viewers;
       for (const h of this.hosts.values()) {
@@ -188,6 +196,7 @@ export class Room extends EventTarget {
   }
 
   _putStream(identity, s) {
+    this.gone.delete(s.path);
     if (!this.hosts.has(identity)) this._putHost({ identity, streams: [] });
     this.hosts.get(identity).streams.set(s.name, { ...s });
   }
@@ -196,6 +205,11 @@ export class Room extends EventTarget {
     this.status = status;
     this.error = error;
     this.dispatchEvent(new CustomEvent('status', { detail: { status, error } }));
+  }
+
+  /** Whether the stream at path went away because the server ended it. */
+  ended(path) {
+    return this.gone.get(path) === 'ended';
   }
 
   /** Every stream of the room: [{identity, hostName, ...stream}]. */

@@ -71,6 +71,7 @@ async function start() {
     headers: () => authHeaders(st.token),
     sound: false, // browsers allow muted autoplay; "Enable sound" unmutes
     onChange: renderGrid,
+    ended: (path) => client.ended(path),
     log: (level, text) => (level === 'info' ? console.debug(text) : console.warn(text)),
   });
   st.grid.setStats($('show-stats').checked);

@@ -11,6 +11,11 @@
 // the 201 answer and keep the Location header for the DELETE. Server errors
 // (JSON {"code": "...", "error": "message"}) are thrown as HTTPError with the
 // server's message.
+//
+// A session's state is the peer connection's, except that it is 'closed' as
+// soon as the server ends the session: the server's DTLS close arrives at
+// once, while the browser's connection state would stay 'connected' until
+// ICE consent checks give up, tens of seconds later.
 
 const SDP = 'application/sdp';
 
@@ -110,31 +115,83 @@ export class Session {
     this.location = location; // absolute URL of the session resource
     this.etag = etag;
     this.stream = null; // set by play()
+    // The server ended the session (its DTLS close arrived): there is
+    // nothing left to DELETE.
+    this.endedByServer = false;
     this._headers = opts.headers || {};
     this._stopped = null;
-    this.connected = connected(pc, opts.connectTimeout ?? 15000);
+    this._listeners = new Set();
+    this._last = pc.connectionState;
+    if (opts.onStateChange) this._listeners.add(opts.onStateChange);
+    pc.addEventListener('connectionstatechange', () => this._changed());
+    this.connected = connected(this, opts.connectTimeout ?? 15000);
     this.connected.catch(() => {}); // callers need not await it
   }
 
-  /** The peer connection state: new, connecting, connected, disconnected, failed or closed. */
+  /**
+   * new, connecting, connected, disconnected, failed or closed: the peer
+   * connection's state, or closed once the server ended the session.
+   */
   get state() {
-    return this.pc.connectionState;
+    return this.endedByServer ? 'closed' : this.pc.connectionState;
+  }
+
+  /** Calls f(state) on every change of state until the returned function is called. */
+  onState(f) {
+    this._listeners.add(f);
+    return () => this._listeners.delete(f);
+  }
+
+  // _watchTransports notices the server's DTLS close. Transports exist once
+  // the answer is applied; with max-bundle there is one.
+  _watchTransports() {
+    const transports = new Set();
+    for (const t of this.pc.getTransceivers()) {
+      for (const dtls of [t.sender?.transport, t.receiver?.transport]) if (dtls) transports.add(dtls);
+    }
+    for (const dtls of transports) {
+      dtls.addEventListener('statechange', () => {
+        // pc.close() closes transports without events; stop() sets _stopped
+        // first in any case.
+        if (dtls.state === 'closed' && !this._stopped) {
+          this.endedByServer = true;
+          this._changed();
+        }
+      });
+    }
+  }
+
+  _changed() {
+    const s = this.state;
+    if (s === this._last) return;
+    this._last = s;
+    for (const f of [...this._listeners]) f(s);
   }
 
   /**
-   * Closes the peer connection and deletes the session resource. Safe to
-   * call more than once. keepalive lets the DELETE outlive the page (use it
-   * from pagehide).
+   * Deletes the session resource and closes the peer connection, or only
+   * closes it when the server ended the session already (a DELETE would
+   * earn a 404, or a refused connection when the gateway went away). Safe
+   * to call more than once. keepalive lets the DELETE outlive the page (use
+   * it from pagehide); serverGone says the caller knows the server has no
+   * session any more.
    */
-  stop({ keepalive = false } = {}) {
-    if (!this._stopped) {
-      this.pc.close();
-      this._stopped = this.location
-        ? fetch(this.location, { method: 'DELETE', headers: this._headers, keepalive }).then(
-            () => {},
-            () => {},
-          )
-        : Promise.resolve();
+  stop({ keepalive = false, serverGone = false } = {}) {
+    if (this._stopped) return this._stopped;
+    this._stopped = Promise.resolve();
+    const del = this.location && !this.endedByServer && !serverGone;
+    if (!del || keepalive) {
+      this.pc.close(); // a page going away takes its connections with it anyway
+    }
+    if (del) {
+      const deleted = fetch(this.location, { method: 'DELETE', headers: this._headers, keepalive }).then(
+        () => {}, // a 404 means the server ended it meanwhile, which is what we wanted
+        () => {},
+      );
+      // The peer connection closes after the DELETE: its DTLS close would
+      // otherwise reach the server first and end the session, so that the
+      // DELETE finds nothing (a 404 error in the console).
+      this._stopped = Promise.race([deleted, new Promise((r) => setTimeout(r, 2000))]).then(() => this.pc.close());
     }
     return this._stopped;
   }
@@ -145,9 +202,6 @@ function newPeerConnection(opts) {
 }
 
 async function negotiate(url, pc, opts) {
-  if (opts.onStateChange) {
-    pc.addEventListener('connectionstatechange', () => opts.onStateChange(pc.connectionState));
-  }
   await pc.setLocalDescription(await pc.createOffer());
   await iceGathered(pc, opts.gatherTimeout ?? 2000, opts.signal);
 
@@ -161,7 +215,7 @@ async function negotiate(url, pc, opts) {
     });
   } catch (err) {
     if (err.name === 'AbortError') throw err;
-    throw new Error(`cannot reach the server (${err.message})`);
+    throw Object.assign(new Error(`cannot reach the server (${err.message})`), { code: 'unreachable' });
   }
   if (res.status !== 201) throw await httpError(res);
   const answer = await res.text();
@@ -171,6 +225,7 @@ async function negotiate(url, pc, opts) {
   try {
     if (opts.signal?.aborted) throw opts.signal.reason;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    session._watchTransports();
   } catch (err) {
     session.stop();
     throw err;
@@ -200,18 +255,19 @@ function iceGathered(pc, ms, signal) {
   });
 }
 
-function connected(pc, ms) {
+function connected(session, ms) {
   return new Promise((resolve, reject) => {
+    let off = null;
     const timer = setTimeout(() => {
       finish();
       reject(new Error(`no connection after ${Math.round(ms / 1000)} s (media blocked by a firewall?)`));
     }, ms);
     const finish = () => {
       clearTimeout(timer);
-      pc.removeEventListener('connectionstatechange', check);
+      off?.();
     };
-    const check = () => {
-      switch (pc.connectionState) {
+    const check = (state) => {
+      switch (state) {
         case 'connected':
           finish();
           resolve();
@@ -222,12 +278,12 @@ function connected(pc, ms) {
           break;
         case 'closed':
           finish();
-          reject(new Error('connection closed'));
+          reject(new Error(session.endedByServer ? 'the server ended the session' : 'connection closed'));
           break;
       }
     };
-    pc.addEventListener('connectionstatechange', check);
-    check();
+    off = session.onState(check);
+    check(session.state);
   });
 }
 
