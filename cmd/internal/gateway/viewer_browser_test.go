@@ -107,6 +107,9 @@ func TestBrowserViewerTruth(t *testing.T) {
 		_, ok := tileOf(tiles, path)
 		return !ok, nil
 	})
+	if hint := evalJS[string](t, gTab, `document.getElementById('grid-empty').textContent`); !strings.Contains(hint, "ended") {
+		t.Errorf("the empty grid says %q, not that the stream ended", hint)
+	}
 	waitFor(t, 3*time.Second, "every WHEP session to end", func() bool { return g.whep.Sessions() == 0 })
 	b.screenshot(t, vTab, "truth-2-ended")
 	t.Logf("publisher hung up: player said reconnecting after %v, ended after %v (grace %v)",

@@ -17,6 +17,7 @@ const st = {
   client: null,
   grid: null,
   guest: '',
+  ended: '', // what became of the last stream that went away, while none plays
 };
 
 // An identity for chat on open gateways, kept for this tab.
@@ -41,6 +42,7 @@ const chat = new ChatPanel({
 
 function renderGrid() {
   $('grid-empty').hidden = st.grid.tiles.size > 0;
+  $('grid-empty').textContent = `${st.ended ? `${st.ended} ` : ''}Waiting for hosts to go live…`;
 }
 
 async function start() {
@@ -79,7 +81,10 @@ async function start() {
   chat.attach(client);
   client.addEventListener('status', (e) => status(e.detail.status, e.detail.error));
   client.addEventListener('change', (e) => {
-    if (e.detail.type === 'snapshot') chat.render(client.chat);
+    const { type, data } = e.detail;
+    if (type === 'snapshot') chat.render(client.chat);
+    if (type === 'stream_down') st.ended = `Stream ended: ${data.stream.path}${data.reason === 'left' ? ' (the host left)' : ''}.`;
+    if (type === 'stream_up') st.ended = '';
     st.grid.update(client.streams().filter((s) => s.state === 'live' || st.grid.tiles.has(s.path)));
     $('viewer-count').textContent = `${client.viewers} playing (hosts included)`;
   });
