@@ -1,9 +1,11 @@
 package rtsp
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -16,17 +18,22 @@ import (
 	"github.com/livegate/livegate/relay/frames"
 )
 
-// output is the RTSP side of one relay path: a gortsplib stream shared by
-// every player, fed by one relay reader per track.
+// output is the RTSP side of one relay path: the description and the
+// gortsplib stream its players set up. Media goes to each player through
+// its own relay readers (see player), which start it on a keyframe and
+// resume it at the next one after a loss: one reader shared by every
+// player would start a player that joins later mid-GOP, on frames that
+// reference pictures it never got.
 type output struct {
 	s      *Server
 	path   string
 	st     *relay.Stream
 	stream *gortsplib.ServerStream
 
+	// tracks pairs each relay track with its media in the description.
+	tracks []outTrack
+
 	mu      sync.Mutex
-	readers []*relay.Reader
-	video   *relay.Reader
 	refs    int
 	linger  *time.Timer
 	closed  bool
@@ -91,11 +98,7 @@ func formatFor(info relay.TrackInfo) format.Format {
 // newOutput builds the description and attaches the relay readers. Caller
 // holds s.mu.
 func (s *Server) newOutput(path string, st *relay.Stream) (*output, error) {
-	type pair struct {
-		t *relay.Track
-		m *description.Media
-	}
-	var pairs []pair
+	var pairs []outTrack
 	desc := &description.Session{Title: path}
 	for _, t := range st.Tracks() {
 		f := formatFor(t.Info())
@@ -108,28 +111,15 @@ func (s *Server) newOutput(path string, st *relay.Stream) (*output, error) {
 		}
 		m := &description.Media{Type: typ, Formats: []format.Format{f}}
 		desc.Medias = append(desc.Medias, m)
-		pairs = append(pairs, pair{t, m})
+		pairs = append(pairs, outTrack{t: t, m: m})
 	}
 	if len(pairs) == 0 {
 		return nil, fmt.Errorf("%s has no track RTSP can carry", path)
 	}
-	o := &output{s: s, path: path, st: st, quit: make(chan struct{}), stopped: make(chan struct{})}
+	o := &output{s: s, path: path, st: st, tracks: pairs, quit: make(chan struct{}), stopped: make(chan struct{})}
 	o.stream = &gortsplib.ServerStream{Server: s.srv, Desc: desc}
 	if err := o.stream.Initialize(); err != nil {
 		return nil, err
-	}
-	for _, pr := range pairs {
-		sk := &sink{stream: o.stream, media: pr.m, pt: pr.m.Formats[0].PayloadType()}
-		r, err := st.AddReader(pr.t, sk)
-		if err != nil {
-			o.closeReaders()
-			o.stream.Close()
-			return nil, err
-		}
-		o.readers = append(o.readers, r)
-		if pr.t.Info().Kind == codec.Video && o.video == nil {
-			o.video = r
-		}
 	}
 	go o.watch()
 	s.log.Info("rtsp output started", "stream", path, "tracks", len(pairs))
@@ -146,16 +136,47 @@ func (o *output) watch() {
 	}
 }
 
-// played asks the publisher for a keyframe so that a player joining a
-// running output starts soon (coalesced by the relay; RTMP and RTSP
-// publishers ignore it).
-func (o *output) played() {
-	o.mu.Lock()
-	v := o.video
-	o.mu.Unlock()
-	if v != nil {
-		v.RequestKeyframe()
+// outTrack is one relay track and the media that carries it.
+type outTrack struct {
+	t *relay.Track
+	m *description.Media
+}
+
+// play attaches a player's relay readers, one per track it set up. Each
+// starts on a keyframe: from the relay's GOP cache when it has one, else
+// at the next keyframe, which the reader asks the publisher for (RTMP and
+// RTSP publishers cannot be asked: the player waits for their GOP).
+// Packets the session takes before gortsplib starts its writer wait in
+// the session's queue.
+func (o *output) play(ss *gortsplib.ServerSession) (*player, error) {
+	setup := map[*description.Media]bool{}
+	for _, m := range ss.Medias() {
+		setup[m] = true
 	}
+	p := &player{}
+	for _, ot := range o.tracks {
+		if !setup[ot.m] {
+			continue
+		}
+		info := ot.t.Info()
+		k := &playerSink{ss: ss, media: ot.m, pt: ot.m.Formats[0].PayloadType(),
+			mime: info.Codec.MimeType, video: info.Kind == codec.Video}
+		r, err := o.st.AddReader(ot.t, k)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		k.reader.Store(r)
+		p.readers = append(p.readers, r)
+		p.sinks = append(p.sinks, k)
+		if k.video {
+			r.RequestKeyframe()
+		}
+	}
+	if len(p.readers) == 0 {
+		return nil, errors.New("no track set up")
+	}
+	return p, nil
 }
 
 // release drops a player's hold; the last one starts the linger.
@@ -177,13 +198,7 @@ func (o *output) closeIfIdle() {
 	}
 }
 
-func (o *output) closeReaders() {
-	for _, r := range o.readers {
-		r.Close()
-	}
-}
-
-// close detaches the readers and ends the players' sessions.
+// close ends the players' sessions (which detach their readers).
 func (o *output) close() {
 	o.s.mu.Lock()
 	if o.s.outs[o.path] == o {
@@ -201,23 +216,82 @@ func (o *output) close() {
 	}
 	o.mu.Unlock()
 	close(o.quit)
-	o.closeReaders()
 	o.stream.Close()
 	o.s.log.Info("rtsp output stopped", "stream", o.path)
 }
 
-// sink writes one track's relay packets to the RTSP stream. The stream
-// queues them per player without blocking.
-type sink struct {
-	stream *gortsplib.ServerStream
-	media  *description.Media
-	pt     uint8
+// player is one PLAY session's relay readers.
+type player struct {
+	readers []*relay.Reader
+	sinks   []*playerSink
 }
 
-func (k *sink) WriteRTP(h *rtp.Header, payload []byte) error {
+// pause holds the player's media: a keyframe sent while the session has
+// no writer would be lost, and what follows it is undecodable.
+func (p *player) pause() {
+	for _, k := range p.sinks {
+		k.paused.Store(true)
+	}
+}
+
+// resume makes a paused player start again on a keyframe.
+func (p *player) resume() {
+	for i, k := range p.sinks {
+		k.started.Store(false)
+		k.paused.Store(false)
+		if k.video {
+			p.readers[i].RequestKeyframe()
+		}
+	}
+}
+
+func (p *player) close() {
+	for _, r := range p.readers {
+		r.Close()
+	}
+}
+
+// playerSink writes one track's relay packets to one player's session,
+// whose queue takes them without blocking. Video passes from a keyframe
+// on: the relay reader starts there, and after the session's queue
+// overflowed (a slow player) the sink waits for the next one.
+type playerSink struct {
+	ss      *gortsplib.ServerSession
+	media   *description.Media
+	pt      uint8
+	mime    string
+	video   bool
+	reader  atomic.Pointer[relay.Reader] // set once AddReader returned
+	started atomic.Bool
+	paused  atomic.Bool
+}
+
+func (k *playerSink) WriteRTP(h *rtp.Header, payload []byte) error {
+	if k.paused.Load() {
+		return nil
+	}
+	if k.video && !k.started.Load() {
+		if !codec.IsKeyframe(k.mime, payload) {
+			return nil
+		}
+		k.started.Store(true)
+	}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: h.Marker, PayloadType: k.pt,
 		SequenceNumber: h.SequenceNumber, Timestamp: h.Timestamp}, Payload: payload}
-	return k.stream.WritePacketRTP(k.media, pkt)
+	if err := k.ss.WritePacketRTP(k.media, pkt); err != nil {
+		if r := k.reader.Load(); k.video && k.started.Swap(false) && r != nil {
+			r.RequestKeyframe()
+		}
+		return err
+	}
+	return nil
 }
 
-func (k *sink) WriteSenderReport(uint64, uint32, uint32, uint32) error { return nil }
+// WriteSenderReport implements relay.Sink: gortsplib sends the session's
+// own reports.
+func (k *playerSink) WriteSenderReport(uint64, uint32, uint32, uint32) error { return nil }
+
+// KeyframeCadence implements relay.CadenceSink: a player joining later, or
+// resuming after a loss, waits for the next keyframe, so the relay keeps
+// the publisher's GOP bounded while someone plays over RTSP.
+func (k *playerSink) KeyframeCadence() bool { return k.video }

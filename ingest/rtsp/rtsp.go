@@ -16,11 +16,14 @@
 // Opus by ffmpeg for WebRTC viewers, or dropped with a warning without
 // ffmpeg; Opus passes through. Publishers cannot be asked for keyframes.
 //
-// Reading: one gortsplib stream per relay path is fed by one relay reader
-// per track and shared by every RTSP player of that path (H.264, VP8, VP9,
-// AV1 and Opus tracks as RTP). It is closed when the relay stream ends or
-// its last player has been gone for a few seconds. Only TCP (interleaved)
-// transport is offered; players fall back to it.
+// Reading: one gortsplib stream (the description) per relay path is shared
+// by every RTSP player of that path (H.264, VP8, VP9, AV1 and Opus tracks
+// as RTP); each player gets its own relay readers, like a WHEP viewer, so
+// that it starts on a keyframe (from the relay's GOP cache when there is
+// one) and resumes at the next keyframe after a loss. The output is closed
+// when the relay stream ends or its last player has been gone for a few
+// seconds. Only TCP (interleaved) transport is offered; players fall back
+// to it.
 package rtsp
 
 import (
@@ -145,6 +148,7 @@ type handler struct{ s *Server }
 type session struct {
 	pub  *publisher
 	out  *output
+	play *player       // the player's relay readers, from its first PLAY
 	join *relay.Stream // counted viewer, left on close
 }
 
@@ -202,6 +206,9 @@ func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	}
 	if d.pub != nil {
 		d.pub.close()
+	}
+	if d.play != nil {
+		d.play.close()
 	}
 	if d.join != nil {
 		d.join.Leave()
@@ -277,6 +284,14 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	return status(base.StatusOK), o.stream, nil
 }
 
+// OnPause implements gortsplib.ServerHandlerOnPause.
+func (h *handler) OnPause(ctx *gortsplib.ServerHandlerOnPauseCtx) (*base.Response, error) {
+	if d := sessionOf(ctx.Session); d.play != nil {
+		d.play.pause()
+	}
+	return status(base.StatusOK), nil
+}
+
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
 func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
 	d := sessionOf(ctx.Session)
@@ -289,6 +304,14 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 		}
 		d.join = d.out.st
 	}
-	d.out.played()
+	if d.play != nil {
+		d.play.resume() // after a PAUSE
+		return status(base.StatusOK), nil
+	}
+	p, err := d.out.play(ctx.Session)
+	if err != nil {
+		return status(base.StatusServiceUnavailable), err
+	}
+	d.play = p
 	return status(base.StatusOK), nil
 }
