@@ -89,6 +89,9 @@ type Media struct {
 type Offer struct {
 	SDP   string
 	Media []Media
+	// BundleTag is the first mid of the offer's BUNDLE group (RFC 8843), if
+	// it has one.
+	BundleTag string
 }
 
 // ParseOffer parses and sanity-checks an SDP offer.
@@ -104,6 +107,12 @@ func ParseOffer(raw string, maxMedia int) (*Offer, error) {
 		return nil, fmt.Errorf("%w: %d offered, at most %d allowed", ErrTooManyTracks, len(sd.MediaDescriptions), maxMedia)
 	}
 	o := &Offer{SDP: raw}
+	for _, a := range sd.Attributes {
+		if f := strings.Fields(a.Value); a.Key == "group" && len(f) > 1 && f[0] == "BUNDLE" {
+			o.BundleTag = f[1]
+			break
+		}
+	}
 	for _, md := range sd.MediaDescriptions {
 		mid, _ := md.Attribute(sdp.AttrKeyMID)
 		m := Media{Mid: mid, Kind: codec.Kind(md.MediaName.Media), Direction: "sendrecv",

@@ -67,7 +67,13 @@ func restrictOffer(raw string, keep map[string]uint8) (string, error) {
 // they move to the first section still open, or the peer would have none.
 // offerMids are the offer's mids in order: pion writes sections it refuses
 // itself without one, and peers match answer sections to theirs by mid.
-func closeSections(answer string, offerMids, mids []string) (string, error) {
+//
+// The offer's BUNDLE tag (its first bundled mid) is the exception: it is
+// answered inactive, not closed. Chromium 156 fails to apply an answer that
+// refuses its tag section ("Failed to setup RTCP mux" on the next one),
+// which is what a WHEP player offering video first gets for an audio-only
+// stream; an inactive section plays everywhere tested (docs/interop.md).
+func closeSections(answer string, offerMids, mids []string, tag string) (string, error) {
 	if len(mids) == 0 {
 		return answer, nil
 	}
@@ -75,6 +81,23 @@ func closeSections(answer string, offerMids, mids []string) (string, error) {
 	if err := sd.UnmarshalString(answer); err != nil {
 		return "", fmt.Errorf("parse own answer: %w", err)
 	}
+	var kept []string // refused mids that stay in the bundle, inactive
+	for _, md := range sd.MediaDescriptions {
+		mid, _ := md.Attribute(sdp.AttrKeyMID)
+		if mid == tag && tag != "" && md.MediaName.Port.Value != 0 && slices.Contains(mids, mid) {
+			attrs := md.Attributes[:0:0]
+			for _, a := range md.Attributes {
+				switch a.Key {
+				case "sendrecv", "sendonly", "recvonly", "inactive", "ssrc", "ssrc-group", "msid":
+					continue
+				}
+				attrs = append(attrs, a)
+			}
+			md.Attributes = append(attrs, sdp.Attribute{Key: "inactive"})
+			kept = append(kept, mid)
+		}
+	}
+	mids = slices.DeleteFunc(slices.Clone(mids), func(m string) bool { return slices.Contains(kept, m) })
 	var moved []sdp.Attribute
 	var firstOpen *sdp.MediaDescription
 	for i, md := range sd.MediaDescriptions {

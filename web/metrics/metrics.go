@@ -98,7 +98,7 @@ var (
 	descPLIs       = prometheus.NewDesc("livegate_stream_keyframe_requests_total", "Keyframe requests (PLI/FIR) from viewers.", []string{"stream", "kind"}, nil)
 	descPLIsSent   = prometheus.NewDesc("livegate_stream_keyframe_requests_sent_total", "Keyframe requests sent to the publisher after coalescing.", []string{"stream", "kind"}, nil)
 	descRefused    = prometheus.NewDesc("livegate_refused_media_sections_total",
-		"Media sections of WHIP/WHEP offers refused in the answer (port 0), by reason.", []string{"direction", "kind", "reason"}, nil)
+		"Media sections of WHIP/WHEP offers refused in the answer (port 0; inactive for the offer's BUNDLE tag), by reason.", []string{"direction", "kind", "reason"}, nil)
 )
 
 type streamCollector struct{ src Source }
