@@ -45,6 +45,24 @@ type Session struct {
 	Resource string // absolute URL of the session resource
 	ETag     string
 	opts     Options
+	origin   string // scheme://host:port of the endpoint: the only place the token goes
+}
+
+// originOf is the scheme and host of u, "" if u does not parse.
+func originOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return ""
+	}
+	return strings.ToLower(p.Scheme + "://" + p.Host)
+}
+
+// setToken adds the bearer token to req if it goes to the endpoint's
+// origin: a Location naming another host must not receive it.
+func (s *Session) setToken(req *http.Request) {
+	if s.opts.Token != "" && s.origin != "" && originOf(req.URL.String()) == s.origin {
+		req.Header.Set("Authorization", "Bearer "+s.opts.Token)
+	}
 }
 
 // LoopbackAPI returns an API whose PeerConnections gather only 127.0.0.1
@@ -116,6 +134,7 @@ func (s *Session) connect(ctx context.Context, endpoint string, setup func(*webr
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.origin = originOf(endpoint)
 	resp, err := s.do(ctx, http.MethodPost, endpoint, "application/sdp", s.PC.LocalDescription().SDP)
 	if err != nil {
 		return err
@@ -144,9 +163,7 @@ func (s *Session) do(ctx context.Context, method, u, contentType, body string) (
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if s.opts.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.opts.Token)
-	}
+	s.setToken(req)
 	c := s.opts.HTTP
 	if c == nil {
 		c = http.DefaultClient

@@ -41,9 +41,7 @@ func (s *Session) RestartICE(ctx context.Context) error {
 	}
 	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
 	req.Header.Set("If-Match", "*")
-	if s.opts.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.opts.Token)
-	}
+	s.setToken(req)
 	c := s.opts.HTTP
 	if c == nil {
 		c = http.DefaultClient
