@@ -119,12 +119,26 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 		// Segments never change once written.
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		// The server has no global write timeout (event streams live
+		// long); a client that stops reading a segment must not hold its
+		// connection and file open forever.
+		_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(s.downloadTimeout(size)))
 		return c.Stream(http.StatusOK, ctype, rc)
 	}))
 	e.GET("/recordings", func(c echo.Context) error {
 		c.Response().Header().Set("Content-Security-Policy", recordingsCSP)
 		return c.HTML(http.StatusOK, recordingsPage)
 	})
+}
+
+// downloadTimeout bounds sending size bytes: a base plus the time at a
+// slow but real rate (256 KB/s).
+func (s *Server) downloadTimeout(size int64) time.Duration {
+	base := s.p.DownloadTimeout
+	if base <= 0 {
+		base = 30 * time.Second
+	}
+	return base + time.Duration(size/(256<<10))*time.Second
 }
 
 func (s *Server) admin(h echo.HandlerFunc) echo.HandlerFunc {

@@ -70,6 +70,9 @@ type Params struct {
 	TrustedProxies []netip.Prefix
 	// OfferTimeout bounds the work of answering one offer.
 	OfferTimeout time.Duration
+	// DownloadTimeout bounds writing a recording segment or an HLS
+	// response, plus 1 s per 256 KB (default 30 s).
+	DownloadTimeout time.Duration
 	Logger       *slog.Logger
 }
 
