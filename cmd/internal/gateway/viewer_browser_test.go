@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -199,6 +200,55 @@ func TestBrowserViewerTruth(t *testing.T) {
 			t.Errorf("console error for a session resource: %s", e)
 		}
 	}
+}
+
+// When the gateway's DTLS close is lost (a datagram dropped on a loaded
+// machine), the player still notices the shutdown within 2 s: the room's
+// event stream closes first (TCP), media stopped, the gateway does not
+// answer. Every datagram is dropped in this namespace from just before the
+// shutdown.
+func TestBrowserViewerLostDTLSClose(t *testing.T) {
+	if !inBrowserNetns(t) {
+		return
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		skipOrFail(t, "nft not installed (apt-get install nftables): %v", err)
+	}
+	g := startGateway(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	b := startBrowser(t, ctx)
+	const path = "lost/cam"
+	publishClip(t, g, path)
+	vTab, _ := b.tab(t, "viewer")
+	b.navigate(t, vTab, g.base+"/?watch="+path)
+	waitViewer(t, vTab, 10*time.Second, "the player live with frames", func(v viewerState) bool {
+		return v.State == "live" && v.Frames > 0
+	})
+	for _, args := range [][]string{
+		{"add", "table", "inet", "livegate_test"},
+		{"add", "chain", "inet", "livegate_test", "out", "{ type filter hook output priority 0; }"},
+		{"add", "rule", "inet", "livegate_test", "out", "meta", "l4proto", "udp", "drop"},
+	} {
+		if out, err := exec.Command(nft, args...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+	}
+	g.cancel()
+	shutdown := time.Now()
+	select {
+	case err := <-g.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		g.done <- nil // for the cleanup's stop
+	case <-time.After(5 * time.Second):
+		t.Fatal("gateway did not stop within 5 s")
+	}
+	v := waitViewer(t, vTab, remaining(shutdown), "the player to notice the shutdown without its DTLS close",
+		func(v viewerState) bool { return v.State == "disconnected" })
+	t.Logf("shutdown with every datagram dropped: the player said %q after %v", v.Message, time.Since(shutdown).Round(time.Millisecond))
 }
 
 // publishClip publishes the test clip at path in real time until stop.

@@ -347,7 +347,7 @@ async function watch(path) {
     setView('live', `Watching ${path}`);
     view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats, (s) => {
       // No media: ask the server why (the publisher may have left).
-      if (s.bitrate != null && s.bitrate < 1000 && view.state === 'live') checkStream();
+      if (s.bitrate != null && s.bitrate < 1000 && view.state === 'live') checkStream({ stalled: true });
     });
     refreshStreams();
     checkStream(); // the publisher may have left while we connected
@@ -411,6 +411,26 @@ function roomSays() {
   return r.gone.get(view.path) || '';
 }
 
+// mediaFlowing reports whether pc receives bytes within ms.
+async function mediaFlowing(pc, ms) {
+  const bytes = async () => {
+    let n = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp') n += s.bytesReceived || 0;
+    });
+    return n;
+  };
+  const sleep = (t) => new Promise((r) => setTimeout(r, t));
+  try {
+    await sleep(100); // packets already queued, and cached statistics
+    const before = await bytes();
+    await sleep(ms);
+    return (await bytes()) > before;
+  } catch {
+    return false; // closed
+  }
+}
+
 // reachable reports whether the gateway answers.
 async function reachable() {
   try {
@@ -421,8 +441,10 @@ async function reachable() {
 }
 
 // checkStream shows what became of the stream we follow. sessionClosed: our
-// session is over (its server ended it, or the connection failed).
-async function checkStream({ sessionClosed = false } = {}) {
+// session is over (its server ended it, or the connection failed); stalled:
+// no media comes (so if the gateway does not answer either, it is gone even
+// if its DTLS close was lost).
+async function checkStream({ sessionClosed = false, stalled = false } = {}) {
   if (!following.has(view.state)) return;
   const seq = ++view.checkSeq;
   const gen = view.gen;
@@ -461,7 +483,7 @@ async function checkStream({ sessionClosed = false } = {}) {
       if (view.state !== 'ended' && (await stopSession())) setView('ended', `Stream ended: ${path} is no longer live.`);
       break;
     case 'unreachable':
-      if (sessionClosed && view.state !== 'disconnected' && (await stopSession())) {
+      if ((sessionClosed || stalled) && view.state !== 'disconnected' && (await stopSession())) {
         setView('disconnected', 'Disconnected: the gateway is gone (shut down or unreachable). The stream plays again here when it is back.');
       }
       break;
@@ -508,6 +530,13 @@ function follow(path) {
     const { type, data } = e.detail;
     if (view.room !== room || type === 'chat' || type === 'viewers') return;
     if (type === 'snapshot' || data?.stream?.path === view.path) checkStream();
+  });
+  // The gateway closes event streams first when it shuts down: if media
+  // stopped too, it is gone, even if its DTLS close got lost on the way.
+  room.addEventListener('status', async (e) => {
+    if (view.room !== room || e.detail.status === 'open' || view.state !== 'live') return;
+    const pc = view.session?.pc;
+    if (pc && !(await mediaFlowing(pc, 400))) checkStream({ stalled: true });
   });
   room.connect();
 }
