@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -387,8 +388,7 @@ const chromeViewerJS = `(async () => {
   const V = window.viewer = { tracks: [], offer: '', answer: '', status: 0, error: '' };
   try {
     const pc = V.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    pc.addTransceiver('audio', { direction: 'recvonly' });
+    for (const k of %s) pc.addTransceiver(k, { direction: 'recvonly' });
     pc.ontrack = e => V.tracks.push(e.track.kind);
     await pc.setLocalDescription(await pc.createOffer());
     await new Promise(r => {
@@ -433,12 +433,17 @@ const chromeViewerStatsJS = `(async () => {
   return R;
 })()`
 
-// startChromeViewer opens a tab on the gateway's origin and plays path.
-func (g *testGateway) startChromeViewer(t *testing.T, b *browser, path string) (context.Context, chromeViewerResult) {
+// startChromeViewer opens a tab on the gateway's origin and plays path,
+// offering recvonly sections of kinds in this order (default video, audio).
+func (g *testGateway) startChromeViewer(t *testing.T, b *browser, path string, kinds ...string) (context.Context, chromeViewerResult) {
 	t.Helper()
+	if len(kinds) == 0 {
+		kinds = []string{"video", "audio"}
+	}
 	ctx, _ := b.tab(t, "viewer "+path)
 	b.navigate(t, ctx, g.base+"/healthz")
-	r, err := evalAsync[chromeViewerResult](ctx, fmt.Sprintf(chromeViewerJS, g.base+"/whep/"+path))
+	list, _ := json.Marshal(kinds)
+	r, err := evalAsync[chromeViewerResult](ctx, fmt.Sprintf(chromeViewerJS, list, g.base+"/whep/"+path))
 	if err != nil {
 		t.Fatalf("Chromium viewer of %s: %v", path, err)
 	}
@@ -525,6 +530,14 @@ func TestChromiumInterop(t *testing.T) {
 	if slices.Contains(s.Tracks, "video") {
 		t.Errorf("Chromium got a video track for a stream without video: %v", s.Tracks)
 	}
+	// Offering audio first, the refused video section is not the BUNDLE
+	// tag and is closed (port 0): Chromium applies that too.
+	actx, ar = g.startChromeViewer(t, b, "interop/radio", "audio", "video")
+	clientFixture{want: map[string]string{"0": `^audio/opus `}}.check(t, ar.Offer, ar.Answer, "sendonly")
+	s = waitChromeViewer(t, actx, "audio at the Chromium viewer (audio first) of an audio-only stream", func(s chromeViewerStats) bool {
+		return s.AudioPackets > 50 && s.Conn == "connected"
+	})
+	t.Logf("Chromium viewer (audio first) of an audio-only stream: %+v", s)
 	h.stop(t)
 }
 

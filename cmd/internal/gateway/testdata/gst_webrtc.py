@@ -7,7 +7,7 @@ done here. The media stack is entirely GStreamer's: libnice ICE, OpenSSL
 DTLS, GStreamer's RTP. Run with Debian's /usr/bin/python3 (python3-gi).
 
   gst_webrtc.py publish URL [--seconds N] [--video h264|vp8|none] [--audio opus|none]
-  gst_webrtc.py play URL [--seconds N] [--video ...] [--audio ...]
+  gst_webrtc.py play URL [--seconds N] [--video ...] [--audio ...] [--audio-first]
   gst_webrtc.py offer publish|play   (print the offer webrtcbin makes, no network)
 
 The result is one JSON object on stdout: ok, error, offer, answer, status,
@@ -74,8 +74,9 @@ def add_loopback(webrtc, keep):
 
 
 class Peer:
-    def __init__(self, mode, url, seconds, video, audio, offer_only=False):
+    def __init__(self, mode, url, seconds, video, audio, offer_only=False, audio_first=False):
         self.mode, self.url, self.seconds = mode, url, seconds
+        self.audio_first = audio_first
         self.video, self.audio, self.offer_only = video, audio, offer_only
         self.result = {"ok": False, "mode": mode, "error": None, "offer": None, "answer": None,
                        "status": None, "video_frames": 0, "audio_buffers": 0,
@@ -136,13 +137,17 @@ class Peer:
 
     def build_player(self):
         recv = GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY
+        caps = []
         if self.video == "h264":
-            caps = H264_CAPS + ",packetization-mode=(string)1,profile-level-id=(string)42e01f,level-asymmetry-allowed=(string)1"
-            self.webrtc.emit("add-transceiver", recv, Gst.Caps.from_string(caps))
+            caps.append(H264_CAPS + ",packetization-mode=(string)1,profile-level-id=(string)42e01f,level-asymmetry-allowed=(string)1")
         elif self.video == "vp8":
-            self.webrtc.emit("add-transceiver", recv, Gst.Caps.from_string(VP8_CAPS))
+            caps.append(VP8_CAPS)
         if self.audio == "opus":
-            self.webrtc.emit("add-transceiver", recv, Gst.Caps.from_string(OPUS_CAPS + ",encoding-params=(string)2"))
+            caps.append(OPUS_CAPS + ",encoding-params=(string)2")
+        if self.audio_first:
+            caps.reverse()
+        for c in caps:
+            self.webrtc.emit("add-transceiver", recv, Gst.Caps.from_string(c))
         for t in self.transceivers():
             t.set_property("do-nack", True)
         self.webrtc.connect("pad-added", self.on_pad)
@@ -289,12 +294,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--video", default="h264", choices=["h264", "vp8", "none"])
     ap.add_argument("--audio", default="opus", choices=["opus", "none"])
+    ap.add_argument("--audio-first", action="store_true", help="player: offer the audio section first")
     a = ap.parse_args()
     Gst.init(None)
     if a.mode == "offer":
-        p = Peer(a.target, "", 0, a.video, a.audio, offer_only=True)
+        p = Peer(a.target, "", 0, a.video, a.audio, offer_only=True, audio_first=a.audio_first)
     else:
-        p = Peer(a.mode, a.target, a.seconds, a.video, a.audio)
+        p = Peer(a.mode, a.target, a.seconds, a.video, a.audio, audio_first=a.audio_first)
     r = p.start()
     r["gstreamer"] = Gst.version_string()
     json.dump(r, sys.stdout)
