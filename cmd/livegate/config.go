@@ -231,6 +231,13 @@ func (s *settings) validate() error {
 	if k := s.Gateway.KeyframeMaxInterval; k < 0 || (k > 0 && k < 100*time.Millisecond) {
 		return errors.New("keyframe-max-interval: must be 0 (off) or at least 100ms")
 	}
+	g := s.Gateway
+	if g.ViewsPerMinute < 0 || g.PublishesPerMinute < 0 || g.MaxSessionsPerIP < 0 || g.EventStreamsPerID < 0 {
+		return errors.New("views-per-minute, publishes-per-minute, max-sessions-per-ip and max-event-streams-per-identity must be at least 0")
+	}
+	if g.CandidatesPerSess < 1 || g.RTMPConnsPerIP < 1 {
+		return errors.New("max-ice-candidates and rtmp-conns-per-ip must be at least 1")
+	}
 	if s.Gateway.MaxBody < 1024 {
 		return errors.New("max-body: must be at least 1024 bytes")
 	}

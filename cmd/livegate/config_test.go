@@ -132,3 +132,25 @@ func TestHealthcheck(t *testing.T) {
 		t.Fatal("stopped gateway reported healthy")
 	}
 }
+
+// The access and hardening settings reach the gateway's config; bad
+// values are refused at load.
+func TestAccessSettings(t *testing.T) {
+	s, err := load([]string{"--open-hosts", "Dev.Test", "--trusted-proxies", "127.0.0.1,10.0.0.0/8",
+		"--auth-previous-keys", "old-key-0123456789abcdef0123456789", "--views-per-minute", "60",
+		"--max-event-streams-per-identity", "4", "--refuse-private-candidates"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := s.Gateway
+	if !reflect.DeepEqual(g.OpenHosts, []string{"dev.test"}) || !reflect.DeepEqual(g.TrustedProxies, []string{"127.0.0.1", "10.0.0.0/8"}) ||
+		len(g.AuthPreviousKeys) != 1 || g.ViewsPerMinute != 60 || g.EventStreamsPerID != 4 || !g.RefusePrivateCandidates ||
+		g.CandidatesPerSess != 50 || g.RTMPConnsPerIP != 8 {
+		t.Fatalf("settings: %+v", g)
+	}
+	for _, args := range [][]string{{"--views-per-minute", "-1"}, {"--max-ice-candidates", "0"}, {"--rtmp-conns-per-ip", "0"}} {
+		if _, err := load(args, env(nil), io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
