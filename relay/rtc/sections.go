@@ -85,6 +85,10 @@ func closeSections(answer string, offerMids, mids []string, tag string) (string,
 	for _, md := range sd.MediaDescriptions {
 		mid, _ := md.Attribute(sdp.AttrKeyMID)
 		if mid == tag && tag != "" && md.MediaName.Port.Value != 0 && slices.Contains(mids, mid) {
+			kept = append(kept, mid)
+			if md.MediaName.Media == "application" {
+				continue // a data channel has no direction: it stays negotiated, unused
+			}
 			attrs := md.Attributes[:0:0]
 			for _, a := range md.Attributes {
 				switch a.Key {
@@ -94,7 +98,6 @@ func closeSections(answer string, offerMids, mids []string, tag string) (string,
 				attrs = append(attrs, a)
 			}
 			md.Attributes = append(attrs, sdp.Attribute{Key: "inactive"})
-			kept = append(kept, mid)
 		}
 	}
 	mids = slices.DeleteFunc(slices.Clone(mids), func(m string) bool { return slices.Contains(kept, m) })

@@ -281,6 +281,38 @@ func TestClientOfferFixtures(t *testing.T) {
 		})
 	}
 
+	// A data channel next to the media is refused (port 0): nothing relays it.
+	t.Run("whip/pion with a data channel", func(t *testing.T) {
+		m := &webrtc.MediaEngine{}
+		if err := m.RegisterDefaultCodecs(); err != nil {
+			t.Fatal(err)
+		}
+		pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := pc.CreateDataChannel("chat", nil); err != nil {
+			t.Fatal(err)
+		}
+		offer, err := pc.CreateOffer(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, answer, loc := postSDP(t, g.base+"/whip/fixtures/datachannel", offer.SDP)
+		if status != http.StatusCreated {
+			t.Fatalf("status %d: %s", status, answer)
+		}
+		defer request(t, http.MethodDelete, g.base+loc, "", "")
+		clientFixture{want: map[string]string{"0": `^video/H264 `, "1": `^audio/opus `}}.check(t, offer.SDP, answer, "recvonly")
+		refused++
+	})
+
 	// WHEP: a live stream as browsers publish it (the clip: H.264
 	// Constrained Baseline + Opus).
 	pub := g.publish(t, "fixtures/live")
