@@ -73,7 +73,7 @@ type Params struct {
 	// DownloadTimeout bounds writing a recording segment or an HLS
 	// response, plus 1 s per 256 KB (default 30 s).
 	DownloadTimeout time.Duration
-	Logger       *slog.Logger
+	Logger          *slog.Logger
 }
 
 // Server is the HTTP handler.
