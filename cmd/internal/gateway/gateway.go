@@ -223,7 +223,11 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		locate := func(ctx context.Context, path string) ([]string, error) { return g.member.Parents(ctx, path) }
 		g.puller = tree.New(tree.Params{Hub: g.hub, Parents: cfg.RelayParents, Locate: locate, Linger: cfg.RelayLinger, Logger: log,
 			Client: rtcclient.Options{API: g.engine.IngestAPI(), Token: cfg.ClusterKey,
-				HTTP: &http.Client{Timeout: 10 * time.Second}}})
+				// A relay link never follows a redirect: the cluster key
+				// goes to the configured parents only.
+				HTTP: &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+					return http.ErrUseLastResponse
+				}}}})
 		pull = g.puller.Ensure
 	}
 	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub, Pull: pull,
