@@ -180,7 +180,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		_ = pc.Close()
 		return nil, err
 	}
-	log = log.With("session", sess.ID)
+	log = log.With("session", logID(sess.ID))
 	log.Info("publisher connected", "codecs", codecNames(infos), "refused_sections", len(rejected))
 	s.run(sess, pub, index, sim, log)
 	return sess, nil
@@ -313,4 +313,13 @@ func codecNames(infos []relay.TrackInfo) string {
 		names[i] = in.Codec.MimeType
 	}
 	return strings.Join(names, ",")
+}
+
+// logID names a session in logs by a prefix of its ID: the whole ID is
+// the only secret needed to end or change the session.
+func logID(id string) string {
+	if len(id) <= 6 {
+		return "…"
+	}
+	return id[:6] + "…"
 }
