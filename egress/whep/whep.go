@@ -162,7 +162,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		_ = pc.Close()
 		return nil, err
 	}
-	log = log.With("session", sess.ID)
+	log = log.With("session", logID(sess.ID))
 	log.Info("viewer connected", "tracks", len(plans), "refused_sections", len(rejected))
 	s.run(sess, st, plans, sinks, log)
 	return sess, nil
@@ -384,4 +384,13 @@ func (s *sink) WriteSenderReport(ntp uint64, rtpTime uint32, packets, octets uin
 	return s.pc.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{
 		SSRC: s.ssrc, NTPTime: ntp, RTPTime: rtpTime, PacketCount: packets, OctetCount: octets,
 	}})
+}
+
+// logID names a session in logs by a prefix of its ID: the whole ID is
+// the only secret needed to end or change the session.
+func logID(id string) string {
+	if len(id) <= 6 {
+		return "…"
+	}
+	return id[:6] + "…"
 }
