@@ -321,7 +321,7 @@ func (t *Track) addReader(sink Sink) *Reader {
 	list = append(list, r)
 	t.shards[w].Store(&list)
 	served := false
-	if t.keyWait <= 0 || time.Since(t.gopAt) < t.keyWait {
+	if t.keyWait <= 0 || time.Since(t.gopAt) < t.keyWait || startsFromCache(sink) {
 		served = t.serveCacheLocked(r)
 	}
 	t.mu.Unlock()

@@ -133,7 +133,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 			_ = pc.Close()
 			return nil, fmt.Errorf("add track: %w", err)
 		}
-		sinks[i] = &sink{pc: pc, local: local, sender: tr.Sender()}
+		sinks[i] = &sink{pc: pc, local: local, sender: tr.Sender(), relay: relay.IsRelayReader(ctx)}
 	}
 	answer, err := rtc.Answer(ctx, pc, o, rp, func() error {
 		for _, pl := range plans {
@@ -371,7 +371,11 @@ type sink struct {
 	local  *webrtc.TrackLocalStaticRTP
 	sender *webrtc.RTPSender
 	ssrc   uint32
+	relay  bool // a child node's relay link: starts on the cached GOP at once
 }
+
+// StartFromCache implements relay.CacheStartSink.
+func (s *sink) StartFromCache() bool { return s.relay }
 
 func (s *sink) WriteRTP(h *rtp.Header, payload []byte) error {
 	s.mu.Lock()

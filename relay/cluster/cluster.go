@@ -61,16 +61,22 @@ var ErrUnavailable = errors.New("cluster directory unavailable")
 // are safe for concurrent use and honour their contexts.
 type Directory interface {
 	// Heartbeat registers or refreshes n and the streams it originates;
-	// all of them expire after ttl unless refreshed.
+	// all of them expire after ttl unless refreshed. A stream that another
+	// node registered since (AddStream) is not taken back.
 	Heartbeat(ctx context.Context, n Node, streams []string, ttl time.Duration) error
-	// AddStream records that path originates on node id, for ttl.
+	// AddStream records that path originates on node id, for ttl, whichever
+	// node had it before.
 	AddStream(ctx context.Context, id, path string, ttl time.Duration) error
 	// RemoveStream forgets path if it is still recorded for node id.
 	RemoveStream(ctx context.Context, id, path string) error
 	// Leave removes node id and its streams at once.
 	Leave(ctx context.Context, id string, streams []string) error
-	// Nodes lists the live nodes, by ID.
+	// Nodes lists the live nodes, by ID. It reads every node: it is for
+	// the API, not for anything that runs per heartbeat or per request.
 	Nodes(ctx context.Context) ([]Node, error)
+	// Candidates returns up to k live edges that have room for a viewer,
+	// least loaded first (ties by ID), without reading the whole list.
+	Candidates(ctx context.Context, k int) ([]Node, error)
 	// Locate returns the live node where path originates.
 	Locate(ctx context.Context, path string) (Node, bool, error)
 	// Kind names the implementation ("memory", "redis").
@@ -120,4 +126,29 @@ outer:
 		}
 	}
 	return best, found
+}
+
+// room reports whether n is an edge that takes redirected viewers now,
+// and its utilization.
+func room(n Node) (float64, bool) {
+	if n.Role != RoleEdge || n.URL == "" {
+		return 0, false
+	}
+	if n.Load.MaxViewers > 0 && n.Load.Viewers >= int64(n.Load.MaxViewers) {
+		return 0, false
+	}
+	return utilization(n.Load.Viewers, n.Load.MaxViewers), true
+}
+
+// byRoom orders nodes least loaded first, ties by ID.
+func byRoom(nodes []Node) []Node {
+	sort.SliceStable(nodes, func(i, j int) bool {
+		ui := utilization(nodes[i].Load.Viewers, nodes[i].Load.MaxViewers)
+		uj := utilization(nodes[j].Load.Viewers, nodes[j].Load.MaxViewers)
+		if ui != uj {
+			return ui < uj
+		}
+		return nodes[i].ID < nodes[j].ID
+	})
+	return nodes
 }

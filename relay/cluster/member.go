@@ -64,9 +64,11 @@ type Member struct {
 	mu         sync.Mutex
 	registered map[string]bool      // streams this node advertises
 	removing   map[string]time.Time // removals to retry, until their entry expires anyway
-	cache      []Node               // the directory's nodes at the last heartbeat
+	claims     map[string]bool      // streams (re)published here since the last sync
+	cache      []Node               // the least loaded edges with room at the last heartbeat
 	cacheAt    time.Time
 	sent       map[string]int64 // viewers redirected per node since cacheAt
+	listed     []Node           // the last whole list, for when the directory is down
 
 	errMu      sync.Mutex
 	failing    bool
@@ -120,7 +122,7 @@ func NewMember(p MemberParams) (*Member, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Member{p: p, log: p.Logger.With("node", p.ID, "directory", p.Directory.Kind()),
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}),
-		registered: map[string]bool{}, removing: map[string]time.Time{}, sent: map[string]int64{}}, nil
+		registered: map[string]bool{}, removing: map[string]time.Time{}, claims: map[string]bool{}, sent: map[string]int64{}}, nil
 }
 
 // Start registers the node and keeps it registered until Close.
@@ -155,10 +157,18 @@ func (m *Member) Close() {
 	})
 }
 
-// onEvent runs under hub locks: it only signals the loop, never blocks.
+// onEvent runs under hub locks: it only notes the change and signals the
+// loop, never blocks.
 func (m *Member) onEvent(e relay.Event) {
 	switch e.Type {
 	case relay.StreamStarted, relay.StreamEnded, relay.PublisherBack:
+		if e.Type != relay.StreamEnded {
+			// A publisher here now: the stream is claimed even if the
+			// directory names another node (the publisher moved back).
+			m.mu.Lock()
+			m.claims[e.Path] = true
+			m.mu.Unlock()
+		}
 		select {
 		case m.kick <- struct{}{}:
 		default: // a sync is already due; it will see this change too
@@ -220,10 +230,11 @@ func (m *Member) sync() {
 	m.mu.Lock()
 	var add, del []string
 	for p := range want {
-		if !m.registered[p] {
+		if !m.registered[p] || m.claims[p] {
 			add = append(add, p)
 		}
 	}
+	clear(m.claims)
 	for p := range m.registered {
 		if !want[p] {
 			del = append(del, p)
@@ -274,7 +285,13 @@ func (m *Member) retryRemovals() {
 	}
 }
 
-// beat refreshes the node, its load and its streams, and the node list.
+// candidates is how many of the least loaded edges a heartbeat learns:
+// enough to spread a burst of redirects until the next one.
+const candidates = 8
+
+// beat refreshes the node, its load and its streams, and learns the least
+// loaded edges with room: O(log n) in the directory, whatever the size of
+// the cluster.
 func (m *Member) beat() {
 	m.sync()
 	self := m.Self()
@@ -289,9 +306,9 @@ func (m *Member) beat() {
 		return
 	}
 	ctx, cancel = m.call()
-	nodes, err := m.p.Directory.Nodes(ctx)
+	nodes, err := m.p.Directory.Candidates(ctx, candidates+1) // this node may be among them
 	cancel()
-	m.report("list nodes", err)
+	m.report("least loaded edges", err)
 	if err == nil {
 		m.mu.Lock()
 		m.cache, m.cacheAt, m.sent = nodes, time.Now(), map[string]int64{}
@@ -331,17 +348,23 @@ func (m *Member) Self() Node {
 func (m *Member) DirectoryKind() string { return m.p.Directory.Kind() }
 
 // Nodes lists the cluster's nodes; this node's entry is current. When the
-// directory cannot answer it returns the list of the last heartbeat.
+// directory cannot answer it returns the last list it gave (or the edges
+// the last heartbeat learned).
 func (m *Member) Nodes(ctx context.Context) []Node {
 	ctx, cancel := context.WithTimeout(ctx, m.p.Timeout)
 	defer cancel()
 	nodes, err := m.p.Directory.Nodes(ctx)
 	m.report("list nodes", err)
-	if err != nil {
-		m.mu.Lock()
+	m.mu.Lock()
+	switch {
+	case err == nil:
+		m.listed = nodes
+	case m.listed != nil:
+		nodes = append([]Node(nil), m.listed...)
+	default:
 		nodes = append([]Node(nil), m.cache...)
-		m.mu.Unlock()
 	}
+	m.mu.Unlock()
 	self, out := m.Self(), make([]Node, 0, len(nodes)+1)
 	out = append(out, self)
 	for _, n := range nodes {
@@ -386,13 +409,22 @@ func (m *Member) Parents(ctx context.Context, path string) ([]string, error) {
 // LeastLoaded asks the directory for the least loaded edge that has room,
 // other than the nodes in exclude.
 func (m *Member) LeastLoaded(ctx context.Context, exclude ...string) (Node, bool) {
-	return LeastLoaded(m.Nodes(ctx), exclude...)
+	ctx, cancel := context.WithTimeout(ctx, m.p.Timeout)
+	defer cancel()
+	nodes, err := m.p.Directory.Candidates(ctx, len(exclude)+1)
+	m.report("least loaded edges", err)
+	if err != nil {
+		m.mu.Lock()
+		nodes = append([]Node(nil), m.cache...)
+		m.mu.Unlock()
+	}
+	return LeastLoaded(nodes, exclude...)
 }
 
 // Redirect is for the WHEP handler: when this node has maxViewers viewers
 // or more (maxViewers 0: MemberParams.MaxViewers) it returns the base URL of a
 // less loaded edge with room, to answer 307 Temporary Redirect (RFC 9725).
-// It uses the node list of the last heartbeat and counts the viewers it
+// It uses the least loaded edges of the last heartbeat and counts the viewers it
 // sent to each node until the next one, so a burst is spread instead of
 // flooding one edge; it never waits for the directory.
 func (m *Member) Redirect(ctx context.Context, maxViewers int) (string, bool) {

@@ -72,7 +72,10 @@ func (m *Memory) Heartbeat(ctx context.Context, n Node, streams []string, ttl ti
 	n.Updated = m.now()
 	m.nodes[n.ID] = memNode{n: n, expires: exp}
 	for _, p := range streams {
-		m.streams[p] = memStream{id: n.ID, expires: exp}
+		// As Redis does: a stream another node took over is not claimed back.
+		if cur, ok := m.streams[p]; !ok || cur.id == n.ID {
+			m.streams[p] = memStream{id: n.ID, expires: exp}
+		}
 	}
 	return nil
 }
@@ -125,6 +128,25 @@ func (m *Memory) Nodes(ctx context.Context) ([]Node, error) {
 		out = append(out, e.n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Candidates implements Directory.
+func (m *Memory) Candidates(ctx context.Context, k int) ([]Node, error) {
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	var out []Node
+	for _, e := range m.nodes {
+		if _, ok := room(e.n); ok {
+			out = append(out, e.n)
+		}
+	}
+	out = byRoom(out)
+	if len(out) > k {
+		out = out[:max(k, 0)]
+	}
 	return out, nil
 }
 

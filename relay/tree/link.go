@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -25,13 +26,24 @@ type link struct {
 	infos  []relay.TrackInfo
 	mids   []string // mid of each track, in infos order
 
+	// lastMedia is the arrival (UnixNano) of the newest packet on any
+	// track; video tells whether this link has carried video, which makes
+	// its silence suspicious after a short time.
+	lastMedia atomic.Int64
+	video     atomic.Bool
+	audio     atomic.Bool
+
 	mu      sync.Mutex
 	recv    map[int]*webrtc.RTPReceiver // by track index, once media arrives
 	pub     *relay.Publication
 	pending []pendingTrack // arrived before the publication existed
 	done    chan struct{}
+	why     string // why the link ended, set before done closes
 	once    sync.Once
 	wg      sync.WaitGroup
+	// background runs the best-effort DELETE of a closed link so that a
+	// parent that does not answer never delays a failover.
+	background func(func())
 }
 
 // dial opens a WHEP session for path on parent and learns its tracks from
@@ -41,8 +53,8 @@ type pendingTrack struct {
 	recv *webrtc.RTPReceiver
 }
 
-func dial(ctx context.Context, parent, path string, opts rtcclient.Options) (*link, error) {
-	l := &link{parent: parent, recv: map[int]*webrtc.RTPReceiver{}, done: make(chan struct{})}
+func dial(ctx context.Context, parent, path string, opts rtcclient.Options, background func(func())) (*link, error) {
+	l := &link{parent: parent, recv: map[int]*webrtc.RTPReceiver{}, done: make(chan struct{}), background: background}
 	url := strings.TrimRight(parent, "/") + "/whep/" + path
 	sess, err := rtcclient.Connect(ctx, url, opts, func(pc *webrtc.PeerConnection) error {
 		l.pc = pc
@@ -54,10 +66,13 @@ func dial(ctx context.Context, parent, path string, opts rtcclient.Options) (*li
 		// Registered before the answer is applied: media (the parent's
 		// cached GOP) may arrive right after.
 		pc.OnTrack(l.onTrack)
+		// Disconnected is final for a relay link: with the relay API's
+		// short keepalive it means the parent has not answered for the
+		// dead time, and another parent is a re-pull away.
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			switch s {
 			case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateDisconnected:
-				go l.close()
+				go l.closeWith("connection " + s.String())
 			}
 		})
 		return nil
@@ -158,6 +173,10 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	}
 	l.recv[idx] = recv
 	pub := l.pub
+	kind := &l.audio
+	if l.infos[idx].Kind == codec.Video {
+		kind = &l.video
+	}
 	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
@@ -167,6 +186,8 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			if err != nil {
 				return
 			}
+			l.lastMedia.Store(time.Now().UnixNano())
+			kind.Store(true)
 			var p rtp.Packet
 			if p.Unmarshal(buf[:n]) == nil {
 				pub.WriteRTP(idx, &p.Header, p.Payload)
@@ -189,21 +210,80 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	}()
 }
 
-// run forwards media into pub until the link breaks or ctx ends.
-func (l *link) run(ctx context.Context, pub *relay.Publication) {
+// start forwards media into pub from now on.
+func (l *link) start(pub *relay.Publication) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.pub = pub
+	l.lastMedia.Store(time.Now().UnixNano())
 	for _, p := range l.pending {
 		l.forwardLocked(p.tr, p.recv)
 	}
 	l.pending = nil
-	l.mu.Unlock()
-	select {
-	case <-ctx.Done():
-	case <-l.done:
-	case <-pub.Superseded():
+}
+
+// event is what ends a wait on a link.
+type event int
+
+const (
+	evCancelled  event = iota // the pull's context ended
+	evDead                    // the link broke or the parent ended it
+	evSuperseded              // another publication took over the stream
+	evSilent                  // no media for the dead time, link still up
+)
+
+// silentFor is how long the link may go without media before it is
+// suspect: deadAfter once it has carried video (a picture every few tens
+// of milliseconds), four times that for audio alone (Opus DTX sends little
+// in silence), never before any media came.
+func (l *link) silentFor(deadAfter time.Duration) time.Duration {
+	switch {
+	case l.video.Load():
+		return deadAfter
+	case l.audio.Load():
+		return 4 * deadAfter
 	}
-	l.close()
+	return 0
+}
+
+// quiet is how long the link has gone without a packet.
+func (l *link) quiet() time.Duration {
+	return time.Duration(time.Now().UnixNano() - l.lastMedia.Load())
+}
+
+// wait returns when the link ends, ctx ends or the publication is
+// superseded, or with evSilent when watch, asked a few times per dead time
+// with the link's silence so far and its limit (once it has carried
+// media), reports true.
+func (l *link) wait(ctx context.Context, pub *relay.Publication, deadAfter time.Duration, watch func(quiet, limit time.Duration) bool) event {
+	t := time.NewTicker(max(deadAfter/10, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return evCancelled
+		case <-l.done:
+			return evDead
+		case <-pub.Superseded():
+			return evSuperseded
+		case <-t.C:
+			if lim := l.silentFor(deadAfter); lim > 0 && watch(l.quiet(), lim) {
+				return evSilent
+			}
+		}
+	}
+}
+
+// reason says why the link ended.
+func (l *link) reason() string {
+	select {
+	case <-l.done:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.why
+	default:
+		return ""
+	}
 }
 
 // RequestKeyframe forwards a coalesced keyframe request to the parent.
@@ -217,21 +297,35 @@ func (l *link) RequestKeyframe(i int) {
 	_ = l.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(recv.Track().SSRC())}})
 }
 
-func (l *link) close() {
+func (l *link) close() { l.closeWith("closed") }
+
+// closeWith ends the link at once: the PeerConnection closes now (the
+// parent gets a DTLS close when it is reachable) and the DELETE of the
+// session resource runs in the background, bounded, because a parent that
+// died would hold up a failover for as long as its HTTP timeout.
+func (l *link) closeWith(why string) {
 	l.once.Do(func() {
-		close(l.done)
 		l.mu.Lock()
+		l.why = why
 		sess := l.sess
 		l.mu.Unlock()
+		close(l.done)
+		_ = l.pc.Close()
 		if sess == nil {
-			_ = l.pc.Close()
 			return
 		}
-		// DELETE tells the parent at once that its reader is gone.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = sess.Close(ctx)
+		del := func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = sess.Close(ctx)
+		}
+		if l.background == nil {
+			del()
+			return
+		}
+		l.background(del)
 	})
 }
 
-func (l *link) wait() { l.wg.Wait() }
+// drain waits for the link's goroutines after close.
+func (l *link) drain() { l.wg.Wait() }

@@ -41,8 +41,16 @@ type Params struct {
 	NotFoundTTL time.Duration
 	// Retry bounds how long a broken link is re-tried before the pull gives
 	// up (default 15 s; the hub's grace keeps viewers meanwhile).
-	Retry  time.Duration
-	Logger *slog.Logger
+	Retry time.Duration
+	// DeadAfter is how long a link that was carrying video may go without
+	// a packet before the edge looks for another parent (default 500 ms;
+	// four times that for audio-only streams). A silent link is only
+	// replaced by one that a parent accepts, so a stream whose publisher
+	// paused stays where it is; a parent that stops answering its
+	// keepalives is dropped by the Client API's ICE timeouts (the gateway
+	// sets them from DeadAfter, see rtc.Engine.RelayAPI).
+	DeadAfter time.Duration
+	Logger    *slog.Logger
 }
 
 // Puller pulls streams from parents on demand.
@@ -53,7 +61,8 @@ type Puller struct {
 	unsub  func()
 	wg     sync.WaitGroup
 
-	dials atomic.Int64
+	dials     atomic.Int64
+	failovers atomic.Int64
 
 	mu       sync.Mutex
 	pulls    map[string]*pull
@@ -80,6 +89,9 @@ func New(p Params) *Puller {
 	}
 	if p.Retry <= 0 {
 		p.Retry = 15 * time.Second
+	}
+	if p.DeadAfter <= 0 {
+		p.DeadAfter = 500 * time.Millisecond
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
@@ -148,8 +160,8 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 	first := true
 	start := 0
 	var brokenSince time.Time
-	for backoff := 100 * time.Millisecond; ctx.Err() == nil; {
-		l, parent, idx, err := pl.dialAny(ctx, pu.path, start)
+	for backoff := retryMin; ctx.Err() == nil; {
+		l, parent, idx, err := pl.dialAny(ctx, pu.path, start, "")
 		if err != nil {
 			if first {
 				if errors.Is(err, relay.ErrNotFound) {
@@ -170,13 +182,15 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 			case <-ctx.Done():
 				return
 			}
-			backoff = min(backoff*2, 2*time.Second)
+			// Short and capped: the stream may be back (republished on
+			// another origin) any moment, and viewers wait meanwhile.
+			backoff = min(backoff*2, retryMax)
 			continue
 		}
 		pub, err := pl.p.Hub.Publish(pu.path, l.infos, l)
 		if err != nil {
 			l.close()
-			l.wait()
+			l.drain()
 			if first {
 				pu.err = err
 				if errors.Is(err, relay.ErrAlreadyLive) {
@@ -186,28 +200,113 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 			}
 			return
 		}
-		pl.mu.Lock()
-		pu.stream, pu.parent = pub.Stream(), parent
-		if first {
-			pl.armLingerLocked(pu)
+		if !first {
+			pl.failovers.Add(1)
+			log.Info("relay link restored", "parent", parent, "after", time.Since(brokenSince).Round(time.Millisecond))
 		}
-		pl.mu.Unlock()
+		pl.setLink(pu, pub, parent, first)
 		log.Info("relay link up", "parent", parent, "tracks", len(l.infos))
 		if first {
 			first = false
 			close(pu.ready)
 		}
-		backoff = 100 * time.Millisecond
-		l.run(ctx, pub)
-		l.wait()
+		backoff = retryMin
+		l, parent, idx, pub = pl.follow(ctx, pu, l, parent, idx, pub)
+		l.close()
+		l.drain()
 		pub.End("relay link ended")
 		if ctx.Err() != nil {
 			log.Info("relay link released", "parent", parent)
 			return
 		}
-		log.Warn("relay link lost; failing over", "parent", parent)
+		log.Warn("relay link lost; failing over", "parent", parent, "why", l.reason())
 		brokenSince = time.Now()
 		start = idx + 1 // another parent first; the same one again later
+	}
+}
+
+// Retry pacing of a broken pull.
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = 500 * time.Millisecond
+)
+
+// follow forwards a link until it breaks or ctx ends. A link that goes
+// silent is replaced without letting go of the stream: at half the dead
+// time another parent that has the stream (a sibling with its own path to
+// the origin, or the node the directory now names) is dialed and kept
+// ready; at the dead time it takes the stream over, which viewers see as
+// one publisher handing over to the next. If media comes back first, the
+// standby is dropped. It returns the link it ended on.
+func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, idx int, pub *relay.Publication) (*link, string, int, *relay.Publication) {
+	l.start(pub)
+	var (
+		standby     *link
+		sParent     string
+		sIdx        int
+		lastTry     time.Time
+		recheck     = max(2*pl.p.DeadAfter, 500*time.Millisecond)
+		dropStandby = func() { standby.close(); standby.drain(); standby = nil }
+		log         = pl.p.Logger.With("stream", pu.path)
+		watch       = func(quiet, lim time.Duration) bool {
+			if standby != nil {
+				return quiet < lim/2 || quiet >= lim // back, or dead
+			}
+			return quiet >= lim/2 && time.Since(lastTry) >= recheck
+		}
+	)
+	for {
+		if l.wait(ctx, pub, pl.p.DeadAfter, watch) != evSilent {
+			if standby != nil {
+				dropStandby()
+			}
+			return l, parent, idx, pub
+		}
+		lim := l.silentFor(pl.p.DeadAfter)
+		if standby == nil {
+			lastTry = time.Now()
+			var err error
+			standby, sParent, sIdx, err = pl.dialAny(ctx, pu.path, idx+1, parent)
+			if err != nil {
+				log.Debug("relay link silent; no other parent has the stream", "parent", parent, "err", err)
+				standby = nil
+				continue
+			}
+			if l.quiet() < lim {
+				continue // ready; the next checks decide
+			}
+		} else if l.quiet() < lim/2 {
+			log.Debug("relay link silent for a moment; standby dropped", "parent", parent, "standby", sParent)
+			dropStandby()
+			continue
+		}
+		// Dead: the standby takes over. Stalled lets the hub hand the
+		// stream to it with the continuity a reconnecting publisher gets.
+		quiet := l.quiet()
+		pub.SetStalled(true)
+		npub, err := pl.p.Hub.Publish(pu.path, standby.infos, standby)
+		if err != nil {
+			pub.SetStalled(false)
+			log.Warn("relay link silent; standby refused", "parent", parent, "standby", sParent, "err", err)
+			dropStandby()
+			continue
+		}
+		log.Warn("relay link silent; moved to another parent", "from", parent, "to", sParent, "silent", quiet.Round(time.Millisecond))
+		l.closeWith("replaced while silent") // its readers end with its PeerConnection
+		pl.failovers.Add(1)
+		l, parent, idx, pub = standby, sParent, sIdx, npub
+		standby, lastTry = nil, time.Time{}
+		pl.setLink(pu, pub, parent, false)
+		l.start(pub)
+	}
+}
+
+func (pl *Puller) setLink(pu *pull, pub *relay.Publication, parent string, first bool) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pu.stream, pu.parent = pub.Stream(), parent
+	if first {
+		pl.armLingerLocked(pu)
 	}
 }
 
@@ -225,8 +324,9 @@ func (pl *Puller) parents(ctx context.Context, path string) ([]string, error) {
 	return ps, nil
 }
 
-// dialAny tries the parents in turn from index start.
-func (pl *Puller) dialAny(ctx context.Context, path string, start int) (*link, string, int, error) {
+// dialAny tries the parents in turn from index start, skipping the one
+// named skip.
+func (pl *Puller) dialAny(ctx context.Context, path string, start int, skip string) (*link, string, int, error) {
 	parents, err := pl.parents(ctx, path)
 	if err != nil {
 		return nil, "", 0, err
@@ -236,9 +336,13 @@ func (pl *Puller) dialAny(ctx context.Context, path string, start int) (*link, s
 	var last error
 	for i := range n {
 		idx := (start + i) % n
+		if parents[idx] == skip {
+			notFound++
+			continue
+		}
 		pl.dials.Add(1)
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		l, err := dial(dctx, parents[idx], path, pl.p.Client)
+		l, err := dial(dctx, parents[idx], path, pl.p.Client, pl.background)
 		cancel()
 		if err == nil {
 			return l, parents[idx], idx, nil
@@ -253,6 +357,15 @@ func (pl *Puller) dialAny(ctx context.Context, path string, start int) (*link, s
 		return nil, "", 0, fmt.Errorf("%w: %s (no parent has it)", relay.ErrNotFound, path)
 	}
 	return nil, "", 0, last
+}
+
+// background runs f on the Puller's wait group (Close waits for it).
+func (pl *Puller) background(f func()) {
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		f()
+	}()
 }
 
 // onEvent follows viewers of pulled streams. It runs under hub locks, so it
@@ -296,6 +409,9 @@ func (pl *Puller) Relaying(path string) bool {
 
 // Dials counts WHEP requests made to parents.
 func (pl *Puller) Dials() int64 { return pl.dials.Load() }
+
+// Failovers counts links replaced after they broke or went silent.
+func (pl *Puller) Failovers() int64 { return pl.failovers.Load() }
 
 // Link describes an active pull, for the API.
 type Link struct {

@@ -64,6 +64,7 @@ type Config struct {
 	RelayParents     []string      // pull streams this node lacks from these WHEP servers
 	ClusterKey       string        // bearer key of relay links
 	RelayLinger      time.Duration // keep a pull this long after its last viewer
+	RelayDeadAfter   time.Duration // a relay link without media (or keepalive answers) this long is replaced (0: 500 ms)
 	ClusterRedis     string        // redis://host:port/db: shared cluster directory; empty: in-memory (one node)
 	ClusterRole      string        // origin or edge (default: edge with relay-parents, else origin)
 	NodeID           string        // default: host name and public host:port
@@ -221,8 +222,18 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if len(cfg.RelayParents) > 0 || cfg.ClusterRedis != "" {
 		// g.member is set below, before any request is served.
 		locate := func(ctx context.Context, path string) ([]string, error) { return g.member.Parents(ctx, path) }
+		dead := cfg.RelayDeadAfter
+		if dead <= 0 {
+			dead = 500 * time.Millisecond
+		}
+		relayAPI, err := g.engine.RelayAPI(dead/5, dead)
+		if err != nil {
+			g.closeMedia()
+			return nil, err
+		}
 		g.puller = tree.New(tree.Params{Hub: g.hub, Parents: cfg.RelayParents, Locate: locate, Linger: cfg.RelayLinger, Logger: log,
-			Client: rtcclient.Options{API: g.engine.IngestAPI(), Token: cfg.ClusterKey,
+			DeadAfter: dead,
+			Client: rtcclient.Options{API: relayAPI, Token: cfg.ClusterKey,
 				// A relay link never follows a redirect: the cluster key
 				// goes to the configured parents only.
 				HTTP: &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {

@@ -1,0 +1,207 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// kill makes the gateway vanish as a kill -9 would: its UDP socket and
+// HTTP listener close at once, so no DTLS close, RTCP BYE or DELETE reaches
+// anyone and its directory entry stays until it expires. What remains of
+// it in this process is torn down by the usual stop, which can no longer
+// reach anybody.
+func (g *testGateway) kill() {
+	if g.dir != nil && g.dir.Kind() == "redis" {
+		_ = g.dir.Close() // no Leave: the entry expires as a dead node's would
+	}
+	_ = g.engine.Close()
+	_ = g.srv.Close()
+	g.stop()
+}
+
+// gapReport is what one viewer saw around a fault.
+type gapReport struct {
+	name     string
+	gap      time.Duration // longest time between two frames after from
+	gapAt    time.Time     // when that gap ended
+	frames   int           // frames after from
+	ssrcs    int           // distinct video SSRCs in the whole session
+	seqJumps int           // sequence steps other than +1
+	worstJmp int           // largest sequence step (absolute)
+	tsBack   int           // timestamps going back by more than a frame
+	detail   []string      // the steps, for the log
+}
+
+func (r gapReport) String() string {
+	return fmt.Sprintf("%s: longest gap %v, %d frames, %d SSRC(s), %d sequence steps other than +1 (largest %d), %d timestamp steps back",
+		r.name, r.gap.Round(time.Millisecond), r.frames, r.ssrcs, r.seqJumps, r.worstJmp, r.tsBack)
+}
+
+func measureGap(name string, v *viewer, from time.Time) gapReport {
+	frames, _, pkts := v.snapshot()
+	r := gapReport{name: name}
+	last := from
+	for _, f := range frames {
+		if f.at.Before(from) {
+			continue
+		}
+		r.frames++
+		if d := f.at.Sub(last); d > r.gap {
+			r.gap, r.gapAt = d, f.at
+		}
+		last = f.at
+	}
+	if d := time.Since(last); d > r.gap { // a viewer that never recovered
+		r.gap, r.gapAt = d, time.Now()
+	}
+	seen := map[uint32]bool{}
+	var prev rtp.Header
+	for i, p := range pkts {
+		seen[p.SSRC] = true
+		if i == 0 {
+			prev = p
+			continue
+		}
+		if d := int16(p.SequenceNumber - prev.SequenceNumber); d != 1 {
+			r.seqJumps++
+			r.worstJmp = max(r.worstJmp, int(max(d, -d)))
+			r.detail = append(r.detail, fmt.Sprintf("packet %d/%d: seq %d->%d ts %d->%d", i, len(pkts),
+				prev.SequenceNumber, p.SequenceNumber, prev.Timestamp, p.Timestamp))
+		}
+		// Retransmissions (NACK) come back with their old timestamps: only
+		// a step back beyond a few frames would be a discontinuity.
+		if d := int32(p.Timestamp - prev.Timestamp); d < -90000/2 {
+			r.tsBack++
+		}
+		prev = p
+	}
+	r.ssrcs = len(seen)
+	return r
+}
+
+// checkContinuity fails unless every viewer kept one SSRC and numbering
+// without a jump (small steps are packets lost on a loaded machine or
+// retransmitted late; a new numbering would jump by thousands).
+func checkContinuity(t *testing.T, reps []gapReport) {
+	t.Helper()
+	for _, r := range reps {
+		if r.ssrcs != 1 || r.worstJmp > 64 || r.tsBack > 0 {
+			t.Errorf("%s: continuity broken: %v", r, r.detail)
+		}
+	}
+}
+
+// TestRelayTreeKillParent: origin, two regional edges, three leaves with
+// two viewers each. A regional edge is killed (no clean close) while it
+// feeds two of the leaves: they must notice within the dead time and move
+// to the other regional edge, their viewers seeing one gap under a second
+// and one SSRC with continuous numbering. Then the origin's publisher
+// connection drops and the host publishes again: every viewer continues.
+func TestRelayTreeKillParent(t *testing.T) {
+	origin := startGateway(t, func(c *Config) { c.ClusterKey = clusterKey })
+	r1 := edge(t, 30*time.Second, origin)
+	r2 := edge(t, 30*time.Second, origin)
+	leaves := []*testGateway{edge(t, 30*time.Second, r1, r2), edge(t, 30*time.Second, r1, r2), edge(t, 30*time.Second, r2, r1)}
+	c := loadClip(t)
+
+	pub := origin.publish(t, "heal/cam")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	playing := make(chan struct{})
+	go func() { defer close(playing); play(ctx, pub, c, 0) }()
+	waitFor(t, 5*time.Second, "the stream live on the origin", func() bool {
+		st, ok := origin.Hub().Get("heal/cam")
+		return ok && st.Live()
+	})
+
+	type named struct {
+		name string
+		v    *viewer
+	}
+	var viewers []named
+	for i, l := range leaves {
+		for j := range 2 {
+			viewers = append(viewers, named{fmt.Sprintf("leaf%d/viewer%d", i+1, j+1), l.view(t, "heal/cam")})
+		}
+	}
+	for _, v := range viewers {
+		waitFor(t, 10*time.Second, "frames at "+v.name, func() bool { f, _, _ := v.v.snapshot(); return len(f) > 60 })
+	}
+	for i, l := range leaves {
+		t.Logf("leaf%d pulls from %v", i+1, l.Puller().Links())
+	}
+
+	// kill -9 of the regional edge feeding leaves 1 and 2.
+	time.Sleep(500 * time.Millisecond)
+	killedAt := time.Now()
+	r1.kill()
+	t.Logf("regional edge %s killed at %s (kill took %v)", r1.base, killedAt.Format("15:04:05.000"), time.Since(killedAt).Round(time.Millisecond))
+	time.Sleep(2500 * time.Millisecond)
+	var reps []gapReport
+	for _, v := range viewers {
+		reps = append(reps, measureGap(v.name, v.v, killedAt.Add(-200*time.Millisecond)))
+	}
+	worst := time.Duration(0)
+	for _, r := range reps {
+		t.Logf("regional edge killed: %s", r)
+		worst = max(worst, r.gap)
+	}
+	t.Logf("regional edge killed: longest video gap at any of %d viewers %v", len(reps), worst.Round(time.Millisecond))
+	for i, l := range leaves {
+		links := l.Puller().Links()
+		if len(links) != 1 || links[0].Parent != r2.base {
+			t.Errorf("leaf%d links after the kill: %v, want one from %s", i+1, links, r2.base)
+		}
+	}
+	if worst >= time.Second {
+		t.Errorf("longest gap %v after a parent was killed, want < 1 s", worst)
+	}
+	checkContinuity(t, reps)
+
+	// The publisher's connection drops (no DELETE) and it publishes again.
+	cancel()
+	<-playing
+	_ = pub.PC.Close()
+	dropped := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	pub2 := origin.publish(t, "heal/cam")
+	t.Cleanup(func() { _ = pub2.Close(context.Background()) })
+	republished := time.Now()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	playing2 := make(chan struct{})
+	go func() { defer close(playing2); play(ctx2, pub2, c, 0) }()
+	time.Sleep(2500 * time.Millisecond)
+	worst = 0
+	reps = reps[:0]
+	for _, v := range viewers {
+		r := measureGap(v.name, v.v, republished)
+		// The gap that counts starts at the republish: the publisher's own
+		// absence is not the tree's doing.
+		reps = append(reps, r)
+		t.Logf("publisher republished: %s", r)
+		worst = max(worst, r.gap)
+	}
+	t.Logf("publisher dropped at +0, republished at +%v: longest wait for video after the republish %v",
+		republished.Sub(dropped).Round(time.Millisecond), worst.Round(time.Millisecond))
+	if worst >= time.Second {
+		t.Errorf("viewers waited %v for video after the republish, want < 1 s", worst)
+	}
+	checkContinuity(t, reps)
+	cancel2()
+	<-playing2
+}
+
+// describeLinks is a one-line view of a node's pulls, for logs.
+func describeLinks(g *testGateway) string {
+	var b strings.Builder
+	for _, l := range g.Puller().Links() {
+		fmt.Fprintf(&b, "%s<-%s ", l.Path, l.Parent)
+	}
+	return b.String()
+}
