@@ -184,6 +184,8 @@ func TestBrowserViewerTruth(t *testing.T) {
 	t.Logf("gateway shutdown noticed by the player after %v (%s: %q), the grid after %v (%s), the publisher after %v (%s)",
 		playerAfter.Round(time.Millisecond), v.State, v.Message, gridAfter.Round(time.Millisecond), grid,
 		pubAfter.Round(time.Millisecond), pubState)
+	waitPage(t, vTab, 2*time.Second, "the live list to empty when the gateway is gone", listStateJS(path),
+		func(s string) (bool, error) { return s == "", nil })
 	b.screenshot(t, vTab, "truth-3-shutdown")
 	if v.State != "disconnected" {
 		t.Errorf("player state %q after the gateway shut down, want disconnected", v.State)

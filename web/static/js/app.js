@@ -3,7 +3,7 @@
 // fills in the path to go live on.
 import { mediaError } from './media.js';
 import { format, formatBitrate, statsLoop } from './stats.js';
-import { play, publish } from './whip-whep.js';
+import { Connection, play, publish } from './whip-whep.js';
 import { Room } from './room.js';
 
 const SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
@@ -125,10 +125,7 @@ const pub = {
   error: '',
   path: '',
   media: null, // camera and microphone
-  session: null,
-  gen: 0, // bumped by every start and stop; stale async work checks it
-  abort: null,
-  interrupted: false,
+  conn: new Connection(null, (state, c) => onPubChange(state, c)),
   stopStats: null,
 };
 
@@ -184,8 +181,8 @@ function stopCamera() {
   el.camera.textContent = 'Preview camera';
 }
 
-async function goLive() {
-  if (pub.state === 'connecting' || pub.state === 'live') return;
+function goLive() {
+  if (pub.conn.busy) return;
   let path;
   try {
     path = readPath(el.pubRoom, el.pubName);
@@ -193,69 +190,47 @@ async function goLive() {
     setPub('error', err.message);
     return;
   }
-  const gen = ++pub.gen;
-  const abort = new AbortController();
-  pub.abort = abort;
   pub.path = path;
-  setPub('connecting', 'Starting the camera…');
-  try {
+  pub.conn.start(async (opts) => {
     const media = await startCamera();
-    if (gen !== pub.gen) return;
+    opts.signal.throwIfAborted();
     setPub('connecting', `Connecting to ${path}…`);
-    const session = await publish(`/whip/${path}`, media, {
-      headers: authHeaders(),
-      signal: abort.signal,
-      onStateChange: (s) => gen === pub.gen && onPubConnection(s),
-    });
-    if (gen !== pub.gen) {
-      session.stop();
-      return;
-    }
-    pub.session = session;
-    await session.connected;
-    if (gen !== pub.gen) return;
-    setPub('live', `Live at ${path}`);
-    pub.stopStats = showStats(session.pc, 'outbound-rtp', el.pubStats);
-    refreshStreams();
-  } catch (err) {
-    if (gen !== pub.gen) return;
-    await endPublishing();
-    needToken(err);
-    setPub('error', err.message);
-  }
+    return publish(`/whip/${path}`, media, { headers: authHeaders(), ...opts });
+  });
 }
 
-function onPubConnection(s) {
-  if (!pub.session || (pub.state !== 'live' && !pub.interrupted)) return; // goLive handles the first connection
-  if (s === 'disconnected') {
-    pub.interrupted = true;
-    setPub('connecting', 'Connection interrupted, trying to recover…');
-  } else if (s === 'connected' && pub.interrupted) {
-    pub.interrupted = false;
-    setPub('live', `Live at ${pub.path}`);
-  } else if (s === 'failed' || s === 'closed') {
-    pub.gen++;
-    endPublishing();
-    setPub('error', 'The connection to the server was lost.');
+function onPubChange(state, c) {
+  if (state !== 'live' && state !== 'interrupted') {
+    pub.stopStats?.();
+    pub.stopStats = null;
   }
-}
-
-// endPublishing closes the session (DELETE) but keeps the camera.
-async function endPublishing(opts) {
-  pub.abort?.abort();
-  pub.abort = null;
-  pub.stopStats?.();
-  pub.stopStats = null;
-  pub.interrupted = false;
-  const s = pub.session;
-  pub.session = null;
-  if (s) await s.stop(opts);
+  switch (state) {
+    case 'connecting':
+      setPub('connecting', 'Starting the camera…');
+      break;
+    case 'live':
+      setPub('live', `Live at ${pub.path}`);
+      pub.stopStats ??= showStats(c.session.pc, 'outbound-rtp', el.pubStats);
+      refreshStreams();
+      break;
+    case 'interrupted':
+      setPub('connecting', 'Connection interrupted, trying to recover…');
+      break;
+    case 'ended':
+    case 'failed':
+      setPub('error', 'The connection to the server was lost.');
+      break;
+    case 'error':
+      needToken(c.error);
+      setPub('error', c.error.message);
+      break;
+  }
 }
 
 async function stopLive() {
   const was = pub.state;
-  pub.gen++;
-  await endPublishing();
+  await pub.conn.stop({ quiet: true });
+  onPubChange('idle', pub.conn);
   stopCamera();
   setPub('idle', was === 'live' ? `Stopped streaming to ${pub.path}.` : '');
   refreshStreams();
@@ -289,10 +264,8 @@ const view = {
   state: 'idle',
   error: '',
   path: '',
-  session: null,
-  gen: 0,
-  abort: null,
-  interrupted: false, // our own connection dropped and ICE tries to recover
+  conn: new Connection(null, (state, c) => onViewChange(state, c)),
+  gen: 0, // bumped when we follow another stream or stop: stale checks see it
   stopStats: null,
   room: null, // the room's event stream: says at once when the publisher leaves or comes back
   checkSeq: 0,
@@ -312,71 +285,73 @@ function setView(state, msg = '') {
   el.player.parentElement.dataset.state = state;
   el.playerOff.textContent =
     { reconnecting: 'Publisher reconnecting…', ended: 'Stream ended', disconnected: 'Disconnected' }[state] || 'Nothing playing';
-  el.playerOff.hidden = !!view.session && state !== 'reconnecting';
+  el.playerOff.hidden = !!el.player.srcObject && state !== 'reconnecting';
   markCurrent();
   // The live list says the same as the player.
-  if (was !== state && (state === 'reconnecting' || state === 'ended' || was === 'reconnecting')) refreshStreams();
+  if (was !== state && (['reconnecting', 'ended', 'disconnected'].includes(state) || was === 'reconnecting')) refreshStreams();
 }
 
-async function watch(path) {
-  const gen = ++view.gen;
-  await endWatching();
-  if (gen !== view.gen) return;
-  const abort = new AbortController();
-  view.abort = abort;
+function watch(path) {
+  view.gen++;
   view.path = path;
   follow(path);
-  setView('connecting', `Connecting to ${path}…`);
-  try {
-    const session = await play(`/whep/${path}`, {
-      headers: authHeaders(),
-      signal: abort.signal,
-      onStateChange: (s) => gen === view.gen && onViewConnection(s),
-    });
-    if (gen !== view.gen) {
-      session.stop();
-      return;
-    }
-    view.session = session;
-    el.player.srcObject = session.stream;
-    el.player.controls = true;
-    el.playerOff.hidden = true;
-    el.player.play().catch(() => {}); // muted autoplay; the controls can unmute
-    await session.connected;
-    if (gen !== view.gen) return;
-    setView('live', `Watching ${path}`);
-    view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats, (s) => {
-      // No media: ask the server why (the publisher may have left).
-      if (s.bitrate != null && s.bitrate < 1000 && view.state === 'live') checkStream({ stalled: true });
-    });
-    refreshStreams();
-    checkStream(); // the publisher may have left while we connected
-  } catch (err) {
-    if (gen !== view.gen) return;
-    await endWatching();
-    needToken(err);
-    // A stream in its grace period takes no new viewers: wait for it.
-    const waiting = err.status === 404 && (await streamStatus(path)) === 'reconnecting';
-    if (gen !== view.gen) return;
-    if (waiting) setView('reconnecting', `Publisher reconnecting… ${path} plays as soon as they are back.`);
-    else setView('error', err.message);
+  return view.conn.start((opts) => play(`/whep/${path}`, { headers: authHeaders(), ...opts }));
+}
+
+function onViewChange(state, c) {
+  if (state !== 'live' && state !== 'interrupted') detachPlayer();
+  switch (state) {
+    case 'connecting':
+      setView('connecting', `Connecting to ${view.path}…`);
+      break;
+    case 'live':
+      if (el.player.srcObject !== c.session.stream) attachPlayer(c.session);
+      if (view.state === 'connecting') {
+        setView('live', `Watching ${view.path}`);
+        refreshStreams();
+      }
+      checkStream(); // the publisher may have left while we connected
+      break;
+    case 'interrupted':
+      if (view.state === 'live') setView('connecting', 'Connection interrupted, trying to recover…');
+      break;
+    case 'ended': // the server ended our session: the stream ended, or the gateway is shutting down
+    case 'failed': // the network is gone
+      checkStream({ sessionClosed: true });
+      break;
+    case 'error':
+      watchFailed(c.error);
+      break;
   }
 }
 
-function onViewConnection(s) {
-  if (!view.session || (view.state === 'connecting' && !view.interrupted)) return; // watch() handles the first connection
-  if (s === 'disconnected') {
-    view.interrupted = true;
-    if (view.state === 'live') setView('connecting', 'Connection interrupted, trying to recover…');
-  } else if (s === 'connected' && view.interrupted) {
-    view.interrupted = false;
-    if (view.state === 'connecting') setView('live', `Watching ${view.path}`);
-    checkStream();
-  } else if (s === 'failed' || s === 'closed') {
-    // closed: the server ended our session (the stream ended, or the
-    // gateway is shutting down); failed: the network is gone.
-    checkStream({ sessionClosed: true });
-  }
+async function watchFailed(err) {
+  needToken(err);
+  const gen = view.gen;
+  // A stream in its grace period takes no new viewers: wait for it.
+  const waiting = err.status === 404 && (await streamStatus(view.path)) === 'reconnecting';
+  if (gen !== view.gen || view.conn.busy) return;
+  if (waiting) setView('reconnecting', `Publisher reconnecting… ${view.path} plays as soon as they are back.`);
+  else setView('error', err.message);
+}
+
+function attachPlayer(session) {
+  el.player.srcObject = session.stream;
+  el.player.controls = true;
+  el.playerOff.hidden = true;
+  el.player.play().catch(() => {}); // muted autoplay; the controls can unmute
+  view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats, (s) => {
+    // No media: ask the server why (the publisher may have left).
+    if (s.bitrate != null && s.bitrate < 1000 && view.state === 'live') checkStream({ stalled: true });
+  });
+}
+
+function detachPlayer() {
+  view.stopStats?.();
+  view.stopStats = null;
+  el.player.srcObject = null;
+  el.player.controls = false;
+  el.playerOff.hidden = false;
 }
 
 // streamStatus asks the server about path: 'live', 'reconnecting' (the
@@ -450,8 +425,8 @@ async function checkStream({ sessionClosed = false, stalled = false } = {}) {
   const gen = view.gen;
   const path = view.path;
   const stale = () => seq !== view.checkSeq || gen !== view.gen; // a later check, or another stream
-  sessionClosed ||= view.session?.state === 'closed' || view.session?.state === 'failed';
-  if (!view.session && view.state === 'connecting') return; // watch() reports what the server says
+  sessionClosed ||= view.conn.state === 'ended' || view.conn.state === 'failed';
+  if (view.conn.state === 'connecting') return; // the connection reports what the server says
   let status = roomSays();
   if (sessionClosed) {
     // The server ends viewers' sessions when the stream ends (never in its
@@ -469,14 +444,13 @@ async function checkStream({ sessionClosed = false, stalled = false } = {}) {
   }
   switch (status) {
     case 'live':
-      if (view.session && !sessionClosed) {
+      if (view.conn.busy && !sessionClosed) {
         if (view.state === 'reconnecting') setView('live', `Watching ${path}`);
-      } else if (view.state !== 'connecting') {
+      } else {
         watch(path); // back after it ended or the gateway came back, or our session was dropped
       }
       break;
     case 'reconnecting':
-      if (sessionClosed && view.session && !(await stopSession())) return;
       if (view.state !== 'reconnecting') setView('reconnecting', 'Publisher reconnecting…');
       break;
     case 'ended':
@@ -497,22 +471,9 @@ async function checkStream({ sessionClosed = false, stalled = false } = {}) {
 async function stopSession() {
   const gen = ++view.gen;
   // The stream is over or the server is gone: a DELETE would only fail.
-  await endWatching({ serverGone: true });
+  await view.conn.stop({ quiet: true, serverGone: true });
+  detachPlayer();
   return gen === view.gen;
-}
-
-async function endWatching(opts) {
-  view.abort?.abort();
-  view.abort = null;
-  view.stopStats?.();
-  view.stopStats = null;
-  view.interrupted = false;
-  const s = view.session;
-  view.session = null;
-  el.player.srcObject = null;
-  el.player.controls = false;
-  el.playerOff.hidden = false;
-  if (s) await s.stop(opts);
 }
 
 // follow keeps the event stream of path's room open: it tells at once when
@@ -535,7 +496,7 @@ function follow(path) {
   // stopped too, it is gone, even if its DTLS close got lost on the way.
   room.addEventListener('status', async (e) => {
     if (view.room !== room || e.detail.status === 'open' || view.state !== 'live') return;
-    const pc = view.session?.pc;
+    const pc = view.conn.session?.pc;
     if (pc && !(await mediaFlowing(pc, 400))) checkStream({ stalled: true });
   });
   room.connect();
@@ -545,7 +506,8 @@ async function stopWatching() {
   view.gen++;
   view.room?.close();
   view.room = null;
-  await endWatching();
+  await view.conn.stop({ quiet: true });
+  detachPlayer();
   setView('idle');
 }
 
@@ -555,7 +517,8 @@ function startWatching() {
     path = readPath(el.watchRoom, el.watchName);
   } catch (err) {
     view.gen++;
-    endWatching();
+    view.conn.stop({ quiet: true });
+    detachPlayer();
     setView('error', err.message);
     return;
   }
@@ -655,6 +618,9 @@ function refreshStreams() {
     } catch {
       el.health.textContent = 'server unreachable';
       el.health.dataset.ok = 'false';
+      // Nothing is live here while the server is gone.
+      renderStreams([]);
+      el.noStreams.textContent = 'The server is unreachable.';
     } finally {
       refreshing = null;
       if (refreshAgain) {
@@ -675,8 +641,8 @@ refreshStreams();
 // Leaving the page ends both sessions at the server at once, not after the
 // ICE timeout: keepalive lets the DELETEs outlive the page.
 window.addEventListener('pagehide', () => {
-  pub.session?.stop({ keepalive: true });
-  view.session?.stop({ keepalive: true });
+  pub.conn.stop({ quiet: true, keepalive: true });
+  view.conn.stop({ quiet: true, keepalive: true });
   view.room?.close();
 });
 
@@ -715,10 +681,10 @@ window.livegate = {
       return pub.path;
     },
     get location() {
-      return pub.session?.location ?? null;
+      return pub.conn.session?.location ?? null;
     },
     get pc() {
-      return pub.session?.pc ?? null;
+      return pub.conn.session?.pc ?? null;
     },
     start: goLive,
     stop: stopLive,
@@ -738,10 +704,10 @@ window.livegate = {
       return view.path;
     },
     get location() {
-      return view.session?.location ?? null;
+      return view.conn.session?.location ?? null;
     },
     get pc() {
-      return view.session?.pc ?? null;
+      return view.conn.session?.pc ?? null;
     },
     // Decoded frames of the player, and frames presented (counted with
     // requestVideoFrameCallback): both grow while video flows.

@@ -4,7 +4,7 @@
 //   const grid = new StreamGrid(container, { headers: () => auth, exclude: 'alice' });
 //   room.addEventListener('change', () => grid.update(room.streams()));
 
-import { play } from './whip-whep.js';
+import { Connection, play } from './whip-whep.js';
 import { format, sampler } from './stats.js';
 
 const RETRY_MS = [500, 1000, 2000, 4000, 8000];
@@ -22,8 +22,10 @@ class Tile {
     // server ended our session or cannot be reached), error.
     this.state = 'connecting';
     this.error = '';
-    this.session = null;
-    this.gen = 0;
+    this.conn = new Connection(
+      (opts) => play(`/whep/${this.path}`, { headers: this.grid.headers(), ...opts }),
+      (state, c) => this.onConnection(state, c),
+    );
     this.attempt = 0;
     this.retry = null;
     this.presented = 0;
@@ -76,41 +78,45 @@ class Tile {
     const was = this.streamState;
     this.streamState = s.state;
     // The stream is live again but our session died meanwhile: start over.
-    if (s.state === 'live' && was !== 'live' && !this.session) this.start();
+    if (s.state === 'live' && was !== 'live' && !this.conn.busy) this.start();
     this.render();
   }
 
-  async start() {
-    const gen = ++this.gen;
+  start() {
     clearTimeout(this.retry);
-    this.stopSession();
-    this.state = 'connecting';
-    this.render();
-    try {
-      const session = await play(`/whep/${this.path}`, {
-        headers: this.grid.headers(),
-        onStateChange: (st) => gen === this.gen && this.onConnection(st),
-      });
-      if (gen !== this.gen) {
-        session.stop();
-        return;
-      }
-      this.session = session;
-      this.sample = sampler(session.pc, 'inbound-rtp');
-      this.video.srcObject = session.stream;
-      this.playVideo();
-      await session.connected;
-      if (gen !== this.gen) return;
-      this.attempt = 0;
-      this.state = 'playing';
-      this.error = '';
-      this.render();
-      this.grid.log('info', `Playing ${this.path}`);
-    } catch (err) {
-      if (gen !== this.gen) return;
-      this.stopSession();
-      this.fail(err, err.code === 'unreachable' || this.state === 'disconnected' ? 'disconnected' : 'error');
+    this.conn.start();
+  }
+
+  onConnection(state, c) {
+    switch (state) {
+      case 'connecting':
+        this.detach();
+        this.state = 'connecting';
+        break;
+      case 'live':
+        if (this.video.srcObject !== c.session.stream) {
+          this.sample = sampler(c.session.pc, 'inbound-rtp');
+          this.video.srcObject = c.session.stream;
+          this.playVideo();
+        }
+        if (this.state !== 'reconnecting') this.grid.log('info', `Playing ${this.path}`);
+        this.attempt = 0;
+        this.state = 'playing';
+        this.error = '';
+        break;
+      case 'interrupted':
+        this.state = 'reconnecting';
+        break;
+      case 'ended':
+        // The server ended the session: the stream is over (the room says
+        // so soon) or the gateway is shutting down.
+        return this.fail(new Error('the server ended the session'), 'disconnected');
+      case 'failed':
+        return this.fail(new Error('connection lost'));
+      case 'error':
+        return this.fail(c.error, c.error.code === 'unreachable' ? 'disconnected' : 'error');
     }
+    this.render();
   }
 
   playVideo() {
@@ -126,6 +132,7 @@ class Tile {
   }
 
   fail(err, state = 'error') {
+    this.detach();
     this.state = state;
     this.error = err.message;
     this.render();
@@ -136,26 +143,8 @@ class Tile {
     this.retry = setTimeout(() => this.start(), wait);
   }
 
-  onConnection(st) {
-    if (!this.session || this.state === 'connecting') return;
-    if (st === 'disconnected') {
-      this.state = 'reconnecting';
-      this.render();
-    } else if (st === 'connected') {
-      this.state = 'playing';
-      this.render();
-    } else if (st === 'failed' || st === 'closed') {
-      // closed: the server ended the session (the stream ended, or the
-      // gateway is shutting down); the room says which soon.
-      const byServer = this.session.endedByServer;
-      this.gen++;
-      this.stopSession();
-      this.fail(new Error(byServer ? 'the server ended the session' : 'connection lost'), byServer ? 'disconnected' : 'error');
-    }
-  }
-
   async sampleStats() {
-    if (!this.sample || !this.session) return;
+    if (!this.sample) return;
     try {
       this.stats = await this.sample();
     } catch {
@@ -164,24 +153,18 @@ class Tile {
     if (this.grid.showStats) this.overlay.textContent = format(this.stats);
   }
 
-  stopSession() {
-    const s = this.session;
-    this.session = null;
+  detach() {
     this.sample = null;
     this.video.srcObject = null;
-    s?.stop();
   }
 
   // stop removes the tile. serverGone: the stream ended, so the server
   // ends its sessions itself (a DELETE could only race it to a 404).
   stop({ keepalive = false, serverGone = false } = {}) {
-    this.gen++;
     clearTimeout(this.retry);
     clearInterval(this.statsTimer);
-    const s = this.session;
-    this.session = null;
-    s?.stop({ keepalive, serverGone });
-    this.video.srcObject = null;
+    this.conn.stop({ quiet: true, keepalive, serverGone });
+    this.detach();
     this.el.remove();
   }
 

@@ -7,7 +7,7 @@
 // page joins and goes live at once; &autostart=0 joins without going live,
 // for a device check first.
 
-import { publish } from './whip-whep.js';
+import { Connection, publish } from './whip-whep.js';
 import { ChatPanel } from './chat.js';
 import { StreamGrid } from './grid.js';
 import { format, statsLoop } from './stats.js';
@@ -27,8 +27,8 @@ const st = {
   roomClient: null,
   grid: null,
   media: null, // camera and microphone
-  pub: { state: 'idle', error: '', session: null, gen: 0, stopStats: null, stats: null, interrupted: false },
-  screen: { state: 'idle', error: '', session: null, media: null, gen: 0 },
+  pub: { state: 'idle', error: '', conn: new Connection(null, (...a) => onPubChange(...a)), stopStats: null, stats: null },
+  screen: { state: 'idle', error: '', conn: new Connection(null, (...a) => onScreenChange(...a)), media: null },
   micMuted: false,
   camMuted: false,
   logs: [],
@@ -255,7 +255,7 @@ async function switchDevice(kind) {
     st.media.addTrack(track);
     applyMutes();
     // The transceiver's receiver track tells its kind even when the sender has none.
-    const tr = st.pub.session?.pc.getTransceivers().find((t) => t.receiver.track?.kind === kind);
+    const tr = st.pub.conn.session?.pc.getTransceivers().find((t) => t.receiver.track?.kind === kind);
     if (tr) await tr.sender.replaceTrack(track);
     if (kind === 'audio') meter.attach(st.media);
     $('preview').srcObject = st.media;
@@ -334,73 +334,65 @@ function whipURL(name) {
   return `/whip/${st.room}/${name}${q}`;
 }
 
-async function goLive() {
-  if (st.pub.state === 'connecting' || st.pub.state === 'live') return;
+function goLive() {
+  if (st.pub.conn.busy) return;
   if (st.phase !== 'joined' && st.phase !== 'joining') return;
-  const gen = ++st.pub.gen;
-  setPub('connecting', 'Starting the camera…');
-  try {
+  st.pub.conn.start(async (opts) => {
     const media = await startMedia();
-    if (gen !== st.pub.gen) return;
+    opts.signal.throwIfAborted();
     setPub('connecting', `Connecting to ${st.room}/${st.identity}…`);
-    const session = await publish(whipURL(st.identity), media, {
-      headers: authHeaders(st.token),
-      onStateChange: (s) => gen === st.pub.gen && onPubConnection(s),
-    });
-    if (gen !== st.pub.gen) {
-      session.stop();
-      return;
-    }
-    st.pub.session = session;
-    await session.connected;
-    if (gen !== st.pub.gen) return;
-    setPub('live', `Live in ${st.room} as ${st.identity}`);
-    log('info', `Published ${st.room}/${st.identity}`);
-    st.pub.stopStats = statsLoop(session.pc, 'outbound-rtp', (s) => {
-      st.pub.stats = s;
-      $('pub-stats').textContent = format(s);
-    });
-  } catch (err) {
-    if (gen !== st.pub.gen) return;
-    await endPublishing();
-    setPub('error', err.message);
-    log('error', `Cannot go live: ${err.message}`);
+    return publish(whipURL(st.identity), media, { headers: authHeaders(st.token), ...opts });
+  });
+}
+
+function onPubChange(state, c, prev) {
+  if (state !== 'live' && state !== 'interrupted') stopPubStats();
+  switch (state) {
+    case 'connecting':
+      setPub('connecting', 'Starting the camera…');
+      break;
+    case 'live':
+      setPub('live', `Live in ${st.room} as ${st.identity}`);
+      if (prev === 'interrupted') {
+        log('info', 'Connection recovered');
+        break;
+      }
+      log('info', `Published ${st.room}/${st.identity}`);
+      st.pub.stopStats = statsLoop(c.session.pc, 'outbound-rtp', (s) => {
+        st.pub.stats = s;
+        $('pub-stats').textContent = format(s);
+      });
+      break;
+    case 'interrupted':
+      setPub('connecting', 'Connection interrupted, trying to recover…');
+      log('warn', 'Connection to the server interrupted');
+      break;
+    case 'ended':
+    case 'failed':
+      setPub('error', 'The connection to the server was lost.');
+      log('error', 'Publishing stopped: the connection to the server was lost');
+      break;
+    case 'error':
+      setPub('error', c.error.message);
+      log('error', `Cannot go live: ${c.error.message}`);
+      break;
   }
 }
 
-function onPubConnection(s) {
-  // goLive handles the first connection.
-  if (!st.pub.session || (st.pub.state !== 'live' && !st.pub.interrupted)) return;
-  if (s === 'disconnected' && st.pub.state === 'live') {
-    st.pub.interrupted = true;
-    setPub('connecting', 'Connection interrupted, trying to recover…');
-    log('warn', 'Connection to the server interrupted');
-  } else if (s === 'connected' && st.pub.interrupted) {
-    st.pub.interrupted = false;
-    setPub('live', `Live in ${st.room} as ${st.identity}`);
-    log('info', 'Connection recovered');
-  } else if (s === 'failed' || s === 'closed') {
-    st.pub.gen++;
-    endPublishing();
-    setPub('error', 'The connection to the server was lost.');
-    log('error', 'Publishing stopped: the connection to the server was lost');
-  }
-}
-
-async function endPublishing(opts) {
-  st.pub.interrupted = false;
+function stopPubStats() {
   st.pub.stopStats?.();
   st.pub.stopStats = null;
   st.pub.stats = null;
   $('pub-stats').textContent = '';
-  const s = st.pub.session;
-  st.pub.session = null;
-  if (s) await s.stop(opts);
+}
+
+function endPublishing(opts) {
+  stopPubStats();
+  return st.pub.conn.stop({ quiet: true, ...opts });
 }
 
 async function stopLive() {
   const was = st.pub.state;
-  st.pub.gen++;
   await endPublishing();
   setPub('idle', was === 'live' ? 'Stopped. The others no longer see you.' : '');
   if (was === 'live') log('info', `Stopped publishing ${st.room}/${st.identity}`);
@@ -408,59 +400,61 @@ async function stopLive() {
 
 // ---- screen share ----
 
-async function shareScreen() {
-  if (st.screen.state === 'connecting' || st.screen.state === 'live') return;
-  const gen = ++st.screen.gen;
-  setScreen('connecting');
-  const path = `${st.room}/${st.identity}${SCREEN_SUFFIX}`;
-  try {
+function shareScreen() {
+  if (st.screen.conn.busy) return;
+  st.screen.conn.start(async (opts) => {
     const media = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
-    if (gen !== st.screen.gen) {
+    if (opts.signal.aborted) {
       media.getTracks().forEach((t) => t.stop());
-      return;
+      opts.signal.throwIfAborted();
     }
     st.screen.media = media;
     $('screen-preview').srcObject = media;
-    media.getVideoTracks()[0]?.addEventListener('ended', () => gen === st.screen.gen && stopScreen());
-    const session = await publish(whipURL(st.identity + SCREEN_SUFFIX), media, {
-      headers: authHeaders(st.token),
-      onStateChange: (s) => {
-        if (gen === st.screen.gen && (s === 'failed' || s === 'closed') && st.screen.session) {
-          log('error', 'Screen share stopped: the connection to the server was lost');
-          stopScreen();
-        }
-      },
-    });
-    if (gen !== st.screen.gen) {
-      session.stop();
-      return;
+    // The browser's own "Stop sharing" button.
+    media.getVideoTracks()[0]?.addEventListener('ended', () => st.screen.media === media && stopScreen());
+    return publish(whipURL(st.identity + SCREEN_SUFFIX), media, { headers: authHeaders(st.token), ...opts });
+  });
+}
+
+function onScreenChange(state, c, prev) {
+  switch (state) {
+    case 'connecting':
+      setScreen('connecting');
+      break;
+    case 'live':
+      setScreen('live');
+      if (prev === 'connecting') log('info', `Sharing the screen as ${st.room}/${st.identity}${SCREEN_SUFFIX}`);
+      break;
+    case 'ended':
+    case 'failed':
+      log('error', 'Screen share stopped: the connection to the server was lost');
+      stopScreen();
+      break;
+    case 'error': {
+      releaseScreen();
+      const cancelled = c.error.name === 'NotAllowedError';
+      const msg = cancelled ? 'Screen sharing was cancelled.' : `Cannot share the screen: ${c.error.message}`;
+      setScreen('error', msg);
+      log(cancelled ? 'warn' : 'error', msg);
+      break;
     }
-    st.screen.session = session;
-    await session.connected;
-    if (gen !== st.screen.gen) return;
-    setScreen('live');
-    log('info', `Sharing the screen as ${path}`);
-  } catch (err) {
-    if (gen !== st.screen.gen) return;
-    endScreen();
-    const msg = err.name === 'NotAllowedError' ? 'Screen sharing was cancelled.' : `Cannot share the screen: ${err.message}`;
-    setScreen('error', msg);
-    log(err.name === 'NotAllowedError' ? 'warn' : 'error', msg);
   }
 }
 
-function endScreen(opts) {
-  const s = st.screen.session;
-  st.screen.session = null;
+function releaseScreen() {
   st.screen.media?.getTracks().forEach((t) => t.stop());
   st.screen.media = null;
   $('screen-preview').srcObject = null;
-  return s ? s.stop(opts) : Promise.resolve();
+}
+
+function endScreen(opts) {
+  const stopped = st.screen.conn.stop({ quiet: true, ...opts });
+  releaseScreen();
+  return stopped;
 }
 
 async function stopScreen() {
   const was = st.screen.state;
-  st.screen.gen++;
   await endScreen();
   setScreen('idle');
   if (was === 'live') log('info', 'Stopped sharing the screen');
@@ -607,8 +601,6 @@ function renderGridState() {
 
 async function leave({ keepalive = false } = {}) {
   if (st.phase !== 'joined' && st.phase !== 'joining') return;
-  st.pub.gen++;
-  st.screen.gen++;
   const stops = [endPublishing({ keepalive }), endScreen({ keepalive })];
   st.grid?.stopAll({ keepalive });
   st.roomClient?.close();
@@ -725,7 +717,7 @@ window.livegate = {
       return st.screen.state;
     },
     get pc() {
-      return st.pub.session?.pc ?? null;
+      return st.pub.conn.session?.pc ?? null;
     },
     get stats() {
       return st.pub.stats;

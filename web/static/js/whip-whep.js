@@ -16,6 +16,13 @@
 // soon as the server ends the session: the server's DTLS close arrives at
 // once, while the browser's connection state would stay 'connected' until
 // ICE consent checks give up, tens of seconds later.
+//
+// Pages use a Connection, which runs one session at a time and gives it one
+// state to show:
+//
+//   const c = new Connection((opts) => play('/whep/room/name', opts), (state) => render(state, c.error));
+//   c.start();                   // connecting, then live (or error)
+//   c.stop();                    // idle
 
 const SDP = 'application/sdp';
 
@@ -194,6 +201,111 @@ export class Session {
       this._stopped = Promise.race([deleted, new Promise((r) => setTimeout(r, 2000))]).then(() => this.pc.close());
     }
     return this._stopped;
+  }
+}
+
+/**
+ * Connection runs a page's WHIP or WHEP sessions, one at a time: each
+ * start() supersedes the one before, and work of a superseded start is
+ * dropped when it completes. States (onChange(state, connection, previous
+ * state) on each change): idle; connecting; live; interrupted (the network dropped and ICE
+ * is trying to recover; live again when it does); and after a session:
+ * ended (the server ended it: the stream is over or the gateway shut
+ * down), failed (the connection failed) or error (it never started; see
+ * error). open(opts) starts a session with publish() or play(), passing
+ * opts (signal, onStateChange) on.
+ */
+export class Connection {
+  constructor(open, onChange = () => {}) {
+    this.open = open;
+    this.onChange = onChange;
+    this.state = 'idle';
+    this.error = null; // of state error: what open() threw
+    this.session = null;
+    this._gen = 0;
+    this._abort = null;
+  }
+
+  /** Starts a session (with open, if given, from now on) and resolves when it is live or failed. */
+  async start(open = this.open) {
+    this.open = open;
+    const gen = ++this._gen;
+    await this._end();
+    if (gen !== this._gen) return;
+    const abort = new AbortController();
+    this._abort = abort;
+    this.state = 'idle'; // each start is news, also one that supersedes a start
+    this._set('connecting');
+    try {
+      const session = await open({
+        signal: abort.signal,
+        onStateChange: (s) => gen === this._gen && this._changed(s),
+      });
+      if (gen !== this._gen) {
+        session.stop();
+        return;
+      }
+      this.session = session;
+      await session.connected;
+      if (gen !== this._gen) return;
+      this._set('live');
+    } catch (err) {
+      if (gen !== this._gen) return;
+      const ended = !!this.session?.endedByServer;
+      await this._end();
+      if (gen !== this._gen) return;
+      this._set(ended ? 'ended' : 'error', err);
+    }
+  }
+
+  /** Whether a start() is connecting or its session is up. */
+  get busy() {
+    return this.state === 'connecting' || this.state === 'live' || this.state === 'interrupted';
+  }
+
+  /**
+   * Ends the session (see Session.stop for the options) and goes idle,
+   * without telling onChange when quiet is set (the page leaves).
+   */
+  async stop({ quiet = false, ...opts } = {}) {
+    this._gen++;
+    const was = this.state;
+    this.state = 'idle';
+    this.error = null;
+    await this._end(opts);
+    if (!quiet && was !== 'idle') this.onChange('idle', this, was);
+  }
+
+  // _changed follows the session after it first connected (start()
+  // handles the way there).
+  _changed(s) {
+    if (!this.session || (this.state !== 'live' && this.state !== 'interrupted')) return;
+    if (s === 'disconnected') {
+      this._set('interrupted');
+    } else if (s === 'connected') {
+      this._set('live');
+    } else if (s === 'failed' || s === 'closed') {
+      this._gen++;
+      const ended = this.session.endedByServer;
+      this._end();
+      this._set(ended ? 'ended' : 'failed');
+    }
+  }
+
+  _set(state, err = null) {
+    const prev = this.state;
+    if (state === prev && !err) return;
+    this.state = state;
+    this.error = err;
+    this.onChange(state, this, prev);
+  }
+
+  _end(opts) {
+    this._abort?.abort();
+    this._abort = null;
+    const s = this.session;
+    this.session = null;
+    return s ? s.stop(opts) : Promise.resolve();
   }
 }
 
