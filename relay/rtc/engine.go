@@ -224,8 +224,9 @@ var feedback = []webrtc.RTCPFeedback{
 	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB},
 }
 
-// h264Profiles are the profile-level-ids accepted with packetization-mode=1:
-// constrained baseline, baseline, main, high (pion matches on profile, not level).
+// h264Profiles are registered so that pion's own offers (relay links) list
+// the common profiles. They do not decide what is accepted: choose.go does,
+// by RFC 6184 profile, and pion is handed offers reduced to that choice.
 var h264Profiles = []string{"42e01f", "42001f", "4d001f", "64001f", "640c1f", "f4001f"}
 
 func registerCodecs(m *webrtc.MediaEngine) error {
