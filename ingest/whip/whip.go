@@ -164,6 +164,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	index := make(map[string]int, len(chosen))
 	for i, ch := range chosen {
 		infos[i] = relay.TrackInfo{Kind: codec.KindOf(ch.c.MimeType), Codec: ch.c.Codec}
+		infos[i].Codec.MimeType = codec.Canonical(ch.c.MimeType)
 		index[ch.mid] = i
 	}
 	sim := newSimTracks(pc, simSections, index, infos, log)

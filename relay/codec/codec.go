@@ -34,6 +34,17 @@ func Supported(mime string) bool {
 	return false
 }
 
+// Canonical returns the supported MIME type spelled as this package does
+// ("OPUS" from GStreamer becomes "audio/opus"), or mime unchanged.
+func Canonical(mime string) string {
+	for _, m := range []string{MimeH264, MimeVP8, MimeVP9, MimeAV1, MimeOpus} {
+		if strings.EqualFold(mime, m) {
+			return m
+		}
+	}
+	return mime
+}
+
 // KindOf returns the media kind of a MIME type ("video/..." or "audio/...").
 func KindOf(mime string) Kind {
 	if strings.HasPrefix(strings.ToLower(mime), "audio/") {

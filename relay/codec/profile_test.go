@@ -89,3 +89,11 @@ func TestFmtpDefaults(t *testing.T) {
 		t.Errorf("AV1 profile: %q", p)
 	}
 }
+
+func TestCanonical(t *testing.T) {
+	for in, want := range map[string]string{"audio/OPUS": MimeOpus, "video/h264": MimeH264, "video/vp8": MimeVP8, "video/H265": "video/H265"} {
+		if got := Canonical(in); got != want {
+			t.Errorf("Canonical(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
