@@ -77,6 +77,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.Var(rawListValue{p: &g.RelayParents}, "relay-parents", "comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP")
 	fs.StringVar(&g.ClusterKey, "cluster-key", "", "bearer key (16+ bytes) relay links present to parents (and accept from children)")
 	fs.DurationVar(&g.RelayLinger, "relay-linger", 30*time.Second, "keep pulling a stream this long after its last viewer left")
+	fs.DurationVar(&g.RelayDeadAfter, "relay-dead-after", 500*time.Millisecond, "a relay link that carried video and got nothing (media or keepalive answers) for this long is replaced by a pull from another parent (audio-only streams: 4x)")
 	fs.StringVar(&g.ClusterRedis, "cluster-redis", "", "redis://host:port/db of the shared cluster directory (nodes, load, where streams originate); empty: this node alone")
 	fs.StringVar(&g.ClusterRole, "cluster-role", "", "origin or edge; edges receive redirected viewers (default: edge with relay-parents, else origin)")
 	fs.StringVar(&g.NodeID, "node-id", "", "this node's name in the cluster (default: host name and public host:port)")
@@ -230,6 +231,10 @@ func (s *settings) validate() error {
 	}
 	if k := s.Gateway.KeyframeMaxInterval; k < 0 || (k > 0 && k < 100*time.Millisecond) {
 		return errors.New("keyframe-max-interval: must be 0 (off) or at least 100ms")
+	}
+	if d := s.Gateway.RelayDeadAfter; d < 100*time.Millisecond || d > time.Minute {
+		// Shorter: a loaded parent's scheduling hiccup would count as death.
+		return errors.New("relay-dead-after: must be between 100ms and 1m")
 	}
 	g := s.Gateway
 	if g.ViewsPerMinute < 0 || g.PublishesPerMinute < 0 || g.MaxSessionsPerIP < 0 || g.EventStreamsPerID < 0 {
