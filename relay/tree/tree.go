@@ -166,7 +166,7 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 			if first {
 				if errors.Is(err, relay.ErrNotFound) {
 					pl.mu.Lock()
-					pl.notFound[pu.path] = time.Now().Add(pl.p.NotFoundTTL)
+					pl.rememberNotFound(pu.path)
 					pl.mu.Unlock()
 				}
 				pu.err = err
@@ -430,4 +430,29 @@ func (pl *Puller) Links() []Link {
 		}
 	}
 	return out
+}
+
+// maxNotFound bounds the not-found cache: paths are chosen by clients, so
+// without a bound every distinct made-up path would stay in memory.
+const maxNotFound = 4096
+
+// rememberNotFound caches that no parent has path, dropping expired
+// entries (and, if the cache is still full, arbitrary ones) to stay within
+// maxNotFound. pl.mu is held.
+func (pl *Puller) rememberNotFound(path string) {
+	if len(pl.notFound) >= maxNotFound {
+		now := time.Now()
+		for p, until := range pl.notFound {
+			if now.After(until) {
+				delete(pl.notFound, p)
+			}
+		}
+		for p := range pl.notFound {
+			if len(pl.notFound) < maxNotFound {
+				break
+			}
+			delete(pl.notFound, p)
+		}
+	}
+	pl.notFound[path] = time.Now().Add(pl.p.NotFoundTTL)
 }
