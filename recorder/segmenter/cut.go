@@ -117,6 +117,9 @@ func (s *Segmenter) route(t *track, p *pending) {
 	_, leadIn := s.cur.parts[s.lead]
 	switch {
 	case t.idx == s.lead:
+		if s.held != nil && ns-s.heldEnd >= s.holdFor() {
+			s.releaseHeld()
+		}
 		if s.cutting && ns >= s.cutAt {
 			s.next.add(t, p)
 		} else {
@@ -172,8 +175,8 @@ func (s *Segmenter) maybeCut(t *track, c converted, dts int64) {
 	}
 	target := int64(s.p.SegmentDuration)
 	early := min(s.keyGap, target) / 2
-	if ns-s.segStart >= target-early || !sameCodec(codec, c.codec) {
-		s.cutting, s.cutAt = true, ns
+	if change := !sameCodec(codec, c.codec); change || ns-s.segStart >= target-early {
+		s.cutting, s.cutAt, s.cutCodec = true, ns, change
 	}
 }
 
@@ -211,15 +214,72 @@ func (s *Segmenter) othersReached() bool {
 	return true
 }
 
+// flushCut completes the segment ending at the cut. A segment cut at its
+// target is held for holdFor; a parameter change within that time ends it
+// instead, with the frames since the target cut added to it (within 1.5x
+// the target), rather than leaving a segment of a few frames.
 func (s *Segmenter) flushCut() {
-	s.emit(s.cur, s.cutAt)
+	b, start, end := s.cur, s.segStart, s.cutAt
 	s.cur, s.next, s.cutting = s.next, newSegBuf(), false
 	s.segStart = s.cutAt
+	if h := s.held; h != nil {
+		s.held = nil
+		if s.cutCodec && h.joins(b) && end-s.heldStart <= int64(s.p.SegmentDuration)*3/2 {
+			h.merge(b)
+			s.emit(h, s.heldStart, end)
+			return
+		}
+		s.emit(h, s.heldStart, s.heldEnd)
+	}
+	if !s.cutCodec {
+		s.held, s.heldStart, s.heldEnd = b, start, end
+		return
+	}
+	s.emit(b, start, end)
+}
+
+// holdFor is how long (in media time) a segment cut at its target waits
+// for a parameter change: an eighth of the target, at most 500 ms. Chromium
+// steps its resolution 50-350 ms after a keyframe; a crash loses at most
+// this much more than the segment being assembled.
+func (s *Segmenter) holdFor() int64 {
+	return min(int64(s.p.SegmentDuration)/8, int64(500*time.Millisecond))
+}
+
+func (s *Segmenter) releaseHeld() {
+	if h := s.held; h != nil {
+		s.held = nil
+		s.emit(h, s.heldStart, s.heldEnd)
+	}
+}
+
+// joins reports whether b's samples can continue h's in one segment: the
+// same parameters for every track both have.
+func (h *segBuf) joins(b *segBuf) bool {
+	for i, c := range b.codecs {
+		if hc, ok := h.codecs[i]; ok && !sameCodec(hc, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// merge appends b's samples to h's. Each track's last sample in h already
+// lasts until its first sample in b.
+func (h *segBuf) merge(b *segBuf) {
+	for i, pt := range b.parts {
+		if hp := h.parts[i]; hp != nil {
+			hp.Samples = append(hp.Samples, pt.Samples...)
+		} else {
+			h.parts[i], h.codecs[i] = pt, b.codecs[i]
+		}
+	}
+	h.end = max(h.end, b.end)
 }
 
 // emit writes the init segment if the codecs of b's samples differ from
-// the last init, then the segment covering [segStart, end).
-func (s *Segmenter) emit(b *segBuf, end int64) {
+// the last init, then the segment covering [start, end).
+func (s *Segmenter) emit(b *segBuf, start, end int64) {
 	if len(b.parts) == 0 {
 		return
 	}
@@ -269,12 +329,12 @@ func (s *Segmenter) emit(b *segBuf, end int64) {
 		s.setErr(fmt.Errorf("segmenter: marshal segment: %w", err))
 		return
 	}
-	if end < b.end && end == s.segStart {
+	if end < b.end && end == start {
 		end = b.end
 	}
 	s.seq++
 	seg := &Segment{Seq: s.seq, Init: s.initName, NewInit: newInit && s.inits > 1,
-		Start: time.Duration(s.segStart), Duration: time.Duration(end - s.segStart), Data: buf.Bytes()}
+		Start: time.Duration(start), Duration: time.Duration(end - start), Data: buf.Bytes()}
 	if err := s.p.Out.WriteSegment(seg); err != nil {
 		s.setErr(err)
 	}

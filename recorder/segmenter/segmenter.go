@@ -93,9 +93,16 @@ type Segmenter struct {
 	cutAt     int64 // ns on the timeline
 	segStart  int64
 	seq       int
-	lastKey   int64 // ns of the lead track's last keyframe (-1: none yet)
-	keyGap    int64 // ns between the lead track's last two keyframes
-	askedAt   int64 // ns at which a keyframe was last asked for a cut (-1: never)
+	cutCodec  bool // the pending cut is for a parameter change
+	// held is the last segment cut at its target, kept for a moment in case
+	// a parameter change follows at once (a browser steps its resolution
+	// just after a keyframe): the few frames between are then added to it
+	// instead of making a segment of their own.
+	held               *segBuf
+	heldStart, heldEnd int64
+	lastKey            int64 // ns of the lead track's last keyframe (-1: none yet)
+	keyGap             int64 // ns between the lead track's last two keyframes
+	askedAt            int64 // ns at which a keyframe was last asked for a cut (-1: never)
 
 	initCodecs []codecs.Codec // per track, as in the last written init
 	initName   string
@@ -327,10 +334,10 @@ func (s *Segmenter) Flush() error {
 		}
 	}
 	if s.cutting {
-		s.emit(s.cur, s.cutAt)
-		s.cur, s.next, s.cutting = s.next, newSegBuf(), false
+		s.flushCut()
 	}
-	s.emit(s.cur, s.cur.end)
+	s.releaseHeld()
+	s.emit(s.cur, s.segStart, s.cur.end)
 	s.cur = newSegBuf()
 	return s.takeErr()
 }

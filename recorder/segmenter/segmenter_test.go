@@ -134,15 +134,16 @@ func sizeOf(data []byte) int {
 	return found
 }
 
-// A browser host ramps 320x180 -> 640x360 -> 1280x720 in its first three
-// seconds, then sends keyframes only as the relay's 2 s cadence asks (about
-// every 1.85 s). One recording: every segment within 1.5x the 4 s target,
-// a new init exactly at each resolution step (and describing the segments
-// that use it), and no discontinuity.
+// A browser host ramps 320x180 -> 640x360 -> 1280x720 in its first five
+// seconds, the last step 0.1 s after a keyframe that ends a segment, and
+// sends keyframes only as the relay's 2 s cadence asks (about every
+// 1.85 s). One recording: every segment within 1.5x the 4 s target, a new
+// init exactly at each resolution step (and describing the segments that
+// use it), and no segment of a few frames between a cut and a step.
 func TestBrowserHostResolutionRamp(t *testing.T) {
 	const target = 4 * time.Second
 	h, out := newHost(t, target, true)
-	steps := []time.Duration{0, 1200 * time.Millisecond, 3 * time.Second}
+	steps := []time.Duration{0, 1200 * time.Millisecond, 5 * time.Second}
 	size := func(at time.Duration) int {
 		i := 0
 		for j, s := range steps {
@@ -183,6 +184,9 @@ func TestBrowserHostResolutionRamp(t *testing.T) {
 		}
 		if init := out.inits[s.Init]; !bytes.Contains(init, rampSPS[sz]) {
 			t.Errorf("segment %d (%s) carries SPS %d but its init %s does not", s.Seq, s.Duration, sz, s.Init)
+		}
+		if s.Seq > 1 && s.Seq < len(out.segs) && s.Duration < target/2 {
+			t.Errorf("segment %d lasts only %v", s.Seq, s.Duration)
 		}
 		if s.NewInit != (s.Seq > 1 && s.Init != out.segs[s.Seq-2].Init) {
 			t.Errorf("segment %d: NewInit %v", s.Seq, s.NewInit)
