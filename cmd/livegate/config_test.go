@@ -154,3 +154,22 @@ func TestAccessSettings(t *testing.T) {
 		}
 	}
 }
+
+// keyframe-max-interval defaults to 2 s, 0 turns the cadence off, and a
+// value that would ask for a keyframe every few frames is refused.
+func TestKeyframeMaxInterval(t *testing.T) {
+	s, err := load(nil, env(nil), io.Discard)
+	if err != nil || s.Gateway.KeyframeMaxInterval != 2*time.Second {
+		t.Fatalf("default: %v, %v; want 2s", s.Gateway.KeyframeMaxInterval, err)
+	}
+	s, err = load(nil, env(map[string]string{"LIVEGATE_KEYFRAME_MAX_INTERVAL": "0"}), io.Discard)
+	if err != nil || s.Gateway.KeyframeMaxInterval != 0 {
+		t.Fatalf("0 from the environment: %v, %v; want off", s.Gateway.KeyframeMaxInterval, err)
+	}
+	for _, bad := range []string{"50ms", "-1s"} {
+		if _, err := load([]string{"--keyframe-max-interval", bad}, env(nil), io.Discard); err == nil ||
+			!strings.Contains(err.Error(), "keyframe-max-interval") {
+			t.Errorf("%s: error %v, want one naming keyframe-max-interval", bad, err)
+		}
+	}
+}
