@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"regexp"
@@ -53,7 +54,22 @@ func (s *Server) RegisterBypass(h HLSServer, egress EgressAPI) {
 			// Blocking playlist requests wait a few seconds before writing;
 			// a reader that stops reading is cut off after that.
 			_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(s.downloadTimeout(8 << 20)))
-			return hlsError(h.Serve(c.Response(), c.Request(), path, file))
+			err = h.Serve(c.Response(), c.Request(), path, file)
+			switch {
+			case errors.Is(err, context.Canceled):
+				// The player gave up on a blocking request (it does so
+				// routinely when it seeks or stops): nobody to answer.
+				return nil
+			case errors.Is(err, hls.ErrGap):
+				// Some players fetch the gap segments an LL-HLS playlist
+				// opens with: answer, but keep them out of the log.
+				ae := newError(http.StatusNotFound, "gap_segment", err.Error())
+				if c.Request().Method == http.MethodHead {
+					return c.NoContent(ae.Status)
+				}
+				return c.JSON(ae.Status, ae)
+			}
+			return hlsError(err)
 		}
 		e.GET("/hls/:room/:name/:file", serve)
 		e.HEAD("/hls/:room/:name/:file", serve)
@@ -113,10 +129,16 @@ func hlsError(err error) error {
 		return newError(http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, hls.ErrNoH264):
 		return newError(http.StatusNotFound, "no_hls_rendition", err.Error())
-	case errors.Is(err, hls.ErrNotReady), errors.Is(err, hls.ErrClosed):
+	case errors.Is(err, hls.ErrStreamEnded):
+		return newError(http.StatusNotFound, "stream_ended", err.Error())
+	case errors.Is(err, hls.ErrBadRequest):
+		return newError(http.StatusBadRequest, "bad_hls_request", err.Error())
+	case errors.Is(err, hls.ErrNotReady):
 		return newError(http.StatusServiceUnavailable, "not_ready", err.Error())
+	case errors.Is(err, hls.ErrClosed):
+		return newError(http.StatusServiceUnavailable, "shutting_down", err.Error())
 	}
-	return err
+	return newError(http.StatusInternalServerError, "hls_error", err.Error())
 }
 
 func egressError(err error) error {

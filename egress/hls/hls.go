@@ -4,29 +4,31 @@
 // frame layer, and stops after IdleTimeout without requests or when the
 // stream ends.
 //
-// Codecs: H.264 video and Opus audio, as WebRTC publishers send them (no
-// transcoding). Opus in fMP4 plays in hls.js on Chromium and Firefox;
-// Safari's native HLS player does not reliably play Opus in fMP4, so Safari
-// may play such a stream without sound. Streams without H.264 video
-// (VP8/VP9/AV1 publishers) are not served.
+// Codecs: H.264 video as the publisher sends it. Audio is AAC from the
+// stream's shared Opus->AAC transcoder (relay/aac) when ffmpeg is there, so
+// that Safari and iOS play sound; without it, Opus as sent (hls.js on
+// Chromium and Firefox plays it, Safari does not). Streams without H.264
+// video (VP8/VP9/AV1 publishers) are not served.
+//
+// A change of the H.264 parameters (a browser publisher's resolution step)
+// does not restart anything: the playlists go on with a discontinuity and
+// a new init section (see params.go).
 package hls
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/bluenviron/gohlslib/v2"
-	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
-
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/aac"
 	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 )
@@ -35,20 +37,35 @@ import (
 type Params struct {
 	Hub    *relay.Hub
 	Frames *frames.Layer
+	// AAC, when set and ffmpeg is available, gives the streams an AAC
+	// audio rendition (shared with RTMP push: one transcoder per stream);
+	// nil serves Opus as the publisher sent it.
+	AAC *aac.Transcoders
 	// IdleTimeout stops a stream's muxer this long after its last request
 	// (default 60 s).
 	IdleTimeout time.Duration
 	// SegmentDuration is the minimum segment duration; segments are cut at
-	// keyframes (default 1 s).
+	// the first keyframe after it (default 1 s).
 	SegmentDuration time.Duration
-	// PartDuration is the minimum LL-HLS part duration (default 200 ms).
+	// TargetDuration is the segment length the playlists announce at first
+	// (EXT-X-TARGETDURATION, rounded to seconds): the publisher's keyframe
+	// interval, which the relay keeps at --keyframe-max-interval for
+	// publishers that take keyframe requests (default 2 s). It grows if
+	// segments are longer.
+	TargetDuration time.Duration
+	// PartDuration is the LL-HLS part duration aimed for (default 200
+	// ms); parts end on frames.
 	PartDuration time.Duration
 	// SegmentCount is the number of segments in the playlist (default 7,
 	// the LL-HLS minimum).
 	SegmentCount int
-	// RequestTimeout bounds how long a request waits: for the first
-	// segment of a new muxer, or a blocking playlist reload (default 15 s).
+	// RequestTimeout bounds how long a request waits for the first
+	// segment of a new muxer or for a part (default 15 s).
 	RequestTimeout time.Duration
+	// BlockTimeout bounds a blocking playlist reload (_HLS_msn); when it
+	// passes, the current playlist is the answer (default 3 x
+	// TargetDuration).
+	BlockTimeout time.Duration
 	// StartTimeout ends a muxer that got no H.264 keyframe in this time
 	// (default 20 s).
 	StartTimeout time.Duration
@@ -64,6 +81,12 @@ func (p *Params) defaults() {
 	}
 	if p.PartDuration <= 0 {
 		p.PartDuration = 200 * time.Millisecond
+	}
+	if p.TargetDuration <= 0 {
+		p.TargetDuration = 2 * time.Second
+	}
+	if p.BlockTimeout <= 0 {
+		p.BlockTimeout = 3 * p.TargetDuration
 	}
 	if p.SegmentCount < 7 {
 		p.SegmentCount = 7
@@ -81,11 +104,17 @@ func (p *Params) defaults() {
 
 // Errors the HTTP layer maps to status codes.
 var (
-	ErrNoStream   = errors.New("hls: stream not found")
-	ErrNoH264     = errors.New("hls: the stream has no H.264 video; HLS serves H.264 (+ Opus)")
-	ErrNotReady   = errors.New("hls: the stream has not produced a segment in time")
-	ErrClosed     = errors.New("hls: server closed")
-	errSPSChanged = errors.New("hls: video parameters changed")
+	ErrNoStream    = errors.New("hls: stream not found")
+	ErrNoH264      = errors.New("hls: the stream has no H.264 video; HLS serves H.264 (+ AAC or Opus)")
+	ErrNotReady    = errors.New("hls: the stream has not produced a segment in time")
+	ErrClosed      = errors.New("hls: server closed")
+	ErrStreamEnded = errors.New("hls: the stream ended")
+	// ErrBadRequest: LL-HLS query parameters that are malformed or ask for
+	// a part too far ahead.
+	ErrBadRequest = errors.New("hls: bad _HLS_msn/_HLS_part, or too far ahead of the live edge")
+	// ErrGap: a request for a gap segment of the playlist, which has no
+	// media (EXT-X-GAP): players should not ask, some do.
+	ErrGap = errors.New("hls: gap segment (EXT-X-GAP) has no media")
 )
 
 // Server holds the running muxers.
@@ -187,9 +216,7 @@ func (s *Server) get(path string) (*muxer, error) {
 	if video == nil {
 		return nil, ErrNoH264
 	}
-	m := &muxer{s: s, path: path, st: st, video: video, audio: audio,
-		ready: make(chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
-	m.lastReq.Store(time.Now().UnixNano())
+	m := newMuxer(s, path, st, video, audio)
 	s.muxers[path] = m
 	s.wg.Add(1)
 	go func() {
@@ -210,8 +237,12 @@ func (s *Server) forget(m *muxer) {
 
 // Serve answers a request for file (index.m3u8, a media playlist, init,
 // segment or part) of stream path. The request's query (LL-HLS
-// _HLS_msn/_HLS_part, access_token) is passed on.
+// _HLS_msn/_HLS_part, access_token) is passed on. A client that goes away
+// gets context.Canceled (nothing is written).
 func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string) error {
+	if file == "gap.mp4" {
+		return ErrGap
+	}
 	m, err := s.get(path)
 	if err != nil {
 		return err
@@ -221,48 +252,132 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string
 		m.lastReq.Store(time.Now().UnixNano())
 		m.active.Add(-1)
 	}()
-	timer := time.NewTimer(s.p.RequestTimeout)
-	defer timer.Stop()
+	ctx, cancel := context.WithTimeout(r.Context(), s.p.RequestTimeout)
+	defer cancel()
 	select {
 	case <-m.ready:
 	case <-m.done:
 		return m.failure()
-	case <-timer.C:
-		return ErrNotReady
-	case <-r.Context().Done():
-		return r.Context().Err()
+	case <-ctx.Done():
+		return timeoutOr(r, ErrNotReady)
 	}
-	// gohlslib blocks a playlist request until the muxer has what it asks
-	// for (without a deadline of its own): answer into a buffer on another
-	// goroutine, which ends at the latest when the muxer stops.
-	rec := &recorder{header: http.Header{}, code: http.StatusOK}
-	finished := make(chan struct{})
-	req := r.Clone(context.WithoutCancel(r.Context()))
-	req.URL.Path = "/" + file
-	go func() {
-		defer close(finished)
-		m.hls.Handle(rec, req)
-	}()
-	select {
-	case <-finished:
-	case <-timer.C:
-		return ErrNotReady
-	case <-r.Context().Done():
-		return r.Context().Err()
+	if init, ok := m.initFile(file); ok {
+		h := w.Header()
+		h.Set("Content-Type", "video/mp4")
+		h.Set("Cache-Control", cacheControl(file, r, ""))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(init)
+		}
+		return nil
 	}
-	if rec.code == http.StatusNotFound || (rec.code == http.StatusOK && rec.body.Len() == 0 && !rec.wrote) {
+	q := r.URL.Query()
+	if n, ok := partNumber(`URI="` + file + `"`); ok {
+		found, err := m.parts.wait(ctx, m, n)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return timeoutOr(r, ErrNotReady)
+		case err != nil:
+			return err
+		case !found:
+			return errNotFound{file}
+		}
+	}
+	// Delta playlists (_HLS_skip) are not offered (see mediaRewrite).
+	q.Del("_HLS_skip")
+	blocking := q.Get("_HLS_msn") != ""
+	if q.Get("_HLS_part") != "" && !blocking {
+		return ErrBadRequest
+	}
+	wait := ctx
+	if blocking {
+		var c context.CancelFunc
+		wait, c = context.WithTimeout(ctx, s.p.BlockTimeout)
+		defer c()
+	}
+	rec, err := m.handle(wait, r, file, q)
+	if err != nil && blocking && r.Context().Err() == nil {
+		// The part asked for did not come in time (a publisher that
+		// stalls): the current playlist tells the player where things are.
+		q.Del("_HLS_msn")
+		q.Del("_HLS_part")
+		rec, err = m.handle(ctx, r, file, q)
+	}
+	if err != nil {
+		return timeoutOr(r, err)
+	}
+	switch {
+	case rec.code == http.StatusNotFound || (rec.code == http.StatusOK && rec.body.Len() == 0 && !rec.wrote):
 		return errNotFound{file}
+	case rec.code == http.StatusBadRequest:
+		return ErrBadRequest
+	case rec.code != http.StatusOK:
+		// gohlslib answers 500 when its muxer closed under a request.
+		select {
+		case <-m.done:
+			return m.failure()
+		case <-time.After(100 * time.Millisecond):
+		}
+		return ErrStreamEnded
+	}
+	body := rec.body.Bytes()
+	if strings.HasSuffix(file, "_stream.m3u8") {
+		body = m.rewrite(file, body, filterHLSParams(q))
 	}
 	h := w.Header()
 	for k, v := range rec.header {
 		h[k] = v
 	}
 	h.Set("Cache-Control", cacheControl(file, r, rec.header.Get("Cache-Control")))
-	w.WriteHeader(rec.code)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(rec.body.Bytes())
+		_, _ = w.Write(body)
 	}
 	return nil
+}
+
+// timeoutOr is context.Canceled when the client went away, else err.
+func timeoutOr(r *http.Request, err error) error {
+	if r.Context().Err() != nil {
+		return context.Canceled
+	}
+	return err
+}
+
+// filterHLSParams is the query gohlslib appends to the URIs it lists.
+func filterHLSParams(q url.Values) string {
+	c := url.Values{}
+	for k, v := range q {
+		if !strings.HasPrefix(k, "_HLS_") {
+			c[k] = v
+		}
+	}
+	return c.Encode()
+}
+
+// handle asks gohlslib. It blocks a playlist request until the muxer has
+// what it asks for, without a deadline of its own: the answer goes into a
+// buffer on another goroutine, which ends at the latest when the muxer
+// stops.
+func (m *muxer) handle(ctx context.Context, r *http.Request, file string, q url.Values) (*recorder, error) {
+	rec := &recorder{header: http.Header{}, code: http.StatusOK}
+	req := r.Clone(context.WithoutCancel(r.Context()))
+	req.URL.Path = "/" + file
+	req.URL.RawQuery = q.Encode()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		m.hls.Handle(rec, req)
+	}()
+	select {
+	case <-finished:
+		return rec, nil
+	case <-m.done:
+		return nil, m.failure()
+	case <-ctx.Done():
+		return nil, ErrNotReady
+	}
 }
 
 // cacheControl gives a CDN what it may keep: segments, parts and init
@@ -290,7 +405,7 @@ func (e errNotFound) Error() string { return "hls: no such file: " + e.file }
 // IsNotFound reports whether err means the file or stream does not exist.
 func IsNotFound(err error) bool {
 	var nf errNotFound
-	return errors.As(err, &nf) || errors.Is(err, ErrNoStream)
+	return errors.As(err, &nf) || errors.Is(err, ErrNoStream) || errors.Is(err, ErrGap)
 }
 
 // recorder buffers one gohlslib answer.
@@ -313,230 +428,4 @@ func (r *recorder) Write(b []byte) (int, error) {
 	defer r.mu.Unlock()
 	r.wrote = true
 	return r.body.Write(b)
-}
-
-// muxer is the HLS rendition of one stream.
-type muxer struct {
-	s     *Server
-	path  string
-	st    *relay.Stream
-	video *relay.Track
-	audio *relay.Track
-
-	hls     *gohlslib.Muxer
-	ready   chan struct{} // closed once hls is started
-	quit    chan struct{}
-	done    chan struct{} // closed when run returned
-	once    sync.Once
-	err     atomic.Pointer[error]
-	lastReq atomic.Int64
-	active  atomic.Int64
-}
-
-func (m *muxer) stop() {
-	m.once.Do(func() { close(m.quit) })
-	<-m.done
-}
-
-func (m *muxer) failure() error {
-	if e := m.err.Load(); e != nil {
-		return *e
-	}
-	return ErrNoStream
-}
-
-func (m *muxer) run() {
-	defer close(m.done)
-	defer m.s.forget(m)
-	err := m.mux()
-	if err != nil && !errors.Is(err, context.Canceled) {
-		m.s.log.Info("hls: muxer ended", "stream", m.path, "reason", err)
-	}
-	if err == nil {
-		err = ErrNoStream
-	}
-	m.err.Store(&err)
-}
-
-type input struct {
-	r     *frames.Reader
-	track *gohlslib.Track
-	zero  time.Time // fixed at start
-	clock int64
-}
-
-func (m *muxer) mux() error {
-	fl := m.s.p.Frames
-	vr, err := fl.Subscribe(m.st, m.video)
-	if err != nil {
-		return err
-	}
-	defer vr.Close()
-	var ar *frames.Reader
-	if m.audio != nil {
-		if ar, err = fl.Subscribe(m.st, m.audio); err != nil {
-			return err
-		}
-		defer ar.Close()
-	}
-	var audioFrames <-chan *frames.Frame
-	if ar != nil {
-		audioFrames = ar.Frames()
-	}
-
-	// Wait for a keyframe with parameter sets, then a short settling time
-	// so that both tracks' clocks are known, keeping what arrives.
-	start := time.NewTimer(m.s.p.StartTimeout)
-	defer start.Stop()
-	sps, pps := frames.SpropParameterSets(m.video.Info().Codec.Fmtp)
-	var vbuf, abuf []*frames.Frame
-	var settle <-chan time.Time
-	for settle == nil || len(vbuf) == 0 {
-		select {
-		case <-m.quit:
-			return context.Canceled
-		case <-m.st.Done():
-			return ErrNoStream
-		case <-start.C:
-			return fmt.Errorf("no H.264 keyframe with SPS/PPS within %v", m.s.p.StartTimeout)
-		case f := <-vr.Frames():
-			if len(vbuf) == 0 {
-				s, p := frames.H264ParamSets(f.Units)
-				if s != nil {
-					sps = s
-				}
-				if p != nil {
-					pps = p
-				}
-				if !f.Key || sps == nil || pps == nil {
-					continue
-				}
-				settle = time.After(300 * time.Millisecond)
-			}
-			vbuf = append(vbuf, f)
-		case f := <-audioFrames:
-			abuf = append(abuf, f)
-		}
-	}
-	for waiting := true; waiting; {
-		select {
-		case <-m.quit:
-			return context.Canceled
-		case <-settle:
-			waiting = false
-		case f := <-vr.Frames():
-			vbuf = append(vbuf, f)
-		case f := <-audioFrames:
-			abuf = append(abuf, f)
-		}
-	}
-
-	vin := &input{r: vr, clock: int64(vr.ClockRate()), zero: vr.Zero(),
-		track: &gohlslib.Track{Codec: &codecs.H264{SPS: sps, PPS: pps}, ClockRate: vr.ClockRate()}}
-	tracks := []*gohlslib.Track{vin.track}
-	var ain *input
-	if ar != nil {
-		ch := int(m.audio.Info().Codec.Channels)
-		if ch <= 0 {
-			ch = 2
-		}
-		ain = &input{r: ar, clock: int64(ar.ClockRate()), zero: ar.Zero(),
-			track: &gohlslib.Track{Codec: &codecs.Opus{ChannelCount: ch}, ClockRate: ar.ClockRate(), IsDefault: true, Name: "audio"}}
-		tracks = append(tracks, ain.track)
-	}
-	// The timeline starts at the first keyframe.
-	base := vin.at(vbuf[0].PTS)
-	m.hls = &gohlslib.Muxer{
-		Tracks:             tracks,
-		Variant:            gohlslib.MuxerVariantLowLatency,
-		SegmentCount:       m.s.p.SegmentCount,
-		SegmentMinDuration: m.s.p.SegmentDuration,
-		PartMinDuration:    m.s.p.PartDuration,
-		OnEncodeError: func(err error) {
-			m.s.log.Warn("hls: muxer", "stream", m.path, "err", err)
-		},
-	}
-	if err := m.hls.Start(); err != nil {
-		return err
-	}
-	defer m.hls.Close()
-	close(m.ready)
-
-	w := &writer{m: m, base: base, sps: sps, vin: vin, ain: ain}
-	for _, f := range vbuf {
-		if err := w.video(f); err != nil {
-			return err
-		}
-	}
-	for _, f := range abuf {
-		w.audio(f)
-	}
-	for {
-		select {
-		case <-m.quit:
-			return context.Canceled
-		case <-m.st.Done():
-			return ErrNoStream
-		case f := <-vr.Frames():
-			if err := w.video(f); err != nil {
-				return err
-			}
-		case f := <-audioFrames:
-			w.audio(f)
-		}
-	}
-}
-
-// at is the wall-clock time of a PTS.
-func (in *input) at(pts int64) time.Time {
-	return in.zero.Add(time.Duration(pts * int64(time.Second) / in.clock))
-}
-
-// writer places frames on the muxer's timeline: ticks of each track's
-// clock since base.
-type writer struct {
-	m        *muxer
-	base     time.Time
-	sps      []byte
-	vin, ain *input
-	lastV    int64
-	lastA    int64
-	haveV    bool
-	haveA    bool
-}
-
-func (w *writer) pts(in *input, f *frames.Frame) (int64, time.Time) {
-	at := in.at(f.PTS)
-	return int64(at.Sub(w.base)) * in.clock / int64(time.Second), at
-}
-
-func (w *writer) video(f *frames.Frame) error {
-	if s, _ := frames.H264ParamSets(f.Units); s != nil && !bytes.Equal(s, w.sps) {
-		// fMP4 fixes the parameters in the init segment: a new muxer
-		// (new segment names) starts with the next request.
-		return errSPSChanged
-	}
-	pts, at := w.pts(w.vin, f)
-	if pts < 0 || (w.haveV && pts <= w.lastV) {
-		return nil
-	}
-	w.lastV, w.haveV = pts, true
-	if err := w.m.hls.WriteH264(w.vin.track, at, pts, f.Units); err != nil {
-		w.m.s.log.Debug("hls: write video", "stream", w.m.path, "err", err)
-	}
-	return nil
-}
-
-func (w *writer) audio(f *frames.Frame) {
-	if w.ain == nil {
-		return
-	}
-	pts, at := w.pts(w.ain, f)
-	if pts < 0 || (w.haveA && pts <= w.lastA) {
-		return
-	}
-	w.lastA, w.haveA = pts, true
-	if err := w.m.hls.WriteOpus(w.ain.track, at, pts, f.Units); err != nil {
-		w.m.s.log.Debug("hls: write audio", "stream", w.m.path, "err", err)
-	}
 }

@@ -22,9 +22,10 @@ func needProgram(t *testing.T, name string) string {
 	return p
 }
 
-// TestBypassHLSAndRTMPPush: a WHIP-published clip is read as LL-HLS by
-// ffprobe and pushed to a real nginx-rtmp, where ffprobe finds H.264 + AAC
-// with increasing timestamps.
+// TestBypassHLSAndRTMPPush: a WHIP-published clip is read as LL-HLS (H.264
+// + AAC for Safari) by ffprobe and pushed to a real nginx-rtmp, where
+// ffprobe finds H.264 + AAC with increasing timestamps; HLS and the push
+// share one Opus->AAC transcoder.
 func TestBypassHLSAndRTMPPush(t *testing.T) {
 	ffprobe := needProgram(t, "ffprobe")
 	needProgram(t, "ffmpeg")
@@ -44,7 +45,7 @@ func TestBypassHLSAndRTMPPush(t *testing.T) {
 	defer pcancel()
 	out, err := exec.CommandContext(pctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
 		"-show_entries", "stream=codec_name,width,height", "-of", "compact", g.base+"/hls/room/cam/index.m3u8").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "codec_name=h264") || !strings.Contains(string(out), "codec_name=opus") {
+	if err != nil || !strings.Contains(string(out), "codec_name=h264") || !strings.Contains(string(out), "codec_name=aac") {
 		t.Fatalf("ffprobe HLS: %v\n%s", err, out)
 	}
 
@@ -99,5 +100,8 @@ func TestBypassHLSAndRTMPPush(t *testing.T) {
 			}
 			last[f[1]] = pts
 		}
+	}
+	if n := g.push.Transcodes(); n != 1 {
+		t.Errorf("%d Opus->AAC transcoders for HLS and an RTMP push of one stream, want 1", n)
 	}
 }

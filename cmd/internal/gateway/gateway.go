@@ -25,6 +25,7 @@ import (
 	"github.com/livegate/livegate/recorder"
 	"github.com/livegate/livegate/recorder/storage"
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/aac"
 	"github.com/livegate/livegate/relay/cluster"
 	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/rtc"
@@ -189,13 +190,16 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		pushRules = append(pushRules, rule)
 	}
 	g.frames = frames.New(frames.Params{Logger: log})
-	g.push = egressrtmp.New(egressrtmp.Params{Hub: g.hub, Frames: g.frames, Rules: pushRules, FFmpeg: cfg.FFmpeg, Logger: log,
+	// One Opus->AAC transcoder per stream for RTMP push and HLS together.
+	transcoders := aac.New(aac.Params{Frames: g.frames, FFmpeg: cfg.FFmpeg, Logger: log})
+	g.push = egressrtmp.New(egressrtmp.Params{Hub: g.hub, Frames: g.frames, AAC: transcoders, Rules: pushRules, Logger: log,
 		OnFailure: func(in egressrtmp.Info, retrying bool) {
 			g.hooks.Send(webhooks.EgressFailed, map[string]any{"job": in, "retrying": retrying})
 		}})
 	var hlsSrv web.HLSServer // stays a nil interface when HLS is off
 	if cfg.HLS {
-		g.hls = hls.New(hls.Params{Hub: g.hub, Frames: g.frames, IdleTimeout: cfg.HLSIdle, Logger: log})
+		g.hls = hls.New(hls.Params{Hub: g.hub, Frames: g.frames, AAC: transcoders, IdleTimeout: cfg.HLSIdle,
+			TargetDuration: cfg.KeyframeMaxInterval, Logger: log})
 		hlsSrv = g.hls
 	}
 	g.engine, err = rtc.NewEngine(rtc.Config{

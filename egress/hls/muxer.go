@@ -1,0 +1,575 @@
+package hls
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/aac"
+	"github.com/livegate/livegate/relay/frames"
+)
+
+// muxer is the HLS rendition of one stream.
+type muxer struct {
+	s     *Server
+	path  string
+	st    *relay.Stream
+	video *relay.Track
+	audio *relay.Track
+	token string // names this muxer's own init sections
+
+	hls     *gohlslib.Muxer
+	ready   chan struct{} // closed once hls is started
+	quit    chan struct{}
+	done    chan struct{} // closed when run returned
+	once    sync.Once
+	err     atomic.Pointer[error]
+	lastReq atomic.Int64
+	active  atomic.Int64
+	content atomic.Bool // the first segment is complete: playlists answer at once
+
+	mu         sync.Mutex
+	vs         versions
+	partTarget time.Duration // pinned at the first playlist
+	target     int           // EXT-X-TARGETDURATION; only grows
+
+	parts partWatch
+}
+
+func newMuxer(s *Server, path string, st *relay.Stream, video, audio *relay.Track) *muxer {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	m := &muxer{s: s, path: path, st: st, video: video, audio: audio, token: hex.EncodeToString(b[:]),
+		ready: make(chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
+	m.parts.init()
+	m.lastReq.Store(time.Now().UnixNano())
+	return m
+}
+
+func (m *muxer) stop() {
+	m.once.Do(func() { close(m.quit) })
+	<-m.done
+}
+
+func (m *muxer) failure() error {
+	if e := m.err.Load(); e != nil {
+		return *e
+	}
+	return ErrStreamEnded
+}
+
+func (m *muxer) run() {
+	defer close(m.done)
+	defer m.s.forget(m)
+	err := m.mux()
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrStreamEnded) {
+		m.s.log.Info("hls: muxer ended", "stream", m.path, "reason", err)
+	}
+	if err == nil || errors.Is(err, context.Canceled) {
+		err = ErrStreamEnded
+	}
+	m.err.Store(&err)
+}
+
+type input struct {
+	clock int64
+	zero  time.Time // fixed at start
+	track *gohlslib.Track
+}
+
+// at is the wall-clock time of a PTS.
+func (in *input) at(pts int64) time.Time {
+	return in.zero.Add(time.Duration(pts * int64(time.Second) / in.clock))
+}
+
+// startAudio picks the audio rendition: AAC from the shared transcoder when
+// there is one (Safari and iOS play it; everyone else too), else Opus as
+// the publisher sent it.
+func (m *muxer) startAudio() (ar *frames.Reader, aacR *aac.Reader, err error) {
+	if m.audio == nil {
+		return nil, nil, nil
+	}
+	if t := m.s.p.AAC; t != nil && t.Available() {
+		r, err := t.Acquire(m.st, m.audio)
+		if err == nil {
+			return nil, r, nil
+		}
+		m.s.log.Warn("hls: no AAC rendition, serving Opus (Safari plays it without sound)", "stream", m.path, "err", err)
+	}
+	ar, err = m.s.p.Frames.Subscribe(m.st, m.audio)
+	return ar, nil, err
+}
+
+func (m *muxer) mux() error {
+	fl := m.s.p.Frames
+	vr, err := fl.Subscribe(m.st, m.video)
+	if err != nil {
+		return err
+	}
+	defer vr.Close()
+	ar, aacR, err := m.startAudio()
+	if err != nil {
+		return err
+	}
+	var audioFrames <-chan *frames.Frame
+	if ar != nil {
+		defer ar.Close()
+		audioFrames = ar.Frames()
+	}
+	var aacFrames <-chan aac.Frame
+	if aacR != nil {
+		defer aacR.Close()
+		aacFrames = aacR.Frames()
+	}
+
+	// Wait for a keyframe with parameter sets, then a short settling time
+	// so that both tracks' clocks are known, keeping what arrives.
+	start := time.NewTimer(m.s.p.StartTimeout)
+	defer start.Stop()
+	sps, pps := frames.SpropParameterSets(m.video.Info().Codec.Fmtp)
+	var vbuf, abuf []*frames.Frame
+	var cbuf []aac.Frame
+	var settle <-chan time.Time
+	for settle == nil || len(vbuf) == 0 {
+		select {
+		case <-m.quit:
+			return context.Canceled
+		case <-m.st.Done():
+			return ErrStreamEnded
+		case <-start.C:
+			return fmt.Errorf("%w: no H.264 keyframe with SPS/PPS within %v", ErrNotReady, m.s.p.StartTimeout)
+		case f := <-vr.Frames():
+			if len(vbuf) == 0 {
+				s, p := frames.H264ParamSets(f.Units)
+				if s != nil {
+					sps = s
+				}
+				if p != nil {
+					pps = p
+				}
+				if !f.Key || sps == nil || pps == nil {
+					continue
+				}
+				settle = time.After(300 * time.Millisecond)
+			}
+			vbuf = append(vbuf, f)
+		case f := <-audioFrames:
+			abuf = append(abuf, f)
+		case f := <-aacFrames:
+			cbuf = append(cbuf, f)
+		}
+	}
+	for waiting := true; waiting; {
+		select {
+		case <-m.quit:
+			return context.Canceled
+		case <-settle:
+			waiting = false
+		case f := <-vr.Frames():
+			vbuf = append(vbuf, f)
+		case f := <-audioFrames:
+			abuf = append(abuf, f)
+		case f := <-aacFrames:
+			cbuf = append(cbuf, f)
+		}
+	}
+
+	vin := &input{clock: int64(vr.ClockRate()), zero: vr.Zero(),
+		track: &gohlslib.Track{Codec: &codecs.H264{SPS: sps, PPS: pps}, ClockRate: vr.ClockRate()}}
+	tracks := []*gohlslib.Track{vin.track}
+	var ain *input
+	switch {
+	case aacR != nil:
+		// ffmpeg knows the AAC configuration with its first output, a few
+		// tens of ms after the first Opus frame.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		go func() {
+			select {
+			case <-m.quit:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		cfg, err := aacR.Config(ctx)
+		cancel()
+		if err != nil {
+			m.s.log.Warn("hls: AAC transcoder gave no output; serving video only", "stream", m.path, "err", err)
+			aacFrames = nil
+			break
+		}
+		ain = &input{clock: int64(cfg.SampleRate),
+			track: &gohlslib.Track{Codec: &codecs.MPEG4Audio{Config: *cfg}, ClockRate: cfg.SampleRate, IsDefault: true, Name: "audio"}}
+		tracks = append(tracks, ain.track)
+	case ar != nil:
+		ch := int(m.audio.Info().Codec.Channels)
+		if ch <= 0 {
+			ch = 2
+		}
+		ain = &input{clock: int64(ar.ClockRate()), zero: ar.Zero(),
+			track: &gohlslib.Track{Codec: &codecs.Opus{ChannelCount: ch}, ClockRate: ar.ClockRate(), IsDefault: true, Name: "audio"}}
+		tracks = append(tracks, ain.track)
+	}
+	// The timeline starts at the first keyframe.
+	base := vin.at(vbuf[0].PTS)
+	m.hls = &gohlslib.Muxer{
+		Tracks:             tracks,
+		Variant:            gohlslib.MuxerVariantLowLatency,
+		SegmentCount:       m.s.p.SegmentCount,
+		SegmentMinDuration: m.s.p.SegmentDuration,
+		// A part ends at the first frame this long after its start: 7/8 of
+		// the aim puts the threshold between frames for 10 to 30 fps, so a
+		// millisecond of jitter does not add a frame to some parts.
+		PartMinDuration: m.s.p.PartDuration * 7 / 8,
+		OnEncodeError:   m.encodeError,
+	}
+	if err := m.hls.Start(); err != nil {
+		return err
+	}
+	defer m.hls.Close()
+	close(m.ready)
+
+	w := &writer{m: m, vr: vr, base: base, vin: vin, ain: ain,
+		seg: segmenter{min: m.s.p.SegmentDuration, clock: vin.clock}}
+	for _, f := range vbuf {
+		w.video(f)
+	}
+	for _, f := range abuf {
+		w.opus(f)
+	}
+	for _, f := range cbuf {
+		w.aac(f)
+	}
+	for {
+		select {
+		case <-m.quit:
+			return context.Canceled
+		case <-m.st.Done():
+			return ErrStreamEnded
+		case f := <-vr.Frames():
+			w.video(f)
+		case f := <-audioFrames:
+			w.opus(f)
+		case f := <-aacFrames:
+			w.aac(f)
+		}
+	}
+}
+
+// encodeError keeps gohlslib's target-duration notices out of the log:
+// the playlists announce pinned targets (see mediaRewrite).
+func (m *muxer) encodeError(err error) {
+	if strings.Contains(err.Error(), "duration changed") {
+		m.s.log.Debug("hls: muxer", "stream", m.path, "err", err)
+		return
+	}
+	m.s.log.Warn("hls: muxer", "stream", m.path, "err", err)
+}
+
+// pin fixes PART-TARGET once, from the typical part of the first
+// segment, and lets the target duration only grow (see mediaRewrite).
+//
+// Parts end at the first frame at least gohlslib's part duration after
+// their start, so with a steady frame rate nearly all have one length,
+// give or take a millisecond of timestamp jitter; the first segment's
+// longest part is often an outlier (Chromium's first frames come
+// unevenly). The median plus 10 ms keeps the typical part within
+// 85-100 % of the target, as iOS requires.
+func (m *muxer) pin(parts []time.Duration, target int) (time.Duration, int) {
+	if m.partTarget == 0 {
+		slices.Sort(parts)
+		typical := m.s.p.PartDuration
+		if len(parts) > 0 {
+			typical = parts[len(parts)/2]
+		}
+		m.partTarget = (typical + 10*time.Millisecond + 9*time.Millisecond) / (10 * time.Millisecond) * (10 * time.Millisecond)
+		// Keyframes come about every TargetDuration, a little later when
+		// the publisher is slow to answer a request: announce 1.5 times it
+		// so that such segments fit.
+		m.target = max(target, int((m.s.p.TargetDuration*3/2+time.Second/2)/time.Second), 1)
+	}
+	if target > m.target {
+		m.s.log.Info("hls: a segment is longer than the target duration; the target grows (the publisher's keyframes are further apart)",
+			"stream", m.path, "from", m.target, "to", target)
+		m.target = target
+	}
+	return m.partTarget, m.target
+}
+
+// initName is the file name of parameter version n's init section.
+func (m *muxer) initName(n int) string {
+	return m.token + "_init_v" + strconv.Itoa(n) + ".mp4"
+}
+
+// initFile returns one of this muxer's init sections by name.
+func (m *muxer) initFile(file string) ([]byte, bool) {
+	rest, ok := strings.CutPrefix(file, m.token+"_init_v")
+	if !ok {
+		return nil, false
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(rest, ".mp4"))
+	if err != nil || !strings.HasSuffix(rest, ".mp4") {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.vs.get(n); v != nil {
+		return v.init, true
+	}
+	return nil, false
+}
+
+// rewrite makes a gohlslib media playlist the one players get; query is
+// what gohlslib appends to its URIs (the request's, without _HLS_ keys).
+func (m *muxer) rewrite(file string, pl []byte, query string) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mr := mediaRewrite{vs: &m.vs, pin: m.pin}
+	if strings.HasPrefix(file, "video") {
+		mr.initURI = func(n int) string {
+			if query != "" {
+				return m.initName(n) + "?" + query
+			}
+			return m.initName(n)
+		}
+	}
+	return mr.rewrite(pl)
+}
+
+// writer places frames on the muxer's timeline: ticks of each track's
+// clock since base.
+type writer struct {
+	m        *muxer
+	vr       *frames.Reader
+	base     time.Time
+	vin, ain *input
+	seg      segmenter
+	lastV    int64
+	lastA    int64
+	haveV    bool
+	haveA    bool
+	firstPTS int64
+	asked    time.Time // last keyframe request for the first segment
+}
+
+func (w *writer) pts(in *input, at time.Time) int64 {
+	return int64(at.Sub(w.base)) * in.clock / int64(time.Second)
+}
+
+func hasSlice(units [][]byte) bool {
+	for _, u := range units {
+		if len(u) > 0 {
+			if t := h264.NALUType(u[0] & 0x1f); t == h264.NALUTypeIDR || t == h264.NALUTypeNonIDR {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (w *writer) video(f *frames.Frame) {
+	m := w.m
+	at := w.vin.at(f.PTS)
+	pts := w.pts(w.vin, at)
+	if pts < 0 || (w.haveV && pts <= w.lastV) || !hasSlice(f.Units) {
+		return
+	}
+	if !w.haveV {
+		w.firstPTS = pts
+	}
+	w.lastV, w.haveV = pts, true
+
+	// New parameter sets (a resolution step) stay in-band; the playlists
+	// announce them from the first segment that starts with them.
+	m.mu.Lock()
+	if f.Key {
+		sps, pps := frames.H264ParamSets(f.Units)
+		if _, changed, err := m.vs.observe(sps, pps); err != nil {
+			m.s.log.Warn("hls: bad H.264 parameters", "stream", m.path, "err", err)
+		} else if changed && m.vs.cur.n > 0 {
+			m.s.log.Debug("hls: new H.264 parameters", "stream", m.path, "version", m.vs.cur.n,
+				"sps", hex.EncodeToString(m.vs.cur.sps), "pps", hex.EncodeToString(m.vs.cur.pps))
+		}
+	}
+	seg, starts := w.seg.frame(pts, f.Key)
+	if starts {
+		m.vs.segmentStarts(seg)
+	}
+	m.mu.Unlock()
+
+	if err := m.hls.WriteH264(w.vin.track, at, pts, f.Units); err != nil {
+		m.s.log.Debug("hls: write video", "stream", m.path, "err", err)
+	}
+	if seg > firstSegmentID {
+		if !m.content.Swap(true) {
+			m.s.log.Debug("hls: first segment ready", "stream", m.path)
+		}
+		m.parts.frame()
+		return
+	}
+	// Players wait for the first complete segment: ask for its closing
+	// keyframe as soon as it is long enough, instead of waiting for the
+	// publisher's next one.
+	elapsed := time.Duration((pts - w.firstPTS) * int64(time.Second) / w.vin.clock)
+	if elapsed >= w.m.s.p.SegmentDuration && time.Since(w.asked) > time.Second {
+		w.asked = time.Now()
+		w.vr.RequestKeyframe()
+	}
+}
+
+func (w *writer) opus(f *frames.Frame) {
+	if w.ain == nil {
+		return
+	}
+	at := w.ain.at(f.PTS)
+	pts := w.pts(w.ain, at)
+	if pts < 0 || (w.haveA && pts <= w.lastA) {
+		return
+	}
+	w.lastA, w.haveA = pts, true
+	if err := w.m.hls.WriteOpus(w.ain.track, at, pts, f.Units); err != nil {
+		w.m.s.log.Debug("hls: write audio", "stream", w.m.path, "err", err)
+	}
+}
+
+func (w *writer) aac(f aac.Frame) {
+	if w.ain == nil || f.At.IsZero() {
+		return
+	}
+	pts := w.pts(w.ain, f.At)
+	if pts < 0 || (w.haveA && pts <= w.lastA) {
+		return
+	}
+	w.lastA, w.haveA = pts, true
+	if err := w.m.hls.WriteMPEG4Audio(w.ain.track, f.At, pts, [][]byte{f.AU}); err != nil {
+		w.m.s.log.Debug("hls: write audio", "stream", w.m.path, "err", err)
+	}
+}
+
+// partWatch answers requests for the part a playlist hints at
+// (EXT-X-PRELOAD-HINT) when it is complete. gohlslib can block such a
+// request itself, but a hint request still waiting when its muxer closes
+// leaves gohlslib's lock held, which strands every other waiting request:
+// so no request reaches gohlslib before its part exists.
+type partWatch struct {
+	mu      sync.Mutex
+	last    int64         // highest complete part number; -1: none yet
+	changed chan struct{} // closed and replaced when last grows
+	gen     uint64        // video frames written
+	synced  uint64        // gen when last was read
+	tick    chan struct{} // closed and replaced by every video frame
+}
+
+func (p *partWatch) init() {
+	p.last = -1
+	p.synced = ^uint64(0)
+	p.changed = make(chan struct{})
+	p.tick = make(chan struct{})
+}
+
+// frame is called by the writer after each video frame: a part may have
+// completed.
+func (p *partWatch) frame() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gen++
+	close(p.tick)
+	p.tick = make(chan struct{})
+}
+
+// sync reads the highest complete part from the video playlist, at most
+// once per video frame however many requests wait. It runs on a request's
+// goroutine, never the writer's: rendering a playlist can wait for the
+// muxer.
+func (p *partWatch) sync(m *muxer) {
+	p.mu.Lock()
+	if p.synced == p.gen {
+		p.mu.Unlock()
+		return
+	}
+	p.synced = p.gen
+	p.mu.Unlock()
+	rec := &recorder{header: http.Header{}, code: http.StatusOK}
+	req, _ := http.NewRequest(http.MethodGet, "/video1_stream.m3u8", nil)
+	m.hls.Handle(rec, req)
+	last := int64(-1)
+	body := rec.body.String()
+	for {
+		i := strings.Index(body, "#EXT-X-PART:")
+		if i < 0 {
+			break
+		}
+		body = body[i+len("#EXT-X-PART:"):]
+		if n, ok := partNumber(body); ok && n > last {
+			last = n
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last > p.last {
+		p.last = last
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}
+
+// partNumber reads N of the first URI="..._partN.mp4..." in s.
+func partNumber(s string) (int64, bool) {
+	_, rest, ok := strings.Cut(s, `URI="`)
+	if !ok {
+		return 0, false
+	}
+	uri, _, _ := strings.Cut(rest, `"`)
+	uri, _, _ = strings.Cut(uri, "?")
+	i := strings.LastIndex(uri, "_part")
+	if i < 0 || !strings.HasSuffix(uri, ".mp4") {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(uri[i+len("_part"):len(uri)-len(".mp4")], 10, 64)
+	return n, err == nil
+}
+
+func (p *partWatch) state() (int64, <-chan struct{}, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last, p.changed, p.tick
+}
+
+// wait blocks until part n is complete. It reports false when n is not
+// the next part (it would never come, or is long gone).
+func (p *partWatch) wait(ctx context.Context, m *muxer, n int64) (bool, error) {
+	for {
+		last, changed, tick := p.state()
+		if n > last && m.content.Load() {
+			p.sync(m)
+			last, changed, tick = p.state()
+		}
+		if n <= last {
+			return true, nil
+		}
+		if n > last+1 && last >= 0 {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-m.done:
+			return false, m.failure()
+		case <-changed:
+		case <-tick:
+		}
+	}
+}

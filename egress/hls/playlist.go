@@ -1,0 +1,109 @@
+package hls
+
+import (
+	"bytes"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// mediaRewrite is what a media playlist from gohlslib is rewritten with.
+type mediaRewrite struct {
+	vs *versions
+	// initURI is the EXT-X-MAP URI of parameter version n; nil keeps the
+	// muxer's own init section (audio, whose parameters never change).
+	initURI func(n int) string
+	// pin turns the muxer's target duration and the durations of the
+	// parts in the playlist (but the last of each segment, which ends at a
+	// keyframe) into the part target and target duration every playlist
+	// of the stream announces.
+	pin func(parts []time.Duration, target int) (time.Duration, int)
+}
+
+// rewrite adds the parameter changes (EXT-X-DISCONTINUITY, EXT-X-MAP and
+// EXT-X-DISCONTINUITY-SEQUENCE) and steady part and segment targets to a
+// gohlslib media playlist. Players must never see PART-TARGET change (iOS
+// fails) and gohlslib derives it from the longest part in the window, which
+// varies with the publisher's frame timing: a value is chosen once from the
+// first playlist's parts and kept.
+func (mr mediaRewrite) rewrite(pl []byte) []byte {
+	target := 0
+	var parts []time.Duration
+	lines := strings.Split(strings.TrimRight(string(pl), "\n"), "\n")
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "#EXT-X-TARGETDURATION:"):
+			target, _ = strconv.Atoi(strings.TrimPrefix(l, "#EXT-X-TARGETDURATION:"))
+		case strings.HasPrefix(l, "#EXT-X-PART:DURATION="):
+			if i+1 < len(lines) && strings.HasPrefix(lines[i+1], "#EXT-X-PART:") {
+				v, _, _ := strings.Cut(strings.TrimPrefix(l, "#EXT-X-PART:DURATION="), ",")
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					parts = append(parts, time.Duration(math.Round(f*1000))*time.Millisecond)
+				}
+			}
+		}
+	}
+	partTarget, target := mr.pin(parts, target)
+
+	var out bytes.Buffer
+	out.Grow(len(pl) + 256)
+	var seg, first uint64
+	inSeg := false
+	line := func(s ...string) {
+		for _, x := range s {
+			out.WriteString(x)
+		}
+		out.WriteByte('\n')
+	}
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "#EXT-X-TARGETDURATION:"):
+			line("#EXT-X-TARGETDURATION:", strconv.Itoa(target))
+		case strings.HasPrefix(l, "#EXT-X-SERVER-CONTROL:"):
+			// No delta updates (CAN-SKIP-UNTIL): a skipped range could hide
+			// a discontinuity, and full playlists of a few segments are small.
+			line("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=", seconds(3*partTarget))
+		case strings.HasPrefix(l, "#EXT-X-PART-INF:"):
+			line("#EXT-X-PART-INF:PART-TARGET=", seconds(partTarget))
+		case strings.HasPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"):
+			n, _ := strconv.ParseUint(strings.TrimPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"), 10, 64)
+			first, seg = n, n
+			mr.vs.prune(first)
+			line(l)
+			if d := mr.vs.before(first); d > 0 {
+				line("#EXT-X-DISCONTINUITY-SEQUENCE:", strconv.Itoa(d))
+			}
+		case strings.HasPrefix(l, "#EXT-X-MAP:"):
+			if mr.initURI != nil {
+				line(`#EXT-X-MAP:URI="`, mr.initURI(mr.vs.of(first)), `"`)
+			} else {
+				line(l)
+			}
+		case strings.HasPrefix(l, "#EXT-X-PROGRAM-DATE-TIME:"), strings.HasPrefix(l, "#EXT-X-PART:"),
+			strings.HasPrefix(l, "#EXT-X-GAP"), strings.HasPrefix(l, "#EXTINF:"):
+			if !inSeg {
+				inSeg = true
+				if mr.vs.startsAt(seg) {
+					line("#EXT-X-DISCONTINUITY")
+					if mr.initURI != nil && seg != first {
+						line(`#EXT-X-MAP:URI="`, mr.initURI(mr.vs.of(seg)), `"`)
+					}
+				}
+			}
+			line(l)
+		case l != "" && !strings.HasPrefix(l, "#"):
+			line(l)
+			inSeg = false
+			seg++
+		default:
+			line(l)
+		}
+	}
+	return out.Bytes()
+}
+
+// seconds formats d as HLS does (seconds with up to 5 decimals).
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+}
