@@ -28,12 +28,26 @@ func FuzzParseOffer(f *testing.F) {
 		if len(o.Media) > 4 {
 			t.Fatalf("%d media sections passed a limit of 4", len(o.Media))
 		}
+		keep := map[string]uint8{}
 		for _, m := range o.Media {
-			if c, r := m.Choose([]string{"h264", "vp8"}); r == nil && !usable(c.Codec) {
+			c, r := m.Choose([]string{"h264", "vp8"})
+			if r == nil && !usable(c.Codec) {
 				t.Fatalf("chose unusable codec %+v", c)
 			}
+			if r == nil {
+				keep[m.Mid] = c.PayloadType
+			}
+			_, _ = m.Accepts(c.Codec)
 		}
 		_ = o.Names()
+		// What pion is handed is still a parsable offer.
+		restricted, err := restrictOffer(o.SDP, keep)
+		if err != nil {
+			t.Fatalf("restricting a parsed offer: %v", err)
+		}
+		if _, err := ParseOffer(restricted, 4); err != nil {
+			t.Fatalf("restricted offer does not parse: %v\n%s", err, restricted)
+		}
 	})
 }
 
