@@ -37,6 +37,7 @@ package simulcast
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -49,7 +50,8 @@ type Params struct {
 	ClockRate uint32
 	// Write receives the forwarded packets in output order. It is called
 	// with the selector's lock held (which orders packets of different
-	// layers around a switch), so it must not block.
+	// layers around a switch), so it must not block; it may call
+	// RequestKeyframe, and nothing else of the selector.
 	Write func(h *rtp.Header, payload []byte)
 	// WriteSenderReport receives the forwarded layer's sender reports,
 	// translated to output timestamps. Called with the lock held.
@@ -115,6 +117,12 @@ type Selector struct {
 	lastOutAt time.Time
 	haveOut   bool
 	switches  uint64
+
+	// Keyframe requests read these without the lock: the relay may ask
+	// from inside Write (which runs under the lock), e.g. when a frame
+	// reader's keyframe cadence is due.
+	fwdSSRC atomic.Int64             // SSRC of the forwarded layer, -1 before the first
+	ssrcs   atomic.Pointer[[]uint32] // every layer's SSRC
 }
 
 // New returns a Selector with no layers.
@@ -134,7 +142,9 @@ func New(p Params) *Selector {
 	if p.ClockRate == 0 {
 		p.ClockRate = 90000
 	}
-	return &Selector{p: p, cur: -1}
+	s := &Selector{p: p, cur: -1}
+	s.fwdSSRC.Store(-1)
+	return s
 }
 
 // AddLayer registers a layer when its first packet arrives and returns its
@@ -149,12 +159,23 @@ func (s *Selector) AddLayer(rid string, ssrc uint32) int {
 			l.ssrc, l.haveSeq, l.haveKey, l.haveSR = ssrc, false, false, false
 			if i == s.cur {
 				s.cur = -1 // continue at the next keyframe of any layer
+				s.fwdSSRC.Store(-1)
 			}
+			s.storeSSRCs()
 			return i
 		}
 	}
 	s.layers = append(s.layers, &layer{rid: rid, ssrc: ssrc})
+	s.storeSSRCs()
 	return len(s.layers) - 1
+}
+
+func (s *Selector) storeSSRCs() {
+	ssrcs := make([]uint32, len(s.layers))
+	for i, l := range s.layers {
+		ssrcs[i] = l.ssrc
+	}
+	s.ssrcs.Store(&ssrcs)
 }
 
 // Push takes one packet of layer i. It reports whether the packet was
@@ -299,6 +320,7 @@ func (s *Selector) switchTo(i int, h *rtp.Header, now time.Time) {
 	}
 	s.switchSeq = h.SequenceNumber
 	s.cur = i
+	s.fwdSSRC.Store(int64(l.ssrc))
 	s.switches++
 	attrs := []any{"rid", l.rid, "ssrc", l.ssrc, "width", l.width, "height", l.height,
 		"kbps", int(l.bitrate / 1000)}
@@ -355,20 +377,17 @@ func (s *Selector) SenderReport(i int, ntp uint64, rtpTime uint32) {
 }
 
 // RequestKeyframe asks for a keyframe on the forwarded layer, or on every
-// layer while none is forwarded yet.
+// layer while none is forwarded yet. It takes no lock, so it may be called
+// from within Write.
 func (s *Selector) RequestKeyframe() {
-	s.mu.Lock()
-	var ssrcs []uint32
-	if s.cur >= 0 {
-		ssrcs = append(ssrcs, s.layers[s.cur].ssrc)
-	} else {
-		for _, l := range s.layers {
-			ssrcs = append(ssrcs, l.ssrc)
-		}
+	if ssrc := s.fwdSSRC.Load(); ssrc >= 0 {
+		s.p.RequestKeyframe(uint32(ssrc))
+		return
 	}
-	s.mu.Unlock()
-	for _, ssrc := range ssrcs {
-		s.p.RequestKeyframe(ssrc)
+	if all := s.ssrcs.Load(); all != nil {
+		for _, ssrc := range *all {
+			s.p.RequestKeyframe(ssrc)
+		}
 	}
 }
 

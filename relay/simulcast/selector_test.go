@@ -281,3 +281,28 @@ func TestKeyStartReadsPictureSize(t *testing.T) {
 		}
 	}
 }
+
+// The relay may ask for a keyframe from inside Write (a frame reader's
+// keyframe cadence is checked on the write path): that must not deadlock.
+func TestSelectorKeyframeRequestFromWrite(t *testing.T) {
+	m := newSim(t)
+	write := m.s.p.Write
+	m.s.p.Write = func(h *rtp.Header, p []byte) {
+		write(h, p)
+		m.s.RequestKeyframe()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.frame(0, 1, 2)
+		m.frame()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a keyframe request from within Write deadlocked")
+	}
+	if len(m.plis) == 0 || m.plis[len(m.plis)-1] != m.layers[2].ssrc {
+		t.Fatalf("keyframe requests %v; want the last to the forwarded top layer %d", m.plis, m.layers[2].ssrc)
+	}
+}

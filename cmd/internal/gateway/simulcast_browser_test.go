@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"context"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +19,7 @@ func TestBrowserHostSimulcast(t *testing.T) {
 	if b == nil {
 		return
 	}
-	g := startGateway(t, nil)
+	g := startGateway(t, func(c *Config) { c.HLS = true })
 	h := g.startChromeHost(t, b, "e2e/simulcast", chromeHostOpts{Simulcast: true})
 	h.waitLive(t, 20*time.Second)
 	v := g.view(t, "e2e/simulcast")
@@ -86,6 +89,22 @@ func TestBrowserHostSimulcast(t *testing.T) {
 	}
 	if incomplete > len(frames)/100 {
 		t.Errorf("%d of %d frames incomplete", incomplete, len(frames))
+	}
+
+	// Frame outputs take the top layer too: HLS started now is 1280x720.
+	if ffprobe, err := exec.LookPath("ffprobe"); err != nil {
+		skipOrFail(t, "ffprobe not found: %v", err)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
+			"-show_entries", "stream=codec_name,width,height", "-of", "compact",
+			g.base+"/hls/e2e/simulcast/index.m3u8").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "codec_name=h264|width=1280|height=720") {
+			t.Errorf("ffprobe HLS of the simulcast stream: %v\n%s", err, out)
+		} else {
+			t.Logf("HLS: %s", strings.TrimSpace(string(out)))
+		}
 	}
 	h.stop(t)
 }
