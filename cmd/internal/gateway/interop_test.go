@@ -332,6 +332,18 @@ func TestClientOfferFixtures(t *testing.T) {
 		})
 	}
 
+	// A viewer that can decode none of the stream's tracks gets 406 saying
+	// why, not an answer with nothing in it.
+	t.Run("whep/VP8-only viewer of an H.264 stream", func(t *testing.T) {
+		vp8 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}
+		resp, body := post(t, g.base+"/whep/fixtures/live", "application/sdp",
+			offerSDP(t, []webrtc.RTPCodecParameters{vp8}, webrtc.RTPTransceiverDirectionRecvonly))
+		msg, _ := body["error"].(string)
+		if resp.StatusCode != http.StatusNotAcceptable || !strings.Contains(msg, "VP8") || !strings.Contains(msg, "not offered") {
+			t.Fatalf("status %d, body %v: want 406 naming VP8 and why H.264 was not sent", resp.StatusCode, body)
+		}
+	})
+
 	// The refused sections are in /metrics.
 	_, metrics := httpGetText(t, g.base+"/metrics")
 	total := 0
