@@ -287,7 +287,9 @@ export class Connection {
     } else if (s === 'failed' || s === 'closed') {
       this._gen++;
       const ended = this.session.endedByServer;
-      this._end();
+      // No DELETE after an ICE failure either: the server's ICE gives up
+      // sooner than the browser's, so the session is gone there already.
+      this._end({ serverGone: true });
       this._set(ended ? 'ended' : 'failed');
     }
   }
