@@ -270,6 +270,12 @@ func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, 
 			if err != nil {
 				log.Debug("relay link silent; no other parent has the stream", "parent", parent, "err", err)
 				standby = nil
+				if errors.Is(err, errNoOther) {
+					// Nothing was dialed, only the directory asked (the
+					// stream has not moved yet): ask again soon, as a
+					// republish elsewhere shows up there at once.
+					lastTry = time.Now().Add(min(250*time.Millisecond, pl.p.DeadAfter/2) - recheck)
+				}
 				continue
 			}
 			if l.quiet() < lim {
@@ -332,12 +338,13 @@ func (pl *Puller) dialAny(ctx context.Context, path string, start int, skip stri
 		return nil, "", 0, err
 	}
 	n := len(parents)
-	notFound := 0
+	notFound, skipped := 0, 0
 	var last error
 	for i := range n {
 		idx := (start + i) % n
 		if parents[idx] == skip {
 			notFound++
+			skipped++
 			continue
 		}
 		pl.dials.Add(1)
@@ -353,11 +360,17 @@ func (pl *Puller) dialAny(ctx context.Context, path string, start int, skip stri
 		}
 		last = fmt.Errorf("parent %s: %w", parents[idx], err)
 	}
+	if skipped == n && n > 0 {
+		return nil, "", 0, errNoOther
+	}
 	if notFound == n {
 		return nil, "", 0, fmt.Errorf("%w: %s (no parent has it)", relay.ErrNotFound, path)
 	}
 	return nil, "", 0, last
 }
+
+// errNoOther: the only parent is the one to avoid (nothing was dialed).
+var errNoOther = fmt.Errorf("%w: no other parent", relay.ErrNotFound)
 
 // background runs f on the Puller's wait group (Close waits for it).
 func (pl *Puller) background(f func()) {

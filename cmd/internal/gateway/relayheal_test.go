@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/livegate/livegate/relay/cluster"
+	"github.com/livegate/livegate/relay/cluster/clustertest"
+	"github.com/livegate/livegate/relay/rtcclient"
 )
 
 // kill makes the gateway vanish as a kill -9 would: its UDP socket and
@@ -204,4 +208,106 @@ func describeLinks(g *testGateway) string {
 		fmt.Fprintf(&b, "%s<-%s ", l.Path, l.Parent)
 	}
 	return b.String()
+}
+
+// originMove runs two origins and two edges in one Redis directory, with
+// two viewers per edge; the publisher starts on the first origin, which is
+// then lost (lose), and publishes again on the second. The edges must find
+// the stream's new place in the directory and re-pull it while their
+// viewers keep their sessions.
+func originMove(t *testing.T, path string, lose func(o1 *testGateway, pub *publisherHandle)) {
+	rs := clustertest.StartRedis(t)
+	o1 := clusterNode(t, rs.URL(), cluster.RoleOrigin, 0)
+	o2 := clusterNode(t, rs.URL(), cluster.RoleOrigin, 0)
+	edges := []*testGateway{clusterNode(t, rs.URL(), cluster.RoleEdge, 0), clusterNode(t, rs.URL(), cluster.RoleEdge, 0)}
+	c := loadClip(t)
+
+	first := &publisherHandle{Publisher: o1.publish(t, path)}
+	first.start(c)
+	waitFor(t, 5*time.Second, "the stream registered on the first origin", func() bool {
+		u, ok := edges[0].Member().Locate(context.Background(), path)
+		return ok && u == o1.base
+	})
+	type named struct {
+		name string
+		v    *viewer
+	}
+	var viewers []named
+	for i, e := range edges {
+		for j := range 2 {
+			viewers = append(viewers, named{fmt.Sprintf("edge%d/viewer%d", i+1, j+1), e.view(t, path)})
+		}
+	}
+	for _, v := range viewers {
+		waitFor(t, 10*time.Second, "frames at "+v.name, func() bool { f, _, _ := v.v.snapshot(); return len(f) > 30 })
+	}
+
+	lostAt := time.Now()
+	lose(o1, first)
+	time.Sleep(300 * time.Millisecond) // the host notices and reconnects elsewhere
+	second := &publisherHandle{Publisher: o2.publish(t, path)}
+	republished := time.Now()
+	second.start(c)
+	t.Cleanup(second.stop)
+	time.Sleep(3 * time.Second)
+
+	var reps []gapReport
+	worst := time.Duration(0)
+	for _, v := range viewers {
+		r := measureGap(v.name, v.v, republished)
+		reps = append(reps, r)
+		worst = max(worst, r.gap)
+		t.Logf("%s", r)
+	}
+	t.Logf("origin lost at +0, stream republished on the other origin at +%v: longest wait for video after the republish %v",
+		republished.Sub(lostAt).Round(time.Millisecond), worst.Round(time.Millisecond))
+	for i, e := range edges {
+		if l := e.Puller().Links(); len(l) != 1 || l[0].Parent != o2.base {
+			t.Errorf("edge%d links %v, want one from the second origin %s", i+1, l, o2.base)
+		}
+	}
+	if worst >= 2*time.Second {
+		t.Errorf("viewers waited %v for video after the republish, want < 2 s", worst)
+	}
+	checkContinuity(t, reps)
+}
+
+// publisherHandle plays the clip on a publisher until stopped.
+type publisherHandle struct {
+	*rtcclient.Publisher
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (p *publisherHandle) start(c testClip) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() { defer close(p.done); play(ctx, p.Publisher, c, 0) }()
+}
+
+func (p *publisherHandle) stop() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+	}
+	_ = p.PC.Close()
+}
+
+// TestRelayOriginKilled: the origin dies (kill -9: its directory entry
+// stays until it expires) and the host publishes on another origin.
+func TestRelayOriginKilled(t *testing.T) {
+	originMove(t, "move/killed", func(o1 *testGateway, pub *publisherHandle) {
+		o1.kill()
+		pub.stop()
+	})
+}
+
+// TestRelayOriginMoved: the origin stays up but the host's connection
+// drops and a load balancer sends it to another origin; the first origin
+// keeps the stream in its grace period and must not claim it back in the
+// directory, and the edges, whose links to it are up but silent, move.
+func TestRelayOriginMoved(t *testing.T) {
+	originMove(t, "move/lb", func(_ *testGateway, pub *publisherHandle) {
+		pub.stop() // PeerConnection closed, no DELETE
+	})
 }
