@@ -38,17 +38,17 @@ const (
 	codePlayFailed   = "NetStream.Play.Failed"
 )
 
-// RefusedError is a publish refused with an RTMP status.
-type RefusedError struct {
+// refusedError is a publish (or play) refused with an RTMP status code.
+type refusedError struct {
 	Code string
 	Err  error
 }
 
-func (e *RefusedError) Error() string { return e.Code + ": " + e.Err.Error() }
-func (e *RefusedError) Unwrap() error { return e.Err }
+func (e *refusedError) Error() string { return e.Code + ": " + e.Err.Error() }
+func (e *refusedError) Unwrap() error { return e.Err }
 
 // refuse wraps err with the status code a client is sent for it.
-func refuse(code string, err error) error { return &RefusedError{Code: code, Err: err} }
+func refuse(code string, err error) error { return &refusedError{Code: code, Err: err} }
 
 // handshake runs the RTMP handshake and reads the client's "connect".
 func (c *serverConn) handshake(rw io.ReadWriter) error {
@@ -156,9 +156,9 @@ func (c *serverConn) accept(check func(u *url.URL) error) (*url.URL, error) {
 
 // status sends err to the client as an onStatus error and returns err.
 func (c *serverConn) status(cmd *message.CommandAMF0, err error) error {
-	var re *RefusedError
+	var re *refusedError
 	if !errors.As(err, &re) {
-		re = &RefusedError{Code: codeBadName, Err: err}
+		re = &refusedError{Code: codeBadName, Err: err}
 		err = re
 	}
 	id := 0

@@ -210,7 +210,7 @@ func (s *Server) serve(c net.Conn) error {
 // connection so that the client reads the status: closing a socket with
 // unread input resets it, and the reset can overtake the status.
 func (s *Server) refused(c net.Conn, path string, err error) error {
-	var re *RefusedError
+	var re *refusedError
 	if !errors.As(err, &re) {
 		return err
 	}
