@@ -125,10 +125,30 @@ func TestBrowserViewerTruth(t *testing.T) {
 	t.Logf("stream back: the player plays it again after %v", time.Since(back).Round(time.Millisecond))
 	waitAdvancing(t, gTab, "the grid", path, 10*time.Second)
 
-	// 3. The publisher's connection drops without a DELETE (its DTLS close
+	// 3. The publisher stays connected but sends nothing (stuck, or its
+	// network went before the gateway noticed): the player says so within
+	// 2 s, and plays on when media comes again.
+	stopClip2()
+	stuck := time.Now()
+	v = waitViewer(t, vTab, 2*time.Second, "the player to notice that no media comes", func(v viewerState) bool {
+		return v.State == "reconnecting"
+	})
+	t.Logf("publisher silent: the player said %q after %v", v.Message, time.Since(stuck).Round(time.Millisecond))
+	resume, stopResume := context.WithCancel(ctx)
+	resumed := make(chan struct{})
+	go func() {
+		defer close(resumed)
+		play(resume, pub2, loadClip(t), 0)
+	}()
+	waitViewer(t, vTab, 3*time.Second, "the player live again when media comes again", func(v viewerState) bool {
+		return v.State == "live"
+	})
+	stopResume()
+	<-resumed
+
+	// 4. The publisher's connection drops without a DELETE (its DTLS close
 	// reaches the gateway): the player and the grid say reconnecting, and
 	// play on when a publisher continues the stream within the grace period.
-	stopClip2()
 	_ = pub2.PC.Close()
 	dropped := time.Now()
 	waitViewer(t, vTab, 2*time.Second, "the player to say reconnecting after the publisher dropped", func(v viewerState) bool {
@@ -151,7 +171,7 @@ func TestBrowserViewerTruth(t *testing.T) {
 		t.Errorf("console error before shutdown: %s", e)
 	}
 
-	// 4. A browser publisher goes live too, then the gateway shuts down:
+	// 5. A browser publisher goes live too, then the gateway shuts down:
 	// every page notices within 2 s (the DTLS close, not ICE timeouts).
 	pTab, _ := b.tab(t, "publisher")
 	pErrs := watchConsoleErrors(b, pTab, "publisher")

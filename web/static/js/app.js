@@ -2,7 +2,7 @@
 // (WHEP). Deep links: /?watch=ROOM/NAME plays at once, /?publish=ROOM/NAME
 // fills in the path to go live on.
 import { mediaError } from './media.js';
-import { format, formatBitrate, statsLoop } from './stats.js';
+import { format, formatBitrate, sinceLastPacket, statsLoop } from './stats.js';
 import { Connection, play, publish } from './whip-whep.js';
 import { Room } from './room.js';
 
@@ -267,6 +267,8 @@ const view = {
   conn: new Connection(null, (state, c) => onViewChange(state, c)),
   gen: 0, // bumped when we follow another stream or stop: stale checks see it
   stopStats: null,
+  stallTimer: null,
+  stalled: false, // no media for a second while connected
   room: null, // the room's event stream: says at once when the publisher leaves or comes back
   checkSeq: 0,
   presented: 0, // frames presented, counted with requestVideoFrameCallback
@@ -340,18 +342,40 @@ function attachPlayer(session) {
   el.player.controls = true;
   el.playerOff.hidden = true;
   el.player.play().catch(() => {}); // muted autoplay; the controls can unmute
-  view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats, (s) => {
-    // No media: ask the server why (the publisher may have left).
-    if (s.bitrate != null && s.bitrate < 1000 && view.state === 'live') checkStream({ stalled: true });
-  });
+  view.stopStats = showStats(session.pc, 'inbound-rtp', el.watchStats);
+  view.stalled = false;
+  view.stallTimer = setInterval(checkStall, 500);
 }
 
 function detachPlayer() {
   view.stopStats?.();
   view.stopStats = null;
+  clearInterval(view.stallTimer);
+  view.stallTimer = null;
+  view.stalled = false;
   el.player.srcObject = null;
   el.player.controls = false;
   el.playerOff.hidden = false;
+}
+
+// checkStall notices when media stops while our connection is fine: the
+// publisher is gone or stuck, possibly before the server knows (it waits a
+// few seconds for a silent publisher's ICE). The player says so at once,
+// and asks the server.
+async function checkStall() {
+  const pc = view.conn.session?.pc;
+  if (!pc || view.conn.state !== 'live') return;
+  let since;
+  try {
+    since = await sinceLastPacket(pc);
+  } catch {
+    return; // closed
+  }
+  const stalled = since != null && since > 1000;
+  if (pc !== view.conn.session?.pc || stalled === view.stalled) return;
+  view.stalled = stalled;
+  if (stalled && view.state === 'live') setView('reconnecting', 'No media from the publisher: waiting for it…');
+  checkStream({ stalled });
 }
 
 // streamStatus asks the server about path: 'live', 'reconnecting' (the
@@ -437,7 +461,7 @@ async function checkStream({ sessionClosed = false, stalled = false } = {}) {
     if (stale()) return;
   } else if (status === 'left') {
     status = 'reconnecting';
-  } else if (status === '' && view.state === 'live' && !view.room?.status.match(/^(open|connecting)$/)) {
+  } else if (status === '' && (view.state === 'live' || stalled) && !view.room?.status.match(/^(open|connecting)$/)) {
     // No room events (no access, or no EventSource): ask.
     status = await streamStatus(path);
     if (stale()) return;
@@ -445,13 +469,15 @@ async function checkStream({ sessionClosed = false, stalled = false } = {}) {
   switch (status) {
     case 'live':
       if (view.conn.busy && !sessionClosed) {
-        if (view.state === 'reconnecting') setView('live', `Watching ${path}`);
+        if (view.state === 'reconnecting' && !view.stalled) setView('live', `Watching ${path}`);
       } else {
         watch(path); // back after it ended or the gateway came back, or our session was dropped
       }
       break;
     case 'reconnecting':
-      if (view.state !== 'reconnecting') setView('reconnecting', 'Publisher reconnecting…');
+      if (view.state !== 'reconnecting' || !el.watchMsg.textContent.startsWith('Publisher')) {
+        setView('reconnecting', 'Publisher reconnecting…');
+      }
       break;
     case 'ended':
       if (view.state !== 'ended' && (await stopSession())) setView('ended', `Stream ended: ${path} is no longer live.`);

@@ -65,6 +65,20 @@ export function sampler(pc, type) {
   };
 }
 
+/**
+ * How long ago (ms) pc received its last RTP packet on any track, or null
+ * before the first one.
+ */
+export async function sinceLastPacket(pc) {
+  let since = null;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type !== 'inbound-rtp' || !s.lastPacketReceivedTimestamp) return;
+    const ms = s.timestamp - s.lastPacketReceivedTimestamp; // same clock, whatever its origin
+    since = since == null ? ms : Math.min(since, ms);
+  });
+  return since;
+}
+
 /** One line of text for a sample. */
 export function format(s) {
   if (!s) return '';
