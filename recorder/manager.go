@@ -142,6 +142,15 @@ type rec struct {
 	// touches this recording's uploads before retryAt.
 	retryAt  time.Time
 	attempts int
+
+	// Manifest writes: journal lines since the last snapshot, and the
+	// order in which prepared writes go to disk (tickets handed out under
+	// the manager's lock, served under wmu).
+	journaled int
+	wticket   uint64
+	wturn     uint64
+	wmu       sync.Mutex
+	wcond     *sync.Cond
 }
 
 // New loads the spool (closing recordings a crash left unfinished and
@@ -232,7 +241,7 @@ func (m *Manager) loadSpool() error {
 			continue
 		}
 		dir := filepath.Join(m.p.SpoolDir, e.Name())
-		man, err := loadManifest(dir)
+		man, journaled, err := loadManifestJournal(dir)
 		if err != nil {
 			m.log.Warn("recorder: skipping spool directory", "dir", dir, "err", err)
 			continue
@@ -248,7 +257,7 @@ func (m *Manager) loadSpool() error {
 			m.log.Warn("recorder: recording was interrupted by a crash; keeping what was spooled",
 				"id", man.ID, "stream", man.Stream, "segments", len(man.Segments))
 		}
-		m.recs[man.ID] = &rec{dir: dir, man: man}
+		m.recs[man.ID] = &rec{dir: dir, man: man, journaled: journaled}
 	}
 	return nil
 }

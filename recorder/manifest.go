@@ -1,11 +1,15 @@
 package recorder
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -58,31 +62,189 @@ type Manifest struct {
 	Error            string `json:"error,omitempty"`
 }
 
-const manifestName = "manifest.json"
+const (
+	manifestName = "manifest.json"
+	// journalName holds the changes since manifest.json was written, one
+	// JSON line each. Rewriting the whole manifest for every segment and
+	// upload wrote a long recording's manifest once per segment: bytes
+	// quadratic in its length.
+	journalName = "manifest.log"
+	// minCompact is the journal length below which it is never folded into
+	// the manifest; above it, once it is as long as the segment list, so
+	// that rewriting stays linear overall.
+	minCompact = 64
+)
 
-// save writes the manifest atomically: a crash leaves the old or the new
-// version, never half of one.
+// journalOp is one change to a manifest. Applying one twice changes
+// nothing more, so a crash between writing the manifest and removing the
+// journal does no harm.
+type journalOp struct {
+	Op    string    `json:"op"` // init, seg, up, lost, error
+	File  *FileInfo `json:"file,omitempty"`
+	Name  string    `json:"name,omitempty"`
+	Error string    `json:"error,omitempty"`
+}
+
+func (m *Manifest) apply(op journalOp) {
+	switch op.Op {
+	case "init", "seg":
+		if op.File == nil || m.file(op.File.Name) != nil {
+			return
+		}
+		if op.Op == "init" {
+			m.Inits = append(m.Inits, *op.File)
+		} else {
+			m.Segments = append(m.Segments, *op.File)
+		}
+	case "up", "lost":
+		if f := m.file(op.Name); f != nil {
+			f.Uploaded = f.Uploaded || op.Op == "up"
+			f.Lost = f.Lost || op.Op == "lost"
+		}
+	case "error":
+		m.Error = op.Error
+	}
+}
+
+// save writes the manifest atomically (a crash leaves the old or the new
+// version, never half of one) and drops the journal it includes.
 func (m *Manifest) save(dir string) error {
-	b, err := json.MarshalIndent(m, "", " ")
+	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, manifestName), b)
+	return manifestWrite{dir: dir, snapshot: b}.write()
+}
+
+// manifestWrite is a manifest change prepared under the manager's lock
+// and written after it is released, so a slow disk does not stall the
+// API: either a snapshot or one journal line.
+type manifestWrite struct {
+	dir      string
+	snapshot []byte
+	line     []byte
+	newLog   bool // first line of a journal: its directory entry must be synced
+	r        *rec // writes of one recording happen in the order they were prepared
+	ticket   uint64
+}
+
+// change applies op to r's manifest (nil: none; a snapshot is written) and
+// prepares writing it down. The manager's lock is held; call write, exactly
+// once, after releasing it.
+func (r *rec) change(op *journalOp) manifestWrite {
+	if r.wcond == nil {
+		r.wcond = sync.NewCond(&r.wmu)
+	}
+	w := manifestWrite{dir: r.dir, r: r, ticket: r.wticket}
+	r.wticket++
+	if op != nil {
+		r.man.apply(*op)
+	}
+	if op == nil || r.journaled >= max(minCompact, len(r.man.Segments)) {
+		w.snapshot, _ = json.Marshal(r.man) // plain data: cannot fail
+		r.journaled = 0
+		return w
+	}
+	line, _ := json.Marshal(op)
+	w.line = append(line, '\n')
+	w.newLog = r.journaled == 0
+	r.journaled++
+	return w
+}
+
+func (w manifestWrite) write() error {
+	if r := w.r; r != nil {
+		r.wmu.Lock()
+		for r.wturn != w.ticket {
+			r.wcond.Wait()
+		}
+		defer func() {
+			r.wturn++
+			r.wcond.Broadcast()
+			r.wmu.Unlock()
+		}()
+	}
+	if w.snapshot != nil {
+		if err := writeFileAtomic(filepath.Join(w.dir, manifestName), w.snapshot); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(w.dir, journalName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(w.dir, journalName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(w.line); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if w.newLog {
+		return syncDir(w.dir)
+	}
+	return nil
 }
 
 func loadManifest(dir string) (*Manifest, error) {
+	m, _, err := loadManifestJournal(dir)
+	return m, err
+}
+
+// loadManifestJournal reads the manifest and applies its journal; n is the
+// number of journal lines applied. A torn last line (a crash while it was
+// written) ends the journal.
+func loadManifestJournal(dir string) (*Manifest, int, error) {
 	b, err := os.ReadFile(filepath.Join(dir, manifestName))
 	if err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
+		return nil, 0, fmt.Errorf("manifest: %w", err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", dir, err)
+		return nil, 0, fmt.Errorf("manifest %s: %w", dir, err)
 	}
 	if m.ID == "" || m.ID != filepath.Base(dir) {
-		return nil, errors.New("manifest " + dir + ": id does not match its directory")
+		return nil, 0, errors.New("manifest " + dir + ": id does not match its directory")
 	}
-	return &m, nil
+	j, err := os.ReadFile(filepath.Join(dir, journalName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("manifest journal: %w", err)
+	}
+	n := 0
+	for _, l := range bytes.Split(j, []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var op journalOp
+		if json.Unmarshal(l, &op) != nil {
+			break
+		}
+		m.apply(op)
+		n++
+	}
+	return &m, n, nil
+}
+
+// syncDir makes a rename or a new file in dir durable: without it, a
+// crash may forget the directory entry although the data was synced.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
 }
 
 // writeFileAtomic writes to a temporary name, syncs and renames, so a
@@ -107,7 +269,10 @@ func writeFileAtomic(path string, data []byte) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // duration is the recorded media time.

@@ -240,11 +240,12 @@ func (m *Manager) finish(r *rec) {
 	r.active = nil
 	r.man.Finished = true
 	r.man.End = time.Now()
-	if err := r.man.save(r.dir); err != nil {
-		m.log.Error("recorder: cannot save manifest", "id", r.man.ID, "err", err)
-	}
+	w := r.change(nil)
 	in := m.infoLocked(r)
 	m.mu.Unlock()
+	if err := w.write(); err != nil {
+		m.log.Error("recorder: cannot save manifest", "id", in.ID, "err", err)
+	}
 	m.log.Info("recording stopped", "id", in.ID, "stream", in.Stream, "duration", in.Duration, "segments", in.Segments)
 	m.kick()
 }
@@ -269,21 +270,22 @@ func (a *recording) spool(f FileInfo, data []byte, init bool) error {
 		m.spoolErrors.Add(1)
 		a.gap = true
 		m.mu.Lock()
-		a.r.man.Error = fmt.Sprintf("%s: spool write failed (disk full?): %v", time.Now().UTC().Format(time.RFC3339), err)
-		_ = a.r.man.save(a.r.dir)
+		w := a.r.change(&journalOp{Op: "error",
+			Error: fmt.Sprintf("%s: spool write failed (disk full?): %v", time.Now().UTC().Format(time.RFC3339), err)})
 		m.mu.Unlock()
+		_ = w.write()
 		return fmt.Errorf("recorder: spool %s: %w", f.Name, err)
 	}
 	a.gap = false
-	m.mu.Lock()
+	op := journalOp{Op: "seg", File: &f}
 	if init {
-		a.r.man.Inits = append(a.r.man.Inits, f)
-	} else {
-		a.r.man.Segments = append(a.r.man.Segments, f)
+		op.Op = "init"
 	}
-	err := a.r.man.save(a.r.dir)
+	m.mu.Lock()
+	w := a.r.change(&op)
 	m.mu.Unlock()
 	m.kick()
+	err := w.write()
 	if err != nil {
 		return fmt.Errorf("recorder: manifest: %w", err)
 	}

@@ -135,8 +135,10 @@ func (m *Manager) uploadOne(id, name string) error {
 	}
 	key, dir := r.man.Key, r.dir
 	var playlist []byte
+	var snap manifestWrite
 	if name == "" {
 		playlist = playlistBytes(r.man)
+		snap = r.change(nil) // the manifest that goes to storage is whole
 	}
 	m.mu.Unlock()
 
@@ -144,38 +146,45 @@ func (m *Manager) uploadOne(id, name string) error {
 	defer cancel()
 	var err error
 	if name == "" {
-		err = m.uploadFinal(ctx, r, key, dir, playlist)
+		if err = snap.write(); err == nil {
+			err = m.uploadFinal(ctx, r, key, dir, playlist)
+		}
 	} else {
 		err = m.p.Storage.PutFile(ctx, key+name, filepath.Join(dir, name))
 	}
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if err != nil {
 		if name != "" && errors.Is(err, fs.ErrNotExist) {
 			// The spool copy is gone (deleted by hand?): nothing to retry.
-			if f := r.man.file(name); f != nil {
-				f.Lost = true
-			}
+			w := r.change(&journalOp{Op: "lost", Name: name})
+			m.mu.Unlock()
 			m.log.Error("recorder: spooled file missing; it is lost", "id", id, "file", name)
-			_ = r.man.save(dir)
+			_ = w.write()
 			return nil
 		}
 		r.upErr = time.Now().UTC().Format(time.RFC3339) + ": upload: " + err.Error()
+		m.mu.Unlock()
 		return err
 	}
 	r.upErr = ""
+	var w manifestWrite
 	if name == "" {
 		r.man.PlaylistUploaded = true
+		w = r.change(nil)
 		m.log.Info("recording complete in storage", "id", id, "storage", m.p.Storage.String())
 		if f := m.p.OnComplete; f != nil {
 			f(m.infoLocked(r))
 		}
-	} else if f := r.man.file(name); f != nil {
-		f.Uploaded = true
+	} else {
+		w = r.change(&journalOp{Op: "up", Name: name})
 	}
-	if err := r.man.save(dir); err != nil {
-		m.log.Error("recorder: cannot save manifest", "id", id, "err", err)
+	m.mu.Unlock()
+	if err := w.write(); err != nil {
+		// The spool copy stays: after a restart the manifest still says
+		// "not uploaded", and a copy that is gone would count as lost.
+		m.log.Error("recorder: cannot save manifest; keeping the spooled file", "id", id, "file", name, "err", err)
+		return nil
 	}
 	if name != "" {
 		// Only after the manifest says "uploaded": a crash in between

@@ -1,0 +1,110 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/livegate/livegate/recorder/storage"
+)
+
+// Found: the whole manifest was rewritten (and fsynced) for every segment
+// and every upload, so a long recording wrote bytes quadratic in its
+// length. Now changes are journal lines, folded in at doubling intervals.
+func TestManifestWritesStayLinear(t *testing.T) {
+	dir := filepath.Join(testDir(t), "20260101T000000Z-cccccc")
+	mkdir(t, dir)
+	man := &Manifest{ID: filepath.Base(dir), Stream: "room/long", Key: "room/long/x/", Start: time.Now()}
+	if err := man.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	r := &rec{dir: dir, man: man}
+	const n = 2000 // 2.2 hours of 4 s segments
+	var written, snapshots int
+	do := func(op *journalOp) {
+		w := r.change(op)
+		if w.snapshot != nil {
+			snapshots++
+			written += len(w.snapshot)
+		}
+		written += len(w.line)
+		if err := w.write(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		name := fmt.Sprintf("seg_%06d.m4s", i)
+		do(&journalOp{Op: "seg", File: &FileInfo{Name: name, Size: 1 << 20, Init: "init_1.mp4", Start: float64(i) * 4, Duration: 4}})
+		do(&journalOp{Op: "up", Name: name})
+	}
+	final, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d segments: %d snapshots, %d bytes written, final manifest %d bytes", n, snapshots, written, len(final))
+	if written > 6*len(final) || snapshots > 20 {
+		t.Fatalf("%d bytes in %d snapshots for a %d-byte manifest: not linear", written, snapshots, len(final))
+	}
+	// What a restart reads back is what was recorded, torn last line and all.
+	f, err := os.OpenFile(filepath.Join(dir, journalName), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(`{"op":"seg","file":{"name":"torn`)
+	f.Close()
+	back, _, err := loadManifestJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(back)
+	want, _ := json.Marshal(r.man)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("reloaded manifest differs: %d segments, want %d", len(back.Segments), len(r.man.Segments))
+	}
+}
+
+// Found: a spooled segment was deleted after its upload even when the
+// manifest could not record the upload, so a restart found it "lost".
+func TestSpoolCopyKeptWhenManifestFails(t *testing.T) {
+	dir := testDir(t)
+	spool, store := filepath.Join(dir, "spool"), filepath.Join(dir, "recordings")
+	const id = "20260101T000000Z-dddddd"
+	spoolRecording(t, spool, id, 2)
+	m, _ := newLocalManager(t, spool, store, func(p *Params) {
+		// From the first upload on, the journal cannot be written: a
+		// directory stands in its place.
+		p.Storage = &hookStorage{Storage: p.Storage, before: func() { _ = os.MkdirAll(filepath.Join(spool, id, journalName), 0o755) }}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(store, "room/up", id, "seg_000002.m4s")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("segments not uploaded:\n%s", dumpDir(dir))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	m.Close()
+	for _, f := range []string{"init_1.mp4", "seg_000001.m4s", "seg_000002.m4s"} {
+		if _, err := os.Stat(filepath.Join(spool, id, f)); err != nil {
+			t.Errorf("%s: spool copy removed although the manifest does not say it was uploaded: %v", f, err)
+		}
+	}
+}
+
+// hookStorage runs before ahead of every upload.
+type hookStorage struct {
+	storage.Storage
+	before func()
+}
+
+func (h *hookStorage) PutFile(ctx context.Context, key, path string) error {
+	h.before()
+	return h.Storage.PutFile(ctx, key, path)
+}
