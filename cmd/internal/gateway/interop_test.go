@@ -281,6 +281,25 @@ func TestClientOfferFixtures(t *testing.T) {
 		})
 	}
 
+	// Profiles the engine does not register are still negotiated exactly as
+	// offered (pion gets the offer reduced to the chosen payload type).
+	for _, c := range []webrtc.RTPCodecCapability{
+		{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=1"},
+		{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, SDPFmtpLine: "level-idx=5;profile=1;tier=0"},
+		{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "packetization-mode=1;profile-level-id=4d4028"},
+		{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "profile-level-id=42c01f"},
+	} {
+		t.Run("whip/"+c.MimeType+" "+c.SDPFmtpLine, func(t *testing.T) {
+			offer := offerSDP(t, []webrtc.RTPCodecParameters{{RTPCodecCapability: c, PayloadType: 100}}, webrtc.RTPTransceiverDirectionSendonly)
+			status, answer, loc := postSDP(t, g.base+"/whip/fixtures/"+strings.ReplaceAll(c.MimeType, "/", "-")+fmt.Sprint(len(c.SDPFmtpLine)), offer)
+			if status != http.StatusCreated {
+				t.Fatalf("status %d: %s", status, answer)
+			}
+			defer request(t, http.MethodDelete, g.base+loc, "", "")
+			clientFixture{want: map[string]string{"0": "^" + regexp.QuoteMeta(c.MimeType+" "+c.SDPFmtpLine) + "$"}}.check(t, offer, answer, "recvonly")
+		})
+	}
+
 	// A data channel next to the media is refused (port 0): nothing relays it.
 	t.Run("whip/pion with a data channel", func(t *testing.T) {
 		m := &webrtc.MediaEngine{}
