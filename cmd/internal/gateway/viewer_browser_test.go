@@ -134,6 +134,9 @@ func TestBrowserViewerTruth(t *testing.T) {
 		return v.State == "reconnecting"
 	})
 	t.Logf("publisher silent: the player said %q after %v", v.Message, time.Since(stuck).Round(time.Millisecond))
+	waitPage(t, gTab, 2*time.Second-time.Since(stuck)+200*time.Millisecond, "the grid tile to notice that no media comes",
+		gridBadgeJS(path), func(s string) (bool, error) { return s == "reconnecting", nil })
+	t.Logf("publisher silent: the grid said reconnecting after %v", time.Since(stuck).Round(time.Millisecond))
 	resume, stopResume := context.WithCancel(ctx)
 	resumed := make(chan struct{})
 	go func() {
@@ -143,6 +146,8 @@ func TestBrowserViewerTruth(t *testing.T) {
 	waitViewer(t, vTab, 3*time.Second, "the player live again when media comes again", func(v viewerState) bool {
 		return v.State == "live"
 	})
+	waitPage(t, gTab, 3*time.Second, "the grid tile playing again", gridBadgeJS(path),
+		func(s string) (bool, error) { return s == "playing", nil })
 	stopResume()
 	<-resumed
 

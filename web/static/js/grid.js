@@ -28,6 +28,7 @@ class Tile {
     );
     this.attempt = 0;
     this.retry = null;
+    this.stalled = false; // no media for a second while playing
     this.presented = 0;
     this.stats = null;
     this.sample = null;
@@ -66,7 +67,9 @@ class Tile {
   render() {
     this.nameEl.textContent = this.hostName + (this.screen ? ' · screen' : '');
     let state = this.state;
-    if (this.streamState === 'reconnecting') state = 'reconnecting';
+    // No media for a while: the publisher is gone or stuck, perhaps before
+    // the room knows.
+    if (this.streamState === 'reconnecting' || (state === 'playing' && this.stalled)) state = 'reconnecting';
     this.badge.dataset.state = state === 'playing' ? 'live' : state;
     this.badge.textContent = state === 'playing' ? 'live' : state;
     this.badge.title = this.error;
@@ -151,10 +154,16 @@ class Tile {
       return;
     }
     if (this.grid.showStats) this.overlay.textContent = format(this.stats);
+    const stalled = this.stats.sinceLastPacket > 1000;
+    if (stalled !== this.stalled) {
+      this.stalled = stalled;
+      this.render();
+    }
   }
 
   detach() {
     this.sample = null;
+    this.stalled = false;
     this.video.srcObject = null;
   }
 

@@ -28,6 +28,7 @@ export function sampler(pc, type) {
     let rtt = null;
     let lost = 0;
     let jitter = null;
+    let since = null;
     report.forEach((s) => {
       if (s.type === type) {
         bytes += (type === 'inbound-rtp' ? s.bytesReceived : s.bytesSent) || 0;
@@ -36,6 +37,7 @@ export function sampler(pc, type) {
         if (type === 'inbound-rtp') {
           lost += s.packetsLost || 0;
           if (s.kind === 'video' && s.jitter != null) jitter = s.jitter;
+          since = lastPacketAge(s, since);
         }
       } else if (s.type === 'remote-inbound-rtp') {
         // What the other side reports about our outbound streams.
@@ -59,6 +61,7 @@ export function sampler(pc, type) {
       qualityLimitation: video?.qualityLimitationReason || '', // outbound only
       codec: (video && byId.get(video.codecId)?.mimeType?.replace(/^video\//, '')) || '',
       audio: !!audio,
+      sinceLastPacket: since, // ms, inbound only; null before the first packet
     };
     prev = { bytes, t: now };
     return out;
@@ -72,11 +75,16 @@ export function sampler(pc, type) {
 export async function sinceLastPacket(pc) {
   let since = null;
   (await pc.getStats()).forEach((s) => {
-    if (s.type !== 'inbound-rtp' || !s.lastPacketReceivedTimestamp) return;
-    const ms = s.timestamp - s.lastPacketReceivedTimestamp; // same clock, whatever its origin
-    since = since == null ? ms : Math.min(since, ms);
+    if (s.type === 'inbound-rtp') since = lastPacketAge(s, since);
   });
   return since;
+}
+
+// lastPacketAge is the smaller of since and the age of stat's last packet.
+function lastPacketAge(stat, since) {
+  if (!stat.lastPacketReceivedTimestamp) return since;
+  const ms = stat.timestamp - stat.lastPacketReceivedTimestamp; // same clock, whatever its origin
+  return since == null ? ms : Math.min(since, ms);
 }
 
 /** One line of text for a sample. */
