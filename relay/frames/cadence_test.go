@@ -120,10 +120,11 @@ func TestKeyframeCadenceForFrameReaders(t *testing.T) {
 		}
 	}
 	asked := src.asked.Load()
-	// About one request per GOP (run/GOP, plus the first readers' join
-	// requests); three readers asking separately would be three times that.
-	if max := int64(run/maxInterval) + 3; asked > max {
-		t.Errorf("publisher asked %d times in %v, want <= %d (one request per GOP for the track)", asked, run, max)
+	// About one request per GOP, plus the readers' join requests and a
+	// repeat when the answer is late on a busy machine; three readers
+	// asking separately would be three times the GOPs.
+	if max := int64(len(gaps[0]))*3/2 + 3; asked > max {
+		t.Errorf("publisher asked %d times for %d GOPs, want <= %d (one request per GOP for the track)", asked, len(gaps[0]), max)
 	}
 	if c := st.Stats().Tracks[0].CadenceRequests; c == 0 {
 		t.Errorf("stats show no cadence requests")
