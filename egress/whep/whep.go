@@ -136,10 +136,19 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		sinks[i] = &sink{pc: pc, local: local, sender: tr.Sender(), relay: relay.IsRelayReader(ctx)}
 	}
 	answer, err := rtc.Answer(ctx, pc, o, rp, func() error {
-		for _, pl := range plans {
+		for i, pl := range plans {
 			t := rtc.TransceiverByMid(pc, pl.mid)
 			if t == nil {
 				return fmt.Errorf("%w: media section %q not negotiated", rtc.ErrBadOffer, pl.mid)
+			}
+			// pion gives our tracks to the offer's sections of their kind in
+			// order; a plan that skipped an earlier section of the same kind
+			// (it could not receive the codec) would leave the track on the
+			// wrong section. Say so rather than answer a section that stays
+			// empty.
+			if t.Sender() != sinks[i].sender {
+				return fmt.Errorf("%w: media section %q: the stream's %s goes here, but an earlier %s section that cannot receive it comes first; offer one %s section",
+					rtc.ErrBadOffer, pl.mid, pl.track.Info().Kind, pl.track.Info().Kind, pl.track.Info().Kind)
 			}
 			c := pl.codec
 			if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{{

@@ -363,6 +363,53 @@ func TestClientOfferFixtures(t *testing.T) {
 		}
 	})
 
+	// Two video sections: the stream's one video track goes to the first and
+	// the second is refused; if the first cannot receive it, the offer is
+	// refused with a reason (pion binds tracks to sections in order).
+	t.Run("whep/two video sections", func(t *testing.T) {
+		for _, firstVP8Only := range []bool{false, true} {
+			m := &webrtc.MediaEngine{}
+			if err := m.RegisterDefaultCodecs(); err != nil {
+				t.Fatal(err)
+			}
+			pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			var trs []*webrtc.RTPTransceiver
+			for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+				tr, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+				if err != nil {
+					t.Fatal(err)
+				}
+				trs = append(trs, tr)
+			}
+			if firstVP8Only {
+				vp8 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}
+				if err := trs[0].SetCodecPreferences([]webrtc.RTPCodecParameters{vp8}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			offer, err := pc.CreateOffer(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			status, answer, loc := postSDP(t, g.base+"/whep/fixtures/live", offer.SDP)
+			if firstVP8Only {
+				if status != http.StatusBadRequest || !strings.Contains(answer, "offer one video section") {
+					t.Errorf("VP8-only first video section: status %d %s, want 400 saying why", status, answer)
+				}
+				continue
+			}
+			if status != http.StatusCreated {
+				t.Fatalf("status %d: %s", status, answer)
+			}
+			request(t, http.MethodDelete, g.base+loc, "", "")
+			clientFixture{want: map[string]string{"0": `^video/H264 `, "2": `^audio/opus `}}.check(t, offer.SDP, answer, "sendonly")
+		}
+	})
+
 	// The refused sections are in /metrics.
 	_, metrics := httpGetText(t, g.base+"/metrics")
 	total := 0
