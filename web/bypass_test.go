@@ -3,8 +3,11 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +67,41 @@ func TestBypassRoutes(t *testing.T) {
 	}
 	if rec := do("GET", "/hls/room/other/index.m3u8", "", local); rec.Code != 404 {
 		t.Fatalf("HLS of a missing stream: %d", rec.Code)
+	}
+	// Every HLS error is JSON with a code.
+	for target, want := range map[string]struct {
+		status int
+		code   string
+	}{
+		"/hls/room/other/index.m3u8":                          {404, "not_found"},
+		"/hls/room/cam/gap.mp4":                               {404, "gap_segment"},
+		"/hls/room/cam/nope_video1_seg3.mp4":                  {404, "not_found"},
+		"/hls/room/cam/video1_stream.m3u8?_HLS_part=2":        {400, "bad_hls_request"},
+		"/hls/room/cam/video1_stream.m3u8?_HLS_msn=x":         {400, "bad_hls_request"},
+		"/hls/room/cam/video1_stream.m3u8?_HLS_msn=999999999": {400, "bad_hls_request"},
+	} {
+		rec := do("GET", target, "", local)
+		var e struct{ Code, Error string }
+		if rec.Code != want.status || json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Code != want.code || e.Error == "" {
+			t.Errorf("GET %s: %d %q, want %d with JSON code %s", target, rec.Code, rec.Body, want.status, want.code)
+		}
+	}
+	// A player that gives up on a blocking reload gets nothing (and no
+	// error is logged).
+	pl := do("GET", "/hls/room/cam/video1_stream.m3u8", "", local).Body.String()
+	next := strings.Count(pl, "#EXTINF") + strings.Count(pl, "#EXT-X-SKIP") // segments from 0
+	if m := regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`).FindStringSubmatch(pl); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		next += n
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	req := httptest.NewRequestWithContext(cctx, "GET", fmt.Sprintf("/hls/room/cam/video1_stream.m3u8?_HLS_msn=%d&_HLS_part=40", next), nil)
+	req.RemoteAddr, req.Host = local, "127.0.0.1:8080"
+	crec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(crec, req)
+	ccancel()
+	if crec.Body.Len() != 0 {
+		t.Errorf("cancelled blocking reload answered %d %q", crec.Code, crec.Body)
 	}
 
 	if rec := do("POST", "/api/v1/egress", `{"stream":"room/cam","url":"rtmp://127.0.0.1:1/live/k"}`, remote); rec.Code != http.StatusUnauthorized {

@@ -59,6 +59,12 @@ func start(t *testing.T, p Params) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startClip(t, p, c)
+}
+
+// startClip publishes c at room/cam and serves HLS on 127.0.0.1.
+func startClip(t *testing.T, p Params, c *framestest.Clip) *fixture {
+	t.Helper()
 	f := &fixture{hub: relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2}), done: make(chan struct{})}
 	pub, err := framestest.Publish(f.hub, "room/cam")
 	if err != nil {

@@ -118,13 +118,21 @@ func (vs *versions) observe(sps, pps []byte) (*version, bool, error) {
 			pps = vs.cur.pps
 		}
 	}
+	// A publisher that steps back to a size it had (bandwidth up and
+	// down) reuses that init section: players have it cached.
+	for _, v := range vs.list {
+		if bytes.Equal(v.sps, sps) && bytes.Equal(v.pps, pps) {
+			vs.cur = v
+			return v, true, nil
+		}
+	}
 	init, err := buildInit(sps, pps)
 	if err != nil {
 		return vs.cur, false, err
 	}
 	n := 0
-	if vs.cur != nil {
-		n = vs.cur.n + 1
+	if k := len(vs.list); k > 0 {
+		n = vs.list[k-1].n + 1
 	}
 	v := &version{n: n, sps: sps, pps: pps, init: init}
 	vs.list = append(vs.list, v)

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// pruneMargin is how many segments before a playlist's window the
+// parameter history is kept.
+const pruneMargin = 16
+
 // mediaRewrite is what a media playlist from gohlslib is rewritten with.
 type mediaRewrite struct {
 	vs *versions
@@ -69,7 +73,10 @@ func (mr mediaRewrite) rewrite(pl []byte) []byte {
 		case strings.HasPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"):
 			n, _ := strconv.ParseUint(strings.TrimPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"), 10, 64)
 			first, seg = n, n
-			mr.vs.prune(first)
+			// Requests render gohlslib's playlist before they take the
+			// lock that rewrites it, so a slightly older window may
+			// follow a newer one: keep some history.
+			mr.vs.prune(first - min(first, pruneMargin))
 			line(l)
 			if d := mr.vs.before(first); d > 0 {
 				line("#EXT-X-DISCONTINUITY-SEQUENCE:", strconv.Itoa(d))
