@@ -138,7 +138,10 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("recorder: delete %s: %w", id, err)
 	}
 	m.mu.Lock()
-	delete(m.recs, id)
+	if m.recs[id] == r {
+		delete(m.recs, id)
+		m.spoolBytes.Add(-r.man.spooled())
+	}
 	m.mu.Unlock()
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("recorder: delete %s: %w", id, err)
@@ -230,3 +233,6 @@ func playlistBytes(man *Manifest) []byte { return bytes.Clone([]byte(man.Playlis
 
 // SpoolErrors counts spool writes that failed (a full disk), for metrics.
 func (m *Manager) SpoolErrors() uint64 { return m.spoolErrors.Load() }
+
+// SpoolBytes is the size of the files waiting in the spool for upload.
+func (m *Manager) SpoolBytes() int64 { return m.spoolBytes.Load() }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,4 +109,51 @@ type hookStorage struct {
 func (h *hookStorage) PutFile(ctx context.Context, key, path string) error {
 	h.before()
 	return h.Storage.PutFile(ctx, key, path)
+}
+
+// Found: no spool size limit, so a long storage outage filled the disk.
+// Beyond record-spool-max new segments are dropped and counted; when
+// storage returns, the spool drains and the count goes back to zero.
+func TestSpoolLimit(t *testing.T) {
+	dir := testDir(t)
+	spool := filepath.Join(dir, "spool")
+	const limit = 2 << 20
+	var down atomic.Bool
+	down.Store(true)
+	m, hub := newLocalManager(t, spool, filepath.Join(dir, "recordings"), func(p *Params) {
+		p.SpoolMaxBytes = limit
+		p.RetryMin, p.RetryMax = 50*time.Millisecond, 100*time.Millisecond
+		p.Storage = &switchStorage{Storage: p.Storage, down: &down}
+	})
+	pub := publish(t, hub, "room/spool")
+	in, err := m.Start("room/spool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newFeeder(t).feed(pub, 40*time.Second, 16)
+	time.Sleep(100 * time.Millisecond)
+	if m.SpoolBytes() > limit || m.SpoolErrors() == 0 {
+		t.Fatalf("spool %d bytes (limit %d), %d refused writes", m.SpoolBytes(), limit, m.SpoolErrors())
+	}
+	if _, err := m.Stop(in.ID); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(false)
+	in = waitStatus(t, m, in.ID, StatusComplete, 10*time.Second)
+	if m.SpoolBytes() != 0 {
+		t.Fatalf("spool holds %d bytes after everything was uploaded", m.SpoolBytes())
+	}
+	t.Logf("%d segments kept, %d refused at the %d KB limit", in.Segments, m.SpoolErrors(), limit>>10)
+}
+
+type switchStorage struct {
+	storage.Storage
+	down *atomic.Bool
+}
+
+func (s *switchStorage) PutFile(ctx context.Context, key, path string) error {
+	if s.down.Load() {
+		return errors.New("bucket down")
+	}
+	return s.Storage.PutFile(ctx, key, path)
 }

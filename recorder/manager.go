@@ -53,6 +53,11 @@ type Params struct {
 	UploadTimeout time.Duration
 	// PrepareTimeout bounds the storage check at start (default 10 s).
 	PrepareTimeout time.Duration
+	// SpoolMaxBytes bounds the bytes waiting in the spool for upload (0:
+	// unlimited). Beyond it new segments are dropped and counted like a
+	// full disk, so a storage outage cannot fill the disk the gateway
+	// (and its logs) run on.
+	SpoolMaxBytes int64
 	// QueuePackets bounds the packets waiting for one recording's writer
 	// (default 8192, several seconds of HD video).
 	QueuePackets int
@@ -129,6 +134,32 @@ type Manager struct {
 	closed   bool
 
 	spoolErrors atomic.Uint64 // failed spool writes (disk full), for metrics
+	spoolBytes  atomic.Int64  // bytes of spooled files not yet uploaded
+}
+
+// errSpoolFull refuses a spool write beyond SpoolMaxBytes.
+var errSpoolFull = errors.New("spool full (setting record-spool-max)")
+
+// reserveSpool counts n more bytes in the spool, or refuses them.
+func (m *Manager) reserveSpool(n int64) error {
+	if now := m.spoolBytes.Add(n); m.p.SpoolMaxBytes > 0 && now > m.p.SpoolMaxBytes {
+		m.spoolBytes.Add(-n)
+		return errSpoolFull
+	}
+	return nil
+}
+
+// spooled is the size of man's files still in the spool.
+func (man *Manifest) spooled() int64 {
+	var n int64
+	for _, fs := range [][]FileInfo{man.Inits, man.Segments} {
+		for _, f := range fs {
+			if !f.Uploaded && !f.Lost {
+				n += f.Size
+			}
+		}
+	}
+	return n
 }
 
 // rec is one recording in the catalog. Its manifest is guarded by the
@@ -258,6 +289,7 @@ func (m *Manager) loadSpool() error {
 				"id", man.ID, "stream", man.Stream, "segments", len(man.Segments))
 		}
 		m.recs[man.ID] = &rec{dir: dir, man: man, journaled: journaled}
+		m.spoolBytes.Add(man.spooled())
 	}
 	return nil
 }

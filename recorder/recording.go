@@ -266,12 +266,18 @@ func (a *recording) WriteSegment(s *segmenter.Segment) error {
 // (disk full) loses this file only: it is reported and recording goes on.
 func (a *recording) spool(f FileInfo, data []byte, init bool) error {
 	m := a.m
-	if err := m.p.writeFile(filepath.Join(a.r.dir, f.Name), data); err != nil {
+	err := m.reserveSpool(int64(len(data)))
+	if err == nil {
+		if err = m.p.writeFile(filepath.Join(a.r.dir, f.Name), data); err != nil {
+			m.spoolBytes.Add(-int64(len(data)))
+		}
+	}
+	if err != nil {
 		m.spoolErrors.Add(1)
 		a.gap = true
 		m.mu.Lock()
 		w := a.r.change(&journalOp{Op: "error",
-			Error: fmt.Sprintf("%s: spool write failed (disk full?): %v", time.Now().UTC().Format(time.RFC3339), err)})
+			Error: fmt.Sprintf("%s: spool write failed: %v", time.Now().UTC().Format(time.RFC3339), err)})
 		m.mu.Unlock()
 		_ = w.write()
 		return fmt.Errorf("recorder: spool %s: %w", f.Name, err)
@@ -285,8 +291,7 @@ func (a *recording) spool(f FileInfo, data []byte, init bool) error {
 	w := a.r.change(&op)
 	m.mu.Unlock()
 	m.kick()
-	err := w.write()
-	if err != nil {
+	if err := w.write(); err != nil {
 		return fmt.Errorf("recorder: manifest: %w", err)
 	}
 	return nil

@@ -157,6 +157,9 @@ func (m *Manager) uploadOne(id, name string) error {
 	if err != nil {
 		if name != "" && errors.Is(err, fs.ErrNotExist) {
 			// The spool copy is gone (deleted by hand?): nothing to retry.
+			if f := r.man.file(name); f != nil && !f.Lost {
+				m.spoolBytes.Add(-f.Size)
+			}
 			w := r.change(&journalOp{Op: "lost", Name: name})
 			m.mu.Unlock()
 			m.log.Error("recorder: spooled file missing; it is lost", "id", id, "file", name)
@@ -169,6 +172,7 @@ func (m *Manager) uploadOne(id, name string) error {
 	}
 	r.upErr = ""
 	var w manifestWrite
+	var size int64
 	if name == "" {
 		r.man.PlaylistUploaded = true
 		w = r.change(nil)
@@ -177,6 +181,9 @@ func (m *Manager) uploadOne(id, name string) error {
 			f(m.infoLocked(r))
 		}
 	} else {
+		if f := r.man.file(name); f != nil && !f.Uploaded {
+			size = f.Size
+		}
 		w = r.change(&journalOp{Op: "up", Name: name})
 	}
 	m.mu.Unlock()
@@ -189,7 +196,9 @@ func (m *Manager) uploadOne(id, name string) error {
 	if name != "" {
 		// Only after the manifest says "uploaded": a crash in between
 		// uploads the file again instead of losing it.
-		_ = os.Remove(filepath.Join(dir, name))
+		if os.Remove(filepath.Join(dir, name)) == nil {
+			m.spoolBytes.Add(-size)
+		}
 	}
 	return nil
 }

@@ -84,6 +84,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.StringVar(&g.PublicURL, "public-url", "", "base URL other nodes and redirected viewers reach this node at (default: http://HOST:PORT of --http)")
 	fs.StringVar(&g.RecordDir, "record-dir", "./data/recordings", "local directory recordings are stored in (when no S3 bucket is set)")
 	fs.StringVar(&g.RecordSpool, "record-spool", "./data/spool", "local spool for segments not yet stored; survives crashes")
+	fs.Int64Var(&g.RecordSpoolMax, "record-spool-max", 10<<30, "bytes waiting in the spool at most; beyond, new segments are dropped and counted (0: unlimited)")
 	fs.Var(rawListValue{p: &g.RecordRules, plain: true}, "record-rules", "comma-separated path patterns recorded whenever they go live (e.g. room/*)")
 	fs.DurationVar(&g.RecordSegment, "record-segment", 4*time.Second, "target recording segment length (cut on keyframes)")
 	fs.DurationVar(&g.RecordRetention, "record-retention", 0, "delete recordings older than this (0: keep)")
@@ -239,6 +240,9 @@ func (s *settings) validate() error {
 	g := s.Gateway
 	if g.ViewsPerMinute < 0 || g.PublishesPerMinute < 0 || g.MaxSessionsPerIP < 0 || g.EventStreamsPerID < 0 {
 		return errors.New("views-per-minute, publishes-per-minute, max-sessions-per-ip and max-event-streams-per-identity must be at least 0")
+	}
+	if g.RecordSpoolMax < 0 {
+		return errors.New("record-spool-max must be at least 0")
 	}
 	if g.CandidatesPerSess < 1 || g.RTMPConnsPerIP < 1 {
 		return errors.New("max-ice-candidates and rtmp-conns-per-ip must be at least 1")

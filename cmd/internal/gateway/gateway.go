@@ -84,6 +84,7 @@ type Config struct {
 	// Recording.
 	RecordDir       string   // local storage (default ./data/recordings)
 	RecordSpool     string   // spool for segments not yet stored (default ./data/spool)
+	RecordSpoolMax  int64    // bytes waiting in the spool at most (0: unlimited)
 	RecordRules     []string // path patterns recorded when they go live, e.g. "room/*"
 	RecordSegment   time.Duration
 	RecordRetention time.Duration // 0: keep
@@ -172,7 +173,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		st, err = storage.NewLocal(dir)
 	}
 	if err == nil {
-		g.rec, err = recorder.New(recorder.Params{Hub: g.hub, Storage: st, SpoolDir: cfg.RecordSpool,
+		g.rec, err = recorder.New(recorder.Params{Hub: g.hub, Storage: st, SpoolDir: cfg.RecordSpool, SpoolMaxBytes: cfg.RecordSpoolMax,
 			SegmentDuration: cfg.RecordSegment, Rules: cfg.RecordRules, Retention: cfg.RecordRetention, Logger: log,
 			OnComplete: func(in recorder.Info) { g.hooks.Send(webhooks.RecordingFinished, in) }})
 	}
@@ -359,8 +360,9 @@ func (g *Gateway) collectors() []prometheus.Collector {
 		counter("webhook_events_total", hookHelp, prometheus.Labels{"result": "delivered"}, func() float64 { return float64(g.hooks.Delivered.Load()) }),
 		counter("webhook_events_total", hookHelp, prometheus.Labels{"result": "failed"}, func() float64 { return float64(g.hooks.Failed.Load()) }),
 		counter("webhook_events_total", hookHelp, prometheus.Labels{"result": "dropped"}, func() float64 { return float64(g.hooks.Dropped.Load()) }),
-		counter("recorder_spool_errors_total", "Segment writes to the recording spool that failed (disk full, I/O errors).", nil,
+		counter("recorder_spool_errors_total", "Segment writes to the recording spool that failed (disk full, record-spool-max, I/O errors).", nil,
 			func() float64 { return float64(g.rec.SpoolErrors()) }),
+		gauge("recorder_spool_bytes", "Bytes of recording files waiting in the spool for upload.", func() float64 { return float64(g.rec.SpoolBytes()) }),
 	}
 	if g.rtmpIn != nil {
 		out = append(out, gauge("rtmp_connections", "Open RTMP ingest connections.", func() float64 { return float64(g.rtmpIn.Conns()) }))
