@@ -104,7 +104,10 @@ func bearer(r *http.Request) (tok string, inURL bool) {
 	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		return strings.TrimSpace(h[7:]), false
 	}
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+	// A WHEP offer redirected to another edge carries a redirect token in
+	// the URL: a browser drops the Authorization header on the way.
+	whep := r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/whep/")
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || whep {
 		if t := r.URL.Query().Get("access_token"); t != "" {
 			return t, true
 		}

@@ -295,7 +295,7 @@ func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) ech
 		// Relay links are never redirected: a child must get the stream
 		// from the parent it chose.
 		if ep == s.p.WHEP && s.p.Cluster != nil && !d.Relay {
-			if done, err := s.redirectViewer(c, s.p.Cluster); done {
+			if done, err := s.redirectViewer(c, s.p.Cluster, d); done {
 				return err
 			}
 		}
@@ -327,7 +327,13 @@ func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) ech
 			s.notePublished(sess)
 		}
 		h := c.Response().Header()
-		h.Set("Location", c.Request().URL.Path+"/"+sess.ID)
+		loc := c.Request().URL.Path + "/" + sess.ID
+		if ep == s.p.WHEP && s.p.Cluster != nil && c.QueryParam("access_token") != "" {
+			// Redirected here: an absolute URL, so that a player resolving
+			// it against the URL it first asked still finds this node.
+			loc = s.p.Cluster.Self().URL + loc
+		}
+		h.Set("Location", loc)
 		h.Set("ETag", sess.ETag())
 		h.Set("Accept-Patch", mimeSDPFrag)
 		return c.Blob(http.StatusCreated, mimeSDP, []byte(sess.Answer()))

@@ -297,6 +297,13 @@ func (p *Policy) Authorize(r Access) (Decision, error) {
 		return Decision{}, err
 	}
 	d := Decision{Claims: cl, Admin: cl.Has(GrantAdmin)}
+	if cl.Stream != "" && (r.Action != ActionRead || cl.Stream != r.Room+"/"+r.Name) {
+		return Decision{}, fmt.Errorf("%w: token is for watching %s only", ErrForbidden, cl.Stream)
+	}
+	if r.CredentialInURL && r.Protocol == ProtoWHEP && cl.Stream == "" {
+		// Only redirect tokens (short-lived, one stream) go in a WHEP URL.
+		return Decision{}, fmt.Errorf("%w: a token in a WHEP URL must be a redirect token; send it as Authorization: Bearer", ErrForbidden)
+	}
 	switch r.Action {
 	case ActionPublish:
 		err = cl.CanPublish(r.Room, r.Name)

@@ -44,6 +44,9 @@ type Claims struct {
 	Identity string   `json:"sub_identity"`
 	Name     string   `json:"name,omitempty"`
 	Grants   []string `json:"grants"`
+	// Stream, if set, limits the token to watching that one stream
+	// (ROOM/NAME): a redirect token (see RedirectTTL).
+	Stream string `json:"stream,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -57,7 +60,15 @@ type Request struct {
 	Name     string
 	Grants   []string
 	TTL      time.Duration
+	// Stream limits the token to watching ROOM/NAME (grant subscribe only).
+	Stream string
 }
+
+// RedirectTTL is the life of a redirect token: a node that sends a viewer
+// to another edge (307) puts one in the Location, because browsers drop
+// the Authorization header on a redirect to another origin. The viewer
+// uses it at once; nobody should be able to reuse a leaked one for long.
+const RedirectTTL = time.Minute
 
 // ScreenSuffix names a host's screen share: identity alice publishes
 // ROOM/alice and ROOM/alice-screen. No identity may end with it, or its
@@ -86,6 +97,12 @@ func (r Request) Validate() error {
 	if r.TTL <= 0 || r.TTL > 31*24*time.Hour {
 		return errors.New("ttl must be between 1s and 31 days")
 	}
+	if r.Stream != "" {
+		room, _, ok := strings.Cut(r.Stream, "/")
+		if !ok || room != r.Room || !slices.Equal(r.Grants, []string{GrantSubscribe}) {
+			return errors.New("a stream token names a stream of its room and has the subscribe grant only")
+		}
+	}
 	return nil
 }
 
@@ -98,7 +115,7 @@ func Mint(key []byte, r Request, now time.Time) (string, error) {
 		return "", err
 	}
 	c := Claims{
-		Room: r.Room, Identity: r.Identity, Name: r.Name, Grants: r.Grants,
+		Room: r.Room, Identity: r.Identity, Name: r.Name, Grants: r.Grants, Stream: r.Stream,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    "livegate",
 			Subject:   r.Identity,

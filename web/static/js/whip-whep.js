@@ -334,7 +334,8 @@ async function negotiate(url, pc, opts) {
   if (res.status !== 201) throw await httpError(res);
   const answer = await res.text();
   const loc = res.headers.get('Location');
-  const session = new Session(pc, loc ? new URL(loc, new URL(url, location.href)).href : null,
+  // res.url is where a redirect (307 to a less loaded edge) led.
+  const session = new Session(pc, loc ? new URL(loc, res.url || new URL(url, location.href)).href : null,
     res.headers.get('ETag'), opts);
   try {
     if (opts.signal?.aborted) throw opts.signal.reason;
