@@ -139,6 +139,66 @@ func TestRecordingWithBrowserHost(t *testing.T) {
 	if float64(n) < 0.9*float64(st.Frames) || n > st.Frames+30 {
 		t.Errorf("the VOD decodes to %d frames, the host encoded %d", n, st.Frames)
 	}
+
+	// hls.js (Chromium's MSE) plays the VOD to its end across the init
+	// changes of the resolution ramp, which come without a discontinuity.
+	src, err := os.ReadFile(hlsJSPath)
+	if err != nil {
+		skipOrFail(t, "hls.js not installed (%v): npm install --prefix testdata/npm hls.js@1.7.4", err)
+	}
+	tab, closeTab := b.tab(t, "hls.js VOD")
+	defer closeTab()
+	b.navigate(t, tab, g.base+"/healthz")
+	evalJS[bool](t, tab, string(src)+";\ntypeof Hls === 'function'")
+	evalJS[bool](t, tab, fmt.Sprintf(vodPlayerJS, url))
+	v := waitPage(t, tab, 60*time.Second, "hls.js playing the recording to its end", "window.V",
+		func(v vodPlayerState) (bool, error) {
+			if v.Fatal != "" {
+				return false, fmt.Errorf("hls.js fatal error %s (errors %v)", v.Fatal, v.Errors)
+			}
+			return v.Ended || (v.Duration > 0 && v.Time >= v.Duration-0.3), nil
+		})
+	t.Logf("hls.js: played to %.1f of %.1f s, %d pictures, sizes %v, errors %v", v.Time, v.Duration, v.Frames, v.Sizes, v.Errors)
+	if len(v.Sizes) == 0 || v.Sizes[len(v.Sizes)-1] != fmt.Sprintf("%dx%d", st.Width, st.Height) {
+		t.Errorf("hls.js showed sizes %v, want them to end at the host's %dx%d", v.Sizes, st.Width, st.Height)
+	}
+	if v.Frames < n/4 { // played at 4x: a browser may skip pictures
+		t.Errorf("hls.js showed %d pictures of %d", v.Frames, n)
+	}
+}
+
+// vodPlayerJS plays a VOD playlist with hls.js at 4x; window.V says how far
+// it got, the picture sizes it showed and its errors.
+const vodPlayerJS = `(() => {
+const V = window.V = { frames: 0, sizes: [], errors: [], fatal: '', ended: false, time: 0, duration: 0 };
+const v = document.createElement('video');
+v.muted = true; v.autoplay = true; v.style.width = '640px';
+document.body.appendChild(v);
+const hls = new Hls();
+hls.on(Hls.Events.ERROR, (e, d) => { V.errors.push(d.details + (d.fatal ? ':fatal' : '')); if (d.fatal) V.fatal = d.details; });
+hls.on(Hls.Events.MANIFEST_PARSED, () => { v.playbackRate = 4; v.play().catch(e => V.errors.push('play: ' + e)); });
+v.onended = () => { V.ended = true; };
+const tick = (now, meta) => {
+  V.frames++;
+  const s = meta.width + 'x' + meta.height;
+  if (V.sizes[V.sizes.length - 1] !== s) V.sizes.push(s);
+  v.requestVideoFrameCallback(tick);
+};
+v.requestVideoFrameCallback(tick);
+setInterval(() => { V.time = v.currentTime; V.duration = v.duration || 0; }, 200);
+hls.loadSource(%q);
+hls.attachMedia(v);
+return true;
+})()`
+
+type vodPlayerState struct {
+	Frames   int      `json:"frames"`
+	Sizes    []string `json:"sizes"`
+	Errors   []string `json:"errors"`
+	Fatal    string   `json:"fatal"`
+	Ended    bool     `json:"ended"`
+	Time     float64  `json:"time"`
+	Duration float64  `json:"duration"`
 }
 
 // TestBrowserHostCadenceCost measures what keyframe-max-interval costs a
