@@ -28,6 +28,8 @@
 //   - Timestamps across a switch are aligned with the layers' RTCP sender
 //     reports (each layer has its own RTP clock offset) when both layers had
 //     one, otherwise by the wall-clock time since the last forwarded packet.
+//   - VP8 and VP9 picture IDs and TL0PICIDX (and VP8 KEYIDX) continue
+//     across switches too (see munge.go).
 //   - Keyframe requests from readers go to the forwarded layer's SSRC.
 //
 // Per-viewer layer choice (later steps) will move the choice into the relay;
@@ -117,6 +119,7 @@ type Selector struct {
 	lastOutAt time.Time
 	haveOut   bool
 	switches  uint64
+	num       numbering // VP8/VP9 picture numbers across switches
 
 	// Keyframe requests read these without the lock: the relay may ask
 	// from inside Write (which runs under the lock), e.g. when a frame
@@ -179,7 +182,8 @@ func (s *Selector) storeSSRCs() {
 }
 
 // Push takes one packet of layer i. It reports whether the packet was
-// forwarded (the caller may reuse the buffer of a packet that was not).
+// forwarded (the caller may reuse the buffer of a packet that was not). A
+// forwarded VP8 or VP9 payload is modified in place (picture numbering).
 func (s *Selector) Push(i int, h *rtp.Header, payload []byte) bool {
 	now := s.p.Now()
 	s.mu.Lock()
@@ -214,7 +218,7 @@ func (s *Selector) Push(i int, h *rtp.Header, payload []byte) bool {
 	case i == s.cur:
 		forwarded = s.forward(h, payload, now)
 	case start && s.better(l, now):
-		s.switchTo(i, h, now)
+		s.switchTo(i, h, payload, now)
 		forwarded = s.forward(h, payload, now)
 	case s.cur >= 0:
 		// Ask the layer viewers should get for the keyframe to switch at.
@@ -302,8 +306,12 @@ func (s *Selector) forward(h *rtp.Header, payload []byte, now time.Time) bool {
 		SequenceNumber: h.SequenceNumber + s.seqOff,
 		Timestamp:      h.Timestamp + s.tsOff,
 	}
-	if !s.haveOut || seqNewer(out.SequenceNumber, s.lastOut.SequenceNumber) {
+	newest := !s.haveOut || seqNewer(out.SequenceNumber, s.lastOut.SequenceNumber)
+	if newest {
 		s.lastOut, s.lastOutAt, s.haveOut = out, now, true
+	}
+	if f := fieldsOf(s.p.MimeType, payload); f != noFields {
+		s.num.rewrite(f, payload, newest)
 	}
 	s.p.Write(&out, payload)
 	return true
@@ -311,13 +319,14 @@ func (s *Selector) forward(h *rtp.Header, payload []byte, now time.Time) bool {
 
 // switchTo makes layer i current from packet h (the first packet of one of
 // its keyframes) on, continuing the output numbering.
-func (s *Selector) switchTo(i int, h *rtp.Header, now time.Time) {
+func (s *Selector) switchTo(i int, h *rtp.Header, payload []byte, now time.Time) {
 	from := s.cur
 	l := s.layers[i]
 	if s.haveOut {
 		s.seqOff = s.lastOut.SequenceNumber + 1 - h.SequenceNumber
 		s.tsOff = s.outTimestamp(from, l, h.Timestamp, now) - h.Timestamp
 	}
+	s.num.rebase(fieldsOf(s.p.MimeType, payload), payload)
 	s.switchSeq = h.SequenceNumber
 	s.cur = i
 	s.fwdSSRC.Store(int64(l.ssrc))

@@ -35,6 +35,9 @@ type sim struct {
 	plis   []uint32
 	srs    [][2]uint64
 	layers []*simLayer
+	// desc adds a VP8 payload descriptor with picture ID, TL0PICIDX and
+	// KEYIDX, numbered per layer as browsers do.
+	desc bool
 }
 
 type simLayer struct {
@@ -44,6 +47,9 @@ type simLayer struct {
 	ts     uint32
 	w, h   int
 	paused bool
+	pic    uint16
+	tl0    uint8
+	keyIdx uint8
 }
 
 func newSim(t *testing.T) *sim {
@@ -82,7 +88,19 @@ func (m *sim) frame(key ...int) {
 			isKey = isKey || k == i
 		}
 		first := vp8Frame(isKey, l.w, l.h)
-		for j, p := range [][]byte{first, {0x00, 0x01, 0x02}} {
+		second := []byte{0x00, 0x01, 0x02}
+		if m.desc {
+			if isKey {
+				l.keyIdx++
+			}
+			l.pic++
+			l.tl0++
+			d := []byte{0x90, 0xd0, 0x80 | byte(l.pic>>8)&0x7f, byte(l.pic), l.tl0, l.keyIdx & 0x1f}
+			first = append(append([]byte(nil), d...), first[1:]...)
+			d[0] = 0x80
+			second = append(append([]byte(nil), d...), 0x01, 0x02)
+		}
+		for j, p := range [][]byte{first, second} {
 			h := rtp.Header{Version: 2, PayloadType: 96, SSRC: l.ssrc, SequenceNumber: l.seq, Timestamp: l.ts, Marker: j == 1}
 			m.s.Push(l.idx, &h, p)
 			l.seq++
@@ -305,4 +323,61 @@ func TestSelectorKeyframeRequestFromWrite(t *testing.T) {
 	if len(m.plis) == 0 || m.plis[len(m.plis)-1] != m.layers[2].ssrc {
 		t.Fatalf("keyframe requests %v; want the last to the forwarded top layer %d", m.plis, m.layers[2].ssrc)
 	}
+}
+
+// VP8 picture IDs, TL0PICIDX and KEYIDX continue across switches, so a
+// receiver does not take the new layer's frames for old ones.
+func TestSelectorContinuesVP8PictureNumbers(t *testing.T) {
+	m := newSim(t)
+	m.desc = true
+	for i, l := range m.layers {
+		l.pic, l.tl0, l.keyIdx = uint16(1000*i+32000), uint8(50*i), uint8(7*i)
+	}
+	m.frame(1) // start on q
+	for range 5 {
+		m.frame()
+	}
+	m.frame(2) // up to f
+	for range 5 {
+		m.frame()
+	}
+	m.layers[2].paused = true
+	for range 25 {
+		m.frame()
+	}
+	m.frame(0) // down to h
+	for range 5 {
+		m.frame()
+	}
+	if m.s.Switches() != 3 {
+		t.Fatalf("%d switches, want 3", m.s.Switches())
+	}
+	var prev descFields
+	var prevP []byte
+	frames := 0
+	for _, o := range m.out {
+		if o.payload[0]&0x10 == 0 { // not the first packet of a frame
+			continue
+		}
+		f := vp8Fields(o.payload)
+		if f.pic < 0 || f.picBits != 15 || f.tl0 < 0 || f.keyIdx < 0 {
+			t.Fatalf("descriptor fields lost: %+v", f)
+		}
+		if prevP != nil {
+			if got, want := f.picture(o.payload), (prev.picture(prevP)+1)&0x7fff; got != want {
+				t.Fatalf("frame %d: picture ID %d after %d", frames, got, prev.picture(prevP))
+			}
+			if got, want := o.payload[f.tl0], prevP[prev.tl0]+1; got != want {
+				t.Fatalf("frame %d: TL0PICIDX %d after %d", frames, got, prevP[prev.tl0])
+			}
+			key := codec.IsKeyframe(codec.MimeVP8, o.payload)
+			k, pk := o.payload[f.keyIdx]&0x1f, prevP[prev.keyIdx]&0x1f
+			if key && k != (pk+1)&0x1f || !key && k != pk {
+				t.Fatalf("frame %d (key %v): KEYIDX %d after %d", frames, key, k, pk)
+			}
+		}
+		prev, prevP = f, o.payload
+		frames++
+	}
+	m.checkContinuous()
 }

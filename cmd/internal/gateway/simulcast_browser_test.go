@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -107,4 +108,153 @@ func TestBrowserHostSimulcast(t *testing.T) {
 		}
 	}
 	h.stop(t)
+}
+
+// simViewerJS plays /whep/PATH in the page it runs in with a plain
+// RTCPeerConnection and a <video>; window.viewer has its state.
+const simViewerJS = `(() => {
+const V = window.viewer = { state: 'starting', error: null, pc: null };
+(async () => {
+  try {
+    const pc = V.pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const video = document.createElement('video');
+    video.muted = true; video.autoplay = true; video.playsInline = true;
+    document.body.appendChild(video);
+    pc.ontrack = e => { if (e.track.kind === 'video') { video.srcObject = new MediaStream([e.track]); video.play().catch(() => {}); } };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise(r => {
+      if (pc.iceGatheringState === 'complete') return r();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+      setTimeout(r, 2000);
+    });
+    const res = await fetch(%q, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+    const body = await res.text();
+    if (res.status !== 201) throw new Error('WHEP ' + res.status + ': ' + body);
+    await pc.setRemoteDescription({ type: 'answer', sdp: body });
+    V.state = 'answered';
+  } catch (e) { V.state = 'error'; V.error = String(e); }
+})();
+return true;
+})()`
+
+const simViewerStatsJS = `(async () => {
+  const R = { state: window.viewer.state, error: window.viewer.error || '', framesDecoded: 0, keyFramesDecoded: 0,
+    width: 0, height: 0, freezeCount: 0, freezesSeconds: 0, packetsLost: 0, mime: '' };
+  const pc = window.viewer.pc;
+  if (!pc) return R;
+  const stats = await pc.getStats();
+  stats.forEach(s => {
+    if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+    R.framesDecoded = s.framesDecoded || 0; R.keyFramesDecoded = s.keyFramesDecoded || 0;
+    R.width = s.frameWidth || 0; R.height = s.frameHeight || 0;
+    R.freezeCount = s.freezeCount || 0; R.freezesSeconds = s.totalFreezesDuration || 0;
+    R.packetsLost = s.packetsLost || 0;
+    const c = s.codecId && stats.get(s.codecId);
+    if (c) R.mime = c.mimeType;
+  });
+  return R;
+})()`
+
+type simViewerStats struct {
+	State            string  `json:"state"`
+	Error            string  `json:"error"`
+	FramesDecoded    int     `json:"framesDecoded"`
+	KeyFramesDecoded int     `json:"keyFramesDecoded"`
+	Width            int     `json:"width"`
+	Height           int     `json:"height"`
+	FreezeCount      int     `json:"freezeCount"`
+	FreezesSeconds   float64 `json:"freezesSeconds"`
+	PacketsLost      int     `json:"packetsLost"`
+	Mime             string  `json:"mime"`
+}
+
+// setTopLayer turns the host's top encoding (rid f) off or on, as Chromium
+// does by itself when its bandwidth estimate drops.
+func (h *chromeHost) setTopLayer(t *testing.T, active bool) {
+	t.Helper()
+	_, err := evalAsync[bool](h.ctx, fmt.Sprintf(`(async () => {
+  const s = window.host.pc.getSenders().find(s => s.track && s.track.kind === 'video');
+  const p = s.getParameters();
+  p.encodings.find(e => e.rid === 'f').active = %v;
+  await s.setParameters(p);
+  return true;
+})()`, active))
+	if err != nil {
+		t.Fatalf("setting the top layer active=%v: %v", active, err)
+	}
+}
+
+// TestBrowserSimulcastLayerPause: a Chromium viewer watches a Chromium
+// simulcast host, whose top layer is then switched off and on again. The
+// viewer's decoder follows: 1280x720, then 640x360 within a second, then
+// 1280x720 again, decoding all along (the switches are at keyframes and the
+// stream stays continuous), for H.264 and VP8.
+func TestBrowserSimulcastLayerPause(t *testing.T) {
+	b := browserTest(t, 240*time.Second)
+	if b == nil {
+		return
+	}
+	for _, c := range []struct{ codec, mime string }{{"h264", "video/H264"}, {"vp8", "video/VP8"}} {
+		t.Run(c.codec, func(t *testing.T) {
+			g := startGateway(t, func(cfg *Config) { cfg.VideoCodecs = []string{c.codec} })
+			path := "e2e/sim-" + c.codec
+			h := g.startChromeHost(t, b, path, chromeHostOpts{Simulcast: true})
+			h.waitLive(t, 20*time.Second)
+			ctx, closeTab := b.tab(t, "viewer "+path)
+			defer closeTab()
+			b.navigate(t, ctx, g.base+"/healthz")
+			evalJS[bool](t, ctx, fmt.Sprintf(simViewerJS, g.base+"/whep/"+path))
+			stats := func() simViewerStats {
+				v, err := evalAsync[simViewerStats](ctx, simViewerStatsJS)
+				if err != nil {
+					t.Fatalf("viewer stats: %v", err)
+				}
+				if v.State == "error" {
+					t.Fatalf("viewer: %s", v.Error)
+				}
+				return v
+			}
+			// wait until the viewer decodes width x height and has decoded
+			// at least n more frames since from.
+			wait := func(what string, timeout time.Duration, width, n int, from simViewerStats) simViewerStats {
+				t.Helper()
+				deadline := time.Now().Add(timeout)
+				for {
+					v := stats()
+					if v.Width == width && v.FramesDecoded >= from.FramesDecoded+n {
+						return v
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: after %v the viewer is at %+v (host %+v)", what, timeout, v, h.stats(t))
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			top := wait("top layer", 60*time.Second, 1280, 30, simViewerStats{})
+			if top.Mime != c.mime {
+				t.Fatalf("viewer decodes %q, want %s", top.Mime, c.mime)
+			}
+			h.setTopLayer(t, false)
+			paused := time.Now()
+			mid := wait("next layer after the top one paused", 5*time.Second, 640, 1, top)
+			tookDown := time.Since(paused)
+			mid = wait("decoding the next layer", 10*time.Second, 640, 45, mid)
+			h.setTopLayer(t, true)
+			resumed := time.Now()
+			back := wait("top layer resumed", 10*time.Second, 1280, 1, mid)
+			tookUp := time.Since(resumed)
+			back = wait("decoding the top layer again", 10*time.Second, 1280, 45, back)
+			froze := back.FreezesSeconds - top.FreezesSeconds
+			t.Logf("%s: down to 640x360 %v after the pause, back to 1280x720 %v after resuming; frozen %.2f s in %d freezes meanwhile; viewer %+v",
+				c.codec, tookDown.Round(time.Millisecond), tookUp.Round(time.Millisecond), froze, back.FreezeCount-top.FreezeCount, back)
+			// The switch down costs the pause detection (0.6 s) and a
+			// keyframe; switching up is immediate.
+			if froze > 2 {
+				t.Errorf("the viewer's picture froze for %.1f s during the pause and resume", froze)
+			}
+			h.stop(t)
+		})
+	}
 }
