@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/livegate/livegate/relay/rtcclient"
+	"github.com/livegate/livegate/web/auth"
 )
 
 // The viewer pages tell the truth about a stream: when its publisher goes,
@@ -276,6 +277,76 @@ func TestBrowserViewerLostDTLSClose(t *testing.T) {
 	v := waitViewer(t, vTab, remaining(shutdown), "the player to notice the shutdown without its DTLS close",
 		func(v viewerState) bool { return v.State == "disconnected" })
 	t.Logf("shutdown with every datagram dropped: the player said %q after %v", v.Message, time.Since(shutdown).Round(time.Millisecond))
+}
+
+// With tokens the player tells the same story: its viewer token (subscribe
+// grant for the room) reads the room's events, so it needs no admin
+// rights. The live list needs an admin token: the page asks once, not every
+// 3 s (each refusal would be an error in the console).
+func TestBrowserViewerTruthWithToken(t *testing.T) {
+	if !inBrowserNetns(t) {
+		return
+	}
+	g := startGateway(t, func(c *Config) { c.Grace, c.AuthMode, c.AuthKey = truthGrace, "on", testKey })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	b := startBrowser(t, ctx)
+	const room, path = "tok", "tok/cam"
+	opts := clientOpts(t)
+	opts.Token = roomToken(t, room, "cam", "Cam", auth.GrantPublish)
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	pub, err := rtcclient.Publish(pctx, g.base+"/whip/"+path, opts, rtcclient.H264ConstrainedBaseline, true)
+	pcancel()
+	if err != nil {
+		t.Fatalf("publish with a token: %v", err)
+	}
+	t.Cleanup(func() { _ = pub.PC.Close() })
+	waitConnected(t, pub.PC)
+	playing, stopPlaying := context.WithCancel(ctx)
+	played := make(chan struct{})
+	go func() {
+		defer close(played)
+		play(playing, pub, loadClip(t), 0)
+	}()
+	t.Cleanup(func() {
+		stopPlaying()
+		<-played
+	})
+
+	vTab, _ := b.tab(t, "viewer")
+	vErrs := watchConsoleErrors(b, vTab, "viewer")
+	viewer := roomToken(t, room, "v1", "Vic", auth.GrantSubscribe)
+	b.navigate(t, vTab, g.base+"/?watch="+path+"&token="+viewer)
+	waitViewer(t, vTab, 10*time.Second, "the player live with frames", func(v viewerState) bool {
+		return v.State == "live" && v.Frames > 0
+	})
+	stopPlaying()
+	<-played
+	if err := pub.Close(ctx); err != nil {
+		t.Fatalf("publisher DELETE: %v", err)
+	}
+	stopped := time.Now()
+	waitViewer(t, vTab, 2*time.Second, "the player to say the publisher is reconnecting", func(v viewerState) bool {
+		return v.State == "reconnecting" && strings.Contains(strings.ToLower(v.Message), "publisher reconnecting")
+	})
+	reconnectingAfter := time.Since(stopped)
+	waitViewer(t, vTab, truthGrace+2*time.Second, "the player to say the stream ended", func(v viewerState) bool {
+		return v.State == "ended"
+	})
+	t.Logf("with tokens: reconnecting after %v, ended after %v (grace %v)", reconnectingAfter.Round(time.Millisecond),
+		time.Since(stopped).Round(time.Millisecond), truthGrace)
+	time.Sleep(3500 * time.Millisecond) // past a refresh of the live list
+	refusals := 0
+	for _, e := range vErrs.list() {
+		if strings.Contains(e, "/api/v1/streams)") && (strings.Contains(e, " 401 ") || strings.Contains(e, " 403 ")) {
+			refusals++
+			continue
+		}
+		t.Errorf("console error: %s", e)
+	}
+	if refusals > 1 {
+		t.Errorf("the page asked for the live list %d times with a token that may not list it", refusals)
+	}
 }
 
 // publishClip publishes the test clip at path in real time until stop.

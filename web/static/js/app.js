@@ -621,6 +621,7 @@ function renderStreams(streams) {
 // after it, so the list never shows older news than the player.
 let refreshing = null;
 let refreshAgain = false;
+let listRefusedFor = null; // the token the server would not list streams for: not asked again
 function refreshStreams() {
   if (refreshing) {
     refreshAgain = true;
@@ -628,11 +629,17 @@ function refreshStreams() {
   }
   refreshing = (async () => {
     try {
-      const res = await fetch('/api/v1/streams', { cache: 'no-store', headers: authHeaders() });
+      const token = el.token.value.trim();
+      const refused = listRefusedFor === token;
+      // Without the list, the health check alone (a refusal every 3 s
+      // would be an error in the console each time).
+      const res = await fetch(refused ? '/healthz' : '/api/v1/streams', { cache: 'no-store', headers: authHeaders() });
+      if (refused && !res.ok) throw new Error(`${res.status}`);
       el.health.textContent = 'server online';
       el.health.dataset.ok = 'true';
-      if (res.status === 401 || res.status === 403) {
+      if (refused || res.status === 401 || res.status === 403) {
         // Listing streams takes an admin token; watching by path still works.
+        listRefusedFor = token;
         renderStreams([]);
         el.noStreams.textContent = 'Listing live streams needs an admin token. Type a path to watch below.';
         return;
