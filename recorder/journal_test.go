@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,4 +157,48 @@ func (s *switchStorage) PutFile(ctx context.Context, key, path string) error {
 		return errors.New("bucket down")
 	}
 	return s.Storage.PutFile(ctx, key, path)
+}
+
+// hangStorage never answers uploads of keys under prefix: a refusing or
+// black-holed bucket path.
+type hangStorage struct {
+	storage.Storage
+	prefix   string
+	attempts atomic.Int32 // uploads tried under prefix
+}
+
+func (h *hangStorage) PutFile(ctx context.Context, key, path string) error {
+	if strings.HasPrefix(key, h.prefix) {
+		h.attempts.Add(1)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	time.Sleep(20 * time.Millisecond) // a real upload takes a moment
+	return h.Storage.PutFile(ctx, key, path)
+}
+
+// Found: a recording whose uploads fail for good held the upload workers:
+// it was always taken first when its backoff ended (the oldest), so other
+// recordings got one file through per failure.
+func TestFailingRecordingDoesNotHoldWorkers(t *testing.T) {
+	dir := testDir(t)
+	spool, store := filepath.Join(dir, "spool"), filepath.Join(dir, "recordings")
+	const bad, good = "20260101T000000Z-aaaaaa", "20260101T000001Z-bbbbbb"
+	spoolRecording(t, spool, bad, 3)
+	spoolRecording(t, spool, good, 50)
+	var hs *hangStorage
+	m, _ := newLocalManager(t, spool, store, func(p *Params) {
+		hs = &hangStorage{Storage: p.Storage, prefix: "room/up/" + bad + "/"}
+		p.Storage = hs
+		p.UploadWorkers = 1
+		p.UploadTimeout = 300 * time.Millisecond
+		p.RetryMin, p.RetryMax = 50*time.Millisecond, 100*time.Millisecond
+	})
+	start := time.Now()
+	waitStatus(t, m, good, StatusComplete, 20*time.Second)
+	n := hs.attempts.Load()
+	t.Logf("healthy recording (51 files of 20 ms) complete after %v; the hanging one was tried %d times meanwhile", time.Since(start).Round(time.Millisecond), n)
+	if n > 3 {
+		t.Fatalf("the failing recording took the only worker %d times while another had files ready", n)
+	}
 }

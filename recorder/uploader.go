@@ -77,7 +77,17 @@ func (m *Manager) claim() (id, name string, wait time.Duration, ok bool) {
 	if len(ids) == 0 {
 		return "", "", wait, false
 	}
-	sort.Strings(ids) // IDs begin with the start time
+	// Recordings whose uploads go well first, oldest first (IDs begin with
+	// the start time): one whose uploads keep failing (refused, or hanging
+	// until UploadTimeout) must not hold the workers while others could
+	// be uploaded.
+	sort.Slice(ids, func(i, j int) bool {
+		fi, fj := m.recs[ids[i]].attempts > 0, m.recs[ids[j]].attempts > 0
+		if fi != fj {
+			return fj
+		}
+		return ids[i] < ids[j]
+	})
 	id = ids[0]
 	m.inflight[id] = true
 	return id, m.recs[id].man.pending(), 0, true
