@@ -4,9 +4,8 @@
 import { mediaError } from './media.js';
 import { format, formatBitrate, sinceLastPacket, statsLoop } from './stats.js';
 import { Connection, play, publish } from './whip-whep.js';
-import { Room } from './room.js';
+import { authHeaders as bearer, Room, SEGMENT, takeTokenFromURL } from './room.js';
 
-const SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
 const $ = (id) => document.getElementById(id);
 
 const el = {
@@ -81,8 +80,7 @@ function showState(badge, msgEl, state, msg) {
 
 // authHeaders carries the access token, if any, as a bearer token.
 function authHeaders() {
-  const t = el.token.value.trim();
-  return t ? { Authorization: `Bearer ${t}` } : {};
+  return bearer(el.token.value.trim());
 }
 
 // needToken opens the token field when the server asked for a token.
@@ -93,13 +91,10 @@ function needToken(err) {
 // ?token=JWT fills in the token, which then leaves the address bar and
 // history so that it does not leak through bookmarks or screen shares.
 {
-  const q = new URLSearchParams(location.search);
-  if (q.has('token')) {
-    el.token.value = q.get('token');
+  const token = takeTokenFromURL();
+  if (token) {
+    el.token.value = token;
     el.auth.open = true;
-    q.delete('token');
-    const rest = q.toString();
-    history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash);
   }
 }
 el.token.addEventListener('change', () => refreshStreams());
@@ -574,6 +569,12 @@ function describe(s) {
   if (video) parts.push(video.codec.mimeType.replace(/^video\//, ''));
   parts.push(`${s.viewers} viewer${s.viewers === 1 ? '' : 's'}`);
   if (s.live && s.bitrateIn > 0) parts.push(formatBitrate(s.bitrateIn));
+  // How far behind the publisher this node is (its RTCP sender reports),
+  // and for a relayed stream what the last hop added.
+  const d = video?.delay;
+  if (s.live && d) {
+    parts.push(`${d.p50Ms.toFixed(1)} ms from publisher` + (d.hopMs != null ? ` (last hop ${d.hopMs.toFixed(1)} ms)` : ''));
+  }
   return parts.join(' · ');
 }
 
