@@ -207,13 +207,13 @@ export class Session {
 /**
  * Connection runs a page's WHIP or WHEP sessions, one at a time: each
  * start() supersedes the one before, and work of a superseded start is
- * dropped when it completes. States (onChange(state, connection, previous
- * state) on each change): idle; connecting; live; interrupted (the network dropped and ICE
- * is trying to recover; live again when it does); and after a session:
- * ended (the server ended it: the stream is over or the gateway shut
- * down), failed (the connection failed) or error (it never started; see
- * error). open(opts) starts a session with publish() or play(), passing
- * opts (signal, onStateChange) on.
+ * dropped when it completes. States, told to onChange(state, connection,
+ * previous state) on each change: idle; connecting; live; interrupted (the
+ * network dropped and ICE is trying to recover; live again when it does);
+ * and after a session: ended (the server ended it: the stream is over or
+ * the gateway shut down), failed (the connection failed) or error (it
+ * never started; see error). open(opts) starts a session with publish()
+ * or play(), passing opts (signal, onStateChange) on.
  */
 export class Connection {
   constructor(open, onChange = () => {}) {
