@@ -176,8 +176,11 @@ func TestRTSPPlayersStartOnKeyframe(t *testing.T) {
 		first := p.p.first
 		p.p.mu.Unlock()
 		t.Logf("%s: first packet %v after PLAY, %d packets", p.name, first.Round(time.Millisecond), len(pk))
-		if first > time.Second {
-			t.Errorf("%s: first video %v after PLAY, want the cached GOP at once", p.name, first)
+		// The relay waits 600 ms for a fresh keyframe (this publisher
+		// cannot be asked) and then serves its cached GOP: well within
+		// the clip's 2 s GOP even on a loaded machine.
+		if first > 2*time.Second {
+			t.Errorf("%s: first video %v after PLAY, want the cached GOP within a GOP", p.name, first)
 		}
 	}
 
