@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/aac"
 	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/frames/framestest"
 )
@@ -76,7 +77,10 @@ func startClip(t *testing.T, p Params, c *framestest.Clip) *fixture {
 		defer close(f.done)
 		c.Play(ctx, pub)
 	}()
-	p.Hub, p.Frames, p.Logger = f.hub, frames.New(frames.Params{Logger: testLogger()}), testLogger()
+	p.Hub, p.Logger = f.hub, testLogger()
+	if p.Frames == nil {
+		p.Frames = frames.New(frames.Params{Logger: testLogger()})
+	}
 	f.srv = New(p)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -203,6 +207,39 @@ func TestFFprobeReadsHLS(t *testing.T) {
 	}
 	if strings.TrimSpace(string(out)) != "" {
 		t.Logf("ffmpeg said: %s", out)
+	}
+}
+
+// TestAACRendition: with the shared transcoder the audio rendition is AAC
+// (Safari and iOS play it) and decodes; the transcoder stops with the
+// muxer.
+func TestAACRendition(t *testing.T) {
+	ffprobe := needTool(t, "ffprobe")
+	needTool(t, "ffmpeg")
+	fl := frames.New(frames.Params{Logger: testLogger()})
+	tc := aac.New(aac.Params{Frames: fl, Logger: testLogger()})
+	f := start(t, Params{Frames: fl, AAC: tc, IdleTimeout: 2 * time.Second})
+	_, body := get(t, f.base+"/hls/room/cam/index.m3u8")
+	if !strings.Contains(body, "mp4a.40.2") || strings.Contains(body, "opus") {
+		t.Fatalf("multivariant playlist: %q", body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "5000000",
+		"-select_streams", "a", "-show_entries", "stream=codec_name,sample_rate:packet=pts_time", "-read_intervals", "%+2",
+		"-of", "compact", f.base+"/hls/room/cam/index.m3u8").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "codec_name=aac") || strings.Count(string(out), "packet|") < 40 {
+		t.Fatalf("ffprobe: %v\n%s", err, out)
+	}
+	if n := tc.Started(); n != 1 {
+		t.Fatalf("%d transcoders started, want 1", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.srv.Muxers() != 0 || f.srv.p.Frames.Active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after idle: %d muxers, %d depacketisers (the transcoder's included)", f.srv.Muxers(), f.srv.p.Frames.Active())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
