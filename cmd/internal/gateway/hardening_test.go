@@ -269,3 +269,24 @@ func TestTrickleCandidatesBounded(t *testing.T) {
 		t.Fatalf("PATCH with multicast and broadcast candidates: %d %v", resp.StatusCode, body)
 	}
 }
+
+// Found: /metrics counted every API error as status="200" and showed
+// nothing of webhooks, the recording spool, RTMP or RTSP.
+func TestMetricsShowWhatOperatorsNeed(t *testing.T) {
+	g := startGateway(t, func(c *Config) { c.RTMPAddr, c.RTSPAddr = "127.0.0.1:0", "127.0.0.1:0" })
+	if resp, _ := request(t, http.MethodGet, g.base+"/api/v1/streams/bad.room/x", "", ""); resp.StatusCode != 400 {
+		t.Fatalf("bad path: %d", resp.StatusCode)
+	}
+	resp, err := httpClient.Get(g.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`status="400"`, `livegate_webhook_events_total{result="dropped"}`, "livegate_recorder_spool_errors_total",
+		"livegate_recorder_spool_bytes", "livegate_rtmp_connections", "livegate_rtsp_sessions"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
