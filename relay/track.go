@@ -72,6 +72,8 @@ type Track struct {
 	cadenceAsk     atomic.Int64 // UnixNano of the last cadence request
 	cadenceAsked   atomic.Uint64
 
+	delay delayMeter // guarded by mu but for its atomics
+
 	packetsIn atomic.Uint64
 	bytesIn   atomic.Uint64
 	readers   atomic.Int64
@@ -92,6 +94,7 @@ func newTrack(s *Stream, index int, info TrackInfo, p *pool, params *Params) *Tr
 		lost:           make([]*[]*Reader, len(p.workers)),
 		keyReqInterval: params.KeyframeInterval,
 		keyMax:         params.KeyframeMaxInterval,
+		delay:          delayMeter{clock: float64(info.Codec.ClockRate)},
 	}
 }
 
@@ -104,6 +107,7 @@ func (t *Track) newPublisher(requestKeyframe func()) {
 	t.mu.Lock()
 	t.remap = true
 	t.prevInSeen = false
+	t.delay.newPublisher()
 	t.mu.Unlock()
 	if requestKeyframe == nil {
 		t.keyframe.Store(nil)
@@ -173,6 +177,7 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 			t.prevInTS, t.prevInSeen = h.Timestamp, true
 		}
 	}
+	t.delay.packet(now, h.Timestamp)
 	t.packetsIn.Add(1)
 	t.bytesIn.Add(uint64(len(payload) + 12))
 	t.hist.put(p)
@@ -223,6 +228,7 @@ func (t *Track) cache(p *Packet, inOrder bool) {
 func (t *Track) senderReport(ntp uint64, rtpTime uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.delay.senderReport(ntp, rtpTime)
 	if t.remap || !t.haveOut {
 		return // no mapping for this publisher yet
 	}
@@ -393,6 +399,9 @@ type TrackStats struct {
 	// CadenceRequests counts the keyframe requests made to bound the GOP
 	// for segmenting readers (Params.KeyframeMaxInterval).
 	CadenceRequests uint64 `json:"cadenceRequests,omitempty"`
+	// Delay is how long after the publisher sent them frames arrive here
+	// (nil until the publisher's first sender report).
+	Delay *DelayStats `json:"delay,omitempty"`
 }
 
 func (t *Track) stats() TrackStats {
@@ -406,6 +415,10 @@ func (t *Track) stats() TrackStats {
 		KeyframesAsked:   t.keyReqsSent.Load(),
 		CadenceRequests:  t.cadenceAsked.Load(),
 	}
+	t.mu.Lock()
+	ring := t.delay.ring
+	t.mu.Unlock()
+	st.Delay = t.delay.stats(ring[:])
 	for i := range t.shards {
 		if list := t.shards[i].Load(); list != nil {
 			for _, r := range *list {

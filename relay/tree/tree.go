@@ -209,6 +209,11 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 		if first {
 			first = false
 			close(pu.ready)
+			pl.wg.Add(1)
+			go func() {
+				defer pl.wg.Done()
+				pl.watchHop(ctx, pu)
+			}()
 		}
 		backoff = retryMin
 		l, parent, idx, pub = pl.follow(ctx, pu, l, parent, idx, pub)

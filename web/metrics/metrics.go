@@ -97,7 +97,13 @@ var (
 	descResent     = prometheus.NewDesc("livegate_stream_nack_retransmissions", "Packets retransmitted in answer to viewers' NACKs (current viewers).", []string{"stream", "kind"}, nil)
 	descPLIs       = prometheus.NewDesc("livegate_stream_keyframe_requests_total", "Keyframe requests (PLI/FIR) from viewers.", []string{"stream", "kind"}, nil)
 	descPLIsSent   = prometheus.NewDesc("livegate_stream_keyframe_requests_sent_total", "Keyframe requests sent to the publisher after coalescing.", []string{"stream", "kind"}, nil)
-	descRefused    = prometheus.NewDesc("livegate_refused_media_sections_total",
+	descDelay      = prometheus.NewDesc("livegate_stream_delay_seconds",
+		"Delay from the publisher to this node per frame: arrival minus the publisher's send time from its RTCP sender reports (relays forward them, so every node of a tree measures the whole way; across machines it includes their clock offset).",
+		[]string{"stream", "kind"}, nil)
+	descHop = prometheus.NewDesc("livegate_relay_hop_delay_seconds",
+		"For a stream pulled from a parent node: this node's median delay from the publisher minus the parent's (last 128 frames each), i.e. what the last hop added.",
+		[]string{"stream", "kind"}, nil)
+	descRefused = prometheus.NewDesc("livegate_refused_media_sections_total",
 		"Media sections of WHIP/WHEP offers refused in the answer (port 0; inactive for the offer's BUNDLE tag), by reason.", []string{"direction", "kind", "reason"}, nil)
 )
 
@@ -105,7 +111,7 @@ type streamCollector struct{ src Source }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStreams, descPublishers, descViewerSess, descLinks, descViewers,
-		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent, descRefused} {
+		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent, descRefused, descDelay, descHop} {
 		ch <- d
 	}
 }
@@ -151,6 +157,17 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descResent, float64(t.Retransmitted), st.Path, k)
 			counter(descPLIs, float64(t.KeyframeRequests), st.Path, k)
 			counter(descPLIsSent, float64(t.KeyframesAsked), st.Path, k)
+			if d := t.Delay; d != nil {
+				buckets, cum := make(map[float64]uint64, len(relay.DelayBuckets)), uint64(0)
+				for i, b := range relay.DelayBuckets {
+					cum += d.Buckets[i]
+					buckets[b] = cum
+				}
+				ch <- prometheus.MustNewConstHistogram(descDelay, d.Samples, d.SumSeconds, buckets, st.Path, k)
+				if d.HopMs != nil {
+					gauge(descHop, *d.HopMs/1000, st.Path, k)
+				}
+			}
 		}
 	}
 	gauge(descStreams, float64(live), "live")
