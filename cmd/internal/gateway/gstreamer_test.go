@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -40,6 +41,9 @@ type gstResult struct {
 	VideoCaps    string `json:"video_caps"`
 	AudioCaps    string `json:"audio_caps"`
 	ICEState     string `json:"ice_state"`
+	AnswerMS     *int   `json:"answer_ms"`
+	ConnectedMS  *int   `json:"ice_connected_ms"`
+	FirstPadMS   *int   `json:"first_pad_ms"`
 	Version      string `json:"gstreamer"`
 }
 
@@ -175,8 +179,9 @@ func TestGStreamerPublishAndPlay(t *testing.T) {
 			if v.FirstVideoMS != nil {
 				first = *v.FirstVideoMS
 			}
-			t.Logf("GStreamer %s player: %d video frames %dx%d, first after %d ms; %d audio buffers; %s / %s",
-				v.Version, v.VideoFrames, v.Width, v.Height, first, v.AudioBuffers, v.VideoCaps, v.AudioCaps)
+			t.Logf("GStreamer %s player: %d video frames %dx%d, first after %d ms (answer %s, ICE connected %s, first RTP pad %s); %d audio buffers; %s / %s",
+				v.Version, v.VideoFrames, v.Width, v.Height, first, ms(v.AnswerMS), ms(v.ConnectedMS), ms(v.FirstPadMS),
+				v.AudioBuffers, v.VideoCaps, v.AudioCaps)
 			// 4 s at 30 fps and 50 Opus frames a second, with room for a slow start.
 			if v.VideoFrames < 70 {
 				t.Errorf("player decoded %d video frames in 4 s, want at least 70", v.VideoFrames)
@@ -235,6 +240,13 @@ func TestGStreamerPublishAndPlay(t *testing.T) {
 			t.Errorf("the two refused video sections are not counted:\n%s", grepLines(metrics, "livegate_refused"))
 		}
 	})
+}
+
+func ms(p *int) string {
+	if p == nil {
+		return "never"
+	}
+	return fmt.Sprintf("%d ms", *p)
 }
 
 // waitGstTracks waits until path is live and packets of every kind arrive.

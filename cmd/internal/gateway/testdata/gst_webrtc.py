@@ -74,14 +74,15 @@ def add_loopback(webrtc, keep):
 
 
 class Peer:
-    def __init__(self, mode, url, seconds, video, audio, offer_only=False, audio_first=False):
+    def __init__(self, mode, url, seconds, video, audio, offer_only=False, audio_first=False, latency=None):
         self.mode, self.url, self.seconds = mode, url, seconds
         self.audio_first = audio_first
         self.video, self.audio, self.offer_only = video, audio, offer_only
         self.result = {"ok": False, "mode": mode, "error": None, "offer": None, "answer": None,
                        "status": None, "video_frames": 0, "audio_buffers": 0,
                        "first_video_ms": None, "first_audio_ms": None, "width": 0, "height": 0,
-                       "video_caps": None, "audio_caps": None, "ice_state": None}
+                       "video_caps": None, "audio_caps": None, "ice_state": None,
+                       "answer_ms": None, "ice_connected_ms": None, "first_pad_ms": None}
         self.keep = []
         self.location = None
         self.posted = None
@@ -90,6 +91,8 @@ class Peer:
         self.pipe = Gst.Pipeline.new(mode)
         self.webrtc = Gst.ElementFactory.make("webrtcbin", "webrtc")
         self.webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
+        if latency is not None:
+            self.webrtc.set_property("latency", latency)
         self.pipe.add(self.webrtc)
         add_loopback(self.webrtc, self.keep)
         self.webrtc.connect("notify::ice-gathering-state", self.on_gathering)
@@ -155,6 +158,8 @@ class Peer:
     def on_pad(self, _, pad):
         if pad.get_direction() != Gst.PadDirection.SRC:
             return
+        if self.result["first_pad_ms"] is None:
+            self.result["first_pad_ms"] = self.since_post()
         dec = Gst.ElementFactory.make("decodebin")
         dec.connect("pad-added", self.on_decoded)
         self.pipe.add(dec)
@@ -222,7 +227,13 @@ class Peer:
             GLib.idle_add(self.send_offer)
 
     def on_ice_state(self, *_):
-        self.result["ice_state"] = self.webrtc.get_property("ice-connection-state").value_nick
+        state = self.webrtc.get_property("ice-connection-state").value_nick
+        self.result["ice_state"] = state
+        if state == "connected" and self.result["ice_connected_ms"] is None:
+            self.result["ice_connected_ms"] = self.since_post()
+
+    def since_post(self):
+        return None if self.posted is None else round((time.monotonic() - self.posted) * 1000)
 
     def send_offer(self):
         if self.posted is not None or self.result["error"]:
@@ -250,6 +261,7 @@ class Peer:
             self.fail("POST %s: %s" % (self.url, e))
             return False
         self.result["answer"] = answer
+        self.result["answer_ms"] = self.since_post()
         ok, msg = GstSdp.SDPMessage.new_from_text(answer)
         if ok != GstSdp.SDPResult.OK:
             self.fail("unparsable answer")
@@ -295,12 +307,13 @@ def main():
     ap.add_argument("--video", default="h264", choices=["h264", "vp8", "none"])
     ap.add_argument("--audio", default="opus", choices=["opus", "none"])
     ap.add_argument("--audio-first", action="store_true", help="player: offer the audio section first")
+    ap.add_argument("--latency", type=int, default=None, help="webrtcbin jitter buffer in ms (GStreamer's default: 200)")
     a = ap.parse_args()
     Gst.init(None)
     if a.mode == "offer":
         p = Peer(a.target, "", 0, a.video, a.audio, offer_only=True, audio_first=a.audio_first)
     else:
-        p = Peer(a.mode, a.target, a.seconds, a.video, a.audio, audio_first=a.audio_first)
+        p = Peer(a.mode, a.target, a.seconds, a.video, a.audio, audio_first=a.audio_first, latency=a.latency)
     r = p.start()
     r["gstreamer"] = Gst.version_string()
     json.dump(r, sys.stdout)
