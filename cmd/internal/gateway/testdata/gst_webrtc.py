@@ -229,7 +229,7 @@ class Peer:
     def on_ice_state(self, *_):
         state = self.webrtc.get_property("ice-connection-state").value_nick
         self.result["ice_state"] = state
-        if state == "connected" and self.result["ice_connected_ms"] is None:
+        if state in ("connected", "completed") and self.result["ice_connected_ms"] is None:
             self.result["ice_connected_ms"] = self.since_post()
 
     def since_post(self):
