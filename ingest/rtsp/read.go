@@ -264,10 +264,18 @@ type playerSink struct {
 	reader  atomic.Pointer[relay.Reader] // set once AddReader returned
 	started atomic.Bool
 	paused  atomic.Bool
+
+	// The sink numbers what it writes itself: packets it leaves out
+	// (padding, frames before a keyframe, a pause) then leave no gap that
+	// a player would count as lost.
+	mu  sync.Mutex
+	seq uint16
 }
 
 func (k *playerSink) WriteRTP(h *rtp.Header, payload []byte) error {
-	if k.paused.Load() {
+	// A WebRTC publisher's padding-only packets (bandwidth probes) carry
+	// no media; RTSP players reject them ("Empty H.264 RTP packet").
+	if k.paused.Load() || len(payload) == 0 {
 		return nil
 	}
 	if k.video && !k.started.Load() {
@@ -276,15 +284,19 @@ func (k *playerSink) WriteRTP(h *rtp.Header, payload []byte) error {
 		}
 		k.started.Store(true)
 	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: h.Marker, PayloadType: k.pt,
-		SequenceNumber: h.SequenceNumber, Timestamp: h.Timestamp}, Payload: payload}
-	if err := k.ss.WritePacketRTP(k.media, pkt); err != nil {
+		SequenceNumber: k.seq, Timestamp: h.Timestamp}, Payload: payload}
+	err := k.ss.WritePacketRTP(k.media, pkt)
+	if err == nil {
+		k.seq++
+	} else {
 		if r := k.reader.Load(); k.video && k.started.Swap(false) && r != nil {
 			r.RequestKeyframe()
 		}
-		return err
 	}
-	return nil
+	return err
 }
 
 // WriteSenderReport implements relay.Sink: gortsplib sends the session's
