@@ -51,16 +51,26 @@ type gstResult struct {
 // python3-gi and the webrtcbin, x264, Opus, VP8 and libav plugins.
 func needGStreamer(t *testing.T) {
 	t.Helper()
+	if out, err := gstCheck(); err != nil {
+		skipOrFail(t, "GStreamer with webrtcbin is not usable from %s (apt-get install gstreamer1.0-plugins-{base,good,bad,ugly} "+
+			"gstreamer1.0-nice gstreamer1.0-libav python3-gi gir1.2-gst-plugins-bad-1.0): %v %s", gstPython, err, out)
+	}
+}
+
+// gstreamerUsable reports whether needGStreamer would pass.
+func gstreamerUsable() bool {
+	_, err := gstCheck()
+	return err == nil
+}
+
+func gstCheck() ([]byte, error) {
 	check := exec.Command(gstPython, "-c", `import gi
 gi.require_version("Gst", "1.0"); gi.require_version("GstWebRTC", "1.0"); gi.require_version("GstSdp", "1.0")
 from gi.repository import Gst, GstWebRTC, GstSdp
 Gst.init(None)
 missing = [e for e in ("webrtcbin", "nicesrc", "x264enc", "rtph264pay", "opusenc", "vp8enc", "avdec_h264", "decodebin") if not Gst.ElementFactory.find(e)]
 assert not missing, "missing GStreamer elements: %s" % missing`)
-	if out, err := check.CombinedOutput(); err != nil {
-		skipOrFail(t, "GStreamer with webrtcbin is not usable from %s (apt-get install gstreamer1.0-plugins-{base,good,bad,ugly} "+
-			"gstreamer1.0-nice gstreamer1.0-libav python3-gi gir1.2-gst-plugins-bad-1.0): %v %s", gstPython, err, out)
-	}
+	return check.CombinedOutput()
 }
 
 // gstNetns runs the calling test in a loopback-only network namespace: it

@@ -649,6 +649,31 @@ func TestChromiumInterop(t *testing.T) {
 	})
 	t.Logf("Chromium viewer (audio first) of an audio-only stream: %+v", s)
 	h.stop(t)
+
+	// The issue this all started from: GStreamer publishes H.264 labelled
+	// 42c01f, and a Chromium viewer (which offers 42e01f) must get video.
+	if gstreamerUsable() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		pub := startGst(t, ctx, "publish", g.base+"/whip/interop/gst", "--seconds", "10")
+		waitGstTracks(t, g, "interop/gst", "audio", "video")
+		gctx, gr := g.startChromeViewer(t, b, "interop/gst")
+		clientFixture{want: map[string]string{"0": `^video/H264 .*profile-level-id=42e01f`, "1": `^audio/opus `}}.check(t, gr.Offer, gr.Answer, "sendonly")
+		s = waitChromeViewer(t, gctx, "GStreamer's video and audio at the Chromium viewer", func(s chromeViewerStats) bool {
+			return s.FramesDecoded > 30 && s.AudioPackets > 50
+		})
+		t.Logf("Chromium viewer of a GStreamer publisher: %+v", s)
+		if s.Width != 1280 {
+			t.Errorf("Chromium decodes GStreamer's video at width %d, want 1280", s.Width)
+		}
+		if p := pub.result(t, 30*time.Second); !p.OK {
+			t.Errorf("GStreamer publisher: %s", p.Error)
+		}
+	} else if os.Getenv(envE2E) == "1" {
+		t.Errorf("GStreamer is not usable here (%s=1 requires it): the GStreamer-to-Chromium part was not run", envE2E)
+	} else {
+		t.Log("GStreamer is not usable here: the GStreamer-to-Chromium part was not run")
+	}
 }
 
 // publishAudioOnly publishes the clip's Opus audio alone to path with pion.
