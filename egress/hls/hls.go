@@ -44,8 +44,12 @@ type Params struct {
 	// IdleTimeout stops a stream's muxer this long after its last request
 	// (default 60 s).
 	IdleTimeout time.Duration
-	// SegmentDuration is the minimum segment duration; segments are cut at
-	// the first keyframe after it (default 1 s).
+	// SegmentDuration is the minimum segment duration: a segment ends at
+	// the first keyframe this long after its start. The default, 1 ms,
+	// starts a segment at every keyframe, so that a resolution step (which
+	// comes with a keyframe) always starts a segment, the only place where
+	// the playlist can announce its new init section. Keyframes come about
+	// every TargetDuration; the first segment is closed after about 1 s.
 	SegmentDuration time.Duration
 	// TargetDuration is the segment length the playlists announce at first
 	// (EXT-X-TARGETDURATION, rounded to seconds): the publisher's keyframe
@@ -56,8 +60,10 @@ type Params struct {
 	// PartDuration is the LL-HLS part duration aimed for (default 200
 	// ms); parts end on frames.
 	PartDuration time.Duration
-	// SegmentCount is the number of segments in the playlist (default 7,
-	// the LL-HLS minimum).
+	// SegmentCount is the number of segments in the playlist (default
+	// 12, at least 7, the LL-HLS minimum): with a keyframe about every
+	// TargetDuration, and some sooner (viewers' keyframe requests), the
+	// window stays above the three target durations HLS requires.
 	SegmentCount int
 	// RequestTimeout bounds how long a request waits for the first
 	// segment of a new muxer or for a part (default 15 s).
@@ -77,7 +83,7 @@ func (p *Params) defaults() {
 		p.IdleTimeout = 60 * time.Second
 	}
 	if p.SegmentDuration <= 0 {
-		p.SegmentDuration = time.Second
+		p.SegmentDuration = time.Millisecond
 	}
 	if p.PartDuration <= 0 {
 		p.PartDuration = 200 * time.Millisecond
@@ -87,6 +93,9 @@ func (p *Params) defaults() {
 	}
 	if p.BlockTimeout <= 0 {
 		p.BlockTimeout = 3 * p.TargetDuration
+	}
+	if p.SegmentCount <= 0 {
+		p.SegmentCount = 12
 	}
 	if p.SegmentCount < 7 {
 		p.SegmentCount = 7

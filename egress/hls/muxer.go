@@ -421,10 +421,10 @@ func (w *writer) video(f *frames.Frame) {
 		return
 	}
 	// Players wait for the first complete segment: ask for its closing
-	// keyframe as soon as it is long enough, instead of waiting for the
-	// publisher's next one.
+	// keyframe once it is long enough to start playing from, instead of
+	// waiting for the publisher's next one.
 	elapsed := time.Duration((pts - w.firstPTS) * int64(time.Second) / w.vin.clock)
-	if elapsed >= w.m.s.p.SegmentDuration && time.Since(w.asked) > time.Second {
+	if elapsed >= max(firstSegment, w.m.s.p.SegmentDuration) && time.Since(w.asked) > time.Second {
 		w.asked = time.Now()
 		w.vr.RequestKeyframe()
 	}
@@ -458,6 +458,9 @@ func (w *writer) aac(f aac.Frame) {
 		w.m.s.log.Debug("hls: write audio", "stream", w.m.path, "err", err)
 	}
 }
+
+// firstSegment is when the first segment is closed by a keyframe request.
+const firstSegment = time.Second
 
 // partWatch answers requests for the part a playlist hints at
 // (EXT-X-PRELOAD-HINT) when it is complete. gohlslib can block such a
