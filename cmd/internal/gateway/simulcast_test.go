@@ -481,3 +481,39 @@ a=rid:h send
 a=rid:f send
 a=simulcast:send q;h;f
 `, "\n", "\r\n")
+
+// TestSimulcastThroughRelayLink: an edge's viewer of a simulcast stream gets
+// the top layer too (a relay link is a WHEP reader of the origin), intact.
+func TestSimulcastThroughRelayLink(t *testing.T) {
+	origin := startGateway(t, func(c *Config) { c.ClusterKey = clusterKey })
+	e := edge(t, time.Second, origin)
+	pub := publishSimulcast(t, origin, "sim/relayed")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pub.play(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, "stream live", func() bool {
+		st, ok := origin.Hub().Get("sim/relayed")
+		return ok && st.Live()
+	})
+	time.Sleep(500 * time.Millisecond)
+	v := e.view(t, "sim/relayed")
+	waitFor(t, 10*time.Second, "60 frames at the edge's viewer", func() bool {
+		f, _, _ := v.snapshot()
+		return len(f) >= 60
+	})
+	frames, _, _ := v.snapshot()
+	index := layerIndex(simLayerClips(t))
+	for n, f := range frames {
+		at, ok := index[frameKey(f.nalus)]
+		if !f.complete || !ok || !strings.HasPrefix(at, "f:") {
+			t.Fatalf("frame %d at the edge's viewer: complete %v, access unit %q; want the top layer's", n, f.complete, at)
+		}
+	}
+	if w, h, ok := spsSize(frames[0].nalus); !ok || w != 640 || h != 360 {
+		t.Fatalf("first frame at the edge: SPS %v %dx%d, want 640x360", ok, w, h)
+	}
+}
