@@ -191,6 +191,11 @@ func TestGarbageOfferCostsNothing(t *testing.T) {
 			t.Fatalf("garbage offer: %d", rec.Code)
 		}
 	}
+	// SDP, but no WebRTC offer (no ICE credentials, no fingerprint).
+	noICE := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n"
+	if rec := call(s, http.MethodPost, "/whep/r/cam", "127.0.0.1:5000", "127.0.0.1:8080", sdp, noICE); rec.Code != 400 {
+		t.Fatalf("offer without ICE credentials: %d", rec.Code)
+	}
 	if n := ep.n.Load(); n != 0 {
 		t.Fatalf("%d garbage offers reached the endpoint", n)
 	}

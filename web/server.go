@@ -350,6 +350,18 @@ func checkOffer(offer string) error {
 	if len(sd.MediaDescriptions) == 0 {
 		return newError(http.StatusBadRequest, "bad_sdp", "the SDP offer has no media section")
 	}
+	// WebRTC needs ICE credentials and a DTLS fingerprint, for the session
+	// or for every media section.
+	for _, attr := range []string{"ice-ufrag", "ice-pwd", "fingerprint"} {
+		if _, ok := sd.Attribute(attr); ok {
+			continue
+		}
+		for _, md := range sd.MediaDescriptions {
+			if _, ok := md.Attribute(attr); !ok {
+				return newError(http.StatusBadRequest, "bad_sdp", "the SDP offer has no a="+attr+": not a WebRTC offer")
+			}
+		}
+	}
 	return nil
 }
 
