@@ -251,3 +251,18 @@ func sectionOf(s string, i int) string {
 	}
 	return ""
 }
+
+func TestAnswerFragmentSkipsClosedSections(t *testing.T) {
+	full := "v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n" +
+		"m=audio 0 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n" +
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"
+	frag := answerFragment(full, closedMids(full))
+	want := "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n" +
+		"a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n"
+	if frag != want {
+		t.Errorf("fragment:\n%s\nwant:\n%s", frag, want)
+	}
+	if f, err := parseFragment(frag); err != nil || len(f.candidates) != 1 || f.candidates[0].mid != "1" {
+		t.Errorf("fragment does not parse back with the candidate under mid 1: %+v, %v", f, err)
+	}
+}

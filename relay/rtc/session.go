@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -19,6 +20,7 @@ type Session struct {
 	Peer   string // remote HTTP address, for logs
 	PC     *webrtc.PeerConnection
 	answer string
+	closed []string // mids the answer refused with port 0
 
 	mu   sync.Mutex
 	etag string
@@ -38,7 +40,27 @@ func NewSession(path, peer string, pc *webrtc.PeerConnection) *Session {
 func (s *Session) Answer() string { return s.answer }
 
 // SetAnswer records the SDP answer.
-func (s *Session) SetAnswer(sdp string) { s.answer = sdp }
+func (s *Session) SetAnswer(sdp string) {
+	s.answer = sdp
+	s.closed = closedMids(sdp)
+}
+
+// closedMids lists the mids of an SDP's sections with port 0.
+func closedMids(sdpText string) []string {
+	var mids []string
+	port0 := false
+	for _, line := range strings.Split(sdpText, "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.HasPrefix(line, "m="):
+			f := strings.Fields(line)
+			port0 = len(f) > 1 && f[1] == "0"
+		case port0 && strings.HasPrefix(line, "a=mid:"):
+			mids = append(mids, strings.TrimPrefix(line, "a=mid:"))
+		}
+	}
+	return mids
+}
 
 // ETag identifies the current ICE session (RFC 9725 section 4.3).
 func (s *Session) ETag() string {
@@ -112,7 +134,7 @@ func (s *Session) Patch(ctx context.Context, frag, ifMatch string) (answerFrag s
 			// A restart request (If-Match: *) with the credentials we already
 			// restarted to: the client lost our answer and retries. Answer
 			// again, or it could never finish the restart.
-			return answerFragment(s.PC.LocalDescription().SDP), nil
+			return answerFragment(s.PC.LocalDescription().SDP, s.closed), nil
 		}
 		return "", nil
 	}
@@ -141,7 +163,7 @@ func (s *Session) Patch(ctx context.Context, frag, ifMatch string) (answerFrag s
 		_ = s.PC.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.line, SDPMid: &mid})
 	}
 	s.etag = quoteETag(randomID())
-	return answerFragment(s.PC.LocalDescription().SDP), nil
+	return answerFragment(s.PC.LocalDescription().SDP, s.closed), nil
 }
 
 type fragCandidate struct{ mid, line string }
@@ -184,22 +206,57 @@ func parseFragment(frag string) (*fragment, error) {
 	return f, nil
 }
 
-// answerFragment extracts our ICE credentials and candidates per media
-// section from a full SDP, as the body of a PATCH response.
-func answerFragment(full string) string {
-	var b strings.Builder
+// answerFragment extracts our ICE credentials and candidates from a full
+// SDP, as the body of a PATCH response: the credentials, then each media
+// section the answer kept open (m= line and mid), with every candidate in
+// the first of them. pion writes all candidates into its first section,
+// which may be one the answer refused (closed): a client would drop
+// candidates filed under a refused mid.
+func answerFragment(full string, closed []string) string {
+	type section struct{ mline, mid string }
+	var creds, cands []string
+	var secs []section
+	eoc := false
 	ufragDone := false
 	for _, line := range strings.Split(full, "\n") {
 		line = strings.TrimRight(line, "\r")
 		switch {
 		case !ufragDone && (strings.HasPrefix(line, "a=ice-ufrag:") || strings.HasPrefix(line, "a=ice-pwd:")):
-			b.WriteString(line + "\r\n")
+			creds = append(creds, line)
 			if strings.HasPrefix(line, "a=ice-pwd:") {
 				ufragDone = true
 			}
-		case strings.HasPrefix(line, "m="), strings.HasPrefix(line, "a=mid:"),
-			strings.HasPrefix(line, "a=candidate:"), line == "a=end-of-candidates":
-			b.WriteString(line + "\r\n")
+		case strings.HasPrefix(line, "m="):
+			secs = append(secs, section{mline: line})
+		case strings.HasPrefix(line, "a=mid:") && len(secs) > 0:
+			secs[len(secs)-1].mid = strings.TrimPrefix(line, "a=mid:")
+		case strings.HasPrefix(line, "a=candidate:"):
+			cands = append(cands, line)
+		case line == "a=end-of-candidates":
+			eoc = true
+		}
+	}
+	var b strings.Builder
+	for _, c := range creds {
+		b.WriteString(c + "\r\n")
+	}
+	first := true
+	for _, sec := range secs {
+		if slices.Contains(closed, sec.mid) {
+			continue
+		}
+		b.WriteString(sec.mline + "\r\n")
+		if sec.mid != "" {
+			b.WriteString("a=mid:" + sec.mid + "\r\n")
+		}
+		if first {
+			for _, c := range cands {
+				b.WriteString(c + "\r\n")
+			}
+			if eoc {
+				b.WriteString("a=end-of-candidates\r\n")
+			}
+			first = false
 		}
 	}
 	return b.String()
