@@ -64,7 +64,11 @@ type Params struct {
 	Linger time.Duration
 	// Timeout for reads and writes of RTSP connections (default 10 s).
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// MaxConnsPerIP bounds concurrent connections from one address
+	// (default 16), so that one client cannot hold every descriptor and
+	// goroutine with idle connections.
+	MaxConnsPerIP int
+	Logger        *slog.Logger
 }
 
 // Server is the RTSP server.
@@ -77,6 +81,9 @@ type Server struct {
 
 	mu   sync.Mutex
 	outs map[string]*output
+
+	connMu sync.Mutex
+	perIP  map[string]int // connections by address
 
 	sessions atomic.Int64 // open RTSP sessions, for metrics
 }
@@ -92,10 +99,13 @@ func New(p Params) (*Server, error) {
 	if p.Timeout <= 0 {
 		p.Timeout = 10 * time.Second
 	}
+	if p.MaxConnsPerIP <= 0 {
+		p.MaxConnsPerIP = 16
+	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	s := &Server{p: p, ffmpeg: mediain.FindFFmpeg(p.FFmpeg), log: p.Logger, outs: map[string]*output{}}
+	s := &Server{p: p, ffmpeg: mediain.FindFFmpeg(p.FFmpeg), log: p.Logger, outs: map[string]*output{}, perIP: map[string]int{}}
 	h := &handler{s: s}
 	s.srv = &gortsplib.Server{
 		Handler:      h,
@@ -192,6 +202,39 @@ func refusal(err error) *base.Response {
 		return status(base.StatusUnauthorized)
 	}
 	return status(base.StatusBadRequest)
+}
+
+// connSlot marks a connection counted against its address's limit.
+type connSlot struct{ ip string }
+
+// OnConnOpen implements gortsplib.ServerHandlerOnConnOpen: a connection
+// beyond its address's limit is closed at once.
+func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
+	ip, _, _ := net.SplitHostPort(ctx.Conn.NetConn().RemoteAddr().String())
+	s := h.s
+	s.connMu.Lock()
+	if s.perIP[ip] >= s.p.MaxConnsPerIP {
+		s.connMu.Unlock()
+		ctx.Conn.Close()
+		return
+	}
+	s.perIP[ip]++
+	s.connMu.Unlock()
+	ctx.Conn.SetUserData(connSlot{ip})
+}
+
+// OnConnClose implements gortsplib.ServerHandlerOnConnClose.
+func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	slot, ok := ctx.Conn.UserData().(connSlot)
+	if !ok {
+		return
+	}
+	s := h.s
+	s.connMu.Lock()
+	if s.perIP[slot.ip]--; s.perIP[slot.ip] <= 0 {
+		delete(s.perIP, slot.ip)
+	}
+	s.connMu.Unlock()
 }
 
 // OnSessionOpen implements gortsplib.ServerHandlerOnSessionOpen.

@@ -290,3 +290,50 @@ func TestMetricsShowWhatOperatorsNeed(t *testing.T) {
 		}
 	}
 }
+
+// The RTMP finding, tried on RTSP: one address's idle connections are
+// capped, and another address is still served.
+func TestRTSPIdleConnectionsCapped(t *testing.T) {
+	g := startGateway(t, func(c *Config) { c.RTSPAddr = "127.0.0.1:0" })
+	addr := g.RTSPAddr().String()
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			_ = c.Close()
+		}
+	}()
+	for range 60 {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		idle = append(idle, c)
+	}
+	time.Sleep(200 * time.Millisecond)
+	open := 0
+	for _, ic := range idle {
+		_ = ic.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if _, err := ic.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				open++
+			}
+		}
+	}
+	if open > 16 {
+		t.Fatalf("%d idle RTSP connections from one address kept open, want at most 16", open)
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot use 127.0.0.2 as a second client address: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("OPTIONS rtsp://" + addr + "/r/a RTSP/1.0\r\nCSeq: 1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 15)
+	if _, err := io.ReadFull(c, line); err != nil || string(line) != "RTSP/1.0 200 OK" {
+		t.Fatalf("another address after 60 idle connections: %q %v", line, err)
+	}
+}
