@@ -261,14 +261,17 @@ func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, 
 		}
 	)
 	for {
-		if l.wait(ctx, pub, pl.p.DeadAfter, watch) != evSilent {
+		ev := l.wait(ctx, pub, pl.p.DeadAfter, watch)
+		lim := l.silentFor(pl.p.DeadAfter)
+		switch {
+		case ev == evDead && standby != nil:
+			// Broken (its ICE gave up) while a standby is ready: use it.
+		case ev != evSilent:
 			if standby != nil {
 				dropStandby()
 			}
 			return l, parent, idx, pub
-		}
-		lim := l.silentFor(pl.p.DeadAfter)
-		if standby == nil {
+		case standby == nil:
 			lastTry = time.Now()
 			var err error
 			standby, sParent, sIdx, err = pl.dialAny(ctx, pu.path, idx+1, parent)
@@ -286,7 +289,7 @@ func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, 
 			if l.quiet() < lim {
 				continue // ready; the next checks decide
 			}
-		} else if l.quiet() < lim/2 {
+		case l.quiet() < lim/2:
 			log.Debug("relay link silent for a moment; standby dropped", "parent", parent, "standby", sParent)
 			dropStandby()
 			continue
