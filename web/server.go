@@ -64,6 +64,11 @@ type Params struct {
 	RelayParent func(path string) (parent string, ok bool)
 	// Limits are per-client protections.
 	Limits Limits
+	// ICEServers, if set, returns the STUN/TURN servers (RFC 9725 Link
+	// header values, credentials included) for a client that reached the
+	// gateway at host, identified as user. They go with every 201 answer
+	// and with the OPTIONS answer of an offer URL the client may use.
+	ICEServers func(host, user string) []string
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (for logs and per-address limits). Forwarding headers
 	// from anyone else are ignored.
@@ -141,7 +146,7 @@ func New(p Params) *Server {
 		proto  auth.Protocol
 	}{{"/whip", p.WHIP, auth.ActionPublish, auth.ProtoWHIP}, {"/whep", p.WHEP, auth.ActionRead, auth.ProtoWHEP}} {
 		e.POST(ep.prefix+"/:room/:name", s.offer(ep.ep, ep.action, ep.proto))
-		e.OPTIONS(ep.prefix+"/:room/:name", s.options("OPTIONS, POST"))
+		e.OPTIONS(ep.prefix+"/:room/:name", s.offerOptions(s.options("OPTIONS, POST"), ep.action, ep.proto))
 		e.PATCH(ep.prefix+"/:room/:name/:id", s.patch(ep.ep))
 		e.DELETE(ep.prefix+"/:room/:name/:id", s.remove(ep.ep))
 		e.OPTIONS(ep.prefix+"/:room/:name/:id", s.options("OPTIONS, PATCH, DELETE"))
@@ -336,7 +341,47 @@ func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) ech
 		h.Set("Location", loc)
 		h.Set("ETag", sess.ETag())
 		h.Set("Accept-Patch", mimeSDPFrag)
+		s.iceLinks(c, d)
 		return c.Blob(http.StatusCreated, mimeSDP, []byte(sess.Answer()))
+	}
+}
+
+// offerOptions adds the ICE servers to the OPTIONS answer of an offer URL
+// when the request would be allowed to offer there (a same-origin page
+// sends its token; a CORS preflight carries none and gets none): clients
+// that cannot change their ICE servers after the offer fetch them first.
+func (s *Server) offerOptions(next echo.HandlerFunc, action auth.Action, proto auth.Protocol) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.p.ICEServers != nil && s.policy != nil {
+			if _, err := streamPath(c); err == nil {
+				r := c.Request()
+				tok, inURL := bearer(r)
+				d, err := s.policy.Authorize(auth.Access{
+					Action: action, Protocol: proto, Room: c.Param("room"), Name: c.Param("name"),
+					Credential: tok, CredentialInURL: inURL,
+					Client: peerAddr(r), Forwarded: forwarded(r), Host: hostOnly(r.Host), CrossOrigin: crossOrigin(r),
+				})
+				if err == nil {
+					s.iceLinks(c, d)
+				}
+			}
+		}
+		return next(c)
+	}
+}
+
+// iceLinks adds the ICE servers as Link headers (RFC 9725 section 4.6).
+func (s *Server) iceLinks(c echo.Context, d auth.Decision) {
+	if s.p.ICEServers == nil || d.Relay {
+		return // relay links use their node's own configuration
+	}
+	user := ""
+	if d.Claims != nil {
+		user = d.Claims.Identity
+	}
+	h := c.Response().Header()
+	for _, v := range s.p.ICEServers(hostOnly(c.Request().Host), user) {
+		h.Add("Link", v)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/livegate/livegate/cmd/internal/gateway"
 	egressrtmp "github.com/livegate/livegate/egress/rtmp"
+	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/relay/turn"
 )
 
 // settings is the one place where every setting, its default and its
@@ -37,9 +39,20 @@ func define(fs *flag.FlagSet, s *settings) {
 	g := &s.Gateway
 	fs.StringVar(&s.ConfigFile, "config", "", "YAML file with settings (keys are the flag names)")
 	fs.StringVar(&g.HTTP, "http", ":8080", "HTTP listen address (WHIP, WHEP, API, pages)")
-	fs.StringVar(&g.WebRTCUDP, "webrtc-udp", ":8189", "the one UDP address for all WebRTC media")
-	fs.Var(listValue{&g.WebRTCIPs}, "webrtc-ips", "comma-separated IPs advertised as ICE host candidates (public IP behind NAT); empty: interface addresses")
+	fs.StringVar(&g.WebRTCUDP, "webrtc-udp", ":8189", "the one UDP address for all WebRTC media; off: none (TCP and TURN only)")
+	fs.StringVar(&g.WebRTCTCP, "webrtc-tcp", "", "the one TCP address for WebRTC media over ICE-TCP (networks that drop UDP); empty: the webrtc-udp address; off: none")
+	fs.Var(listValue{&g.WebRTCIPs}, "webrtc-ips", "comma-separated IPs advertised as ICE host candidates (UDP and TCP); PUBLIC/LOCAL maps one interface address (1:1 NAT); auto: ask the stun-servers at start; empty: interface addresses")
 	fs.Var(listValue{&g.STUNServers}, "stun-servers", "comma-separated STUN URLs (stun:host:port) for server-reflexive candidates; empty: no STUN")
+	ic := &g.ICE
+	fs.StringVar(&ic.TURNUDP, "turn-udp", "", "built-in TURN server's UDP address (e.g. :3478); empty: off")
+	fs.StringVar(&ic.TURNTCP, "turn-tcp", "", "built-in TURN server's TCP address (e.g. :3478); empty: off")
+	fs.StringVar(&ic.TURNTLS, "turn-tls", "", "built-in TURN server's TLS address (e.g. :5349, or :443 behind a TCP load balancer); needs turn-cert and turn-key; empty: off")
+	fs.StringVar(&ic.TURNCert, "turn-cert", "", "PEM certificate (chain) for turn-tls")
+	fs.StringVar(&ic.TURNKey, "turn-key", "", "PEM private key for turn-tls")
+	fs.StringVar(&ic.TURNSecret, "turn-secret", "", "shared secret of the TURN credentials handed to clients (TURN REST convention; also coturn's static-auth-secret for an external server); empty: random per start")
+	fs.StringVar(&ic.TURNRelayIP, "turn-relay-ip", "", "address in the built-in TURN server's relayed candidates (default: the first webrtc-ips address)")
+	fs.DurationVar(&ic.TURNCredentialTTL, "turn-credential-ttl", 24*time.Hour, "how long TURN credentials handed to clients stay valid (a relayed session ends when they expire)")
+	fs.Var(rawListValue{p: &ic.ICEServers, plain: true}, "ice-servers", "comma-separated stun:/turn:/turns: URLs handed to clients (Link headers, pages); {host} is the name the client used for HTTP; turn URLs get credentials from turn-secret; empty: the built-in TURN listeners")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&g.Grace, "grace", 10*time.Second, "how long viewers wait for a dropped publisher to come back")
@@ -246,6 +259,26 @@ func (s *settings) validate() error {
 	}
 	if g.CandidatesPerSess < 1 || g.RTMPConnsPerIP < 1 {
 		return errors.New("max-ice-candidates and rtmp-conns-per-ip must be at least 1")
+	}
+	var ips []string
+	for _, ip := range g.WebRTCIPs {
+		if ip != "auto" {
+			ips = append(ips, ip)
+		}
+	}
+	if err := rtc.CheckIPs(ips); err != nil {
+		return err
+	}
+	for _, u := range g.ICE.ICEServers {
+		if err := turn.CheckURL(u); err != nil {
+			return fmt.Errorf("ice-servers: %w", err)
+		}
+	}
+	if g.ICE.TURNCredentialTTL < time.Minute {
+		return errors.New("turn-credential-ttl: must be at least 1m")
+	}
+	if g.ICE.TURNTLS != "" && (g.ICE.TURNCert == "" || g.ICE.TURNKey == "") {
+		return errors.New("turn-tls: needs turn-cert and turn-key")
 	}
 	if s.Gateway.MaxBody < 1024 {
 		return errors.New("max-body: must be at least 1024 bytes")

@@ -4,9 +4,11 @@
 package rtc
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/pion/dtls/v3"
@@ -18,10 +20,16 @@ import (
 
 // Config configures the WebRTC engine.
 type Config struct {
-	// UDPAddr is the one UDP address all WebRTC media uses (e.g. ":8189").
+	// UDPAddr is the one UDP address all WebRTC media uses (e.g. ":8189");
+	// empty: no UDP candidates.
 	UDPAddr string
+	// TCPAddr is the one TCP address for ICE-TCP (RFC 6544, passive) of
+	// every session; empty: no TCP candidates. Networks that drop UDP
+	// (offices, hotels) reach media through it.
+	TCPAddr string
 	// IPs are advertised as host candidates instead of the interface
-	// addresses (a public IP behind 1:1 NAT; 127.0.0.1 in tests).
+	// addresses (a public IP behind 1:1 NAT; 127.0.0.1 in tests). An entry
+	// PUBLIC/LOCAL replaces only the interface address LOCAL.
 	IPs []string
 	// IncludeLoopback advertises loopback addresses when no IPs are given.
 	IncludeLoopback bool
@@ -38,8 +46,10 @@ type Config struct {
 // Engine creates PeerConnections for publishers and readers. Both share the
 // one UDP socket; they differ in the interceptors they run.
 type Engine struct {
-	conn      net.PacketConn
+	conn      net.PacketConn // nil without UDP
 	mux       *ice.UDPMuxDefault
+	tcp       net.Listener // nil without ICE-TCP
+	tcpMux    *ice.TCPMuxDefault
 	publisher *webrtc.API
 	// simulcast is the publisher API with the header extensions that tag
 	// simulcast layers. Only offers with simulcast use it, so the answers
@@ -65,29 +75,46 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.ICEKeepalive == 0 {
 		cfg.ICEKeepalive = time.Second
 	}
-	for _, ip := range cfg.IPs {
-		if net.ParseIP(ip) == nil {
-			return nil, fmt.Errorf("webrtc-ips: %q is not an IP address", ip)
+	if err := CheckIPs(cfg.IPs); err != nil {
+		return nil, err
+	}
+	if cfg.UDPAddr == "" && cfg.TCPAddr == "" {
+		return nil, errors.New("webrtc: neither UDP nor TCP media is on")
+	}
+	e := &Engine{log: cfg.Logger, cfg: cfg}
+	var err error
+	if cfg.UDPAddr != "" {
+		addr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("webrtc-udp %q: %w", cfg.UDPAddr, err)
 		}
+		conn, err := net.ListenUDP("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("webrtc-udp: %w", err)
+		}
+		// Large socket buffers absorb bursts (GOP cache, many viewers) that the
+		// default 208 KB would drop. Errors only mean the kernel caps them.
+		_ = conn.SetReadBuffer(4 << 20)
+		_ = conn.SetWriteBuffer(4 << 20)
+		e.conn = conn
+		e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn})
 	}
-	addr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("webrtc-udp %q: %w", cfg.UDPAddr, err)
-	}
-	conn, err := net.ListenUDP("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("webrtc-udp: %w", err)
-	}
-	// Large socket buffers absorb bursts (GOP cache, many viewers) that the
-	// default 208 KB would drop. Errors only mean the kernel caps them.
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
-
-	e := &Engine{
-		conn: conn,
-		mux:  ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn}),
-		log:  cfg.Logger,
-		cfg:  cfg,
+	if cfg.TCPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.TCPAddr)
+		if err != nil {
+			_ = e.Close()
+			return nil, fmt.Errorf("webrtc-tcp: %w", err)
+		}
+		e.tcp = ln
+		e.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
+			Listener: ln, Logger: iceLogger(cfg.Logger),
+			// Each session's TCP connection buffers at most this much
+			// media toward a slow peer; beyond, packets are dropped as
+			// on a full UDP socket, so a viewer never blocks the fan-out.
+			ReadBufferSize: 256, WriteBufferSize: 512 << 10,
+			// A connection that sends no STUN request soon is no ICE peer.
+			FirstStunBindTimeout: 10 * time.Second,
+		})
 	}
 	for _, u := range cfg.STUNServers {
 		e.ice = append(e.ice, webrtc.ICEServer{URLs: []string{u}})
@@ -138,9 +165,19 @@ func (e *Engine) newAPI(cfg Config, publisher, simulcast bool) (*webrtc.API, err
 	}
 
 	s := webrtc.SettingEngine{}
-	s.SetICEUDPMux(e.mux)
+	var networks []webrtc.NetworkType
+	if e.mux != nil {
+		s.SetICEUDPMux(e.mux)
+		networks = append(networks, webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6)
+	}
+	if e.tcpMux != nil {
+		// Passive candidates on the shared port; as a relay link's client,
+		// pion also dials a parent's passive TCP candidates.
+		s.SetICETCPMux(e.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	s.SetNetworkTypes(networks)
 	s.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, cfg.ICEKeepalive)
 	s.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	// Accept packets up to 1024 behind the newest, as browsers do. pion's
@@ -207,16 +244,44 @@ func (e *Engine) NewReaderPC() (*webrtc.PeerConnection, error) {
 	return e.reader.NewPeerConnection(webrtc.Configuration{ICEServers: e.ice})
 }
 
-// LocalAddr is the UDP address media is received on.
-func (e *Engine) LocalAddr() net.Addr { return e.conn.LocalAddr() }
-
-// Close releases the UDP port. PeerConnections should be closed first.
-func (e *Engine) Close() error {
-	err := e.mux.Close()
-	if cerr := e.conn.Close(); err == nil {
-		err = cerr
+// LocalAddr is the UDP address media is received on; nil without UDP.
+func (e *Engine) LocalAddr() net.Addr {
+	if e.conn == nil {
+		return nil
 	}
-	return err
+	return e.conn.LocalAddr()
+}
+
+// TCPAddr is the ICE-TCP address; nil without ICE-TCP.
+func (e *Engine) TCPAddr() net.Addr {
+	if e.tcp == nil {
+		return nil
+	}
+	return e.tcp.Addr()
+}
+
+// Close releases the media ports. PeerConnections should be closed first.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.mux != nil {
+		errs = append(errs, e.mux.Close(), e.conn.Close())
+	}
+	if e.tcpMux != nil {
+		// The mux closes its listener.
+		errs = append(errs, e.tcpMux.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// CheckIPs validates advertised addresses: IP or PUBLIC/LOCAL (1:1 NAT).
+func CheckIPs(ips []string) error {
+	for _, ip := range ips {
+		pub, local, pair := strings.Cut(ip, "/")
+		if net.ParseIP(pub) == nil || (pair && net.ParseIP(local) == nil) {
+			return fmt.Errorf("webrtc-ips: %q is not an IP address or PUBLIC/LOCAL pair of IP addresses", ip)
+		}
+	}
+	return nil
 }
 
 var feedback = []webrtc.RTCPFeedback{

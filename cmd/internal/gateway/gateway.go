@@ -31,6 +31,7 @@ import (
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/rtcclient"
 	"github.com/livegate/livegate/relay/tree"
+	"github.com/livegate/livegate/relay/turn"
 	"github.com/livegate/livegate/web"
 	"github.com/livegate/livegate/web/auth"
 	"github.com/livegate/livegate/web/metrics"
@@ -41,10 +42,14 @@ import (
 // Config is every setting of the gateway. cmd/livegate documents and fills
 // it from flags, the YAML file and the environment.
 type Config struct {
-	HTTP             string
-	WebRTCUDP        string
-	WebRTCIPs        []string
+	HTTP      string
+	WebRTCUDP string // "off": no UDP media
+	// WebRTCTCP is the ICE-TCP address; empty: the same as WebRTCUDP
+	// (another free port when that one is port 0); "off": none.
+	WebRTCTCP        string
+	WebRTCIPs        []string // IP or PUBLIC/LOCAL; "auto": ask STUNServers at start
 	STUNServers      []string
+	ICE              ICEConfig // ICE-TCP aside: TURN, ICE servers for clients
 	Grace            time.Duration
 	KeyframeInterval time.Duration
 	KeyframeWait     time.Duration
@@ -116,24 +121,29 @@ type Gateway struct {
 	log    *slog.Logger
 	hub    *relay.Hub
 	engine *rtc.Engine
-	whip   *whip.Server
-	whep   *whep.Server
-	rooms  *rooms.Manager
-	rec    *recorder.Manager
-	frames *frames.Layer
-	hls    *hls.Server
-	push   *egressrtmp.Manager
-	hooks  *webhooks.Notifier
-	unhook func()
-	puller *tree.Puller
-	dir    cluster.Directory
-	member *cluster.Member
-	rtmpIn *ingestrtmp.Server
-	rtsp   *ingestrtsp.Server
-	policy *auth.Policy
-	web    *web.Server
-	ln     net.Listener
-	srv    *http.Server
+	ips    []string // advertised media addresses, "auto" resolved
+	turn   *turn.Server
+	// turnSecret signs TURN credentials; links is what clients are handed.
+	turnSecret string
+	links      turn.ICEServers
+	whip       *whip.Server
+	whep       *whep.Server
+	rooms      *rooms.Manager
+	rec        *recorder.Manager
+	frames     *frames.Layer
+	hls        *hls.Server
+	push       *egressrtmp.Manager
+	hooks      *webhooks.Notifier
+	unhook     func()
+	puller     *tree.Puller
+	dir        cluster.Directory
+	member     *cluster.Member
+	rtmpIn     *ingestrtmp.Server
+	rtsp       *ingestrtsp.Server
+	policy     *auth.Policy
+	web        *web.Server
+	ln         net.Listener
+	srv        *http.Server
 }
 
 // New binds the HTTP and UDP ports and wires the parts; Run serves.
@@ -203,13 +213,33 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			TargetDuration: cfg.KeyframeMaxInterval, Logger: log})
 		hlsSrv = g.hls
 	}
+	udpAddr, tcpAddr, err := mediaAddrs(cfg.WebRTCUDP, cfg.WebRTCTCP)
+	if err != nil {
+		g.closeMedia()
+		return nil, err
+	}
+	if g.ips, err = resolveIPs(context.Background(), cfg.WebRTCIPs, cfg.STUNServers, log); err != nil {
+		g.closeMedia()
+		return nil, err
+	}
 	g.engine, err = rtc.NewEngine(rtc.Config{
-		UDPAddr: cfg.WebRTCUDP, IPs: cfg.WebRTCIPs, STUNServers: cfg.STUNServers, Logger: log,
+		UDPAddr: udpAddr, TCPAddr: tcpAddr, IPs: g.ips, STUNServers: cfg.STUNServers, Logger: log,
 		// Without configured IPs, also offer loopback so a browser on the
 		// same machine connects even when it has no other interface.
 		IncludeLoopback: len(cfg.WebRTCIPs) == 0,
 	})
 	if err != nil {
+		g.closeMedia()
+		return nil, err
+	}
+	if g.turnSecret = cfg.ICE.TURNSecret; g.turnSecret == "" {
+		g.turnSecret = randomSecret()
+	}
+	if err := g.startTURN(cfg); err != nil {
+		g.closeMedia()
+		return nil, err
+	}
+	if g.links, err = g.iceServers(cfg); err != nil {
 		g.closeMedia()
 		return nil, err
 	}
@@ -292,7 +322,8 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		Limits: web.Limits{SessionsPerIP: cfg.MaxSessionsPerIP, PublishesPerMinute: cfg.PublishesPerMinute,
 			ViewsPerMinute: cfg.ViewsPerMinute, EventStreamsPerIdentity: cfg.EventStreamsPerID,
 			CandidatesPerSession: cfg.CandidatesPerSess, RefusePrivateCandidates: cfg.RefusePrivateCandidates},
-		CORSOrigin: cfg.CORSOrigin, Logger: log, Policy: g.policy, TrustedProxies: proxies})
+		CORSOrigin: cfg.CORSOrigin, Logger: log, Policy: g.policy, TrustedProxies: proxies,
+		ICEServers: g.linkHeaders})
 	g.web.RegisterBypass(hlsSrv, g.push)
 
 	if err := g.checkAuth(); err != nil {
@@ -423,11 +454,43 @@ func (g *Gateway) checkAuth() error {
 	return nil
 }
 
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+// mediaAddrs resolves the media settings: "off" turns one off, and ICE-TCP
+// defaults to the UDP address (the same port number, one firewall rule
+// pair), except with port 0, where each gets a free port of its own.
+func mediaAddrs(udp, tcp string) (string, string, error) {
+	if udp == "off" {
+		udp = ""
+	}
+	switch tcp {
+	case "off":
+		tcp = ""
+	case "":
+		if udp == "" {
+			return "", "", errors.New("webrtc-tcp: set an address when webrtc-udp is off")
+		}
+		tcp = udp
+	}
+	if udp == "" && tcp == "" {
+		return "", "", errors.New("webrtc-udp and webrtc-tcp are both off: no media could flow")
+	}
+	return udp, tcp, nil
+}
+
 // HTTPAddr is the bound HTTP address (useful with port 0).
 func (g *Gateway) HTTPAddr() string { return g.ln.Addr().String() }
 
-// UDPAddr is the bound WebRTC media address.
+// UDPAddr is the bound WebRTC media address (nil with UDP off).
 func (g *Gateway) UDPAddr() net.Addr { return g.engine.LocalAddr() }
+
+// TCPAddr is the bound ICE-TCP address (nil with ICE-TCP off).
+func (g *Gateway) TCPAddr() net.Addr { return g.engine.TCPAddr() }
 
 // Puller is the relay-tree puller, nil without parents.
 func (g *Gateway) Puller() *tree.Puller { return g.puller }
@@ -442,8 +505,8 @@ func (g *Gateway) Hub() *relay.Hub { return g.hub }
 // requests, ends every session cleanly (DTLS close, so peers notice at
 // once) and releases the ports.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.log.Info("livegate listening", "http", g.HTTPAddr(), "webrtc_udp", g.UDPAddr().String(),
-		"webrtc_ips", g.cfg.WebRTCIPs)
+	g.log.Info("livegate listening", "http", g.HTTPAddr())
+	g.logMedia()
 	errc := make(chan error, 1)
 	go func() { errc <- g.srv.Serve(g.ln) }()
 	var serveErr error
@@ -509,6 +572,9 @@ func (g *Gateway) closeMedia() {
 		g.hls.Close()
 	}
 	g.hub.Close()
+	if g.turn != nil {
+		_ = g.turn.Close()
+	}
 	if g.engine != nil {
 		_ = g.engine.Close()
 	}

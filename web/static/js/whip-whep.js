@@ -8,7 +8,13 @@
 //   video.srcObject = v.stream;
 //
 // Both send one offer with every ICE candidate in it (no trickle), wait for
-// the 201 answer and keep the Location header for the DELETE. Server errors
+// the 201 answer and keep the Location header for the DELETE.
+//
+// ICE servers (STUN/TURN, with credentials) come from the server as RFC
+// 9725 Link headers (rel="ice-server"). They must be in the peer connection
+// before it gathers candidates, so without opts.iceServers the first
+// session of an endpoint asks for them with an OPTIONS request (with the
+// same headers as the POST); the list of every 201 is kept for the next. Server errors
 // (JSON {"code": "...", "error": "message"}) are thrown as HTTPError with the
 // server's message.
 //
@@ -46,7 +52,7 @@ export class HTTPError extends Error {
  * The caller keeps ownership of stream: stop() does not stop its tracks.
  */
 export async function publish(url, stream, opts = {}) {
-  const pc = newPeerConnection(opts);
+  const pc = newPeerConnection({ ...opts, iceServers: await iceServersFor(url, opts) });
   try {
     for (const track of stream.getTracks()) {
       const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
@@ -65,7 +71,7 @@ export async function publish(url, stream, opts = {}) {
  * receives the video and audio tracks. Options as for publish (no videoCodec).
  */
 export async function play(url, opts = {}) {
-  const pc = newPeerConnection(opts);
+  const pc = newPeerConnection({ ...opts, iceServers: await iceServersFor(url, opts) });
   const stream = new MediaStream();
   pc.addEventListener('track', (e) => stream.addTrack(e.track));
   try {
@@ -311,6 +317,51 @@ export class Connection {
   }
 }
 
+// iceCache holds each endpoint's ICE servers: {servers, until}.
+const iceCache = new Map();
+// Credentials are valid for hours; ask again well before.
+const iceCacheMs = 10 * 60 * 1000;
+
+async function iceServersFor(url, opts) {
+  if (opts.iceServers) return opts.iceServers;
+  const key = new URL(url, location.href).href;
+  const hit = iceCache.get(key);
+  if (hit && hit.until > Date.now()) return hit.servers;
+  let servers = [];
+  try {
+    const res = await fetch(url, { method: 'OPTIONS', headers: { ...opts.headers }, signal: opts.signal });
+    servers = parseIceLinks(res.headers.get('Link'));
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    // No list: the POST may still work without one.
+  }
+  iceCache.set(key, { servers, until: Date.now() + iceCacheMs });
+  return servers;
+}
+
+/**
+ * Parses Link header values (fetch joins several with ", ") into
+ * RTCIceServer entries: the rel="ice-server" links, with their username
+ * and credential.
+ */
+export function parseIceLinks(header) {
+  const out = [];
+  if (!header) return out;
+  const re = /<([^>]*)>((?:\s*;\s*[A-Za-z0-9_-]+(?:=(?:"[^"]*"|[^;,\s]*))?)*)/g;
+  for (const m of header.matchAll(re)) {
+    const params = {};
+    for (const p of m[2].matchAll(/;\s*([A-Za-z0-9_-]+)(?:=(?:"([^"]*)"|([^;,\s]*)))?/g)) {
+      params[p[1].toLowerCase()] = p[2] ?? p[3] ?? '';
+    }
+    if (!(params.rel || '').split(/\s+/).includes('ice-server')) continue;
+    const server = { urls: m[1] };
+    if (params.username !== undefined) server.username = params.username;
+    if (params.credential !== undefined) server.credential = params.credential;
+    out.push(server);
+  }
+  return out;
+}
+
 function newPeerConnection(opts) {
   return new RTCPeerConnection({ iceServers: opts.iceServers || [], bundlePolicy: 'max-bundle' });
 }
@@ -332,6 +383,10 @@ async function negotiate(url, pc, opts) {
     throw Object.assign(new Error(`cannot reach the server (${err.message})`), { code: 'unreachable' });
   }
   if (res.status !== 201) throw await httpError(res);
+  if (!opts.iceServers || res.headers.has('Link')) {
+    // Kept for the next session (a reconnect), with fresh credentials.
+    iceCache.set(new URL(url, location.href).href, { servers: parseIceLinks(res.headers.get('Link')), until: Date.now() + iceCacheMs });
+  }
   const answer = await res.text();
   const loc = res.headers.get('Location');
   // res.url is where a redirect (307 to a less loaded edge) led.

@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Networks that drop UDP (offices, hotels, some carriers): the browser test
+// namespace gets nftables rules that drop every UDP datagram, and in the
+// TURN case also TCP to the media port. The gateway runs in the same
+// namespace, so what stands for "the server's own network" must pass: UDP
+// from and to 127.0.0.2, the built-in TURN server's relay address. The
+// browser's own sockets are on 127.0.0.1 and lose every UDP datagram.
+
+const (
+	nftTable  = "livegate_test"
+	turnRelay = "127.0.0.2"
+	pairJS    = `(async (pc) => {
+  if (!pc) return {};
+  const st = await pc.getStats();
+  let out = {};
+  st.forEach((s) => {
+    if (s.type !== 'transport' || !s.selectedCandidatePairId) return;
+    const p = st.get(s.selectedCandidatePairId), l = st.get(p.localCandidateId), r = st.get(p.remoteCandidateId);
+    out = { local: l.candidateType + '/' + l.protocol + (l.relayProtocol ? '/' + l.relayProtocol : ''),
+      remote: r.candidateType + '/' + r.protocol + '/' + r.port, rtt: p.currentRoundTripTime || 0 };
+  });
+  return out;
+})(%s)`
+)
+
+type selectedPair struct {
+	Local  string  `json:"local"`  // e.g. host/tcp, relay/udp/tcp
+	Remote string  `json:"remote"` // e.g. host/tcp/PORT
+	RTT    float64 `json:"rtt"`    // seconds
+}
+
+// dropUDP installs the rules in this process's network namespace, which
+// must be the test's loopback-only one, and checks that they bite.
+func dropUDP(t *testing.T, tcpPorts ...int) {
+	t.Helper()
+	if only, _, ifaces, err := loopbackOnly(); err != nil || !only {
+		t.Fatalf("refusing to change nftables outside the test's loopback-only namespace (interfaces %v, %v)", ifaces, err)
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		skipOrFail(t, "nft (Debian package nftables) is needed to drop UDP in the test namespace: %v", err)
+	}
+	rules := []string{
+		"add table inet " + nftTable,
+		"add chain inet " + nftTable + " out { type filter hook output priority 0; }",
+		"add rule inet " + nftTable + " out ip saddr " + turnRelay + " accept",
+		"add rule inet " + nftTable + " out ip daddr " + turnRelay + " accept",
+		"add rule inet " + nftTable + " out meta l4proto udp drop",
+	}
+	for _, p := range tcpPorts {
+		rules = append(rules, fmt.Sprintf("add rule inet %s out tcp dport %d drop", nftTable, p))
+	}
+	cmd := exec.Command(nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(rules, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(nft, "delete", "table", "inet", nftTable).Run() })
+	c, err := net.Dial("udp4", "127.0.0.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Fatal("a UDP datagram went out although nftables should drop it")
+	}
+	for _, p := range tcpPorts {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 300*time.Millisecond); err == nil {
+			c.Close()
+			t.Fatalf("TCP port %d is reachable although nftables should drop it", p)
+		}
+	}
+}
+
+// hostNFTablesClean fails if the test's table leaked into this (the
+// machine's) namespace.
+func hostNFTablesClean(t *testing.T) {
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		return
+	}
+	out, err := exec.Command(nft, "list", "tables").CombinedOutput()
+	if err == nil && strings.Contains(string(out), nftTable) {
+		t.Errorf("nftables table %s exists outside the test namespace: %s", nftTable, out)
+	}
+}
+
+func tcpPort(a net.Addr) int { return a.(*net.TCPAddr).Port }
+
+// TestBrowserNoUDPOverICETCP: with every UDP datagram dropped, a Chromium
+// host (a plain RTCPeerConnection without ICE servers, like third-party
+// WHIP clients) publishes and the page's player plays, both over ICE-TCP
+// to the media port.
+func TestBrowserNoUDPOverICETCP(t *testing.T) {
+	b := browserTest(t, 120*time.Second)
+	if b == nil {
+		hostNFTablesClean(t)
+		return
+	}
+	g := startGateway(t, nil)
+	dropUDP(t)
+	const path = "fw/tcp"
+	h := g.startChromeHost(t, b, path, chromeHostOpts{Width: 640, Height: 360})
+	h.waitLive(t, 15*time.Second)
+	hp := mustEvalAsync[selectedPair](t, h.ctx, fmt.Sprintf(pairJS, "window.host.pc"))
+	t.Logf("host: selected pair %+v", hp)
+	// Chromium's active TCP candidate shows as peer-reflexive once used.
+	if !strings.HasSuffix(hp.Local, "/tcp") || !strings.HasSuffix(hp.Remote, fmt.Sprintf("/%d", tcpPort(g.TCPAddr()))) {
+		t.Fatalf("host connected over %+v, want ICE-TCP to the media port %d", hp, tcpPort(g.TCPAddr()))
+	}
+	first := watchFirstPicture(t, b, g, path)
+	vp := mustEvalAsync[selectedPair](t, first.ctx, fmt.Sprintf(pairJS, "livegate.viewer.pc"))
+	t.Logf("viewer: first picture %v after navigation, selected pair %+v", first.after, vp)
+	if !strings.HasSuffix(vp.Local, "/tcp") || !strings.HasSuffix(vp.Remote, fmt.Sprintf("/%d", tcpPort(g.TCPAddr()))) {
+		t.Fatalf("viewer connected over %+v, want ICE-TCP", vp)
+	}
+	if first.after > 1500*time.Millisecond {
+		t.Errorf("first picture after %v, want < 1.5 s", first.after)
+	}
+	h.stop(t)
+}
+
+type firstPicture struct {
+	ctx   context.Context
+	after time.Duration
+}
+
+// watchFirstPicture opens the page's player for path and waits until it
+// decodes and advances.
+func watchFirstPicture(t *testing.T, b *browser, g *testGateway, path string) firstPicture {
+	t.Helper()
+	ctx, _ := b.tab(t, "viewer "+path)
+	start := time.Now()
+	b.navigate(t, ctx, g.base+"/?watch="+path)
+	type video struct {
+		State  string `json:"state"`
+		Error  string `json:"error"`
+		Frames int    `json:"frames"`
+		Width  int    `json:"width"`
+	}
+	const videoJS = `(v => ({state: v.state, error: v.error, frames: v.frames, width: v.videoWidth}))(livegate.viewer)`
+	v := waitPage(t, ctx, 10*time.Second, "video at the viewer", videoJS, func(v video) (bool, error) {
+		if v.State == "error" || v.State == "failed" {
+			return false, fmt.Errorf("viewer %s: %s", v.State, v.Error)
+		}
+		return v.Width > 0, nil
+	})
+	after := time.Since(start)
+	time.Sleep(time.Second)
+	if v2 := evalJS[video](t, ctx, videoJS); v2.Frames <= v.Frames {
+		t.Fatalf("viewer frames did not advance in 1 s (%d -> %d)", v.Frames, v2.Frames)
+	}
+	return firstPicture{ctx: ctx, after: after}
+}
+
+func mustEvalAsync[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
