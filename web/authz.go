@@ -54,6 +54,11 @@ var proxyHeaders = []string{"X-Forwarded-For", "X-Real-Ip", "Forwarded", "X-Forw
 	"X-Forwarded-Port", "X-Forwarded-Server", "Via", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip"}
 
 func forwarded(r *http.Request) bool {
+	// nginx's default proxy_pass speaks HTTP/1.0 to its upstream and adds
+	// no forwarding header; browsers and players speak HTTP/1.1 or later.
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		return true
+	}
 	for _, h := range proxyHeaders {
 		if _, ok := r.Header[h]; ok {
 			return true

@@ -81,7 +81,16 @@ func TestOpenModeAnswersOnlyThisMachine(t *testing.T) {
 			}
 		}
 	}
-	rec := call(s, http.MethodOptions, "/whip/r/a", local, "127.0.0.1:8080", map[string]string{"Origin": "http://attacker.example"}, "")
+	// nginx's default proxy_pass: HTTP/1.0, Host of the upstream, no headers.
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/streams", nil)
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.0", 1, 0
+	req.RemoteAddr, req.Host = local, "127.0.0.1:8080"
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != 401 {
+		t.Errorf("HTTP/1.0 request (nginx default proxy_pass): %d", rec.Code)
+	}
+	rec = call(s, http.MethodOptions, "/whip/r/a", local, "127.0.0.1:8080", map[string]string{"Origin": "http://attacker.example"}, "")
 	if rec.Header().Get("Access-Control-Allow-Origin") != "" || rec.Header().Get("Access-Control-Allow-Methods") != "" {
 		t.Errorf("open gateway answered a CORS preflight: %v", rec.Header())
 	}
