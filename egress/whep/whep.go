@@ -184,7 +184,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 // video section refused, not a silent one).
 func match(o *rtc.Offer, tracks []*relay.Track) ([]plan, rtc.Plan, []rtc.Rejection) {
 	var plans []plan
-	rp := rtc.Plan{Keep: map[string]uint8{}}
+	rp := rtc.Plan{Keep: map[string]uint8{}, Direction: "sendonly"}
 	why := map[string]*rtc.Rejection{} // mid -> why no track went there
 	for _, t := range tracks {
 		for _, m := range o.Media {

@@ -97,7 +97,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	}
 	var chosen []choice
 	var rejected []rtc.Rejection
-	plan := rtc.Plan{Keep: map[string]uint8{}}
+	plan := rtc.Plan{Keep: map[string]uint8{}, Direction: "recvonly"}
 	for _, m := range o.Media {
 		if m.Closed {
 			plan.Close = append(plan.Close, m.Mid)

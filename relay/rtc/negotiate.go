@@ -45,7 +45,11 @@ func Answer(ctx context.Context, pc *webrtc.PeerConnection, offer *Offer, plan P
 	}
 	// pion's own description keeps the refused sections open; they carry
 	// nothing (the peer sends nothing on them, and no track is attached).
-	return closeSections(pc.LocalDescription().SDP, mids, plan.Close, offer.BundleTag)
+	answer, err := setDirection(pc.LocalDescription().SDP, plan.Keep, plan.Direction)
+	if err != nil {
+		return "", err
+	}
+	return closeSections(answer, mids, plan.Close, offer.BundleTag)
 }
 
 // TransceiverByMid finds the transceiver negotiated for a media section.

@@ -18,6 +18,40 @@ type Plan struct {
 	// Close lists the mids of sections the answer must refuse with port 0:
 	// those the gateway rejects and those the offerer closed itself.
 	Close []string
+	// Direction, if set, is written on every accepted section of the
+	// answer ("recvonly" for publishers, "sendonly" for viewers). pion
+	// answers a sendrecv offer sendrecv when its transceiver could also
+	// receive, which would invite media nobody reads.
+	Direction string
+}
+
+// setDirection writes dir on the sections of an answer whose mid is in
+// keep.
+func setDirection(answer string, keep map[string]uint8, dir string) (string, error) {
+	if dir == "" {
+		return answer, nil
+	}
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(answer); err != nil {
+		return "", fmt.Errorf("parse own answer: %w", err)
+	}
+	for _, md := range sd.MediaDescriptions {
+		mid, _ := md.Attribute(sdp.AttrKeyMID)
+		if _, ok := keep[mid]; !ok || md.MediaName.Port.Value == 0 {
+			continue
+		}
+		for i, a := range md.Attributes {
+			switch a.Key {
+			case "sendrecv", "sendonly", "recvonly", "inactive":
+				md.Attributes[i] = sdp.Attribute{Key: dir}
+			}
+		}
+	}
+	b, err := sd.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("write answer: %w", err)
+	}
+	return string(b), nil
 }
 
 // restrictOffer returns the offer with every section in keep reduced to

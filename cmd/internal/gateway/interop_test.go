@@ -410,6 +410,26 @@ func TestClientOfferFixtures(t *testing.T) {
 		}
 	})
 
+	// Clients that leave their transceivers sendrecv (aiortc's and pion's
+	// defaults) publish and play the same way.
+	t.Run("sendrecv offers", func(t *testing.T) {
+		h264 := webrtc.RTPCodecParameters{RTPCodecCapability: rtcclient.H264ConstrainedBaseline, PayloadType: 102}
+		opus := webrtc.RTPCodecParameters{RTPCodecCapability: rtcclient.Opus, PayloadType: 111}
+		offer := offerSDP(t, []webrtc.RTPCodecParameters{h264, opus}, webrtc.RTPTransceiverDirectionSendrecv)
+		status, answer, loc := postSDP(t, g.base+"/whip/fixtures/sendrecv", offer)
+		if status != http.StatusCreated {
+			t.Fatalf("WHIP status %d: %s", status, answer)
+		}
+		request(t, http.MethodDelete, g.base+loc, "", "")
+		clientFixture{want: map[string]string{"0": `^video/H264 `, "1": `^audio/opus `}}.check(t, offer, answer, "recvonly")
+		status, answer, loc = postSDP(t, g.base+"/whep/fixtures/live", offer)
+		if status != http.StatusCreated {
+			t.Fatalf("WHEP status %d: %s", status, answer)
+		}
+		request(t, http.MethodDelete, g.base+loc, "", "")
+		clientFixture{want: map[string]string{"0": `^video/H264 `, "1": `^audio/opus `}}.check(t, offer, answer, "sendonly")
+	})
+
 	// The refused sections are in /metrics.
 	_, metrics := httpGetText(t, g.base+"/metrics")
 	total := 0
