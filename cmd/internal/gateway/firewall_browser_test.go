@@ -174,3 +174,42 @@ func mustEvalAsync[T any](t *testing.T, ctx context.Context, expr string) T {
 	}
 	return v
 }
+
+// TestBrowserNoUDPNoMediaTCPOverTURN: with every UDP datagram and TCP to
+// the media port dropped, the page's publisher and player get the built-in
+// TURN server from the gateway's Link headers and connect through it over
+// TCP.
+func TestBrowserNoUDPNoMediaTCPOverTURN(t *testing.T) {
+	b := browserTest(t, 120*time.Second)
+	if b == nil {
+		hostNFTablesClean(t)
+		return
+	}
+	g := startGateway(t, func(c *Config) {
+		c.ICE.TURNTCP = "127.0.0.1:0"
+		c.ICE.TURNRelayIP = turnRelay
+	})
+	dropUDP(t, tcpPort(g.TCPAddr()))
+	const path = "fw/turn"
+	pubTab, _ := b.tab(t, "publisher")
+	b.navigate(t, pubTab, g.base+"/?publish="+path)
+	b.do(t, pubTab, "click Go live", chromedp.Click(chromedp.ID("go-live")))
+	waitPage(t, pubTab, 15*time.Second, "publisher live", `({state: livegate.state, error: livegate.error})`,
+		func(s struct{ State, Error string }) (bool, error) {
+			if s.State == "error" || s.State == "failed" {
+				return false, fmt.Errorf("publisher %s: %s", s.State, s.Error)
+			}
+			return s.State == "live", nil
+		})
+	pp := mustEvalAsync[selectedPair](t, pubTab, fmt.Sprintf(pairJS, "livegate.publisher.pc"))
+	t.Logf("publisher: selected pair %+v", pp)
+	if pp.Local != "relay/udp/tcp" {
+		t.Fatalf("publisher connected over %+v, want a TURN relay reached over TCP", pp)
+	}
+	first := watchFirstPicture(t, b, g, path)
+	vp := mustEvalAsync[selectedPair](t, first.ctx, fmt.Sprintf(pairJS, "livegate.viewer.pc"))
+	t.Logf("viewer: first picture %v after navigation, selected pair %+v; TURN allocations %d", first.after, vp, g.turn.Allocations())
+	if vp.Local != "relay/udp/tcp" {
+		t.Fatalf("viewer connected over %+v, want a TURN relay reached over TCP", vp)
+	}
+}
