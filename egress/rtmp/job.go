@@ -72,14 +72,16 @@ func (j *job) setState(state string, err error) {
 }
 
 // workedFor is how long a session must stay live for its connection to
-// count as working: the next drop is then retried after MinBackoff
-// instead of the grown delay. A server that accepts the publish and drops
-// it at once (a wrong stream key at some CDNs) keeps backing off.
+// count as working: after it drops, attempts come every MinBackoff for
+// workedFor before the delay doubles again. A server that accepts the
+// publish and drops it at once (a wrong stream key at some CDNs) keeps
+// backing off.
 const workedFor = 5 * time.Second
 
 func (j *job) run(ctx context.Context) {
 	defer close(j.done)
 	backoff := j.m.p.MinBackoff
+	var steadyUntil time.Time // retries stay at MinBackoff until then
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			j.mu.Lock()
@@ -110,8 +112,10 @@ func (j *job) run(ctx context.Context) {
 		}
 		if !j.wentLive.IsZero() && time.Since(j.wentLive) >= workedFor {
 			// The connection worked: this is a blip (a CDN restart, a
-			// network hiccup), not a server that refuses us.
+			// network hiccup), not a server that refuses us. Retry at
+			// the shortest delay for a while before backing off.
 			backoff = j.m.p.MinBackoff
+			steadyUntil = time.Now().Add(workedFor)
 		}
 		j.setState(StateRetrying, err)
 		if f := j.m.p.OnFailure; f != nil {
@@ -126,7 +130,9 @@ func (j *job) run(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, j.m.p.MaxBackoff)
+		if time.Now().After(steadyUntil) {
+			backoff = min(backoff*2, j.m.p.MaxBackoff)
+		}
 	}
 }
 
@@ -156,53 +162,8 @@ func (j *job) session(ctx context.Context) error {
 	if videoOnly {
 		audio = nil
 	}
-	vr, err := j.m.p.Frames.Subscribe(j.st, video)
-	if err != nil {
-		return errStreamDone
-	}
-	defer vr.Close()
-	var ar *aacReader
-	var asc *mpeg4audio.AudioSpecificConfig
-	if audio != nil {
-		if ar, err = j.m.acquireAAC(j.st, audio); err != nil {
-			return err
-		}
-		defer j.m.releaseAAC(ar)
-	}
-
-	// Start at a keyframe with SPS/PPS; meanwhile the AAC config arrives.
-	sps, pps := frames.SpropParameterSets(video.Info().Codec.Fmtp)
-	wait, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	var first *frames.Frame
-	for first == nil {
-		select {
-		case <-wait.Done():
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return errors.New("no H.264 keyframe with SPS/PPS within 20 s")
-		case <-vr.Done():
-			return errStreamDone
-		case f := <-vr.Frames():
-			s, p := frames.H264ParamSets(f.Units)
-			if s != nil {
-				sps = s
-			}
-			if p != nil {
-				pps = p
-			}
-			if f.Key && sps != nil && pps != nil {
-				first = f
-			}
-		}
-	}
-	if ar != nil {
-		if asc, err = ar.Config(wait); err != nil {
-			return fmt.Errorf("audio transcoder: %w", err)
-		}
-	}
-
+	// Connect first: while the server is down an attempt is one refused
+	// dial, and after a blip the publish is accepted as soon as it is back.
 	j.setState(StateConnecting, nil)
 	cctx, ccancel := context.WithTimeout(ctx, j.m.p.ConnectTimeout)
 	defer ccancel()
@@ -247,6 +208,60 @@ func (j *job) session(ctx context.Context) error {
 	// message when the job is stopped.
 	defer context.AfterFunc(ctx, func() { _ = nc.Close() })()
 	conn := &deadlineConn{c: c, nc: nc, timeout: j.m.p.WriteTimeout}
+
+	vr, err := j.m.p.Frames.Subscribe(j.st, video)
+	if err != nil {
+		return errStreamDone
+	}
+	defer vr.Close()
+	var ar *aacReader
+	var asc *mpeg4audio.AudioSpecificConfig
+	if audio != nil {
+		if ar, err = j.m.acquireAAC(j.st, audio); err != nil {
+			return err
+		}
+		defer j.m.releaseAAC(ar)
+	}
+
+	// Start at a keyframe with SPS/PPS; meanwhile the AAC config arrives.
+	// The frame and AAC readers are taken only now that the server has
+	// accepted the publish: a job whose server is down costs no
+	// transcoder, and no keyframes asked of the publisher, per attempt.
+	sps, pps := frames.SpropParameterSets(video.Info().Codec.Fmtp)
+	wait, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var first *frames.Frame
+	for first == nil {
+		select {
+		case <-poll.C:
+			if err := readServer(); err != nil {
+				return err
+			}
+		case <-wait.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return errors.New("no H.264 keyframe with SPS/PPS within 20 s")
+		case <-vr.Done():
+			return errStreamDone
+		case f := <-vr.Frames():
+			s, p := frames.H264ParamSets(f.Units)
+			if s != nil {
+				sps = s
+			}
+			if p != nil {
+				pps = p
+			}
+			if f.Key && sps != nil && pps != nil {
+				first = f
+			}
+		}
+	}
+	if ar != nil {
+		if asc, err = ar.Config(wait); err != nil {
+			return fmt.Errorf("audio transcoder: %w", err)
+		}
+	}
 
 	vtrack := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: sps, PPS: pps}}
 	tracks := []*gortmplib.Track{vtrack}

@@ -49,9 +49,10 @@ type Params struct {
 	// FFmpeg and AudioBitrate (which are then ignored).
 	AAC *aac.Transcoders
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 500 ms,
-	// 30 s). It doubles after each failed attempt and starts again at
-	// MinBackoff when a connection has worked (stayed live 5 s), so a push
-	// is back within about 2 s of a 1 s CDN blip.
+	// 30 s). It doubles after each failed attempt; when a connection has
+	// worked (stayed live 5 s) and drops, attempts come every MinBackoff
+	// for 5 s before it doubles again, so a push is back within about
+	// 1.5 s of a 1 s CDN blip.
 	MinBackoff, MaxBackoff time.Duration
 	// ConnectTimeout bounds connecting and the RTMP handshake (default 10 s).
 	ConnectTimeout time.Duration
