@@ -162,7 +162,7 @@ func TestCandidatesScreened(t *testing.T) {
 		t.Fatalf("kept %d:\n%s", n, out)
 	}
 	s = newTestServer(t, Params{Limits: Limits{RefusePrivateCandidates: true}})
-	if out, n := s.screenCandidates(frag("203.0.113.5", "10.0.0.1", "192.168.1.2", "127.0.0.1", "fe80::1", "fd00::1", "100.64.0.1")); n != 1 {
+	if out, n := s.screenCandidates(frag("203.0.113.5", "10.0.0.1", "192.168.1.2", "127.0.0.1", "fe80::1", "fd00::1", "100.64.0.1", "abc.local")); n != 1 {
 		t.Fatalf("refusing private: kept %d:\n%s", n, out)
 	}
 	var b candidateBudget

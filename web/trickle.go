@@ -28,9 +28,10 @@ var (
 func (s *Server) candidateAllowed(addr string) bool {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
-		// Browsers hide host addresses behind mDNS names; any other name
-		// would make the gateway resolve a name of the client's choosing.
-		return strings.HasSuffix(strings.ToLower(addr), ".local") && len(addr) <= 255
+		// Browsers hide host addresses behind mDNS names (which resolve to
+		// addresses on the gateway's own network); any other name would
+		// make the gateway resolve a name of the client's choosing.
+		return !s.p.Limits.RefusePrivateCandidates && strings.HasSuffix(strings.ToLower(addr), ".local") && len(addr) <= 255
 	}
 	a = a.Unmap()
 	switch {
