@@ -18,10 +18,15 @@ type pool struct {
 }
 
 type worker struct {
+	id       int
 	jobs     chan job
 	readers  atomic.Int64 // load, for placing new readers
 	maxDelay time.Duration
 	done     <-chan struct{} // closed when the pool stops
+
+	// Owned by the worker goroutine.
+	flush []Flusher // batches to send when the current step is done
+	group []job     // packet jobs taken together (see runPackets)
 }
 
 // epoch gives jobs a cheap monotonic timestamp.
@@ -52,8 +57,8 @@ type senderReport struct {
 func newPool(workers, queue int, maxDelay time.Duration) *pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pool{cancel: cancel}
-	for range workers {
-		w := &worker{jobs: make(chan job, queue), maxDelay: maxDelay, done: ctx.Done()}
+	for i := range workers {
+		w := &worker{id: i, jobs: make(chan job, queue), maxDelay: maxDelay, done: ctx.Done()}
 		p.workers = append(p.workers, w)
 		p.wg.Add(1)
 		go func() {
@@ -96,13 +101,86 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-w.jobs:
-			if j.pkt != nil && w.maxDelay > 0 && sinceEpoch()-j.at > int64(w.maxDelay) {
-				j.expire()
-				continue
+			for more := true; more; {
+				if j.pkt == nil {
+					j.run(w)
+					w.flushPending()
+					break
+				}
+				j, more = w.runPackets(j)
 			}
-			j.run(w)
 		}
 	}
+}
+
+// maxGroup bounds how many queued packets a worker sends together.
+const maxGroup = 64
+
+// runPackets sends packet job j and every packet job already queued behind
+// it for the same readers, reader by reader: each reader gets all of them
+// (typically the rest of a video frame that arrived while the worker was
+// busy) before the next reader gets any. Going packet by packet instead
+// makes every reader wait for the whole frame to be sent to all readers
+// before its last packet leaves: with N readers that doubles the median
+// time to a complete frame. Order per reader is unchanged.
+// It returns the job it took from the queue that did not fit the group.
+func (w *worker) runPackets(j job) (job, bool) {
+	w.group = append(w.group[:0], j)
+	var next job
+	have := false
+	for len(w.group) < maxGroup {
+		select {
+		case n := <-w.jobs:
+			// Only packets for the same readers with nothing lost before
+			// them join the group; anything else runs after it.
+			if n.pkt != nil && n.readers == j.readers && n.lost == nil {
+				w.group = append(w.group, n)
+				continue
+			}
+			next, have = n, true
+		default:
+		}
+		break
+	}
+	now := sinceEpoch()
+	live := w.group[:0]
+	for _, g := range w.group {
+		if w.maxDelay > 0 && now-g.at > int64(w.maxDelay) {
+			g.expire()
+			continue
+		}
+		live = append(live, g)
+	}
+	if len(live) > 0 {
+		live[0].markLost()
+		for _, r := range *live[0].readers {
+			for _, g := range live {
+				r.deliver(g.pkt, w)
+			}
+		}
+	}
+	clear(w.group)
+	w.group = w.group[:0]
+	w.flushPending()
+	return next, have
+}
+
+// pendingFlush notes that f has packets of this worker to send.
+func (w *worker) pendingFlush(f Flusher) {
+	for _, x := range w.flush {
+		if x == f {
+			return
+		}
+	}
+	w.flush = append(w.flush, f)
+}
+
+func (w *worker) flushPending() {
+	for i, f := range w.flush {
+		f.Flush(w.id)
+		w.flush[i] = nil
+	}
+	w.flush = w.flush[:0]
 }
 
 // expire drops a packet that waited too long in the queue (the worker is
@@ -138,7 +216,7 @@ func (j *job) run(w *worker) {
 	switch {
 	case j.pkt != nil:
 		for _, r := range *j.readers {
-			r.deliver(j.pkt)
+			r.deliver(j.pkt, w)
 		}
 	case j.burst != nil:
 		if j.reader.started || j.reader.backlog != nil {

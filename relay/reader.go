@@ -15,6 +15,20 @@ type Sink interface {
 	WriteSenderReport(ntpTime uint64, rtpTime uint32, packets, octets uint32) error
 }
 
+// BatchSink is a Sink that can queue a packet into a per-worker batch
+// instead of sending it at once: the worker calls Flush on the returned
+// Flusher once it has queued the packet for all its readers, so one system
+// call sends it to all of them. QueueRTP must not keep h or payload.
+type BatchSink interface {
+	Sink
+	QueueRTP(worker int, h *rtp.Header, payload []byte) (Flusher, error)
+}
+
+// Flusher sends what a worker queued through a BatchSink.
+type Flusher interface {
+	Flush(worker int)
+}
+
 // CadenceSink is a Sink that needs keyframes at a bounded interval: a
 // muxer that cuts segments or feeds a CDN on keyframes (HLS, RTMP push,
 // recordings, RTSP out). While a track has one, the relay asks the
@@ -33,6 +47,7 @@ type CadenceSink interface {
 type Reader struct {
 	track  *Track
 	sink   Sink
+	batch  BatchSink // sink, if it batches; nil otherwise
 	worker int
 
 	// Owned by the worker goroutine.
@@ -64,12 +79,12 @@ type Reader struct {
 
 // deliver takes one live packet for the reader. It runs on the reader's
 // worker.
-func (r *Reader) deliver(p *Packet) {
+func (r *Reader) deliver(p *Packet, w *worker) {
 	if r.backlog != nil {
 		r.queue(p)
 		return
 	}
-	r.send(p)
+	r.send(p, w)
 }
 
 // Catching up: a new reader's cached GOP (up to a few hundred packets) is
@@ -107,7 +122,7 @@ func (r *Reader) drain(w *worker) {
 	}
 	n := min(catchUpChunk, len(r.backlog))
 	for _, p := range r.backlog[:n] {
-		r.send(p)
+		r.send(p, w)
 	}
 	clear(r.backlog[:n])
 	r.backlog = r.backlog[n:]
@@ -137,7 +152,7 @@ func (r *Reader) scheduleDrain(w *worker) {
 }
 
 // send writes one packet to the sink. It runs on the reader's worker.
-func (r *Reader) send(p *Packet) {
+func (r *Reader) send(p *Packet, w *worker) {
 	if r.closed.Load() {
 		return
 	}
@@ -171,7 +186,13 @@ func (r *Reader) send(p *Packet) {
 	if seqNewer(h.SequenceNumber, r.lastSeq) {
 		r.lastSeq = h.SequenceNumber
 	}
-	if err := r.sink.WriteRTP(h, p.Payload); err != nil {
+	if r.batch != nil {
+		f, err := r.batch.QueueRTP(w.id, h, p.Payload)
+		if err != nil {
+			return
+		}
+		w.pendingFlush(f)
+	} else if err := r.sink.WriteRTP(h, p.Payload); err != nil {
 		return
 	}
 	r.packets.Add(1)

@@ -71,6 +71,7 @@ type Track struct {
 	cadenceReaders atomic.Int64
 	cadenceAsk     atomic.Int64 // UnixNano of the last cadence request
 	cadenceAsked   atomic.Uint64
+	cadenceLag     atomic.Int64 // how late the publisher answers, ns (decaying maximum)
 
 	delay delayMeter // guarded by mu but for its atomics
 
@@ -166,6 +167,7 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 		// Only the first packet of a keyframe's access unit starts it.
 		p.Keyframe = !t.prevInSeen || h.Timestamp != t.prevInTS || t.info.Kind == codec.Audio
 		if p.Keyframe && t.info.Kind == codec.Video {
+			t.noteCadenceAnswer(now.UnixNano())
 			t.lastKeyframe.Store(now.UnixNano())
 		}
 	}
@@ -271,14 +273,18 @@ func (t *Track) RequestKeyframe() {
 }
 
 // keepCadence asks for a keyframe when the current GOP is about to reach
-// keyMax. It asks a little early (a tenth, at most 200 ms) so that the
-// answer, a round trip and a frame later, still lands within keyMax. One
-// request per GOP; asked again if the publisher has not answered within
-// half the interval (a lost RTCP packet). Publishers that cannot be asked
-// (RTMP, RTSP) keep their own GOP.
+// keyMax. It asks early enough that the answer still lands within keyMax:
+// a tenth of it (at most 200 ms), or more when this publisher has answered
+// later than that (a browser short of CPU takes 300 ms and more), but never
+// earlier than three quarters of keyMax. One request per GOP; asked again if
+// the publisher has not answered within half the interval (a lost RTCP
+// packet). Publishers that cannot be asked (RTMP, RTSP) keep their own GOP.
 func (t *Track) keepCadence(now int64) {
 	max := int64(t.keyMax)
 	lead := min(max/10, int64(200*time.Millisecond))
+	if lag := t.cadenceLag.Load(); lag+lag/4 > lead {
+		lead = min(lag+lag/4, max/4)
+	}
 	last := t.lastKeyframe.Load()
 	if now-last < max-lead {
 		return
@@ -292,6 +298,22 @@ func (t *Track) keepCadence(now int64) {
 	}
 	t.cadenceAsked.Add(1)
 	t.RequestKeyframe()
+}
+
+// noteCadenceAnswer measures how long the publisher took to answer an
+// outstanding cadence request with the keyframe arriving now. The estimate
+// follows a slower answer at once and forgets it over a few GOPs.
+func (t *Track) noteCadenceAnswer(now int64) {
+	asked := t.cadenceAsk.Load()
+	if asked == 0 || asked <= t.lastKeyframe.Load() {
+		return // no request outstanding: a natural keyframe
+	}
+	lag := now - asked
+	if lag > int64(t.keyMax) {
+		return // not an answer to that request
+	}
+	prev := t.cadenceLag.Load()
+	t.cadenceLag.Store(max(lag, prev-prev/8))
 }
 
 func (t *Track) sendKeyframeRequest() {
@@ -310,6 +332,9 @@ func (t *Track) sendKeyframeRequest() {
 func (t *Track) addReader(sink Sink) *Reader {
 	w := t.pool.leastLoaded()
 	r := &Reader{track: t, sink: sink, worker: w}
+	if bs, ok := sink.(BatchSink); ok {
+		r.batch = bs
+	}
 	if cs, ok := sink.(CadenceSink); ok && cs.KeyframeCadence() {
 		r.cadence = true
 		t.cadenceReaders.Add(1)
