@@ -182,3 +182,88 @@ type countSink struct{ n atomic.Int64 }
 
 func (s *countSink) WriteRTP(*rtp.Header, []byte) error                     { s.n.Add(1); return nil }
 func (s *countSink) WriteSenderReport(uint64, uint32, uint32, uint32) error { return nil }
+
+// slowSource answers a keyframe request only after a delay, as a browser
+// short of CPU does.
+type slowSource struct {
+	delay time.Duration
+	mu    sync.Mutex
+	due   time.Time
+}
+
+func (s *slowSource) RequestKeyframe(int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.due.IsZero() {
+		s.due = time.Now().Add(s.delay)
+	}
+}
+
+func (s *slowSource) keyframeDue() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.due.IsZero() || time.Now().Before(s.due) {
+		return false
+	}
+	s.due = time.Time{}
+	return true
+}
+
+// A publisher that answers late gets asked earlier: after the first late
+// answer its GOPs stay within keyframe-max-interval.
+func TestKeyframeCadenceLearnsSlowAnswers(t *testing.T) {
+	const maxInterval = time.Second
+	const frame = 3000
+	hub := relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2,
+		KeyframeInterval: 50 * time.Millisecond, KeyframeMaxInterval: maxInterval})
+	defer hub.Close()
+	src := &slowSource{delay: 250 * time.Millisecond}
+	pub, err := hub.Publish("room/slow", []relay.TrackInfo{h264Info}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := pub.Stream()
+	r, err := New(Params{Logger: testLogger()}).Subscribe(st, st.Tracks()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5500*time.Millisecond)
+	defer cancel()
+	var gaps []int64
+	done := make(chan struct{})
+	go func() { defer close(done); gaps = keyframeGaps(ctx, r) }()
+	h := rtp.Header{Version: 2, PayloadType: 96, Marker: true, SequenceNumber: 100, Timestamp: 9000}
+	tick := time.NewTicker(time.Second / 30)
+	defer tick.Stop()
+loop:
+	for i := 0; ; i++ {
+		p := []byte{0x41, 0x9a, byte(i), byte(i >> 8)}
+		if i == 0 || src.keyframeDue() {
+			p[0] = 0x65
+		}
+		pub.WriteRTP(0, &h, p)
+		h.SequenceNumber++
+		h.Timestamp += 3000
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+	}
+	<-done
+	if len(gaps) < 4 {
+		t.Fatalf("saw %d keyframe gaps, want at least 4: %v", len(gaps), gaps)
+	}
+	limit := int64(maxInterval.Seconds()*90000) + 2*frame
+	// The first request is made with the default lead and answered late;
+	// from the second GOP on the lead covers the publisher's delay.
+	for _, d := range gaps[2:] {
+		if d > limit {
+			t.Errorf("GOP of %.0f ms after learning a 250 ms answer time, want <= %v (+2 frames): %v", float64(d)/90, maxInterval, gaps)
+			break
+		}
+	}
+	t.Logf("GOPs (ticks): %v", gaps)
+}
