@@ -16,6 +16,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/livegate/livegate/relay/rtc/lite"
 )
 
 // Config configures the WebRTC engine.
@@ -40,7 +42,12 @@ type Config struct {
 	ICEDisconnectedTimeout time.Duration
 	ICEFailedTimeout       time.Duration
 	ICEKeepalive           time.Duration
-	Logger                 *slog.Logger
+	// LiteViewers puts WHEP viewers on livegate's own transport (package
+	// lite) instead of pion PeerConnections: it takes their packets from
+	// the shared UDP socket (and their ICE-TCP connections) before pion's
+	// muxes see them.
+	LiteViewers bool
+	Logger      *slog.Logger
 }
 
 // Engine creates PeerConnections for publishers and readers. Both share the
@@ -50,6 +57,7 @@ type Engine struct {
 	mux       *ice.UDPMuxDefault
 	tcp       net.Listener // nil without ICE-TCP
 	tcpMux    *ice.TCPMuxDefault
+	lite      *lite.Transport // nil unless cfg.LiteViewers
 	publisher *webrtc.API
 	// simulcast is the publisher API with the header extensions that tag
 	// simulcast layers. Only offers with simulcast use it, so the answers
@@ -97,7 +105,16 @@ func NewEngine(cfg Config) (*Engine, error) {
 		_ = conn.SetReadBuffer(4 << 20)
 		_ = conn.SetWriteBuffer(4 << 20)
 		e.conn = conn
-		e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn})
+		var forPion net.PacketConn = conn
+		if cfg.LiteViewers {
+			if e.lite, err = lite.New(lite.Params{Conn: conn, Logger: cfg.Logger,
+				ConsentTimeout: cfg.ICEDisconnectedTimeout + cfg.ICEFailedTimeout}); err != nil {
+				_ = conn.Close()
+				return nil, err
+			}
+			forPion = e.lite.PacketConn()
+		}
+		e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: forPion})
 	}
 	if cfg.TCPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.TCPAddr)
@@ -188,12 +205,8 @@ func (e *Engine) newAPI(cfg Config, publisher, simulcast bool) (*webrtc.API, err
 	// publisher resends them every time for nothing.
 	s.SetSRTPReplayProtectionWindow(1024)
 	s.SetIncludeLoopbackCandidate(cfg.IncludeLoopback || len(cfg.IPs) > 0)
-	if len(cfg.IPs) > 0 {
-		if err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
-			External:        cfg.IPs,
-			AsCandidateType: webrtc.ICECandidateTypeHost,
-			Mode:            webrtc.ICEAddressRewriteReplace,
-		}); err != nil {
+	if rules := rewriteRules(cfg.IPs); len(rules) > 0 {
+		if err := s.SetICEAddressRewriteRules(rules...); err != nil {
 			return nil, fmt.Errorf("webrtc-ips: %w", err)
 		}
 	}
@@ -263,6 +276,9 @@ func (e *Engine) TCPAddr() net.Addr {
 // Close releases the media ports. PeerConnections should be closed first.
 func (e *Engine) Close() error {
 	var errs []error
+	if e.lite != nil {
+		e.lite.Close()
+	}
 	if e.mux != nil {
 		errs = append(errs, e.mux.Close(), e.conn.Close())
 	}
@@ -271,6 +287,27 @@ func (e *Engine) Close() error {
 		errs = append(errs, e.tcpMux.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// rewriteRules replaces host candidate addresses: plain IPs replace every
+// interface address, a PUBLIC/LOCAL pair only LOCAL.
+func rewriteRules(ips []string) []webrtc.ICEAddressRewriteRule {
+	var rules []webrtc.ICEAddressRewriteRule
+	var plain []string
+	for _, ip := range ips {
+		pub, local, pair := strings.Cut(ip, "/")
+		if !pair {
+			plain = append(plain, pub)
+			continue
+		}
+		rules = append(rules, webrtc.ICEAddressRewriteRule{External: []string{pub}, Local: local,
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace})
+	}
+	if len(plain) > 0 {
+		rules = append(rules, webrtc.ICEAddressRewriteRule{External: plain,
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace})
+	}
+	return rules
 }
 
 // CheckIPs validates advertised addresses: IP or PUBLIC/LOCAL (1:1 NAT).
