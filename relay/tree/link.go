@@ -41,6 +41,9 @@ type link struct {
 	why     string // why the link ended, set before done closes
 	once    sync.Once
 	wg      sync.WaitGroup
+	// Keepalive answers seen by parentAnswered (follow goroutine only).
+	answers    uint64
+	answeredAt time.Time
 	// background runs the best-effort DELETE of a closed link so that a
 	// parent that does not answer never delays a failover.
 	background func(func())
@@ -244,6 +247,19 @@ func (l *link) silentFor(deadAfter time.Duration) time.Duration {
 		return 4 * deadAfter
 	}
 	return 0
+}
+
+// parentAnswered reports whether the parent answered one of the ICE
+// keepalives (sent every 100 ms on relay links) within the last d. It must
+// be asked regularly: it notes when the count of answers last moved.
+// Only the goroutine that follows the link calls it.
+func (l *link) parentAnswered(d time.Duration) bool {
+	now := time.Now()
+	st, ok := l.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
+	if ok && (st.ResponsesReceived != l.answers || l.answeredAt.IsZero()) {
+		l.answers, l.answeredAt = st.ResponsesReceived, now
+	}
+	return now.Sub(l.answeredAt) < d
 }
 
 // quiet is how long the link has gone without a packet.

@@ -237,12 +237,16 @@ const (
 )
 
 // follow forwards a link until it breaks or ctx ends. A link that goes
-// silent is replaced without letting go of the stream: at half the dead
-// time another parent that has the stream (a sibling with its own path to
-// the origin, or the node the directory now names) is dialed and kept
-// ready; at the dead time it takes the stream over, which viewers see as
+// silent while its parent stops answering keepalives (or, with the
+// directory, while the directory names another node for the stream) is
+// replaced without letting go of the stream: at half the dead time another
+// parent that has the stream is dialed and kept ready; at the dead time
+// (or when ICE gives up) it takes the stream over, which viewers see as
 // one publisher handing over to the next. If media comes back first, the
-// standby is dropped. It returns the link it ended on.
+// standby is dropped. A silent link whose parent is alive is left alone:
+// the gap is upstream (a paused publisher, or the parent healing its own
+// link), and every edge below it moving would only multiply the churn.
+// It returns the link it ended on.
 func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, idx int, pub *relay.Publication) (*link, string, int, *relay.Publication) {
 	l.start(pub)
 	var (
@@ -253,11 +257,17 @@ func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, 
 		recheck     = max(2*pl.p.DeadAfter, 500*time.Millisecond)
 		dropStandby = func() { standby.close(); standby.drain(); standby = nil }
 		log         = pl.p.Logger.With("stream", pu.path)
+		located     = len(pl.p.Parents) == 0 && pl.p.Locate != nil
 		watch       = func(quiet, lim time.Duration) bool {
+			alive := l.parentAnswered(lim / 2)
 			if standby != nil {
 				return quiet < lim/2 || quiet >= lim // back, or dead
 			}
-			return quiet >= lim/2 && time.Since(lastTry) >= recheck
+			// A parent that still answers its keepalives is up and has
+			// nothing to send: its own source paused or it is healing its
+			// own link. Moving elsewhere would only churn, unless the
+			// directory says the stream now comes from another node.
+			return quiet >= lim/2 && time.Since(lastTry) >= recheck && (!alive || located)
 		}
 	)
 	for {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,34 @@ func TestRelayTreeKillParent(t *testing.T) {
 		t.Errorf("longest gap %v after a parent was killed, want < 1 s", worst)
 	}
 	checkContinuity(t, reps)
+
+	// The killed edge comes back at the same address: nobody moves back.
+	addr := strings.TrimPrefix(r1.base, "http://")
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		_ = ln.Close()
+		back := startGateway(t, func(c *Config) {
+			c.HTTP, c.RelayParents, c.ClusterKey, c.RelayLinger, c.Grace = addr, []string{origin.base}, clusterKey, 30*time.Second, 5*time.Second
+		})
+		dials := make([]int64, len(leaves))
+		for i, l := range leaves {
+			dials[i] = l.Puller().Dials()
+		}
+		since := time.Now()
+		time.Sleep(2 * time.Second)
+		for i, l := range leaves {
+			if links := l.Puller().Links(); len(links) != 1 || links[0].Parent != r2.base || l.Puller().Dials() != dials[i] {
+				t.Errorf("leaf%d after its old parent came back: links %v, %d new dials", i+1, links, l.Puller().Dials()-dials[i])
+			}
+		}
+		for _, v := range viewers {
+			if r := measureGap(v.name, v.v, since); r.gap > 300*time.Millisecond {
+				t.Errorf("after the old parent came back: %s", r)
+			}
+		}
+		t.Logf("the killed edge is back at %s: the leaves stay where they are", back.base)
+	} else {
+		t.Logf("the killed edge's address is taken meanwhile (%v): not checking its return", err)
+	}
 
 	// The publisher's connection drops (no DELETE) and it publishes again.
 	cancel()
