@@ -281,3 +281,26 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A session that ended before its candidates were counted is forgotten at
+// once, without deadlock.
+func TestCandidateBudgetOfClosedSession(t *testing.T) {
+	var b candidateBudget
+	sess := rtc.NewSession("r/a", "127.0.0.1", nil)
+	sess.Close()
+	done := make(chan error, 1)
+	go func() { done <- b.take(sess, 3, 50) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("take on a closed session deadlocked")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.per) != 0 {
+		t.Fatalf("closed session still counted: %v", b.per)
+	}
+}

@@ -89,20 +89,19 @@ func (b *candidateBudget) take(sess *rtc.Session, n, limit int) error {
 		return nil
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.per == nil {
 		b.per = map[*rtc.Session]int{}
 	}
-	used, ok := b.per[sess]
-	if !ok {
-		// A session not (or no longer) tracked: closed, or from before.
-		used = 0
-	}
+	used, tracked := b.per[sess]
 	if used+n > limit {
+		b.mu.Unlock()
 		return tooManyCandidates(limit)
 	}
 	b.per[sess] = used + n
-	if !ok {
+	b.mu.Unlock()
+	if !tracked {
+		// Outside the lock: for a session already closed, OnClose runs
+		// forget at once.
 		sess.OnClose(func() { b.forget(sess) })
 	}
 	return nil
