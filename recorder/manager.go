@@ -284,6 +284,8 @@ func (m *Manager) loadSpool() error {
 			man.End = man.Start.Add(man.duration())
 			if err := man.save(dir); err != nil {
 				m.log.Error("recorder: cannot update manifest", "id", man.ID, "err", err)
+			} else {
+				journaled = 0 // the journal is folded in
 			}
 			m.log.Warn("recorder: recording was interrupted by a crash; keeping what was spooled",
 				"id", man.ID, "stream", man.Stream, "segments", len(man.Segments))
