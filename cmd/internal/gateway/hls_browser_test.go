@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -212,6 +213,10 @@ func TestHLSJSPlaysBrowserHost(t *testing.T) {
 	bad, nTargets := len(plErrs), len(targets)
 	mu.Unlock()
 
+	// Every segment of the last playlist decodes with the init section the
+	// playlist names for it, and that init announces its picture size.
+	checkInitSections(t, g.base+"/hls/e2e/hlshost/")
+
 	if *first.FirstFrame > 4000 {
 		t.Errorf("first picture after %.0f ms, want < 4000", *first.FirstFrame)
 	}
@@ -273,4 +278,84 @@ func histogram(durs map[string]string) string {
 		fmt.Fprintf(&b, "%d ms: %d; ", k, count[k])
 	}
 	return b.String()
+}
+
+// checkInitSections fetches each media segment of the video playlist
+// (under base) with the EXT-X-MAP that applies to it and has ffprobe
+// compare the size the init section announces with the size of every
+// decoded picture.
+func checkInitSections(t *testing.T, base string) {
+	t.Helper()
+	ffprobe := needProgram(t, "ffprobe")
+	res, err := httpClient.Get(base + "video1_stream.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	pl := string(b)
+	dir := t.TempDir()
+	init := ""
+	sizes := map[string]int{}
+	gone := 0
+	for _, l := range strings.Split(pl, "\n") {
+		if m := regexp.MustCompile(`^#EXT-X-MAP:URI="([^"]+)"`).FindStringSubmatch(l); m != nil {
+			init = m[1]
+			continue
+		}
+		if l == "" || strings.HasPrefix(l, "#") || l == "gap.mp4" {
+			continue
+		}
+		var data []byte
+		for _, f := range []string{init, l} {
+			res, err := httpClient.Get(base + f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode == 404 && f == l && len(sizes) == 0 {
+				gone++ // left the window since the playlist was read
+				data = nil
+				break
+			}
+			if res.StatusCode != 200 {
+				t.Fatalf("GET %s: %d", f, res.StatusCode)
+			}
+			data = append(data, b...)
+		}
+		if data == nil {
+			continue
+		}
+		file := filepath.Join(dir, l)
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(ffprobe, "-v", "error", "-select_streams", "v",
+			"-show_entries", "stream=width,height:frame=width,height", "-of", "csv=p=0", file).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ffprobe %s + %s: %v\n%s", init, l, err, out)
+		}
+		lines := strings.Fields(strings.ReplaceAll(string(out), ",\n", "\n"))
+		for i := range lines {
+			lines[i] = strings.Trim(lines[i], ",")
+		}
+		if len(lines) < 2 {
+			t.Fatalf("%s: ffprobe says %q", l, out)
+		}
+		for _, sz := range lines[1:] {
+			if sz != lines[0] {
+				t.Fatalf("%s with %s: the init section says %s, pictures are %s", l, init, lines[0], sz)
+			}
+		}
+		sizes[lines[0]]++
+	}
+	checked := 0
+	for _, c := range sizes {
+		checked += c
+	}
+	if checked < 4 {
+		t.Fatalf("only %d segments checked (%d gone)", checked, gone)
+	}
+	t.Logf("segments of the playlist by size (each matches its init section): %v", sizes)
 }
