@@ -340,3 +340,48 @@ func TestRelayOriginMoved(t *testing.T) {
 		pub.stop() // PeerConnection closed, no DELETE
 	})
 }
+
+// TestRelayChainKillMiddle: four levels, origin -> two edges -> B -> C,
+// with viewers on B and C. The edge feeding B is killed: B moves to the
+// other edge, and C, whose own parent B stays up, waits for B instead of
+// moving too; viewers at both levels see one gap under a second.
+func TestRelayChainKillMiddle(t *testing.T) {
+	origin := startGateway(t, func(c *Config) { c.ClusterKey = clusterKey })
+	a1 := edge(t, 30*time.Second, origin)
+	a2 := edge(t, 30*time.Second, origin)
+	b := edge(t, 30*time.Second, a1, a2)
+	c := edge(t, 30*time.Second, b)
+	clp := loadClip(t)
+	pub := &publisherHandle{Publisher: origin.publish(t, "chain/cam")}
+	pub.start(clp)
+	t.Cleanup(pub.stop)
+	waitFor(t, 5*time.Second, "the stream live on the origin", func() bool {
+		st, ok := origin.Hub().Get("chain/cam")
+		return ok && st.Live()
+	})
+	vb, vc := b.view(t, "chain/cam"), c.view(t, "chain/cam")
+	for _, v := range []*viewer{vb, vc} {
+		waitFor(t, 10*time.Second, "frames", func() bool { f, _, _ := v.snapshot(); return len(f) > 60 })
+	}
+	if l := b.Puller().Links(); len(l) != 1 || l[0].Parent != a1.base {
+		t.Fatalf("B pulls from %v, want %s", l, a1.base)
+	}
+	cDials := c.Puller().Dials()
+	killedAt := time.Now()
+	a1.kill()
+	time.Sleep(2500 * time.Millisecond)
+	reps := []gapReport{measureGap("B's viewer", vb, killedAt), measureGap("C's viewer", vc, killedAt)}
+	for _, r := range reps {
+		t.Logf("middle edge killed: %s", r)
+		if r.gap >= time.Second {
+			t.Errorf("%s: gap of %v, want < 1 s", r.name, r.gap)
+		}
+	}
+	checkContinuity(t, reps)
+	if l := b.Puller().Links(); len(l) != 1 || l[0].Parent != a2.base {
+		t.Errorf("B pulls from %v after the kill, want %s", l, a2.base)
+	}
+	if n := c.Puller().Dials() - cDials; n != 0 {
+		t.Errorf("C dialed %d times although its parent stayed up", n)
+	}
+}
