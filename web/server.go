@@ -69,6 +69,8 @@ type Params struct {
 	// gateway at host, identified as user. They go with every 201 answer
 	// and with the OPTIONS answer of an offer URL the client may use.
 	ICEServers func(host, user string) []string
+	// SelfTest, if set, serves the connectivity self-test page (/check).
+	SelfTest SelfTest
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (for logs and per-address limits). Forwarding headers
 	// from anyone else are ignored.
@@ -165,6 +167,9 @@ func New(p Params) *Server {
 
 	if p.Recordings != nil {
 		s.registerRecordings(p.Recordings)
+	}
+	if p.SelfTest != nil {
+		s.registerCheck(p.SelfTest)
 	}
 	if p.Metrics != nil {
 		e.GET("/metrics", func(c echo.Context) error {

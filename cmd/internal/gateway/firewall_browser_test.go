@@ -213,3 +213,77 @@ func TestBrowserNoUDPNoMediaTCPOverTURN(t *testing.T) {
 		t.Fatalf("viewer connected over %+v, want a TURN relay reached over TCP", vp)
 	}
 }
+
+// TestBrowserSelfTestTellsNetworksApart: the /check page, in Chromium,
+// reports each network correctly: everything open (UDP), UDP dropped
+// (TCP), UDP and the media TCP port dropped (TURN over TCP), and the TURN
+// ports dropped too (nothing).
+func TestBrowserSelfTestTellsNetworksApart(t *testing.T) {
+	b := browserTest(t, 150*time.Second)
+	if b == nil {
+		hostNFTablesClean(t)
+		return
+	}
+	g := startGateway(t, func(c *Config) {
+		c.ICE.TURNUDP, c.ICE.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
+		c.ICE.TURNRelayIP = turnRelay
+	})
+	_, turnTCP, _ := g.turn.Addrs()
+	ctx, _ := b.tab(t, "check")
+	type result struct {
+		Name   string `json:"name"`
+		Kind   string `json:"kind"`
+		OK     bool   `json:"ok"`
+		Detail string `json:"detail"`
+	}
+	type report struct {
+		State   string   `json:"state"`
+		Case    string   `json:"case"`
+		Verdict string   `json:"verdict"`
+		Results []result `json:"results"`
+	}
+	for _, tc := range []struct {
+		name     string
+		drop     func()
+		want     string
+		works    []string // kinds with at least one working path
+		verdicts string   // in the verdict
+	}{
+		{"open", func() {}, "udp", []string{"udp", "tcp", "turn"}, "Everything works"},
+		{"no UDP", func() { dropUDP(t) }, "tcp", []string{"tcp", "turn"}, "blocks UDP"},
+		{"no UDP, no media TCP", func() { dropUDP(t, tcpPort(g.TCPAddr())) }, "turn", []string{"turn"}, "TURN relay"},
+		{"nothing", func() { dropUDP(t, tcpPort(g.TCPAddr()), tcpPort(turnTCP)) }, "none", nil, "No way for media"},
+	} {
+		resetNFT(t)
+		tc.drop()
+		start := time.Now()
+		b.navigate(t, ctx, g.base+"/check")
+		r := waitPage(t, ctx, 20*time.Second, "the check to finish ("+tc.name+")", `window.check`,
+			func(r report) (bool, error) { return r.State == "done", nil })
+		t.Logf("%s: %s after %v: %q", tc.name, r.Case, time.Since(start).Round(10*time.Millisecond), r.Verdict)
+		for _, x := range r.Results {
+			t.Logf("  %s: ok=%v %s", x.Name, x.OK, x.Detail)
+		}
+		if r.Case != tc.want || !strings.Contains(r.Verdict, tc.verdicts) {
+			t.Errorf("%s: case %q (%q), want %q", tc.name, r.Case, r.Verdict, tc.want)
+		}
+		works := map[string]bool{}
+		for _, x := range r.Results {
+			works[x.Kind] = works[x.Kind] || x.OK
+		}
+		for _, k := range []string{"udp", "tcp", "turn"} {
+			if want := contains(tc.works, k); works[k] != want {
+				t.Errorf("%s: %s works = %v, want %v", tc.name, k, works[k], want)
+			}
+		}
+	}
+}
+
+// resetNFT removes the test's rules (no-op when there are none).
+func resetNFT(t *testing.T) {
+	t.Helper()
+	if only, _, _, err := loopbackOnly(); err != nil || !only {
+		t.Fatal("refusing to change nftables outside the test's namespace")
+	}
+	_ = exec.Command("nft", "delete", "table", "inet", nftTable).Run()
+}

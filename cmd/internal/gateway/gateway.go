@@ -126,6 +126,7 @@ type Gateway struct {
 	// turnSecret signs TURN credentials; links is what clients are handed.
 	turnSecret string
 	links      turn.ICEServers
+	check      *selfTest
 	whip       *whip.Server
 	whep       *whep.Server
 	rooms      *rooms.Manager
@@ -243,6 +244,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		g.closeMedia()
 		return nil, err
 	}
+	g.check = newSelfTest(g.engine)
 	g.whip = whip.New(whip.Params{Engine: g.engine, Hub: g.hub, VideoCodecs: cfg.VideoCodecs,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxPublishers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
 	var pull func(context.Context, string) error
@@ -323,7 +325,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			ViewsPerMinute: cfg.ViewsPerMinute, EventStreamsPerIdentity: cfg.EventStreamsPerID,
 			CandidatesPerSession: cfg.CandidatesPerSess, RefusePrivateCandidates: cfg.RefusePrivateCandidates},
 		CORSOrigin: cfg.CORSOrigin, Logger: log, Policy: g.policy, TrustedProxies: proxies,
-		ICEServers: g.linkHeaders})
+		ICEServers: g.linkHeaders, SelfTest: g.check})
 	g.web.RegisterBypass(hlsSrv, g.push)
 
 	if err := g.checkAuth(); err != nil {
@@ -572,6 +574,9 @@ func (g *Gateway) closeMedia() {
 		g.hls.Close()
 	}
 	g.hub.Close()
+	if g.check != nil {
+		g.check.Close()
+	}
 	if g.turn != nil {
 		_ = g.turn.Close()
 	}

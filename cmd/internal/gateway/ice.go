@@ -12,10 +12,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/webrtc/v4"
 
+	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/turn"
 )
 
@@ -324,4 +327,82 @@ func (g *Gateway) linkHeaders(host, user string) []string {
 		out[i] = s.Link()
 	}
 	return out
+}
+
+// selfTest serves the connectivity self-test page from the engine. It
+// owns the test PeerConnections: each ends after its hold time, all end
+// when the gateway closes, and at most maxChecks run at once (anyone may
+// ask, and each costs an ICE agent and a DTLS handshake).
+type selfTest struct {
+	e       *rtc.Engine
+	mu      sync.Mutex
+	running int
+	pcs     map[*webrtc.PeerConnection]*time.Timer
+	closed  bool
+}
+
+const maxChecks = 32
+
+func newSelfTest(e *rtc.Engine) *selfTest {
+	return &selfTest{e: e, pcs: map[*webrtc.PeerConnection]*time.Timer{}}
+}
+
+func (s *selfTest) Check(ctx context.Context, offer, transport string, hold time.Duration) (string, error) {
+	s.mu.Lock()
+	if s.closed || s.running >= maxChecks {
+		s.mu.Unlock()
+		return "", rtc.ErrCheckBusy
+	}
+	s.running++
+	s.mu.Unlock()
+	pc, answer, err := s.e.Check(ctx, offer, transport)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.running--
+		return "", err
+	}
+	if s.closed {
+		s.running--
+		_ = pc.Close()
+		return "", rtc.ErrCheckBusy
+	}
+	s.pcs[pc] = time.AfterFunc(hold, func() { s.end(pc) })
+	return answer, nil
+}
+
+func (s *selfTest) end(pc *webrtc.PeerConnection) {
+	s.mu.Lock()
+	_, ok := s.pcs[pc]
+	if ok {
+		delete(s.pcs, pc)
+		s.running--
+	}
+	s.mu.Unlock()
+	if ok {
+		_ = pc.Close()
+	}
+}
+
+// Close ends every test connection.
+func (s *selfTest) Close() {
+	s.mu.Lock()
+	s.closed = true
+	pcs := s.pcs
+	s.pcs = map[*webrtc.PeerConnection]*time.Timer{}
+	s.mu.Unlock()
+	for pc, t := range pcs {
+		t.Stop()
+		_ = pc.Close()
+	}
+}
+
+func (s *selfTest) MediaPorts() (udp, tcp int) {
+	if a, ok := s.e.LocalAddr().(*net.UDPAddr); ok {
+		udp = a.Port
+	}
+	if a, ok := s.e.TCPAddr().(*net.TCPAddr); ok {
+		tcp = a.Port
+	}
+	return udp, tcp
 }
