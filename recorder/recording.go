@@ -111,12 +111,11 @@ func (m *Manager) Start(path string) (Info, error) {
 	now := time.Now()
 	id := newID(now)
 	man := &Manifest{ID: id, Stream: path, Key: path + "/" + id + "/", Start: now}
-	var tracks []segmenter.Track
+	var tracks []relay.TrackInfo
 	var rtracks []*relay.Track
 	for _, t := range st.Tracks() {
 		in := t.Info()
-		tracks = append(tracks, segmenter.Track{Kind: string(in.Kind), MimeType: in.Codec.MimeType,
-			ClockRate: in.Codec.ClockRate, Channels: in.Codec.Channels, Fmtp: in.Codec.Fmtp})
+		tracks = append(tracks, in)
 		rtracks = append(rtracks, t)
 		if segmenter.Muxable(in.Codec.MimeType) {
 			man.Tracks = append(man.Tracks, in.Codec.MimeType)

@@ -11,13 +11,9 @@ import (
 	"github.com/livegate/livegate/relay/codec"
 )
 
-// Codec describes a track's codec as negotiated with its publisher.
-type Codec struct {
-	MimeType  string `json:"mimeType"`
-	ClockRate uint32 `json:"clockRate"`
-	Channels  uint16 `json:"channels,omitempty"`
-	Fmtp      string `json:"fmtp,omitempty"`
-}
+// Codec describes a track's codec as negotiated with its publisher. It is
+// codec.Codec, kept under this name for the core's callers.
+type Codec = codec.Codec
 
 // TrackInfo describes one published track.
 type TrackInfo struct {

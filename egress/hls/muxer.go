@@ -20,6 +20,7 @@ import (
 
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/aac"
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 )
 
@@ -140,7 +141,7 @@ func (m *muxer) mux() error {
 	// so that both tracks' clocks are known, keeping what arrives.
 	start := time.NewTimer(m.s.p.StartTimeout)
 	defer start.Stop()
-	sps, pps := frames.SpropParameterSets(m.video.Info().Codec.Fmtp)
+	sps, pps := codec.H264SpropParameterSets(m.video.Info().Codec.Fmtp)
 	var vbuf, abuf []*frames.Frame
 	var cbuf []aac.Frame
 	var settle <-chan time.Time
@@ -154,7 +155,7 @@ func (m *muxer) mux() error {
 			return fmt.Errorf("%w: no H.264 keyframe with SPS/PPS within %v", ErrNotReady, m.s.p.StartTimeout)
 		case f := <-vr.Frames():
 			if len(vbuf) == 0 {
-				s, p := frames.H264ParamSets(f.Units)
+				s, p := codec.H264ParamSets(f.Units)
 				if s != nil {
 					sps = s
 				}
@@ -396,7 +397,7 @@ func (w *writer) video(f *frames.Frame) {
 	// announce them from the first segment that starts with them.
 	m.mu.Lock()
 	if f.Key {
-		sps, pps := frames.H264ParamSets(f.Units)
+		sps, pps := codec.H264ParamSets(f.Units)
 		if _, changed, err := m.vs.observe(sps, pps); err != nil {
 			m.s.log.Warn("hls: bad H.264 parameters", "stream", m.path, "err", err)
 		} else if changed && m.vs.cur.n > 0 {

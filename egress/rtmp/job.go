@@ -227,7 +227,7 @@ func (j *job) session(ctx context.Context) error {
 	// The frame and AAC readers are taken only now that the server has
 	// accepted the publish: a job whose server is down costs no
 	// transcoder, and no keyframes asked of the publisher, per attempt.
-	sps, pps := frames.SpropParameterSets(video.Info().Codec.Fmtp)
+	sps, pps := codec.H264SpropParameterSets(video.Info().Codec.Fmtp)
 	wait, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var first *frames.Frame
@@ -245,7 +245,7 @@ func (j *job) session(ctx context.Context) error {
 		case <-vr.Done():
 			return errStreamDone
 		case f := <-vr.Frames():
-			s, p := frames.H264ParamSets(f.Units)
+			s, p := codec.H264ParamSets(f.Units)
 			if s != nil {
 				sps = s
 			}
@@ -302,7 +302,7 @@ func (j *job) session(ctx context.Context) error {
 		// start, bandwidth or CPU adaptation): the new SPS/PPS go to the
 		// server in band as a new AVC sequence header, as encoders that
 		// change resolution do, so the CDN connection lives on.
-		if s, p := frames.H264ParamSets(f.Units); (s != nil && !bytes.Equal(s, sps)) || (p != nil && !bytes.Equal(p, pps)) {
+		if s, p := codec.H264ParamSets(f.Units); (s != nil && !bytes.Equal(s, sps)) || (p != nil && !bytes.Equal(p, pps)) {
 			ns, np := sps, pps
 			if s != nil {
 				ns = s

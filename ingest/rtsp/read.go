@@ -15,7 +15,6 @@ import (
 
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
-	"github.com/livegate/livegate/relay/frames"
 )
 
 // output is the RTSP side of one relay path: the description and the
@@ -77,7 +76,7 @@ func (s *Server) acquire(path string, ref bool) (*output, error) {
 func formatFor(info relay.TrackInfo) format.Format {
 	switch strings.ToLower(info.Codec.MimeType) {
 	case strings.ToLower(codec.MimeH264):
-		sps, pps := frames.SpropParameterSets(info.Codec.Fmtp)
+		sps, pps := codec.H264SpropParameterSets(info.Codec.Fmtp)
 		return &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: sps, PPS: pps}
 	case strings.ToLower(codec.MimeVP8):
 		return &format.VP8{PayloadTyp: 97}

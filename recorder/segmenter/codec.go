@@ -2,7 +2,6 @@ package segmenter
 
 import (
 	"bytes"
-	"encoding/base64"
 	"strings"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
@@ -12,19 +11,14 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 )
 
-// Muxable reports whether a codec can be written to fMP4 by this package.
-// VP8 has no fMP4 binding in mediacommon (and none in CMAF), so VP8 tracks
-// are left out of recordings.
-func Muxable(mime string) bool {
-	switch strings.ToLower(mime) {
-	case "video/h264", "video/vp9", "video/av1", "audio/opus":
-		return true
-	}
-	return false
-}
+// Muxable reports whether a codec can be written to fMP4 by this package:
+// every codec the frame layer frames (VP8 has no fMP4 binding in
+// mediacommon, and none in CMAF, so VP8 tracks are left out of recordings).
+func Muxable(mime string) bool { return codec.Framed(mime) }
 
 // converted is a frame ready for the muxer.
 type converted struct {
@@ -118,30 +112,6 @@ func (t *track) convertH264(f frames.RawFrame) (c converted, ok bool) {
 	}
 	c.sample, c.codec = s, t.codec
 	return c, true
-}
-
-// spropParameterSets reads SPS and PPS from an H.264 fmtp line, so that a
-// publisher sending parameter sets only out of band can be recorded.
-func spropParameterSets(fmtp string) (sps, pps []byte) {
-	for _, kv := range strings.Split(fmtp, ";") {
-		k, v, found := strings.Cut(strings.TrimSpace(kv), "=")
-		if !found || !strings.EqualFold(k, "sprop-parameter-sets") {
-			continue
-		}
-		for _, part := range strings.Split(v, ",") {
-			b, err := base64.StdEncoding.DecodeString(part)
-			if err != nil || len(b) == 0 {
-				continue
-			}
-			switch h264.NALUType(b[0] & 0x1f) {
-			case h264.NALUTypeSPS:
-				sps = b
-			case h264.NALUTypePPS:
-				pps = b
-			}
-		}
-	}
-	return sps, pps
 }
 
 // sameCodec reports whether two parameter sets describe the same init.

@@ -9,17 +9,18 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 )
 
 type track struct {
 	idx     int
-	info    Track
+	info    codec.Codec
 	clock   int64
 	enabled bool
 	video   bool
 	dp      frames.Depacketizer
-	seq     seqTracker
+	seq     codec.SeqTracker
 
 	// RTP timestamp unwrapping.
 	lastTS    uint32

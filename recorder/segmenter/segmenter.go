@@ -17,17 +17,10 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/pion/rtp"
 
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 )
-
-// Track describes an input track (as negotiated with the publisher).
-type Track struct {
-	Kind      string // "video" or "audio"
-	MimeType  string
-	ClockRate uint32
-	Channels  uint16
-	Fmtp      string
-}
 
 // Segment is one media segment.
 type Segment struct {
@@ -52,7 +45,7 @@ type Output interface {
 
 // Params configures a Segmenter.
 type Params struct {
-	Tracks []Track
+	Tracks []relay.TrackInfo
 	// SegmentDuration is the target duration (default 4 s). Segments are
 	// cut on video keyframes, at the one nearest the target (judged by the
 	// last keyframe interval, and never before half the target), and on
@@ -130,19 +123,19 @@ func New(p Params) (*Segmenter, error) {
 	}
 	s := &Segmenter{p: p, log: p.Logger, lead: -1, cur: newSegBuf(), next: newSegBuf(), lastKey: -1, askedAt: -1}
 	for i, ti := range p.Tracks {
-		t := &track{idx: i, info: ti, clock: int64(ti.ClockRate)}
-		if Muxable(ti.MimeType) && ti.ClockRate > 0 {
-			t.enabled, t.dp = true, frames.NewDepacketizer(ti.MimeType)
-			t.video = strings.EqualFold(ti.Kind, "video")
-			if strings.EqualFold(ti.MimeType, "video/h264") {
-				t.sps, t.pps = spropParameterSets(ti.Fmtp)
+		t := &track{idx: i, info: ti.Codec, clock: int64(ti.Codec.ClockRate)}
+		if Muxable(ti.Codec.MimeType) && ti.Codec.ClockRate > 0 {
+			t.enabled, t.dp = true, frames.NewDepacketizer(ti.Codec.MimeType)
+			t.video = ti.Kind == codec.Video
+			if strings.EqualFold(ti.Codec.MimeType, codec.MimeH264) {
+				t.sps, t.pps = codec.H264SpropParameterSets(ti.Codec.Fmtp)
 			}
 			if s.lead < 0 || (t.video && !s.tracks[s.lead].video) {
 				s.lead = i
 			}
 		} else {
 			s.log.Warn("recording: codec cannot be muxed into fMP4; this track is not recorded, the others are",
-				"track", i, "codec", ti.MimeType)
+				"track", i, "codec", ti.Codec.MimeType)
 		}
 		s.tracks = append(s.tracks, t)
 	}
@@ -164,7 +157,7 @@ func (s *Segmenter) WriteRTP(i int, h *rtp.Header, payload []byte, arrival time.
 	if s.firstArrival.IsZero() {
 		s.firstArrival = arrival
 	}
-	if t.seq.gap(h.SequenceNumber) && t.video && t.started {
+	if t.seq.Gap(h.SequenceNumber) && t.video && t.started {
 		// A lost video packet breaks the pictures that follow until the
 		// next keyframe: record a frozen picture rather than garbage.
 		t.needKey = true

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
 )
 
 // Parameter sets of a browser host's resolution ramp (x264 baseline
@@ -61,9 +64,9 @@ func newHost(t *testing.T, target time.Duration, answers bool) (*host, *memOut) 
 	out := &memOut{inits: map[string][]byte{}}
 	h := &host{answers: answers, start: time.Unix(1_700_000_000, 0)}
 	seg, err := New(Params{
-		Tracks: []Track{
-			{Kind: "video", MimeType: "video/H264", ClockRate: 90000, Fmtp: "packetization-mode=1"},
-			{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2},
+		Tracks: []relay.TrackInfo{
+			{Kind: codec.Video, Codec: codec.Codec{MimeType: codec.MimeH264, ClockRate: 90000, Fmtp: "packetization-mode=1"}},
+			{Kind: codec.Audio, Codec: codec.Codec{MimeType: codec.MimeOpus, ClockRate: 48000, Channels: 2}},
 		},
 		SegmentDuration: target,
 		RequestKeyframe: func(int) { h.asked = true },

@@ -1,6 +1,8 @@
-// Package codec knows the few facts about each supported codec that the
-// fan-out core needs: its name and whether an RTP packet starts a frame that a
-// decoder can begin with (a keyframe). It never depacketises whole frames.
+// Package codec is the one home of codec knowledge: which codecs livegate
+// forwards and frames, a track's codec parameters and how SDP (rtpmap, fmtp,
+// sprop-parameter-sets) spells them, H.264 profiles and levels, whether an
+// RTP packet starts a frame that a decoder can begin with (a keyframe), and
+// RTP sequence gaps. It never depacketises whole frames (relay/frames does).
 package codec
 
 import "strings"
@@ -29,6 +31,19 @@ func Supported(mime string) bool {
 	case strings.EqualFold(mime, MimeH264), strings.EqualFold(mime, MimeVP8),
 		strings.EqualFold(mime, MimeVP9), strings.EqualFold(mime, MimeAV1),
 		strings.EqualFold(mime, MimeOpus):
+		return true
+	}
+	return false
+}
+
+// Framed reports whether the frame layer (relay/frames) can turn a codec's
+// RTP packets into whole frames: H.264, VP9, AV1 and Opus. VP8 is forwarded
+// but not framed (it also has no fMP4 binding, so recordings and HLS leave
+// it out).
+func Framed(mime string) bool {
+	switch {
+	case strings.EqualFold(mime, MimeH264), strings.EqualFold(mime, MimeVP9),
+		strings.EqualFold(mime, MimeAV1), strings.EqualFold(mime, MimeOpus):
 		return true
 	}
 	return false
@@ -76,6 +91,7 @@ func IsKeyframe(mime string, payload []byte) bool {
 const (
 	h264NALUIDR    = 5
 	h264NALUSPS    = 7
+	h264NALUPPS    = 8
 	h264NALUSTAPA  = 24
 	h264NALUFUA    = 28
 	h264NALUHeader = 1

@@ -7,6 +7,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+
+	"github.com/livegate/livegate/relay/codec"
 )
 
 // RawFrame is one access unit (H.264), temporal unit (AV1), frame (VP9) or
@@ -40,21 +42,10 @@ func NewDepacketizer(mime string) Depacketizer {
 	return nil
 }
 
-// seqTracker detects sequence gaps.
-type seqTracker struct {
-	last uint16
-	ok   bool
-}
-
-func (s *seqTracker) gap(seq uint16) bool {
-	g := s.ok && seq != s.last+1
-	s.last, s.ok = seq, true
-	return g
-}
-
 // assembler collects the units of the current frame.
 type assembler struct {
-	seq    seqTracker
+	seq    codec.SeqTracker
+	lost   bool // packets were lost just before the one begun last
 	units  [][]byte
 	ts     uint32
 	have   bool
@@ -65,7 +56,8 @@ type assembler struct {
 // previous frame if this packet starts a new one.
 func (a *assembler) begin(h *rtp.Header) []RawFrame {
 	var out []RawFrame
-	if a.seq.gap(h.SequenceNumber) {
+	a.lost = a.seq.Gap(h.SequenceNumber)
+	if a.lost {
 		a.broken = true
 	}
 	if a.have && h.Timestamp != a.ts {
@@ -95,9 +87,8 @@ type h264Depack struct {
 }
 
 func (d *h264Depack) Push(h *rtp.Header, p []byte) []RawFrame {
-	gap := d.seq.ok && h.SequenceNumber != d.seq.last+1
 	out := d.begin(h)
-	if gap {
+	if d.lost {
 		d.fu = nil
 	}
 	if len(p) < 1 {
@@ -180,9 +171,8 @@ type av1Depack struct {
 }
 
 func (d *av1Depack) Push(h *rtp.Header, p []byte) []RawFrame {
-	gap := d.seq.ok && h.SequenceNumber != d.seq.last+1
 	out := d.begin(h)
-	if gap {
+	if d.lost {
 		d.dp = codecs.AV1Depacketizer{}
 	}
 	buf, err := d.dp.Unmarshal(p)

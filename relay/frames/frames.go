@@ -69,21 +69,12 @@ func New(p Params) *Layer {
 	return &Layer{p: p, src: make(map[*relay.Track]*source)}
 }
 
-// Supported reports whether frames can be made of a codec.
-func Supported(mime string) bool {
-	switch strings.ToLower(mime) {
-	case "video/h264", "video/vp9", "video/av1", "audio/opus":
-		return true
-	}
-	return false
-}
-
 // Subscribe attaches a frame reader to track t of stream st. The first
 // reader of a track starts its depacketiser. A video reader starts at a
 // keyframe.
 func (l *Layer) Subscribe(st *relay.Stream, t *relay.Track) (*Reader, error) {
 	info := t.Info()
-	if !Supported(info.Codec.MimeType) {
+	if !codec.Framed(info.Codec.MimeType) {
 		return nil, &UnsupportedError{Mime: info.Codec.MimeType}
 	}
 	l.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 )
 
@@ -20,7 +19,7 @@ func SupportedNames() []string {
 // mode: 1 (non-interleaved) and 0 (single NAL unit, a subset of 1 that
 // viewers negotiating mode 1 also receive) are forwarded; 2 (interleaved)
 // would need reordering by decoding order.
-func check(c relay.Codec) *Rejection {
+func check(c codec.Codec) *Rejection {
 	name := codecName(c)
 	if !codec.Supported(c.MimeType) {
 		return &Rejection{Reason: ReasonCodec, Detail: name + " is not forwarded"}
@@ -50,9 +49,9 @@ func check(c relay.Codec) *Rejection {
 }
 
 // usable reports whether livegate can forward c as offered.
-func usable(c relay.Codec) bool { return check(c) == nil }
+func usable(c codec.Codec) bool { return check(c) == nil }
 
-func codecName(c relay.Codec) string {
+func codecName(c codec.Codec) string {
 	n := strings.TrimPrefix(strings.TrimPrefix(c.MimeType, "audio/"), "video/") + "/" + fmt.Sprint(c.ClockRate)
 	if c.Fmtp != "" && (strings.EqualFold(c.MimeType, codec.MimeH264) ||
 		strings.EqualFold(c.MimeType, codec.MimeVP9) || strings.EqualFold(c.MimeType, codec.MimeAV1)) {
@@ -172,7 +171,7 @@ func (m Media) Choose(prefs []string) (OfferedCodec, *Rejection) {
 // has level-asymmetry-allowed=1, which every browser sends and whose
 // decoders play any level of their profiles. VP9 and AV1 need the stream's
 // profile.
-func (m Media) Accepts(c relay.Codec) (OfferedCodec, *Rejection) {
+func (m Media) Accepts(c codec.Codec) (OfferedCodec, *Rejection) {
 	if r := m.mediaUsable("recvonly", "sendrecv"); r != nil {
 		return OfferedCodec{}, r
 	}
@@ -233,7 +232,7 @@ func (m Media) Accepts(c relay.Codec) (OfferedCodec, *Rejection) {
 
 // h264Fit ranks how well a viewer's H.264 payload type receives a stream
 // (lower is better), or says why it cannot.
-func h264Fit(stream codec.H264ProfileLevel, streamFmtp string, oc relay.Codec) (int, *Rejection) {
+func h264Fit(stream codec.H264ProfileLevel, streamFmtp string, oc codec.Codec) (int, *Rejection) {
 	name := codecName(oc)
 	want := codec.H264PacketizationMode(streamFmtp)
 	have := codec.H264PacketizationMode(oc.Fmtp)

@@ -8,16 +8,15 @@ import (
 
 	"github.com/pion/sdp/v3"
 
-	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 )
 
 func h264(pt uint8, fmtp string) OfferedCodec {
-	return OfferedCodec{PayloadType: pt, Codec: relay.Codec{MimeType: "video/H264", ClockRate: 90000, Fmtp: fmtp}}
+	return OfferedCodec{PayloadType: pt, Codec: codec.Codec{MimeType: "video/H264", ClockRate: 90000, Fmtp: fmtp}}
 }
 
 func vcodec(pt uint8, name, fmtp string) OfferedCodec {
-	return OfferedCodec{PayloadType: pt, Codec: relay.Codec{MimeType: "video/" + name, ClockRate: 90000, Fmtp: fmtp}}
+	return OfferedCodec{PayloadType: pt, Codec: codec.Codec{MimeType: "video/" + name, ClockRate: 90000, Fmtp: fmtp}}
 }
 
 func TestChooseForPublisher(t *testing.T) {
@@ -80,31 +79,31 @@ func TestAcceptsForViewer(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		offer  []OfferedCodec
-		stream relay.Codec
+		stream codec.Codec
 		pt     uint8
 		reason string
 	}{
-		{"GStreamer 42c01f to Chromium's 42e01f", chrome, relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42c01f"}, 109, ""},
-		{"Main 4d401f to Chromium's Main", chrome, relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=4d401f"}, 115, ""},
-		{"High 1080p (level 4.0) to 64001f with level asymmetry", chrome, relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=640028"}, 123, ""},
-		{"Constrained High to 640c1f", chrome, relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=640c1f"}, 119, ""},
+		{"GStreamer 42c01f to Chromium's 42e01f", chrome, codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42c01f"}, 109, ""},
+		{"Main 4d401f to Chromium's Main", chrome, codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=4d401f"}, 115, ""},
+		{"High 1080p (level 4.0) to 64001f with level asymmetry", chrome, codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=640028"}, 123, ""},
+		{"Constrained High to 640c1f", chrome, codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=640c1f"}, 119, ""},
 		{"mode 0 stream to a mode 1 viewer", []OfferedCodec{h264(109, "packetization-mode=1;profile-level-id=42e01f")},
-			relay.Codec{MimeType: "video/H264", Fmtp: "profile-level-id=42e01f"}, 109, ""},
+			codec.Codec{MimeType: "video/H264", Fmtp: "profile-level-id=42e01f"}, 109, ""},
 		{"Constrained Baseline stream to a High-only viewer", []OfferedCodec{h264(119, "packetization-mode=1;profile-level-id=640c1f")},
-			relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, 119, ""},
+			codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, 119, ""},
 		{"High stream to a Constrained Baseline viewer", []OfferedCodec{h264(109, "packetization-mode=1;profile-level-id=42e01f")},
-			relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=640028"}, 0, ReasonH264Profile},
+			codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=640028"}, 0, ReasonH264Profile},
 		{"mode 1 stream to a mode 0 viewer", []OfferedCodec{h264(97, "profile-level-id=42e01f")},
-			relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, 0, ReasonH264Mode},
+			codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, 0, ReasonH264Mode},
 		{"level above the offer without asymmetry", []OfferedCodec{h264(109, "packetization-mode=1;profile-level-id=42e01f")},
-			relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e028"}, 0, ReasonH264Level},
+			codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e028"}, 0, ReasonH264Level},
 		{"level: the payload type at the stream's level wins", []OfferedCodec{
 			h264(1, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
 			h264(2, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e028")},
-			relay.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e028"}, 2, ""},
-		{"VP9 profile 2", chrome, relay.Codec{MimeType: "video/VP9", Fmtp: "profile-id=2"}, 100, ""},
-		{"VP9 profile 1 not offered", chrome, relay.Codec{MimeType: "video/VP9", Fmtp: "profile-id=1"}, 0, ReasonCodec},
-		{"AV1 not offered", chrome, relay.Codec{MimeType: "video/AV1"}, 0, ReasonCodec},
+			codec.Codec{MimeType: "video/H264", Fmtp: "packetization-mode=1;profile-level-id=42e028"}, 2, ""},
+		{"VP9 profile 2", chrome, codec.Codec{MimeType: "video/VP9", Fmtp: "profile-id=2"}, 100, ""},
+		{"VP9 profile 1 not offered", chrome, codec.Codec{MimeType: "video/VP9", Fmtp: "profile-id=1"}, 0, ReasonCodec},
+		{"AV1 not offered", chrome, codec.Codec{MimeType: "video/AV1"}, 0, ReasonCodec},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := Media{Mid: "0", Kind: codec.Video, Direction: "recvonly", Codecs: tc.offer}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/pion/sdp/v3"
 
-	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 )
 
@@ -70,7 +69,7 @@ func (r Rejection) String() string {
 // OfferedCodec is one payload type of an offered media section.
 type OfferedCodec struct {
 	PayloadType uint8
-	relay.Codec
+	codec.Codec
 }
 
 // Media is one m= section of an offer.
@@ -131,7 +130,7 @@ func ParseOffer(raw string, maxMedia int) (*Offer, error) {
 				if err != nil {
 					return nil, fmt.Errorf("%w: payload type %q", ErrBadOffer, f)
 				}
-				c, ok := codecOf(md, uint8(pt))
+				c, ok := codec.FromSDP(md, uint8(pt))
 				if !ok {
 					continue
 				}
@@ -141,37 +140,6 @@ func ParseOffer(raw string, maxMedia int) (*Offer, error) {
 		o.Media = append(o.Media, m)
 	}
 	return o, nil
-}
-
-// codecOf reads rtpmap and fmtp for a payload type.
-func codecOf(md *sdp.MediaDescription, pt uint8) (relay.Codec, bool) {
-	prefix := strconv.Itoa(int(pt)) + " "
-	var c relay.Codec
-	found := false
-	for _, a := range md.Attributes {
-		switch {
-		case a.Key == "rtpmap" && strings.HasPrefix(a.Value, prefix):
-			// "96 H264/90000" or "111 opus/48000/2"
-			parts := strings.Split(strings.TrimPrefix(a.Value, prefix), "/")
-			if len(parts) < 2 {
-				return c, false
-			}
-			rate, err := strconv.ParseUint(parts[1], 10, 32)
-			if err != nil {
-				return c, false
-			}
-			c.MimeType = md.MediaName.Media + "/" + parts[0]
-			c.ClockRate = uint32(rate)
-			if len(parts) > 2 {
-				ch, _ := strconv.ParseUint(parts[2], 10, 16)
-				c.Channels = uint16(ch)
-			}
-			found = true
-		case a.Key == "fmtp" && strings.HasPrefix(a.Value, prefix):
-			c.Fmtp = strings.TrimPrefix(a.Value, prefix)
-		}
-	}
-	return c, found
 }
 
 // Names lists the offered codecs, for error messages.

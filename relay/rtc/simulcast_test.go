@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
 )
 
 const simulcastVideo = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
@@ -16,7 +16,7 @@ const simulcastVideo = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
 	"a=rid:f send\r\na=rid:h send\r\na=rid:q send\r\na=simulcast:send f;h;~q\r\n"
 
 func TestParseSimulcast(t *testing.T) {
-	vp8 := OfferedCodec{PayloadType: 96, Codec: relay.Codec{MimeType: "video/VP8", ClockRate: 90000}}
+	vp8 := OfferedCodec{PayloadType: 96, Codec: codec.Codec{MimeType: "video/VP8", ClockRate: 90000}}
 	for _, c := range []struct {
 		name      string
 		from, to  string

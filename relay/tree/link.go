@@ -3,6 +3,7 @@ package tree
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,7 +109,11 @@ func (l *link) parseAnswer(answer string) error {
 			continue
 		}
 		mid, _ := md.Attribute(sdp.AttrKeyMID)
-		c, ok := codecOf(md, md.MediaName.Formats[0])
+		pt, err := strconv.ParseUint(md.MediaName.Formats[0], 10, 8)
+		if err != nil {
+			continue
+		}
+		c, ok := codec.FromSDP(md, uint8(pt))
 		if !ok || !codec.Supported(c.MimeType) {
 			continue
 		}
@@ -119,34 +124,6 @@ func (l *link) parseAnswer(answer string) error {
 		return fmt.Errorf("parent's answer has no usable track")
 	}
 	return nil
-}
-
-func codecOf(md *sdp.MediaDescription, pt string) (relay.Codec, bool) {
-	var c relay.Codec
-	found := false
-	for _, a := range md.Attributes {
-		v, ok := strings.CutPrefix(a.Value, pt+" ")
-		if !ok {
-			continue
-		}
-		switch a.Key {
-		case "rtpmap":
-			parts := strings.Split(v, "/")
-			if len(parts) < 2 {
-				return c, false
-			}
-			var rate, ch uint64
-			fmt.Sscan(parts[1], &rate)
-			if len(parts) > 2 {
-				fmt.Sscan(parts[2], &ch)
-			}
-			c.MimeType, c.ClockRate, c.Channels = md.MediaName.Media+"/"+parts[0], uint32(rate), uint16(ch)
-			found = true
-		case "fmtp":
-			c.Fmtp = v
-		}
-	}
-	return c, found
 }
 
 func (l *link) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
