@@ -26,18 +26,24 @@ import (
 // sending only (the kernel discards the datagrams).
 //
 //	go test -run '^$' -bench Fanout -benchtime 20000x ./egress/whep/
+//
+// transport=lite is livegate's own viewer transport (batched sendmmsg, no
+// PeerConnection); transport=pion the fallback.
 func BenchmarkFanout(b *testing.B) {
-	for _, n := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("viewers=%d", n), func(b *testing.B) { benchFanout(b, n) })
+	for _, lite := range []bool{true, false} {
+		for _, n := range []int{1, 10, 100} {
+			name := map[bool]string{true: "lite", false: "pion"}[lite]
+			b.Run(fmt.Sprintf("transport=%s/viewers=%d", name, n), func(b *testing.B) { benchFanout(b, n, lite) })
+		}
 	}
 }
 
-func benchFanout(b *testing.B, viewers int) {
+func benchFanout(b *testing.B, viewers int, lite bool) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := relay.NewHub(relay.Params{Logger: log, WorkerQueue: 1 << 16, MaxQueueDelay: -1, KeyframeWait: -1})
 	defer hub.Close()
 	eng, err := rtc.NewEngine(rtc.Config{UDPAddr: "127.0.0.1:0", IPs: []string{"127.0.0.1"}, Logger: log,
-		ICEDisconnectedTimeout: time.Minute, ICEFailedTimeout: 2 * time.Minute})
+		ICEDisconnectedTimeout: time.Minute, ICEFailedTimeout: 2 * time.Minute, LiteViewers: lite})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -112,6 +112,9 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: have, Sections: rejected}
 	}
 
+	if tr := s.p.Engine.Lite(); tr != nil {
+		return s.offerLite(ctx, tr, path, peer, st, o, plans, rejected, log)
+	}
 	pc, err := s.p.Engine.NewReaderPC()
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)

@@ -123,6 +123,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("webrtc-tcp: %w", err)
 		}
 		e.tcp = ln
+		if e.lite != nil {
+			// Lite viewers' connections are kept; the rest reach pion.
+			ln = e.lite.WrapTCP(ln)
+		}
 		e.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
 			Listener: ln, Logger: iceLogger(cfg.Logger),
 			// Each session's TCP connection buffers at most this much

@@ -12,13 +12,15 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Session is a WHIP or WHEP session resource: one PeerConnection that a
-// client can PATCH (trickle ICE, ICE restart) and DELETE.
+// Session is a WHIP or WHEP session resource: one PeerConnection (or a
+// livegate-owned Transport) that a client can PATCH (trickle ICE, ICE
+// restart) and DELETE.
 type Session struct {
 	ID     string
 	Path   string
 	Peer   string // remote HTTP address, for logs
 	PC     *webrtc.PeerConnection
+	tr     Transport // instead of PC
 	answer string
 	closed []string // mids the answer refused with port 0
 
@@ -34,6 +36,22 @@ type Session struct {
 // NewSession wraps pc; call Registry.Add once the answer is set.
 func NewSession(path, peer string, pc *webrtc.PeerConnection) *Session {
 	return &Session{ID: randomID(), Path: path, Peer: peer, PC: pc, etag: quoteETag(randomID()), done: make(chan struct{})}
+}
+
+// Transport is a session's media transport when it is not a pion
+// PeerConnection (WHEP viewers on the lite transport). It is ICE-lite:
+// trickled candidates need nothing, a restart only swaps credentials.
+type Transport interface {
+	Close()
+	RemoteUfrag() string
+	// Restart takes the remote's new credentials and returns new local ones.
+	Restart(ufrag, pwd string) (localUfrag, localPwd string, err error)
+}
+
+// NewTransportSession is NewSession for a session on t; SetAnswer must
+// be given the full answer (a restart rewrites its credentials).
+func NewTransportSession(path, peer string, t Transport) *Session {
+	return &Session{ID: randomID(), Path: path, Peer: peer, tr: t, etag: quoteETag(randomID()), done: make(chan struct{})}
 }
 
 // Answer is the SDP answer of the session.
@@ -91,7 +109,12 @@ func (s *Session) OnClose(f func()) {
 func (s *Session) Close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
-		_ = s.PC.Close()
+		if s.PC != nil {
+			_ = s.PC.Close()
+		}
+		if s.tr != nil {
+			s.tr.Close()
+		}
 		if s.registry != nil {
 			s.registry.remove(s.ID)
 		}
@@ -117,6 +140,9 @@ func (s *Session) Patch(ctx context.Context, frag, ifMatch string) (answerFrag s
 	defer s.mu.Unlock()
 	if ifMatch != "" && ifMatch != "*" && ifMatch != s.etag {
 		return "", ErrETagMismatch
+	}
+	if s.tr != nil {
+		return s.patchTransport(f, ifMatch)
 	}
 	remote := s.PC.RemoteDescription()
 	if remote == nil {
@@ -164,6 +190,26 @@ func (s *Session) Patch(ctx context.Context, frag, ifMatch string) (answerFrag s
 	}
 	s.etag = quoteETag(randomID())
 	return answerFragment(s.PC.LocalDescription().SDP, s.closed), nil
+}
+
+// patchTransport is Patch for a Transport session. s.mu is held.
+func (s *Session) patchTransport(f *fragment, ifMatch string) (string, error) {
+	if f.ufrag == "" || f.ufrag == s.tr.RemoteUfrag() {
+		if ifMatch == "*" && f.ufrag != "" {
+			return answerFragment(s.answer, s.closed), nil // a lost restart answer, asked again
+		}
+		return "", nil // ICE-lite learns addresses from the checks themselves
+	}
+	if f.pwd == "" {
+		return "", fmt.Errorf("%w: ICE restart without ice-pwd", ErrBadFragment)
+	}
+	ufrag, pwd, err := s.tr.Restart(f.ufrag, f.pwd)
+	if err != nil {
+		return "", fmt.Errorf("ICE restart: %w", err)
+	}
+	s.answer = replaceCredentials(s.answer, ufrag, pwd)
+	s.etag = quoteETag(randomID())
+	return answerFragment(s.answer, s.closed), nil
 }
 
 type fragCandidate struct{ mid, line string }

@@ -1,0 +1,203 @@
+package whep
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/relay/rtc/lite"
+)
+
+// offerLite answers a viewer on the engine's lite transport: no
+// PeerConnection, the answer is written here, and the viewer's packets
+// never pass through pion.
+func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer string, st *relay.Stream,
+	o *rtc.Offer, plans []plan, rejected []rtc.Rejection, log *slog.Logger,
+) (*rtc.Session, error) {
+	ri, err := offerICE(o.SDP)
+	if err != nil {
+		return nil, err
+	}
+	secs := make([]liteSection, len(plans))
+	sinks := make([]*liteSink, len(plans))
+	for i, pl := range plans {
+		secs[i] = liteSection{plan: pl, ssrc: randomSSRC()}
+		sinks[i] = &liteSink{tr: tr, ssrc: secs[i].ssrc, pt: pl.codec.PayloadType, relay: relay.IsRelayReader(ctx)}
+	}
+	connected := make(chan struct{})
+	var sess atomic.Pointer[rtc.Session]
+	var nackScratch []uint16 // only the socket's reading goroutine uses it
+	lp, err := tr.NewPeer(lite.PeerParams{
+		RemoteUfrag: ri.ufrag, RemotePwd: ri.pwd, Fingerprints: ri.fingerprints,
+		OnConnected: func() { close(connected) },
+		OnRTCP: func(pkts []rtcp.Packet) {
+			nackScratch = liteRTCP(sinks, pkts, nackScratch)
+		},
+		OnClose: func(why string) {
+			log.Info("viewer transport ended", "why", why)
+			if ss := sess.Load(); ss != nil {
+				go ss.Close() // Close closes the peer: not from inside its own Close
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+	}
+	for _, sk := range sinks {
+		sk.peer = lp
+	}
+	ufrag, pwd := lp.LocalCredentials()
+	answer, err := liteAnswer(o.SDP, o, secs, ufrag, pwd, tr.Fingerprint(), s.p.Engine.LiteCandidates())
+	if err != nil {
+		lp.Close()
+		return nil, err
+	}
+	ss := rtc.NewTransportSession(path, peer, lp)
+	ss.SetAnswer(answer)
+	if err := s.sessions.Add(ss); err != nil {
+		lp.Close()
+		return nil, err
+	}
+	sess.Store(ss)
+	select {
+	case <-lp.Done():
+		ss.Close() // ended before the session was stored
+	default:
+	}
+	log = log.With("session", logID(ss.ID))
+	log.Info("viewer connected", "tracks", len(plans), "refused_sections", len(rejected), "transport", "lite")
+	s.runLite(ss, lp, st, plans, sinks, connected, log)
+	return ss, nil
+}
+
+// runLite attaches the viewer's readers once SRTP is up, and detaches
+// them when the session or the stream ends. One goroutine per viewer,
+// parked off the packet path.
+func (s *Server) runLite(sess *rtc.Session, lp *lite.Peer, st *relay.Stream, plans []plan, sinks []*liteSink,
+	connected <-chan struct{}, log *slog.Logger,
+) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		timer := time.NewTimer(s.p.ConnectTimeout)
+		defer timer.Stop()
+		select {
+		case <-connected:
+		case <-timer.C:
+			log.Warn("viewer did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
+			sess.Close()
+			return
+		case <-sess.Done():
+			return
+		case <-st.Done():
+			sess.Close()
+			return
+		}
+		if err := st.Join(); err != nil {
+			log.Warn("cannot attach viewer", "err", err)
+			sess.Close()
+			return
+		}
+		defer st.Leave()
+		var attached []*relay.Reader
+		for i, pl := range plans {
+			r, err := st.AddReader(pl.track, sinks[i])
+			if err != nil {
+				log.Warn("cannot attach viewer", "err", err)
+				break
+			}
+			sinks[i].reader.Store(r)
+			attached = append(attached, r)
+		}
+		if len(attached) == len(plans) {
+			select {
+			case <-sess.Done():
+			case <-st.Done():
+				log.Info("stream ended; closing viewer")
+			}
+		}
+		for _, r := range attached {
+			r.Close()
+		}
+		sess.Close()
+		fb := &lp.Feedback
+		log.Info("viewer session ended", "nacks", fb.NACKs.Load(), "keyframe_requests", fb.KeyframeReqs.Load(),
+			"receiver_reports", fb.ReceiverReports.Load(), "fraction_lost", fb.FractionLost.Load())
+	}()
+}
+
+// liteRTCP applies a lite viewer's RTCP to the reader its media SSRC
+// names: keyframe requests to the (coalescing) track, NACKs answered from
+// the shared history.
+func liteRTCP(sinks []*liteSink, pkts []rtcp.Packet, seqs []uint16) []uint16 {
+	find := func(ssrc uint32) *relay.Reader {
+		for _, sk := range sinks {
+			if sk.ssrc == ssrc {
+				return sk.reader.Load()
+			}
+		}
+		return nil
+	}
+	for _, p := range pkts {
+		var r *relay.Reader
+		switch p := p.(type) {
+		case *rtcp.PictureLossIndication:
+			r = find(p.MediaSSRC)
+		case *rtcp.FullIntraRequest:
+			r = find(p.MediaSSRC)
+			if r == nil && len(p.FIR) > 0 {
+				r = find(p.FIR[0].SSRC)
+			}
+		case *rtcp.TransportLayerNack:
+			if r = find(p.MediaSSRC); r != nil {
+				seqs = handleRTCP(r, []rtcp.Packet{p}, seqs)
+			}
+			continue
+		default:
+			continue
+		}
+		if r != nil {
+			r.RequestKeyframe()
+		}
+	}
+	return seqs
+}
+
+// liteSink writes a reader's packets to a lite peer: batched by the
+// fan-out worker, at once for NACK answers.
+type liteSink struct {
+	tr     *lite.Transport
+	peer   *lite.Peer
+	ssrc   uint32
+	pt     uint8
+	relay  bool
+	reader atomic.Pointer[relay.Reader]
+}
+
+// StartFromCache implements relay.CacheStartSink.
+func (s *liteSink) StartFromCache() bool { return s.relay }
+
+func (s *liteSink) WriteRTP(h *rtp.Header, payload []byte) error {
+	hh := *h
+	hh.SSRC, hh.PayloadType = s.ssrc, s.pt
+	return s.peer.WriteRTP(&hh, payload)
+}
+
+// QueueRTP implements relay.BatchSink. h is the worker's scratch header.
+func (s *liteSink) QueueRTP(worker int, h *rtp.Header, payload []byte) (relay.Flusher, error) {
+	h.SSRC, h.PayloadType = s.ssrc, s.pt
+	return s.tr, s.peer.QueueRTP(worker, h, payload)
+}
+
+func (s *liteSink) WriteSenderReport(ntp uint64, rtpTime uint32, packets, octets uint32) error {
+	return s.peer.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{
+		SSRC: s.ssrc, NTPTime: ntp, RTPTime: rtpTime, PacketCount: packets, OctetCount: octets,
+	}})
+}

@@ -1,0 +1,187 @@
+package whep
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+
+	"github.com/livegate/livegate/relay/rtc"
+)
+
+// remoteICE is what an offer says about the viewer's ICE and DTLS.
+type remoteICE struct {
+	ufrag, pwd   string
+	fingerprints []string
+}
+
+// offerICE reads the ICE credentials and DTLS fingerprints of an offer,
+// from its session level or its first media section that has them.
+func offerICE(raw string) (remoteICE, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(raw); err != nil {
+		return remoteICE{}, fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+	}
+	var r remoteICE
+	take := func(attrs []sdp.Attribute) {
+		for _, a := range attrs {
+			switch a.Key {
+			case "ice-ufrag":
+				if r.ufrag == "" {
+					r.ufrag = a.Value
+				}
+			case "ice-pwd":
+				if r.pwd == "" {
+					r.pwd = a.Value
+				}
+			case "fingerprint":
+				if !slices.Contains(r.fingerprints, a.Value) {
+					r.fingerprints = append(r.fingerprints, a.Value)
+				}
+			}
+		}
+	}
+	take(sd.Attributes)
+	for _, md := range sd.MediaDescriptions {
+		take(md.Attributes)
+	}
+	if r.ufrag == "" || r.pwd == "" || len(r.fingerprints) == 0 {
+		return r, fmt.Errorf("%w: no ICE credentials or DTLS fingerprint", rtc.ErrBadOffer)
+	}
+	return r, nil
+}
+
+// liteSection is one accepted media section of a lite answer.
+type liteSection struct {
+	plan plan
+	ssrc uint32
+}
+
+// liteAnswer writes the SDP answer of a lite viewer: ICE-lite, DTLS
+// server (setup:passive), one send-only section per plan and every other
+// section of the offer refused. The offer's BUNDLE tag stays in the group
+// (inactive) when it is refused, as pion's answers do: browsers drop the
+// whole bundle otherwise.
+func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, fingerprint string, cands []string) (string, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offerSDP); err != nil {
+		return "", fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+	}
+	byMid := map[string]liteSection{}
+	for _, s := range secs {
+		byMid[s.plan.mid] = s
+	}
+	var b strings.Builder
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	fmt.Fprintf(&b, "v=0\r\no=- %d 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", binary.BigEndian.Uint64(id[:])>>1)
+	candsDone := false
+	candidates := func() {
+		// In the first open section only: the bundle shares one transport,
+		// and a PATCH answer lists them once.
+		if candsDone {
+			return
+		}
+		candsDone = true
+		for _, cand := range cands {
+			b.WriteString("a=candidate:" + cand + "\r\n")
+		}
+		b.WriteString("a=end-of-candidates\r\n")
+	}
+	var group []string
+	for i, md := range sd.MediaDescriptions {
+		mid := o.Media[i].Mid
+		if _, ok := byMid[mid]; ok || (mid == o.BundleTag && mid != "" && md.MediaName.Port.Value != 0) {
+			group = append(group, mid)
+		}
+	}
+	if len(group) > 0 {
+		b.WriteString("a=group:BUNDLE " + strings.Join(group, " ") + "\r\n")
+	}
+	b.WriteString("a=ice-lite\r\na=msid-semantic: WMS livegate\r\n")
+	transport := func() {
+		b.WriteString("c=IN IP4 0.0.0.0\r\n")
+		b.WriteString("a=ice-ufrag:" + ufrag + "\r\na=ice-pwd:" + pwd + "\r\n")
+		b.WriteString("a=fingerprint:sha-256 " + fingerprint + "\r\na=setup:passive\r\n")
+	}
+	for i, md := range sd.MediaDescriptions {
+		mid := o.Media[i].Mid
+		kind := md.MediaName.Media
+		protos := strings.Join(md.MediaName.Protos, "/")
+		s, kept := byMid[mid]
+		switch {
+		case kept:
+			c := s.plan.codec
+			name := c.MimeType[strings.IndexByte(c.MimeType, '/')+1:]
+			fmt.Fprintf(&b, "m=%s 9 %s %d\r\n", kind, protos, c.PayloadType)
+			transport()
+			b.WriteString("a=mid:" + mid + "\r\na=sendonly\r\na=rtcp-mux\r\n")
+			if _, ok := md.Attribute("rtcp-rsize"); ok {
+				b.WriteString("a=rtcp-rsize\r\n")
+			}
+			b.WriteString("a=msid:livegate " + kind + "\r\n")
+			rtpmap := fmt.Sprintf("%d %s/%d", c.PayloadType, name, c.ClockRate)
+			if c.Channels > 0 {
+				rtpmap += "/" + strconv.Itoa(int(c.Channels))
+			}
+			b.WriteString("a=rtpmap:" + rtpmap + "\r\n")
+			for _, fb := range []string{"nack", "nack pli", "ccm fir"} {
+				fmt.Fprintf(&b, "a=rtcp-fb:%d %s\r\n", c.PayloadType, fb)
+			}
+			if c.Fmtp != "" {
+				fmt.Fprintf(&b, "a=fmtp:%d %s\r\n", c.PayloadType, c.Fmtp)
+			}
+			fmt.Fprintf(&b, "a=ssrc:%d cname:livegate\r\na=ssrc:%d msid:livegate %s\r\n", s.ssrc, s.ssrc, kind)
+			candidates()
+		case mid == o.BundleTag && mid != "" && md.MediaName.Port.Value != 0:
+			// Refused, but it carries the bundle: open and unused.
+			fmt.Fprintf(&b, "m=%s 9 %s %s\r\n", kind, protos, strings.Join(md.MediaName.Formats, " "))
+			transport()
+			b.WriteString("a=mid:" + mid + "\r\n")
+			if kind == "application" {
+				if v, ok := md.Attribute("sctp-port"); ok {
+					b.WriteString("a=sctp-port:" + v + "\r\n")
+				}
+			} else {
+				b.WriteString("a=inactive\r\na=rtcp-mux\r\n")
+				for _, a := range md.Attributes {
+					if a.Key == "rtpmap" || a.Key == "fmtp" {
+						b.WriteString("a=" + a.Key + ":" + a.Value + "\r\n")
+					}
+				}
+			}
+			candidates()
+		default:
+			fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", kind, protos, strings.Join(md.MediaName.Formats, " "))
+			b.WriteString("c=IN IP4 0.0.0.0\r\n")
+			if mid != "" {
+				b.WriteString("a=mid:" + mid + "\r\n")
+			}
+			if kind != "application" {
+				b.WriteString("a=inactive\r\n")
+				// Parsers (pion's among them) want a map for every listed
+				// payload type even in a refused section.
+				for _, a := range md.Attributes {
+					if a.Key == "rtpmap" {
+						b.WriteString("a=rtpmap:" + a.Value + "\r\n")
+					}
+				}
+			}
+		}
+	}
+	return b.String(), nil
+}
+
+// randomSSRC is a viewer's SSRC for one section.
+func randomSSRC() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	if v := binary.BigEndian.Uint32(b[:]); v != 0 {
+		return v
+	}
+	return 1
+}
