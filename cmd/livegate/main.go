@@ -22,6 +22,9 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "token" {
 		return runToken(args[1:], os.Getenv, os.Stdout, os.Stderr)
 	}
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], os.Getenv, os.Stdout, os.Stderr)
+	}
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return runHealthcheck(args[1:], os.Getenv, os.Stderr)
 	}

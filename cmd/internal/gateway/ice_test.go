@@ -341,3 +341,40 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// TestDiagnoseRunningGateway: next to a running gateway, the server-side
+// check finds livegate answering, its ports in use, the TURN server
+// answering, and compares the STUN server's view with webrtc-ips.
+func TestDiagnoseRunningGateway(t *testing.T) {
+	stunSrv, err := turn.New(turn.Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), Secret: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stunSrv.Close()
+	su, _, _ := stunSrv.Addrs()
+	g := startGateway(t, func(c *Config) { c.ICE.TURNUDP = "127.0.0.1:0" })
+	tu, _, _ := g.turn.Addrs()
+	cfg := g.cfg
+	cfg.HTTP, cfg.WebRTCUDP, cfg.WebRTCTCP, cfg.ICE.TURNUDP = g.HTTPAddr(), g.UDPAddr().String(), g.TCPAddr().String(), tu.String()
+	for _, tc := range []struct {
+		ips      []string
+		problems bool
+		want     string
+	}{
+		{[]string{"127.0.0.1"}, false, "sees this machine as 127.0.0.1, as advertised"},
+		{[]string{"198.51.100.9"}, true, "FAIL STUN stun:" + su.String() + " sees this machine as 127.0.0.1 but clients are told 198.51.100.9"},
+	} {
+		cfg.WebRTCIPs, cfg.STUNServers = tc.ips, []string{"stun:" + su.String()}
+		var out strings.Builder
+		problems := Diagnose(context.Background(), cfg, &out)
+		t.Logf("\n%s", out.String())
+		for _, w := range []string{"livegate answers /healthz", "in use (by the running livegate", "TURN UDP " + tu.String() + " answers", tc.want} {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%v: output lacks %q", tc.ips, w)
+			}
+		}
+		if problems != tc.problems {
+			t.Errorf("%v: problems %v, want %v", tc.ips, problems, tc.problems)
+		}
+	}
+}
