@@ -199,7 +199,9 @@ func (m *Member) call() (context.Context, context.CancelFunc) {
 
 // local computes the streams this node should advertise: live ones that
 // are published here (not relayed), and advertised ones that still exist
-// (a stream in its grace period stays where it was).
+// and are not pulled from elsewhere now (a stream in its grace period
+// stays where it was; one whose publisher moved to another node and that
+// this node now pulls from there does not).
 func (m *Member) local() map[string]bool {
 	out := map[string]bool{}
 	m.mu.Lock()
@@ -210,7 +212,7 @@ func (m *Member) local() map[string]bool {
 	m.mu.Unlock()
 	for _, st := range m.p.Hub.Streams() {
 		path := st.Path()
-		if was[path] {
+		if was[path] && !m.p.Relayed(path) {
 			out[path] = true
 			continue
 		}
@@ -230,7 +232,9 @@ func (m *Member) sync() {
 	m.mu.Lock()
 	var add, del []string
 	for p := range want {
-		if !m.registered[p] || m.claims[p] {
+		// A claim is a publisher here again; a stream that continues
+		// through a pull (its publisher moved) is not one.
+		if !m.registered[p] || (m.claims[p] && !m.p.Relayed(p)) {
 			add = append(add, p)
 		}
 	}

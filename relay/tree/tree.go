@@ -67,6 +67,7 @@ type Puller struct {
 	mu       sync.Mutex
 	pulls    map[string]*pull
 	notFound map[string]time.Time
+	moving   map[string]bool // local streams in grace watched for a republish elsewhere
 }
 
 type pull struct {
@@ -97,7 +98,8 @@ func New(p Params) *Puller {
 		p.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pl := &Puller{p: p, ctx: ctx, cancel: cancel, pulls: map[string]*pull{}, notFound: map[string]time.Time{}}
+	pl := &Puller{p: p, ctx: ctx, cancel: cancel, pulls: map[string]*pull{}, notFound: map[string]time.Time{},
+		moving: map[string]bool{}}
 	pl.unsub = p.Hub.Subscribe(pl.onEvent)
 	return pl
 }
@@ -399,9 +401,16 @@ func (pl *Puller) background(f func()) {
 	}()
 }
 
-// onEvent follows viewers of pulled streams. It runs under hub locks, so it
-// only touches the Puller's own state and timers.
+// onEvent follows viewers of pulled streams, and local streams whose
+// publisher left. It runs under hub locks, so it only touches the Puller's
+// own state and timers.
 func (pl *Puller) onEvent(e relay.Event) {
+	if e.Type == relay.PublisherLeft {
+		pl.mu.Lock()
+		pl.onPublisherLeftLocked(e.Path)
+		pl.mu.Unlock()
+		return
+	}
 	if e.Type != relay.ReaderJoined && e.Type != relay.ReaderLeft {
 		return
 	}
