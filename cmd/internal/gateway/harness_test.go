@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"go.uber.org/goleak"
 
 	"github.com/livegate/livegate/relay/rtcclient"
 	"github.com/livegate/livegate/relay/rtcclient/clip"
+	"github.com/livegate/livegate/relay/rtcclient/rtcclienttest"
 )
 
 func TestMain(m *testing.M) {
@@ -183,17 +183,10 @@ func (f frame) keyframe() bool {
 	return false
 }
 
-// viewer is a WHEP client that reassembles H.264 frames and records audio.
+// viewer is the tests' WHEP viewer (rtcclienttest), its frames in the
+// harness's form.
 type viewer struct {
-	*rtcclient.Session
-	mu       sync.Mutex
-	frames   []frame
-	audio    [][]byte
-	videoPkt []rtp.Header
-	start    time.Time
-	paused   chan struct{} // while non-nil, the video reader does not read
-	pauseMu  sync.Mutex
-	done     sync.WaitGroup
+	*rtcclienttest.Viewer
 }
 
 func (g *testGateway) view(t *testing.T, path string) *viewer {
@@ -206,33 +199,19 @@ func (g *testGateway) view(t *testing.T, path string) *viewer {
 }
 
 func (g *testGateway) tryView(t *testing.T, path string) (*viewer, error) {
-	v := &viewer{start: time.Now()}
+	return dialViewer(t, g.base+"/whep/"+path, clientOpts(t))
+}
+
+// dialViewer plays a WHEP endpoint until the test ends.
+func dialViewer(t *testing.T, endpoint string, opts rtcclient.Options) (*viewer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := rtcclient.Connect(ctx, g.base+"/whep/"+path, clientOpts(t), func(pc *webrtc.PeerConnection) error {
-		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-				return err
-			}
-		}
-		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			v.done.Add(1)
-			go func() {
-				defer v.done.Done()
-				if tr.Kind() == webrtc.RTPCodecTypeVideo {
-					v.readVideo(tr)
-				} else {
-					v.readAudio(tr)
-				}
-			}()
-		})
-		return nil
-	})
+	rv, err := rtcclienttest.Dial(ctx, endpoint, opts)
 	if err != nil {
 		return nil, err
 	}
-	v.Session = s
-	t.Cleanup(func() { v.close() })
+	v := &viewer{rv}
+	t.Cleanup(v.close)
 	return v, nil
 }
 
@@ -240,93 +219,19 @@ func (v *viewer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = v.Close(ctx)
-	v.done.Wait()
-}
-
-func (v *viewer) readVideo(tr *webrtc.TrackRemote) {
-	var depack codecs.H264Packet
-	var cur frame
-	var curTS uint32
-	var lastSeq uint16
-	have := false
-	for {
-		v.pauseMu.Lock()
-		p := v.paused
-		v.pauseMu.Unlock()
-		if p != nil {
-			<-p
-		}
-		pkt, _, err := tr.ReadRTP()
-		if err != nil {
-			return
-		}
-		v.mu.Lock()
-		v.videoPkt = append(v.videoPkt, pkt.Header)
-		v.mu.Unlock()
-		contiguous := !have || pkt.SequenceNumber == lastSeq+1
-		if !have || pkt.Timestamp != curTS {
-			cur, curTS = frame{complete: contiguous}, pkt.Timestamp
-		} else if !contiguous {
-			cur.complete = false
-		}
-		have, lastSeq = true, pkt.SequenceNumber
-		annexB, err := depack.Unmarshal(pkt.Payload)
-		if err != nil {
-			cur.complete = false
-			continue
-		}
-		cur.nalus = append(cur.nalus, splitAnnexB(annexB)...)
-		if pkt.Marker {
-			cur.at = time.Now()
-			v.mu.Lock()
-			v.frames = append(v.frames, cur)
-			v.mu.Unlock()
-			cur = frame{complete: true}
-		}
-	}
-}
-
-func (v *viewer) readAudio(tr *webrtc.TrackRemote) {
-	for {
-		pkt, _, err := tr.ReadRTP()
-		if err != nil {
-			return
-		}
-		v.mu.Lock()
-		v.audio = append(v.audio, pkt.Payload)
-		v.mu.Unlock()
-	}
 }
 
 func (v *viewer) snapshot() ([]frame, [][]byte, []rtp.Header) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]frame(nil), v.frames...), append([][]byte(nil), v.audio...), append([]rtp.Header(nil), v.videoPkt...)
+	fs, audio, video := v.Snapshot()
+	frames := make([]frame, len(fs))
+	for i, f := range fs {
+		frames[i] = frame{nalus: f.NALUs, at: f.At, complete: f.Complete}
+	}
+	return frames, audio, video
 }
 
 // splitAnnexB returns the NAL units of an Annex-B buffer.
-func splitAnnexB(b []byte) [][]byte {
-	var out [][]byte
-	for len(b) > 0 {
-		i := bytes.Index(b, []byte{0, 0, 1})
-		if i < 0 {
-			break
-		}
-		b = b[i+3:]
-		j := bytes.Index(b, []byte{0, 0, 1})
-		if j < 0 {
-			out = append(out, b)
-			break
-		}
-		n := b[:j]
-		if len(n) > 0 && n[len(n)-1] == 0 { // 4-byte start code
-			n = n[:len(n)-1]
-		}
-		out = append(out, n)
-		b = b[j:]
-	}
-	return out
-}
+var splitAnnexB = rtcclienttest.SplitAnnexB
 
 // sentNALUs is what a viewer should reassemble for a clip access unit:
 // every NAL unit but access unit delimiters and filler, which RTP drops.

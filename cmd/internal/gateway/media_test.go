@@ -120,16 +120,10 @@ func TestStalledViewerDoesNotDelayOthers(t *testing.T) {
 	go play(ctx, pub, c, 0)
 	waitFor(t, 3*time.Second, "first frames", func() bool { f, _, _ := slow.snapshot(); return len(f) > 10 })
 
-	gate := make(chan struct{})
-	slow.pauseMu.Lock()
-	slow.paused = gate
-	slow.pauseMu.Unlock()
+	resume := slow.Pause()
 	stallStart := time.Now()
 	time.Sleep(3 * time.Second)
-	slow.pauseMu.Lock()
-	slow.paused = nil
-	slow.pauseMu.Unlock()
-	close(gate)
+	resume()
 
 	// The other viewer got frames steadily during the stall.
 	f, _, _ := fast.snapshot()

@@ -69,33 +69,10 @@ func (tc *tokenCluster) viewWith(t *testing.T, base, path, tok string, client *h
 	if client != nil {
 		opts.HTTP = client
 	}
-	v := &viewer{start: time.Now()}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := rtcclient.Connect(ctx, base+"/whep/"+path, opts, func(pc *webrtc.PeerConnection) error {
-		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-				return err
-			}
-		}
-		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			v.done.Add(1)
-			go func() {
-				defer v.done.Done()
-				if tr.Kind() == webrtc.RTPCodecTypeVideo {
-					v.readVideo(tr)
-				} else {
-					v.readAudio(tr)
-				}
-			}()
-		})
-		return nil
-	})
+	v, err := dialViewer(t, base+"/whep/"+path, opts)
 	if err != nil {
 		t.Fatalf("view %s at %s: %v", path, base, err)
 	}
-	v.Session = s
-	t.Cleanup(v.close)
 	return v
 }
 

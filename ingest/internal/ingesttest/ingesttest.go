@@ -1,8 +1,11 @@
 // Package ingesttest is the end-to-end harness of the ingest tests: an
-// in-process relay hub with the real WHEP server on loopback, a pion WHEP
-// viewer that reassembles H.264 frames and counts Opus packets, and
-// helpers for ffmpeg. It imports egress/whep because what ingest promises
-// is "reaches WHEP viewers"; only tests import this package.
+// in-process relay hub, a viewer that takes each track's RTP packets from
+// the relay exactly as the relay forwards them to WHEP viewers (after
+// checking that a WebRTC viewer's offer accepts the codec as ingest
+// describes it), reassembles H.264 frames and counts Opus packets, and
+// helpers for ffmpeg. It uses no egress package: adapters never import each
+// other, and the way through egress/whep is the gateway tests' to prove
+// (TestRTMPAndRTSPIngestReachWHEP). Only tests import this package.
 package ingesttest
 
 import (
@@ -19,13 +22,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp/codecs"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/livegate/livegate/egress/whep"
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/rtcclient"
+	"github.com/livegate/livegate/relay/rtcclient/rtcclienttest"
 )
 
 // SkipOrFail skips the test, or fails it when LIVEGATE_E2E=1.
@@ -56,37 +60,17 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// Env is a hub with a WHEP server on loopback.
+// Env is a relay hub for ingest tests.
 type Env struct {
-	Hub  *relay.Hub
-	WHEP *whep.Server
-	eng  *rtc.Engine
-	api  *webrtc.API
+	Hub *relay.Hub
 }
 
-// NewEnv starts the hub, the WebRTC engine and the WHEP server; they stop
-// with the test.
+// NewEnv starts the hub; it stops with the test.
 func NewEnv(t testing.TB) *Env {
 	t.Helper()
-	log := Logger()
-	hub := relay.NewHub(relay.Params{Logger: log, Grace: -1})
-	eng, err := rtc.NewEngine(rtc.Config{UDPAddr: "127.0.0.1:0", IPs: []string{"127.0.0.1"}, Logger: log})
-	if err != nil {
-		hub.Close()
-		t.Fatal(err)
-	}
-	srv := whep.New(whep.Params{Engine: eng, Hub: hub, Logger: log})
-	api, err := rtcclient.LoopbackAPI(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{Hub: hub, WHEP: srv, eng: eng, api: api}
-	t.Cleanup(func() {
-		srv.Close()
-		hub.Close()
-		_ = eng.Close()
-	})
-	return e
+	hub := relay.NewHub(relay.Params{Logger: Logger(), Grace: -1})
+	t.Cleanup(hub.Close)
+	return &Env{Hub: hub}
 }
 
 // WaitLive waits until path is live.
@@ -105,115 +89,99 @@ func (e *Env) WaitLive(t testing.TB, path string, timeout time.Duration) *relay.
 }
 
 // Frame is one reassembled H.264 access unit.
-type Frame struct {
-	NALUs [][]byte
-	Key   bool
-}
+type Frame = rtcclienttest.Frame
 
-// Viewer is a WHEP viewer of video and audio.
+// Viewer gets a stream's packets as the relay forwards them to viewers.
 type Viewer struct {
-	pc    *webrtc.PeerConnection
 	mu    sync.Mutex
+	asm   rtcclienttest.Assembler
 	video []Frame
 	audio int
-	wg    sync.WaitGroup
 }
 
-// View connects a viewer to path through the WHEP server's Offer.
+// View checks that a WebRTC viewer's offer (pion's default codecs, as
+// egress/whep negotiates them) accepts every track of path, then reads
+// each track with a relay reader until the test ends.
 func (e *Env) View(t testing.TB, path string) *Viewer {
 	t.Helper()
-	pc, err := e.api.NewPeerConnection(webrtc.Configuration{})
+	st, ok := e.Hub.Get(path)
+	if !ok {
+		t.Fatalf("%s is not published", path)
+	}
+	offer := viewerOffer(t)
+	v := &Viewer{}
+	for _, tr := range st.Tracks() {
+		info := tr.Info()
+		var why *rtc.Rejection
+		for _, m := range offer.Media {
+			if m.Kind != info.Kind {
+				continue
+			}
+			if _, why = m.Accepts(info.Codec); why == nil {
+				break
+			}
+		}
+		if why != nil {
+			t.Fatalf("a WebRTC viewer refuses %s track %+v: %s", info.Kind, info.Codec, why)
+		}
+		r, err := st.AddReader(tr, sink{v: v, video: info.Kind == codec.Video})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+	}
+	return v
+}
+
+// viewerOffer is a recvonly audio and video offer of a pion viewer.
+func viewerOffer(t testing.TB) *rtc.Offer {
+	t.Helper()
+	api, err := rtcclient.LoopbackAPI(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &Viewer{pc: pc}
-	t.Cleanup(func() {
-		_ = pc.Close()
-		v.wg.Wait()
-	})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		v.wg.Add(1)
-		go func() {
-			defer v.wg.Done()
-			if tr.Kind() == webrtc.RTPCodecTypeVideo {
-				v.readVideo(tr)
-				return
-			}
-			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
-					return
-				}
-				v.mu.Lock()
-				v.audio++
-				v.mu.Unlock()
-			}
-		}()
-	})
-	offer, err := pc.CreateOffer(nil)
+	sdp, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := e.WHEP.Offer(ctx, path, pc.LocalDescription().SDP, "test")
+	o, err := rtc.ParseOffer(sdp.SDP, 0)
 	if err != nil {
-		t.Fatalf("WHEP offer for %s: %v", path, err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: s.Answer()}); err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return o
 }
 
-func (v *Viewer) readVideo(tr *webrtc.TrackRemote) {
-	var depack codecs.H264Packet
-	var cur Frame
-	var curTS uint32
-	var last uint16
-	have, broken := false, false
-	for {
-		pkt, _, err := tr.ReadRTP()
-		if err != nil {
-			return
-		}
-		if !have || pkt.Timestamp != curTS {
-			cur, curTS, broken = Frame{}, pkt.Timestamp, false
-		}
-		if have && pkt.SequenceNumber != last+1 {
-			broken = true
-		}
-		have, last = true, pkt.SequenceNumber
-		annexB, err := depack.Unmarshal(pkt.Payload)
-		if err != nil {
-			broken = true
-			continue
-		}
-		for _, n := range SplitAnnexB(annexB) {
-			if len(n) > 0 && n[0]&0x1f == 5 {
-				cur.Key = true
-			}
-			cur.NALUs = append(cur.NALUs, n)
-		}
-		if pkt.Marker {
-			if !broken {
-				v.mu.Lock()
-				v.video = append(v.video, cur)
-				v.mu.Unlock()
-			}
-			cur = Frame{}
-		}
-	}
+// sink is a relay reader's end: it keeps complete video frames and counts
+// audio packets. The relay's worker calls it; it never blocks for long.
+type sink struct {
+	v     *Viewer
+	video bool
 }
+
+func (s sink) WriteRTP(h *rtp.Header, payload []byte) error {
+	s.v.mu.Lock()
+	defer s.v.mu.Unlock()
+	if !s.video {
+		s.v.audio++
+		return nil
+	}
+	if f, ok := s.v.asm.Push(h, payload); ok && f.Complete {
+		s.v.video = append(s.v.video, f)
+	}
+	return nil
+}
+
+func (sink) WriteSenderReport(uint64, uint32, uint32, uint32) error { return nil }
 
 // Snapshot returns the complete video frames and the audio packet count.
 func (v *Viewer) Snapshot() ([]Frame, int) {
@@ -241,28 +209,7 @@ func (v *Viewer) WaitMedia(t testing.TB, frames, audio int, timeout time.Duratio
 }
 
 // SplitAnnexB returns the NAL units of an Annex-B buffer.
-func SplitAnnexB(b []byte) [][]byte {
-	var out [][]byte
-	for len(b) > 0 {
-		i := bytes.Index(b, []byte{0, 0, 1})
-		if i < 0 {
-			break
-		}
-		b = b[i+3:]
-		j := bytes.Index(b, []byte{0, 0, 1})
-		if j < 0 {
-			out = append(out, b)
-			break
-		}
-		n := b[:j]
-		if len(n) > 0 && n[len(n)-1] == 0 {
-			n = n[:len(n)-1]
-		}
-		out = append(out, n)
-		b = b[j:]
-	}
-	return out
-}
+var SplitAnnexB = rtcclienttest.SplitAnnexB
 
 // Decode writes the frames from the first keyframe on as an H.264
 // elementary stream and has ffprobe decode it. It returns the number of
