@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -286,4 +288,118 @@ func resetNFT(t *testing.T) {
 		t.Fatal("refusing to change nftables outside the test's namespace")
 	}
 	_ = exec.Command("nft", "delete", "table", "inet", nftTable).Run()
+}
+
+// whipWhepDir is the third-party WHIP/WHEP client (npm whip-whep 1.2.0,
+// installed by .ci/run): it trickles its candidates with PATCH and takes
+// ICE servers from the 201's Link headers (setConfiguration before its
+// local description).
+var whipWhepDir = filepath.Join("..", "..", "..", "testdata", "npm", "node_modules", "whip-whep")
+
+// thirdPartyJS publishes the fake camera with WHIPClient and plays it back
+// with WHEPClient in the same tab; window.tp has the outcome.
+const thirdPartyJS = `(async (o) => {
+  const R = window.tp = { pub: '', view: '', error: null, firstFrameMs: null, frames: 0 };
+  const connected = (pc) => new Promise((resolve, reject) => {
+    const check = () => {
+      if (pc.connectionState === 'connected') resolve();
+      if (pc.connectionState === 'failed') reject(new Error('connection failed'));
+    };
+    pc.addEventListener('connectionstatechange', check);
+    check();
+  });
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
+    const ppc = window.tpPub = new RTCPeerConnection();
+    for (const t of media.getTracks()) ppc.addTransceiver(t, { direction: 'sendonly', streams: [media] });
+    await new WHIPClient().publish(ppc, o.whip);
+    await connected(ppc);
+    R.pub = 'connected';
+    const vpc = window.tpView = new RTCPeerConnection();
+    vpc.addTransceiver('video', { direction: 'recvonly' });
+    vpc.addTransceiver('audio', { direction: 'recvonly' });
+    const video = document.createElement('video');
+    video.muted = true; video.autoplay = true; video.playsInline = true;
+    document.body.append(video);
+    const stream = new MediaStream();
+    video.srcObject = stream;
+    vpc.addEventListener('track', (e) => stream.addTrack(e.track));
+    const start = performance.now();
+    const count = () => video.requestVideoFrameCallback(() => {
+      if (R.firstFrameMs === null) R.firstFrameMs = performance.now() - start;
+      R.frames++;
+      count();
+    });
+    count();
+    await new WHEPClient().view(vpc, o.whep);
+    await connected(vpc);
+    R.view = 'connected';
+  } catch (e) { R.error = String(e); }
+})(%s)`
+
+// TestBrowserThirdPartyClientNoUDP: the third-party whip-whep client in
+// Chromium publishes and plays with every UDP datagram dropped (over
+// ICE-TCP), and with TCP to the media port dropped too (over the built-in
+// TURN server it learns from the Link headers).
+func TestBrowserThirdPartyClientNoUDP(t *testing.T) {
+	b := browserTest(t, 120*time.Second)
+	if b == nil {
+		hostNFTablesClean(t)
+		return
+	}
+	var src strings.Builder
+	for _, f := range []string{"whip.js", "whep.js"} {
+		body, err := os.ReadFile(filepath.Join(whipWhepDir, f))
+		if err != nil {
+			skipOrFail(t, "the whip-whep npm package is missing (.ci/run installs it): %v", err)
+		}
+		src.WriteString(strings.Replace(string(body), "export class", "class", 1) + "\n")
+	}
+	lib := "(() => {\n" + src.String() + "\nwindow.WHIPClient = WHIPClient; window.WHEPClient = WHEPClient; return true; })()"
+	g := startGateway(t, func(c *Config) {
+		c.ICE.TURNTCP = "127.0.0.1:0"
+		c.ICE.TURNRelayIP = turnRelay
+	})
+	for _, tc := range []struct {
+		name string
+		drop []int
+		want string // local candidate of the selected pair
+	}{
+		{"no UDP", nil, "/tcp"},
+		{"no UDP, no media TCP", []int{tcpPort(g.TCPAddr())}, "relay/udp/tcp"},
+	} {
+		resetNFT(t)
+		dropUDP(t, tc.drop...)
+		path := "tp/" + strings.NewReplacer(" ", "-", ",", "").Replace(tc.name)
+		ctx, closeTab := b.tab(t, tc.name)
+		b.navigate(t, ctx, g.base+"/healthz")
+		evalJS[bool](t, ctx, lib)
+		opts := fmt.Sprintf(`{"whip": %q, "whep": %q}`, g.base+"/whip/"+path, g.base+"/whep/"+path)
+		evalJS[bool](t, ctx, fmt.Sprintf(thirdPartyJS, opts)+", true")
+		type state struct {
+			Pub, View, Error string
+			FirstFrameMs     *float64
+			Frames           int
+		}
+		s := waitPage(t, ctx, 20*time.Second, tc.name+": third-party client publishing and playing",
+			`({pub: tp.pub, view: tp.view, error: tp.error, firstFrameMs: tp.firstFrameMs, frames: tp.frames})`,
+			func(s state) (bool, error) {
+				if s.Error != "" {
+					return false, fmt.Errorf("whip-whep client: %s", s.Error)
+				}
+				return s.Pub == "connected" && s.View == "connected" && s.Frames > 30, nil
+			})
+		pp := mustEvalAsync[selectedPair](t, ctx, fmt.Sprintf(pairJS, "window.tpPub"))
+		vp := mustEvalAsync[selectedPair](t, ctx, fmt.Sprintf(pairJS, "window.tpView"))
+		t.Logf("%s: publisher %+v, viewer %+v, first frame %.0f ms after the WHEP request began, %d frames", tc.name, pp, vp, *s.FirstFrameMs, s.Frames)
+		for _, p := range []selectedPair{pp, vp} {
+			if !strings.HasSuffix(p.Local, tc.want) {
+				t.Errorf("%s: connected over %+v, want local candidate %s", tc.name, p, tc.want)
+			}
+		}
+		if *s.FirstFrameMs > 1500 {
+			t.Errorf("%s: first frame after %.0f ms, want < 1.5 s", tc.name, *s.FirstFrameMs)
+		}
+		closeTab()
+	}
 }
