@@ -228,8 +228,9 @@ func (l *link) silentFor(deadAfter time.Duration) time.Duration {
 
 // parentAnswered reports whether the parent answered one of the ICE
 // keepalives (sent every 100 ms on relay links) within the last d. It must
-// be asked regularly: it notes when the count of answers last moved.
-// Only the goroutine that follows the link calls it.
+// be asked regularly while it matters: it notes when the count of answers
+// last moved, counting from its first call after forgetAnswers. Only the
+// goroutine that follows the link calls it.
 func (l *link) parentAnswered(d time.Duration) bool {
 	now := time.Now()
 	st, ok := l.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
@@ -238,6 +239,10 @@ func (l *link) parentAnswered(d time.Duration) bool {
 	}
 	return now.Sub(l.answeredAt) < d
 }
+
+// forgetAnswers restarts parentAnswered's observation: the next call takes
+// the parent as heard from then.
+func (l *link) forgetAnswers() { l.answeredAt = time.Time{} }
 
 // quiet is how long the link has gone without a packet.
 func (l *link) quiet() time.Duration {

@@ -261,7 +261,11 @@ func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, 
 		log         = pl.p.Logger.With("stream", pu.path)
 		located     = len(pl.p.Parents) == 0 && pl.p.Locate != nil
 		watch       = func(quiet, lim time.Duration) bool {
-			alive := l.parentAnswered(lim / 2)
+			if quiet < lim/5 {
+				l.forgetAnswers() // media flows: no need to ask ICE (it costs a call into its loop)
+				return false
+			}
+			alive := l.parentAnswered(lim / 3)
 			if standby != nil {
 				return quiet < lim/2 || quiet >= lim // back, or dead
 			}
