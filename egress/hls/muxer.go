@@ -254,11 +254,23 @@ func (m *muxer) mux() error {
 	for _, f := range cbuf {
 		w.aac(f)
 	}
+	// Without its audio the rendition would stall players at the end of
+	// the audio they have: end it, and the next request starts over with a
+	// new transcoder.
+	var aacDone <-chan struct{}
+	if aacFrames != nil {
+		aacDone = aacR.Done()
+	}
 	for {
 		select {
 		case <-m.quit:
 			return context.Canceled
 		case <-m.st.Done():
+			return ErrStreamEnded
+		case <-aacDone:
+			if err := aacR.Err(); err != nil {
+				return fmt.Errorf("audio transcoder failed: %w", err)
+			}
 			return ErrStreamEnded
 		case f := <-vr.Frames():
 			w.video(f)
