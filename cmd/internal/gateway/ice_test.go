@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +20,10 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/livegate/livegate/relay/rtcclient"
+	"github.com/livegate/livegate/relay/rtcclient/clip"
 	"github.com/livegate/livegate/relay/turn"
 	"github.com/livegate/livegate/web/auth"
 )
@@ -376,5 +379,57 @@ func TestDiagnoseRunningGateway(t *testing.T) {
 		if problems != tc.problems {
 			t.Errorf("%v: problems %v, want %v", tc.ips, problems, tc.problems)
 		}
+	}
+}
+
+// TestICETCPViewerLatency: a viewer that can only use TCP gets each frame
+// within 30 ms (p95) of the publisher writing it, on loopback, about as a
+// UDP viewer does.
+func TestICETCPViewerLatency(t *testing.T) {
+	g := startGateway(t, nil)
+	const path = "lat/cam"
+	pub := g.publish(t, path)
+	c := loadClip(t)
+	var mu sync.Mutex
+	sent := map[[32]byte]time.Time{}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		_ = clip.Play(ctx, c.video, func(s clip.Sample, _ int) error {
+			mu.Lock()
+			sent[frameKey(sentNALUs(s.Data))] = time.Now() // the latest loop wins
+			mu.Unlock()
+			return pub.WriteVideo(media.Sample{Data: s.Data, Duration: s.Duration})
+		})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	vt, err := dialViewer(t, g.base+"/whep/"+path, tcpOnlyOpts(t))
+	if err != nil {
+		t.Fatalf("TCP-only viewer: %v", err)
+	}
+	vu := g.view(t, path)
+	time.Sleep(4 * time.Second)
+	lat := func(v *viewer) []time.Duration {
+		frames, _, _ := v.snapshot()
+		mu.Lock()
+		defer mu.Unlock()
+		var d []time.Duration
+		for _, f := range frames[min(len(frames), 30):] { // past the cached start
+			if s, ok := sent[frameKey(f.nalus)]; ok && f.at.After(s) && f.at.Sub(s) < time.Second {
+				d = append(d, f.at.Sub(s))
+			}
+		}
+		slices.Sort(d)
+		return d
+	}
+	pct := func(d []time.Duration, p int) time.Duration { return d[(len(d)-1)*p/100] }
+	dt, du := lat(vt), lat(vu)
+	if len(dt) < 60 || len(du) < 60 {
+		t.Fatalf("frames compared: TCP %d, UDP %d", len(dt), len(du))
+	}
+	t.Logf("publisher write -> viewer frame: TCP p50 %v p95 %v max %v (%d frames); UDP p50 %v p95 %v max %v (%d frames)",
+		pct(dt, 50), pct(dt, 95), dt[len(dt)-1], len(dt), pct(du, 50), pct(du, 95), du[len(du)-1], len(du))
+	if pct(dt, 95) > 30*time.Millisecond {
+		t.Errorf("TCP viewer latency p95 %v, want < 30 ms", pct(dt, 95))
 	}
 }
