@@ -127,26 +127,29 @@ func NewHub(params Params) *Hub {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	go h.reportDrops()
+	go h.tick()
 	return h
 }
 
-// reportDrops logs, once a second and per stream, how many packets were
+// tick runs once a second: it measures each stream's bitrates (so that
+// Stats only reads them) and logs, per stream, how many packets were
 // dropped for readers that fell behind: visible, but never a log line per
 // packet.
-func (h *Hub) reportDrops() {
+func (h *Hub) tick() {
 	defer close(h.stopped)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := map[*Track]uint64{}
 	for {
+		var now time.Time
 		select {
 		case <-h.stop:
 			return
-		case <-tick.C:
+		case now = <-tick.C:
 		}
 		seen := map[*Track]bool{}
 		for _, s := range h.Streams() {
+			s.measureRates(now)
 			for _, t := range s.Tracks() {
 				seen[t] = true
 				n := t.dropped.Load()

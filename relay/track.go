@@ -425,6 +425,20 @@ type TrackStats struct {
 	Delay *DelayStats `json:"delay,omitempty"`
 }
 
+// byteCounts is what the track took in and sent to its readers, past and
+// present.
+func (t *Track) byteCounts() (in, out uint64) {
+	in, out = t.bytesIn.Load(), t.bytesOut.Load()
+	for i := range t.shards {
+		if list := t.shards[i].Load(); list != nil {
+			for _, r := range *list {
+				out += r.bytesOut.Load()
+			}
+		}
+	}
+	return in, out
+}
+
 func (t *Track) stats() TrackStats {
 	st := TrackStats{
 		TrackInfo:        t.info,
