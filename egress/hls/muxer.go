@@ -47,6 +47,7 @@ type muxer struct {
 	vs         versions
 	partTarget time.Duration // pinned at the first playlist
 	target     int           // EXT-X-TARGETDURATION; only grows
+	warnedStep bool
 
 	parts partWatch
 }
@@ -322,6 +323,17 @@ func (m *muxer) pin(parts []time.Duration, target int) (time.Duration, int) {
 	return m.partTarget, m.target
 }
 
+// outOfStep reports, once per muxer, that gohlslib cut a segment where
+// the writer did not expect it (see params.go).
+func (m *muxer) outOfStep(seg uint64, want, got time.Time) {
+	if m.warnedStep {
+		return
+	}
+	m.warnedStep = true
+	m.s.log.Warn("hls: segments are not where expected; players may get the wrong init section after a resolution change",
+		"stream", m.path, "segment", seg, "expected", want, "got", got)
+}
+
 // initName is the file name of parameter version n's init section.
 func (m *muxer) initName(n int) string {
 	return m.token + "_init_v" + strconv.Itoa(n) + ".mp4"
@@ -350,7 +362,7 @@ func (m *muxer) initFile(file string) ([]byte, bool) {
 func (m *muxer) rewrite(file string, pl []byte, query string) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	mr := mediaRewrite{vs: &m.vs, pin: m.pin}
+	mr := mediaRewrite{vs: &m.vs, pin: m.pin, outOfStep: m.outOfStep}
 	if strings.HasPrefix(file, "video") {
 		mr.initURI = func(n int) string {
 			if query != "" {
@@ -420,6 +432,7 @@ func (w *writer) video(f *frames.Frame) {
 	seg, starts := w.seg.frame(pts, f.Key)
 	if starts {
 		m.vs.segmentStarts(seg)
+		m.vs.started(seg, at)
 	}
 	m.mu.Unlock()
 

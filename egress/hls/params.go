@@ -102,6 +102,26 @@ type versions struct {
 	list    []*version // by n; the oldest are dropped beyond maxVersions
 	changes []change   // ascending seg; changes[0] covers the gap segments
 	cur     *version
+	// starts are the capture times of the last segments' first frames,
+	// which gohlslib shows as EXT-X-PROGRAM-DATE-TIME: a check that the
+	// segmentation followed here is gohlslib's.
+	starts [32]segStart
+}
+
+type segStart struct {
+	seg uint64
+	at  time.Time
+}
+
+// started records when segment seg starts.
+func (vs *versions) started(seg uint64, at time.Time) {
+	vs.starts[seg%uint64(len(vs.starts))] = segStart{seg: seg, at: at}
+}
+
+// startOf is the recorded start of segment seg, if still known.
+func (vs *versions) startOf(seg uint64) (time.Time, bool) {
+	s := vs.starts[seg%uint64(len(vs.starts))]
+	return s.at, s.seg == seg && !s.at.IsZero()
 }
 
 // observe notes the parameter sets of a frame; it returns true when they

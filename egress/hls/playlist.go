@@ -23,6 +23,9 @@ type mediaRewrite struct {
 	// keyframe) into the part target and target duration every playlist
 	// of the stream announces.
 	pin func(parts []time.Duration, target int) (time.Duration, int)
+	// outOfStep is told when a segment does not start where the writer
+	// expected: the init sections named may then be wrong.
+	outOfStep func(seg uint64, want, got time.Time)
 }
 
 // rewrite adds the parameter changes (EXT-X-DISCONTINUITY, EXT-X-MAP and
@@ -91,6 +94,12 @@ func (mr mediaRewrite) rewrite(pl []byte) []byte {
 			strings.HasPrefix(l, "#EXT-X-GAP"), strings.HasPrefix(l, "#EXTINF:"):
 			if !inSeg {
 				inSeg = true
+				if v, ok := strings.CutPrefix(l, "#EXT-X-PROGRAM-DATE-TIME:"); ok && mr.outOfStep != nil {
+					got, err := time.Parse(time.RFC3339Nano, v)
+					if want, known := mr.vs.startOf(seg); err == nil && known && got.Sub(want).Abs() > 2*time.Millisecond {
+						mr.outOfStep(seg, want, got)
+					}
+				}
 				if mr.vs.startsAt(seg) {
 					line("#EXT-X-DISCONTINUITY")
 					if mr.initURI != nil && seg != first {

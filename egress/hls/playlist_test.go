@@ -134,3 +134,26 @@ func TestSegmenterFollowsGohlslib(t *testing.T) {
 		}
 	}
 }
+
+// TestRewriteNoticesSegmentsOutOfStep: a segment whose program date-time is
+// not the start the writer recorded is reported.
+func TestRewriteNoticesSegmentsOutOfStep(t *testing.T) {
+	var vs versions
+	if _, _, err := vs.observe(spsSmall, ppsChrome); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	vs.segmentStarts(7)
+	vs.started(7, at)
+	vs.started(8, at.Add(2*time.Second))
+	var bad []uint64
+	mr := mediaRewrite{vs: &vs, pin: func([]time.Duration, int) (time.Duration, int) { return 200 * time.Millisecond, 3 },
+		outOfStep: func(seg uint64, _, _ time.Time) { bad = append(bad, seg) }}
+	pl := "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n" +
+		"#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:05.006Z\n#EXTINF:2.00000,\np_video1_seg7.mp4\n" +
+		"#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:07.106Z\n#EXTINF:2.00000,\np_video1_seg8.mp4\n"
+	mr.rewrite([]byte(pl))
+	if len(bad) != 1 || bad[0] != 8 {
+		t.Fatalf("reported %v, want [8]", bad)
+	}
+}

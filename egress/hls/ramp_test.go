@@ -133,6 +133,15 @@ func TestResolutionStepsKeepThePlaylist(t *testing.T) {
 		}
 		last = pl
 	}
+	f.srv.mu.Lock()
+	m := f.srv.muxers["room/cam"]
+	f.srv.mu.Unlock()
+	m.mu.Lock()
+	outOfStep := m.warnedStep
+	m.mu.Unlock()
+	if outOfStep {
+		t.Fatal("gohlslib cut segments elsewhere than the writer expected")
+	}
 	if len(prefixes) != 1 || len(targets) != 1 {
 		t.Fatalf("muxer runs %v, part targets %v: want one of each", prefixes, targets)
 	}
