@@ -30,6 +30,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/livegate/livegate/ingest/internal/mediain"
+	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 )
 
@@ -100,7 +101,7 @@ func New(p Params) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtmp %q: %w", p.Addr, err)
 	}
-	s := &Server{p: p, ffmpeg: mediain.FindFFmpeg(p.FFmpeg), ln: ln, log: p.Logger, conns: map[net.Conn]struct{}{}, perIP: map[string]int{}}
+	s := &Server{p: p, ffmpeg: ffproc.Find(p.FFmpeg), ln: ln, log: p.Logger, conns: map[net.Conn]struct{}{}, perIP: map[string]int{}}
 	if s.ffmpeg == "" {
 		s.log.Warn("rtmp ingest: no ffmpeg; AAC audio of RTMP publishers is dropped (video-only for WebRTC viewers)")
 	}

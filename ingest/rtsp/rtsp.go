@@ -40,6 +40,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 
 	"github.com/livegate/livegate/ingest/internal/mediain"
+	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 )
 
@@ -105,7 +106,7 @@ func New(p Params) (*Server, error) {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	s := &Server{p: p, ffmpeg: mediain.FindFFmpeg(p.FFmpeg), log: p.Logger, outs: map[string]*output{}, perIP: map[string]int{}}
+	s := &Server{p: p, ffmpeg: ffproc.Find(p.FFmpeg), log: p.Logger, outs: map[string]*output{}, perIP: map[string]int{}}
 	h := &handler{s: s}
 	s.srv = &gortsplib.Server{
 		Handler:      h,

@@ -7,13 +7,11 @@ package aac
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 
+	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
@@ -78,13 +77,7 @@ func New(p Params) *Transcoders {
 		p.Logger = slog.Default()
 	}
 	t := &Transcoders{p: p, all: map[*relay.Track]*transcoder{}}
-	switch p.FFmpeg {
-	case "-":
-	case "":
-		t.ffmpeg, _ = exec.LookPath("ffmpeg")
-	default:
-		t.ffmpeg, _ = exec.LookPath(p.FFmpeg)
-	}
+	t.ffmpeg = ffproc.Find(p.FFmpeg)
 	return t
 }
 
@@ -222,11 +215,10 @@ func (t *transcoder) transcode(ctx context.Context, fr *frames.Reader, ffmpeg st
 	if channels <= 0 {
 		channels = 2
 	}
-	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+	cmd, stderr := ffproc.Command(ctx, ffmpeg,
 		"-probesize", "4096", "-analyzeduration", "0", "-f", "ogg", "-i", "pipe:0",
 		"-vn", "-c:a", "aac", "-b:a", fmt.Sprint(bitrate), "-ar", fmt.Sprint(SampleRate), "-ac", "2",
 		"-flush_packets", "1", "-f", "adts", "pipe:1")
-	cmd.WaitDelay = 2 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -235,8 +227,6 @@ func (t *transcoder) transcode(ctx context.Context, fr *frames.Reader, ffmpeg st
 	if err != nil {
 		return err
 	}
-	stderr := &limitedBuffer{max: 4096}
-	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting ffmpeg: %w", err)
 	}
@@ -342,30 +332,4 @@ func (t *transcoder) readADTS(r io.Reader, start *atomic.Pointer[time.Time]) err
 		}
 		t.mu.Unlock()
 	}
-}
-
-// limitedBuffer keeps the first max bytes of ffmpeg's stderr.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	b   bytes.Buffer
-	max int
-}
-
-func (l *limitedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(bytes.TrimSpace(l.b.Bytes()))
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if room := l.max - l.b.Len(); room > 0 {
-		if len(p) > room {
-			l.b.Write(p[:room])
-		} else {
-			l.b.Write(p)
-		}
-	}
-	return len(p), nil
 }

@@ -2,38 +2,19 @@ package mediain
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay/codec"
 )
-
-// FindFFmpeg resolves the ffmpeg setting: "" looks it up in PATH, "-"
-// means none. It returns "" when there is no transcoder.
-func FindFFmpeg(setting string) string {
-	switch setting {
-	case "-":
-		return ""
-	case "":
-		p, err := exec.LookPath("ffmpeg")
-		if err != nil {
-			return ""
-		}
-		return p
-	}
-	return setting
-}
 
 // AACToOpus transcodes one stream's AAC to Opus with one ffmpeg process:
 // ADTS in, Ogg/Opus out, split into Opus packets. Writes never block the
@@ -61,12 +42,11 @@ func StartAACToOpus(ffmpeg string, asc *mpeg4audio.AudioSpecificConfig, bitrate 
 		bitrate = 96000
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+	cmd, stderr := ffproc.Command(ctx, ffmpeg,
 		"-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0", "-f", "aac", "-i", "pipe:0",
 		"-vn", "-c:a", "libopus", "-b:a", fmt.Sprint(bitrate), "-ar", "48000", "-ac", "2",
 		"-application", "lowdelay", "-frame_duration", "20",
 		"-page_duration", "20000", "-flush_packets", "1", "-f", "ogg", "pipe:1")
-	cmd.WaitDelay = 2 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		cancel()
@@ -77,8 +57,6 @@ func StartAACToOpus(ffmpeg string, asc *mpeg4audio.AudioSpecificConfig, bitrate 
 		cancel()
 		return nil, err
 	}
-	stderr := &limitedBuffer{max: 2048}
-	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		cancel()
 		return nil, fmt.Errorf("starting ffmpeg: %w", err)
@@ -197,26 +175,4 @@ func ReadOggOpus(r io.Reader, out func(pkt []byte, samples int64)) error {
 			}
 		}
 	}
-}
-
-// limitedBuffer keeps the first max bytes of ffmpeg's stderr.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	b   bytes.Buffer
-	max int
-}
-
-func (l *limitedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(bytes.TrimSpace(l.b.Bytes()))
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if room := l.max - l.b.Len(); room > 0 {
-		l.b.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
 }
