@@ -95,7 +95,7 @@ type input struct {
 
 // at is the wall-clock time of a PTS.
 func (in *input) at(pts int64) time.Time {
-	return in.zero.Add(time.Duration(pts * int64(time.Second) / in.clock))
+	return in.zero.Add(ticksToDuration(pts, in.clock))
 }
 
 // startAudio picks the audio rendition: AAC from the shared transcoder when
@@ -391,7 +391,9 @@ type writer struct {
 }
 
 func (w *writer) pts(in *input, at time.Time) int64 {
-	return int64(at.Sub(w.base)) * in.clock / int64(time.Second)
+	// In two steps: nanoseconds times a 90 kHz clock overflow after a day.
+	d := at.Sub(w.base)
+	return int64(d/time.Second)*in.clock + int64(d%time.Second)*in.clock/int64(time.Second)
 }
 
 func hasSlice(units [][]byte) bool {
@@ -449,7 +451,7 @@ func (w *writer) video(f *frames.Frame) {
 	// Players wait for the first complete segment: ask for its closing
 	// keyframe once it is long enough to start playing from, instead of
 	// waiting for the publisher's next one.
-	elapsed := time.Duration((pts - w.firstPTS) * int64(time.Second) / w.vin.clock)
+	elapsed := ticksToDuration(pts-w.firstPTS, w.vin.clock)
 	if elapsed >= max(firstSegment, w.m.s.p.SegmentDuration) && time.Since(w.asked) > time.Second {
 		w.asked = time.Now()
 		w.vr.RequestKeyframe()
