@@ -220,8 +220,10 @@ func TestHLSJSPlaysBrowserHost(t *testing.T) {
 	if *first.FirstFrame > 4000 {
 		t.Errorf("first picture after %.0f ms, want < 4000", *first.FirstFrame)
 	}
-	if shown := last.Frames - framesAt; shown < 20*10 {
-		t.Errorf("%d pictures shown in 20 s, want at least 200 (10 fps)", shown)
+	// The host encodes 15-30 fps depending on the machine's load; a player
+	// that stalls for half the time shows fewer than this.
+	if shown := last.Frames - framesAt; shown < 20*6 {
+		t.Errorf("%d pictures shown in 20 s, want at least 120 (6 fps)", shown)
 	}
 	if len(latencies) == 0 {
 		t.Error("hls.js reported no latency")
