@@ -48,6 +48,11 @@ type Config struct {
 	// muxes see them.
 	LiteViewers bool
 	Logger      *slog.Logger
+	// activeTCP lets sessions dial the peer's passive TCP candidates: only
+	// relay links, which dial their parent. Sessions of clients never do,
+	// or an offer could make the gateway open TCP connections to any
+	// address, its own network's services included.
+	activeTCP bool
 }
 
 // Engine creates PeerConnections for publishers and readers. Both share the
@@ -195,6 +200,7 @@ func (e *Engine) newAPI(cfg Config, publisher, simulcast bool) (*webrtc.API, err
 		// Passive candidates on the shared port; as a relay link's client,
 		// pion also dials a parent's passive TCP candidates.
 		s.SetICETCPMux(e.tcpMux)
+		s.DisableActiveTCP(!cfg.activeTCP)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

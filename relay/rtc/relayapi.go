@@ -15,5 +15,7 @@ import (
 func (e *Engine) RelayAPI(keepalive, dead time.Duration) (*webrtc.API, error) {
 	cfg := e.cfg
 	cfg.ICEKeepalive, cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout = keepalive, dead, 2*dead
+	// A parent reachable only over TCP (its UDP off or blocked) is dialed.
+	cfg.activeTCP = true
 	return e.newAPI(cfg, true, false)
 }

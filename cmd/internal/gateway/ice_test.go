@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec // the TURN REST convention
 	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -431,5 +432,55 @@ func TestICETCPViewerLatency(t *testing.T) {
 		pct(dt, 50), pct(dt, 95), dt[len(dt)-1], len(dt), pct(du, 50), pct(du, 95), du[len(du)-1], len(du))
 	if pct(dt, 95) > 30*time.Millisecond {
 		t.Errorf("TCP viewer latency p95 %v, want < 30 ms", pct(dt, 95))
+	}
+}
+
+// TestGatewayDialsNoClientTCPCandidate: a client's passive TCP candidate
+// is never dialed (only relay links dial, toward their parents), so an
+// offer cannot make the gateway open TCP connections to other hosts or to
+// services on its own network.
+func TestGatewayDialsNoClientTCPCandidate(t *testing.T) {
+	g := startGateway(t, nil)
+	p, stop := publishClip(t, g, "dial/cam")
+	defer p.Close(context.Background())
+	defer stop()
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	dialed := make(chan struct{}, 1)
+	go func() {
+		if c, err := target.Accept(); err == nil {
+			c.Close()
+			dialed <- struct{}{}
+		}
+	}()
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := target.Addr().(*net.TCPAddr).Port
+	sdp := strings.Replace(offer.SDP, "a=mid:", fmt.Sprintf("a=candidate:1 1 tcp 1518280447 127.0.0.1 %d typ host tcptype passive\r\na=mid:", port), 1)
+	res, err := httpClient.Post(g.base+"/whep/dial/cam", "application/sdp", strings.NewReader(sdp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("WHEP: %d", res.StatusCode)
+	}
+	select {
+	case <-dialed:
+		t.Fatal("the gateway dialed the client's passive TCP candidate")
+	case <-time.After(2 * time.Second):
 	}
 }
