@@ -1,0 +1,98 @@
+package turn
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	pionturn "github.com/pion/turn/v5"
+)
+
+func selfSigned(t *testing.T) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "turn.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// allocate asks the server for a relay over conn with the credentials.
+func allocate(t *testing.T, conn net.Conn, user, pass string) (net.Addr, error) {
+	t.Helper()
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: conn.RemoteAddr().String(),
+		STUNServerAddr: conn.RemoteAddr().String(), Username: user, Password: pass, Realm: "livegate",
+		Conn: pionturn.NewSTUNConn(conn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		return nil, err
+	}
+	defer relay.Close()
+	return relay.LocalAddr(), nil
+}
+
+// TestTURNOverTCPAndTLS: TCP and TLS listeners allocate relays with REST
+// credentials from the secret, at the configured relay address, and refuse
+// expired or forged ones.
+func TestTURNOverTCPAndTLS(t *testing.T) {
+	const secret = "s3cret"
+	s, err := New(Config{TCPAddr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Cert: selfSigned(t),
+		RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, tcpAddr, tlsAddr := s.Addrs()
+	dial := map[string]func() (net.Conn, error){
+		"tcp": func() (net.Conn, error) { return net.Dial("tcp", tcpAddr.String()) },
+		"tls": func() (net.Conn, error) {
+			return tls.Dial("tcp", tlsAddr.String(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // self-signed test cert
+		},
+	}
+	now := time.Now()
+	good, goodPass := Credentials(secret, "alice", time.Hour, now)
+	old, oldPass := Credentials(secret, "alice", -time.Minute, now)
+	forged, forgedPass := Credentials("other", "alice", time.Hour, now)
+	for name, d := range dial {
+		for _, tc := range []struct {
+			what, user, pass string
+			ok               bool
+		}{{"valid", good, goodPass, true}, {"expired", old, oldPass, false}, {"forged", forged, forgedPass, false}} {
+			conn, err := d()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			addr, err := allocate(t, conn, tc.user, tc.pass)
+			conn.Close()
+			if tc.ok != (err == nil) {
+				t.Errorf("%s, %s credentials: allocation error %v", name, tc.what, err)
+			}
+			if err == nil && !addr.(*net.UDPAddr).IP.Equal(net.IPv4(127, 0, 0, 1)) {
+				t.Errorf("%s: relay at %v", name, addr)
+			}
+		}
+	}
+	if _, err := New(Config{TLSAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), Secret: secret}); err == nil {
+		t.Error("TLS without a certificate accepted")
+	}
+}
