@@ -323,7 +323,7 @@ func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) ech
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
 		defer cancel()
-		if d.Relay {
+		if d.Relay && c.Request().Header.Get(relay.RelayResumeHeader) != "" {
 			ctx = relay.WithRelayReader(ctx) // see relay.CacheStartSink
 		}
 		sess, err := ep.Offer(ctx, path, offer, ip)

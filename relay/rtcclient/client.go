@@ -27,6 +27,8 @@ type Options struct {
 	HTTP *http.Client
 	// Token, if set, is sent as "Authorization: Bearer".
 	Token string
+	// Header is added to the offer's request (e.g. a relay link's hints).
+	Header http.Header
 }
 
 // HTTPError is a non-201 answer to an offer.
@@ -162,6 +164,13 @@ func (s *Session) do(ctx context.Context, method, u, contentType, body string) (
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if method == http.MethodPost {
+		for k, vs := range s.opts.Header {
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
+		}
 	}
 	s.setToken(req)
 	c := s.opts.HTTP

@@ -72,6 +72,7 @@ type Puller struct {
 
 type pull struct {
 	path   string
+	resume bool // the first link resumes the stream for viewers mid-stream
 	cancel context.CancelFunc
 	ready  chan struct{} // closed when the first link is up or failed
 	err    error         // set before ready closes
@@ -128,7 +129,9 @@ func (pl *Puller) Ensure(ctx context.Context, path string) error {
 	pu := pl.pulls[path]
 	if pu == nil {
 		pctx, cancel := context.WithCancel(pl.ctx)
-		pu = &pull{path: path, cancel: cancel, ready: make(chan struct{})}
+		// A child replacing a broken link asks for it: the whole way up
+		// must then start on cached GOPs (see relay.CacheStartSink).
+		pu = &pull{path: path, cancel: cancel, ready: make(chan struct{}), resume: relay.IsRelayReader(ctx)}
 		pl.pulls[path] = pu
 		pl.wg.Add(1)
 		go func() {
@@ -162,8 +165,12 @@ func (pl *Puller) run(ctx context.Context, pu *pull) {
 	first := true
 	start := 0
 	var brokenSince time.Time
+	// A stream that exists here already (its publisher moved away) has
+	// viewers mid-stream: its first link resumes it, like a failover.
+	_, existed := pl.p.Hub.Get(pu.path)
+	existed = existed || pu.resume
 	for backoff := retryMin; ctx.Err() == nil; {
-		l, parent, idx, err := pl.dialAny(ctx, pu.path, start, "")
+		l, parent, idx, err := pl.dialAny(ctx, pu.path, start, "", !first || existed)
 		if err != nil {
 			if first {
 				if errors.Is(err, relay.ErrNotFound) {
@@ -290,7 +297,7 @@ func (pl *Puller) follow(ctx context.Context, pu *pull, l *link, parent string, 
 		case standby == nil:
 			lastTry = time.Now()
 			var err error
-			standby, sParent, sIdx, err = pl.dialAny(ctx, pu.path, idx+1, parent)
+			standby, sParent, sIdx, err = pl.dialAny(ctx, pu.path, idx+1, parent, true)
 			if err != nil {
 				log.Debug("relay link silent; no other parent has the stream", "parent", parent, "err", err)
 				standby = nil
@@ -355,8 +362,9 @@ func (pl *Puller) parents(ctx context.Context, path string) ([]string, error) {
 }
 
 // dialAny tries the parents in turn from index start, skipping the one
-// named skip.
-func (pl *Puller) dialAny(ctx context.Context, path string, start int, skip string) (*link, string, int, error) {
+// named skip. resume asks the parent to start the link on its cached GOP
+// (the link replaces one that broke).
+func (pl *Puller) dialAny(ctx context.Context, path string, start int, skip string, resume bool) (*link, string, int, error) {
 	parents, err := pl.parents(ctx, path)
 	if err != nil {
 		return nil, "", 0, err
@@ -373,7 +381,11 @@ func (pl *Puller) dialAny(ctx context.Context, path string, start int, skip stri
 		}
 		pl.dials.Add(1)
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		l, err := dial(dctx, parents[idx], path, pl.p.Client, pl.background)
+		opts := pl.p.Client
+		if resume {
+			opts.Header = http.Header{relay.RelayResumeHeader: {"1"}}
+		}
+		l, err := dial(dctx, parents[idx], path, opts, pl.background)
 		cancel()
 		if err == nil {
 			return l, parents[idx], idx, nil
