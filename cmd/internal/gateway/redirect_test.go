@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +235,57 @@ func TestBrowserRedirectedViewerWithToken(t *testing.T) {
 	}
 	if n := tc.spare.whep.Sessions(); n != 1 {
 		t.Errorf("spare edge has %d WHEP sessions, want the player's", n)
+	}
+
+	// The same with medooze's WHEPClient (npm whip-whep, installed by
+	// .ci/run), which resolves the session's Location against the URL it
+	// asked and trickles its candidates there with the bearer token.
+	var src strings.Builder
+	body, err := os.ReadFile(filepath.Join(whipWhepDir, "whep.js"))
+	if err != nil {
+		skipOrFail(t, "the whip-whep npm package is missing (.ci/run installs it): %v", err)
+	}
+	src.WriteString(strings.Replace(string(body), "export class", "class", 1))
+	lib := "(() => {\n" + src.String() + "\nwindow.WHEPClient = WHEPClient; return true; })()"
+	mtab, _ := b.tab(t, "medooze")
+	b.navigate(t, mtab, "http://"+ln.Addr().String()+"/blank")
+	evalJS[bool](t, mtab, lib)
+	evalJS[bool](t, mtab, fmt.Sprintf(`(async (url, token) => {
+  const R = window.mz = {frames: 0, error: '', resource: ''};
+  try {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', {direction: 'recvonly'});
+    pc.addTransceiver('audio', {direction: 'recvonly'});
+    const video = document.createElement('video');
+    video.muted = true; video.autoplay = true; video.playsInline = true;
+    document.body.append(video);
+    const stream = new MediaStream();
+    video.srcObject = stream;
+    pc.addEventListener('track', (e) => stream.addTrack(e.track));
+    const count = () => video.requestVideoFrameCallback(() => { R.frames++; count(); });
+    count();
+    const c = new WHEPClient();
+    await c.view(pc, url, token);
+    R.resource = String(c.resourceURL);
+  } catch (e) { R.error = String(e); }
+})(%q, %q), true`, tc.full.base+"/whep/"+path, token(t, "redir", "medooze", time.Hour, "subscribe")))
+	type mzState struct {
+		Frames   int    `json:"frames"`
+		Error    string `json:"error"`
+		Resource string `json:"resource"`
+	}
+	m := waitPage(t, mtab, 20*time.Second, "medooze's WHEPClient playing after the redirect", `window.mz`,
+		func(s mzState) (bool, error) {
+			if s.Error != "" {
+				return false, fmt.Errorf("WHEPClient: %s", s.Error)
+			}
+			return s.Frames > 30, nil
+		})
+	t.Logf("medooze WHEPClient: session %s, %d frames shown", m.Resource, m.Frames)
+	if !strings.HasPrefix(m.Resource, tc.spare.base) {
+		t.Errorf("medooze WHEPClient's session %s is not on the spare edge", m.Resource)
+	}
+	if n := tc.spare.whep.Sessions(); n != 2 {
+		t.Errorf("spare edge has %d WHEP sessions, want both players'", n)
 	}
 }
