@@ -50,13 +50,14 @@ type link struct {
 	background func(func())
 }
 
-// dial opens a WHEP session for path on parent and learns its tracks from
-// the answer, so the local stream exists before the first packet.
+// pendingTrack is a remote track that arrived before the publication.
 type pendingTrack struct {
 	tr   *webrtc.TrackRemote
 	recv *webrtc.RTPReceiver
 }
 
+// dial opens a WHEP session for path on parent and learns its tracks from
+// the answer, so the local stream exists before the first packet.
 func dial(ctx context.Context, parent, path string, opts rtcclient.Options, background func(func())) (*link, error) {
 	l := &link{parent: parent, recv: map[int]*webrtc.RTPReceiver{}, done: make(chan struct{}), background: background}
 	url := strings.TrimRight(parent, "/") + "/whep/" + path
@@ -209,7 +210,7 @@ const (
 	evCancelled  event = iota // the pull's context ended
 	evDead                    // the link broke or the parent ended it
 	evSuperseded              // another publication took over the stream
-	evSilent                  // no media for the dead time, link still up
+	evSilent                  // the link is quiet and the watcher wants to act
 )
 
 // silentFor is how long the link may go without media before it is
