@@ -148,8 +148,13 @@ func TestRelayDelayPerHop(t *testing.T) {
 		}
 		t.Logf("%-6s reports delay from the publisher p50 %.2f ms (p95 %.2f, avg %.2f, %d frames), hop %s; its viewer measures p50 %.2f ms",
 			names[i], d.P50Ms, d.P95Ms, d.AvgMs, d.Samples, hop, measured)
-		if math.Abs(d.P50Ms-measured) > 2 {
-			t.Errorf("%s: reported p50 %.2f ms, its viewer measures %.2f ms: more than 2 ms apart", names[i], d.P50Ms, measured)
+		// The node measures arrival at itself; its viewer also sees the
+		// node's forwarding (worker, SRTP, loopback), which takes a
+		// fraction of a millisecond on an idle machine and a few on a
+		// loaded one. So the report may be below the viewer's figure by
+		// that much, and above it only by rounding.
+		if d.P50Ms > measured+2 || measured-d.P50Ms > 8 {
+			t.Errorf("%s: reported p50 %.2f ms, its viewer measures %.2f ms: want report within [measured-8, measured+2] ms", names[i], d.P50Ms, measured)
 		}
 		if i > 0 {
 			if d.HopMs == nil || d.ParentMs == nil {
