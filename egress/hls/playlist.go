@@ -105,6 +105,11 @@ func (mr mediaRewrite) rewrite(pl []byte) []byte {
 					if mr.initURI != nil && seg != first {
 						line(`#EXT-X-MAP:URI="`, mr.initURI(mr.vs.of(seg)), `"`)
 					}
+					// A segment after a discontinuity should say when it
+					// starts; gohlslib dates only the last two.
+					if at, ok := mr.vs.startOf(seg); ok && !strings.HasPrefix(l, "#EXT-X-PROGRAM-DATE-TIME:") {
+						line("#EXT-X-PROGRAM-DATE-TIME:", at.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+					}
 				}
 			}
 			line(l)

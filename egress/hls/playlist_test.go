@@ -62,6 +62,7 @@ func TestRewriteMarksParameterChanges(t *testing.T) {
 	seg(10, 2) //
 	seg(11, 1) // back to the first size: its init again
 	seg(12, 1)
+	vs.started(9, time.Date(2026, 1, 2, 3, 4, 5, 60e6, time.UTC))
 	pinned := 0
 	mr := mediaRewrite{vs: &vs,
 		initURI: func(n int) string { return "I" + strconv.Itoa(n) + ".mp4?t=1" },
@@ -76,7 +77,8 @@ func TestRewriteMarksParameterChanges(t *testing.T) {
 		"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.63\n",
 		"#EXT-X-PART-INF:PART-TARGET=0.21\n",
 		"#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-MAP:URI=\"I0.mp4?t=1\"\n",
-		"p_video1_seg8.mp4?t=1\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"I1.mp4?t=1\"\n#EXT-X-PART:DURATION=0.20000,URI=\"p_video1_part18.mp4",
+		"p_video1_seg8.mp4?t=1\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"I1.mp4?t=1\"\n" +
+			"#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:05.060Z\n#EXT-X-PART:DURATION=0.20000,URI=\"p_video1_part18.mp4",
 		"p_video1_seg10.mp4?t=1\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"I0.mp4?t=1\"\n#EXT-X-PART:DURATION=0.20000,URI=\"p_video1_part22.mp4",
 	} {
 		if !strings.Contains(out, want) {
