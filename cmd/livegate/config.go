@@ -41,6 +41,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.StringVar(&g.HTTP, "http", ":8080", "HTTP listen address (WHIP, WHEP, API, pages)")
 	fs.StringVar(&g.WebRTCUDP, "webrtc-udp", ":8189", "the one UDP address for all WebRTC media; off: none (TCP and TURN only)")
 	fs.StringVar(&g.WebRTCTCP, "webrtc-tcp", "", "the one TCP address for WebRTC media over ICE-TCP (networks that drop UDP); empty: the webrtc-udp address; off: none")
+	fs.StringVar(&g.WHEPTransport, "whep-transport", "lite", "how WHEP viewers are served: lite (livegate's own ICE-lite/DTLS/SRTP transport with batched sends) or pion (a PeerConnection per viewer, the fallback)")
 	fs.Var(listValue{&g.WebRTCIPs}, "webrtc-ips", "comma-separated IPs advertised as ICE host candidates (UDP and TCP); PUBLIC/LOCAL maps one interface address (1:1 NAT); auto: ask the stun-servers at start; empty: interface addresses")
 	fs.Var(listValue{&g.STUNServers}, "stun-servers", "comma-separated STUN URLs (stun:host:port) for server-reflexive candidates; empty: no STUN")
 	ic := &g.ICE

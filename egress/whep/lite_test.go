@@ -36,14 +36,23 @@ type liteRig struct {
 	ts   uint32
 	mu   sync.Mutex
 	sent map[uint16][]byte // payloads by sequence number, as published
+	tcp  bool
 }
 
-func newLiteRig(t *testing.T, consent time.Duration) *liteRig {
+func newLiteRig(t *testing.T, consent time.Duration) *liteRig { return newLiteRigNet(t, consent, false) }
+
+// newLiteRigNet is newLiteRig with, if tcp, ICE-TCP on and the viewers
+// using TCP only.
+func newLiteRigNet(t *testing.T, consent time.Duration, tcp bool) *liteRig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := relay.NewHub(relay.Params{Logger: log, KeyframeWait: -1})
 	t.Cleanup(hub.Close)
-	eng, err := rtc.NewEngine(rtc.Config{UDPAddr: "127.0.0.1:0", IPs: []string{"127.0.0.1"}, Logger: log,
-		ICEDisconnectedTimeout: consent / 2, ICEFailedTimeout: consent / 2, LiteViewers: true})
+	cfg := rtc.Config{UDPAddr: "127.0.0.1:0", IPs: []string{"127.0.0.1"}, Logger: log,
+		ICEDisconnectedTimeout: consent / 2, ICEFailedTimeout: consent / 2, LiteViewers: true}
+	if tcp {
+		cfg.TCPAddr = "127.0.0.1:0"
+	}
+	eng, err := rtc.NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +66,7 @@ func newLiteRig(t *testing.T, consent time.Duration) *liteRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &liteRig{t: t, hub: hub, srv: srv, eng: eng, pub: pub, src: src, sent: map[uint16][]byte{}}
+	return &liteRig{t: t, hub: hub, srv: srv, eng: eng, pub: pub, src: src, sent: map[uint16][]byte{}, tcp: tcp}
 }
 
 // write publishes one video packet (a keyframe if key) with a payload
@@ -96,6 +105,9 @@ func (r *liteRig) viewer() *liteViewer {
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	s.SetIncludeLoopbackCandidate(true)
 	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if r.tcp {
+		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -341,4 +353,27 @@ func TestLiteICERestart(t *testing.T) {
 			t.Fatalf("media stopped after the ICE restart (state %s)", v.pc.ICEConnectionState())
 		}
 	}
+}
+
+// A viewer that can only use TCP (its network drops UDP) gets its media
+// over ICE-TCP from the lite transport, on the shared TCP port.
+func TestLiteViewerOverICETCP(t *testing.T) {
+	r := newLiteRigNet(t, 10*time.Second, true)
+	r.write(true)
+	v := r.viewer()
+	if !strings.Contains(v.sess.Answer(), "tcptype passive") {
+		t.Fatalf("answer has no passive TCP candidate:\n%s", v.sess.Answer())
+	}
+	r.waitViewers(1)
+	r.write(true)
+	v.next(t, 5*time.Second)
+	for range 20 {
+		r.write(false)
+		v.next(t, 2*time.Second)
+	}
+	if r.eng.Lite().Peers() != 1 {
+		t.Fatalf("%d lite peers", r.eng.Lite().Peers())
+	}
+	v.sess.Close()
+	r.waitViewers(0)
 }

@@ -46,7 +46,10 @@ type Config struct {
 	WebRTCUDP string // "off": no UDP media
 	// WebRTCTCP is the ICE-TCP address; empty: the same as WebRTCUDP
 	// (another free port when that one is port 0); "off": none.
-	WebRTCTCP        string
+	WebRTCTCP string
+	// WHEPTransport is how WHEP viewers are served: "lite" (or empty),
+	// livegate's own transport; "pion", a PeerConnection each (fallback).
+	WHEPTransport    string
 	WebRTCIPs        []string // IP or PUBLIC/LOCAL; "auto": ask STUNServers at start
 	STUNServers      []string
 	ICE              ICEConfig // ICE-TCP aside: TURN, ICE servers for clients
@@ -223,11 +226,15 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		g.closeMedia()
 		return nil, err
 	}
+	if t := cfg.WHEPTransport; t != "" && t != "lite" && t != "pion" {
+		return nil, fmt.Errorf("whep-transport %q: use lite or pion", t)
+	}
 	g.engine, err = rtc.NewEngine(rtc.Config{
 		UDPAddr: udpAddr, TCPAddr: tcpAddr, IPs: g.ips, STUNServers: cfg.STUNServers, Logger: log,
 		// Without configured IPs, also offer loopback so a browser on the
 		// same machine connects even when it has no other interface.
 		IncludeLoopback: len(cfg.WebRTCIPs) == 0,
+		LiteViewers:     cfg.WHEPTransport != "pion",
 	})
 	if err != nil {
 		g.closeMedia()

@@ -32,11 +32,9 @@ const (
 func (t *Transport) WrapTCP(ln net.Listener) net.Listener {
 	t.tcp.Store(true)
 	l := &tcpListener{Listener: ln, t: t, conns: make(chan net.Conn), done: make(chan struct{})}
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		l.acceptLoop()
-	}()
+	// Not in t.wg: it ends when the listener's owner (pion's TCP mux,
+	// closed after the transport) closes it.
+	go l.acceptLoop()
 	return l
 }
 
