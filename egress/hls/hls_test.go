@@ -50,6 +50,7 @@ type fixture struct {
 	base string
 	http *http.Server
 	stop context.CancelFunc
+	pub  *relay.Publication
 	done chan struct{}
 }
 
@@ -71,6 +72,7 @@ func startClip(t *testing.T, p Params, c *framestest.Clip) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.pub = pub
 	ctx, cancel := context.WithCancel(context.Background())
 	f.stop = cancel
 	go func() {

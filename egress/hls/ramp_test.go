@@ -275,3 +275,60 @@ func (r *httptestRecorder) Header() http.Header {
 }
 func (r *httptestRecorder) WriteHeader(c int)           { r.code = c }
 func (r *httptestRecorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+
+// TestPublisherReconnectKeepsThePlaylist: a publisher that drops and comes
+// back within the grace period continues the same playlist (same muxer),
+// and ffmpeg decodes across the break.
+func TestPublisherReconnectKeepsThePlaylist(t *testing.T) {
+	c, err := framestest.Load("../../testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := startClip(t, Params{}, c)
+	media := f.base + "/hls/room/cam/video1_stream.m3u8"
+	if res, body := get(t, media); res.StatusCode != 200 {
+		t.Fatalf("playlist: %d %s", res.StatusCode, body)
+	}
+	// End the clip publisher and publish again 1.5 s later.
+	f.stop()
+	<-f.done
+	f.pub.End("test: publisher dropped")
+	time.Sleep(1500 * time.Millisecond)
+	pub, err := framestest.Publish(f.hub, "room/cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	played := make(chan struct{})
+	go func() {
+		defer close(played)
+		c.Play(ctx, pub)
+	}()
+	defer func() { cancel(); <-played }()
+
+	prefixes := map[string]bool{}
+	var last string
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		res, pl := get(t, media)
+		if res.StatusCode != 200 {
+			t.Fatalf("playlist after the publisher came back: %d %q", res.StatusCode, pl)
+		}
+		for _, m := range segURI.FindAllStringSubmatch(pl, -1) {
+			prefixes[m[1]] = true
+		}
+		last = pl
+	}
+	if len(prefixes) != 1 {
+		t.Fatalf("muxer runs %v: want the same one across the reconnect\n%s", prefixes, last)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	out, err := exec.CommandContext(ctx2, needTool(t, "ffmpeg"), "-hide_banner", "-nostdin", "-v", "error", "-rw_timeout", "5000000",
+		"-live_start_index", "0", "-i", f.base+"/hls/room/cam/index.m3u8", "-t", "8", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg across the reconnect: %v\n%s", err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Logf("ffmpeg said: %.1000s", s)
+	}
+}
