@@ -51,11 +51,13 @@ type Params struct {
 	// the playlist can announce its new init section. Keyframes come about
 	// every TargetDuration; the first segment is closed after about 1 s.
 	SegmentDuration time.Duration
-	// TargetDuration is the segment length the playlists announce at first
-	// (EXT-X-TARGETDURATION, rounded to seconds): the publisher's keyframe
-	// interval, which the relay keeps at --keyframe-max-interval for
-	// publishers that take keyframe requests (default 2 s). It grows if
-	// segments are longer.
+	// TargetDuration is the publisher's expected keyframe interval, which
+	// the relay keeps at --keyframe-max-interval for publishers that take
+	// keyframe requests (default 2 s). The playlists announce 1.5 times
+	// it as EXT-X-TARGETDURATION (rounded to seconds), so that a segment
+	// whose keyframe came a little late still fits, or the first
+	// segment's length if that is more (a publisher with a long GOP); it
+	// grows only if a segment is longer still.
 	TargetDuration time.Duration
 	// PartDuration is the LL-HLS part duration aimed for (default 200
 	// ms); parts end on frames.
