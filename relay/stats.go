@@ -40,7 +40,7 @@ func (s *Stream) Stats() StreamStats {
 func (s *Stream) measureRates(now time.Time) {
 	var in, out uint64
 	for _, t := range s.Tracks() {
-		i, o := t.byteCounts()
+		i, o := t.layerByteCounts(t.byteCounts())
 		in += i
 		out += o
 	}

@@ -76,6 +76,8 @@ type Track struct {
 	readers   atomic.Int64
 	dropped   atomic.Uint64 // packets dropped for any reader, for the log
 	bytesOut  atomic.Uint64 // of readers that have left
+
+	layerFields // simulcast layers (layers.go)
 }
 
 func newTrack(s *Stream, index int, info TrackInfo, p *pool, params *Params) *Track {
@@ -423,6 +425,8 @@ type TrackStats struct {
 	// Delay is how long after the publisher sent them frames arrive here
 	// (nil until the publisher's first sender report).
 	Delay *DelayStats `json:"delay,omitempty"`
+	// Layers are a simulcast track's layers, lowest first.
+	Layers []LayerStats `json:"layers,omitempty"`
 }
 
 // byteCounts is what the track took in and sent to its readers, past and
@@ -454,6 +458,7 @@ func (t *Track) stats() TrackStats {
 	ring := t.delay.ring
 	t.mu.Unlock()
 	st.Delay = t.delay.stats(ring[:])
+	st.Layers = t.layerStats()
 	for i := range t.shards {
 		if list := t.shards[i].Load(); list != nil {
 			for _, r := range *list {

@@ -326,6 +326,15 @@ func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) ech
 		if d.Relay && c.Request().Header.Get(relay.RelayResumeHeader) != "" {
 			ctx = relay.WithRelayReader(ctx) // see relay.CacheStartSink
 		}
+		if ep == s.p.WHEP {
+			// Simulcast: relay links carry the top layer; a viewer may
+			// pin a layer with ?layer=.
+			if d.Relay {
+				ctx = relay.WithLayer(ctx, relay.TrackLayer)
+			} else if l := c.QueryParam("layer"); l != "" {
+				ctx = relay.WithLayer(ctx, l)
+			}
+		}
 		sess, err := ep.Offer(ctx, path, offer, ip)
 		if err != nil {
 			release()

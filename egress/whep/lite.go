@@ -106,14 +106,14 @@ func (s *Server) runLite(sess *rtc.Session, lp *lite.Peer, st *relay.Stream, pla
 			return
 		}
 		defer st.Leave()
-		var attached []*relay.Reader
+		var attached []viewerReader
 		for i, pl := range plans {
-			r, err := st.AddReader(pl.track, sinks[i])
+			r, err := attach(st, pl, sinks[i], log)
 			if err != nil {
 				log.Warn("cannot attach viewer", "err", err)
 				break
 			}
-			sinks[i].reader.Store(r)
+			sinks[i].reader.Store(&readerRef{r})
 			attached = append(attached, r)
 		}
 		if len(attached) == len(plans) {
@@ -137,16 +137,23 @@ func (s *Server) runLite(sess *rtc.Session, lp *lite.Peer, st *relay.Stream, pla
 // names: keyframe requests to the (coalescing) track, NACKs answered from
 // the shared history.
 func liteRTCP(sinks []*liteSink, pkts []rtcp.Packet, seqs []uint16) []uint16 {
-	find := func(ssrc uint32) *relay.Reader {
+	find := func(ssrc uint32) viewerReader {
 		for _, sk := range sinks {
 			if sk.ssrc == ssrc {
-				return sk.reader.Load()
+				if ref := sk.reader.Load(); ref != nil {
+					return ref.viewerReader
+				}
 			}
 		}
 		return nil
 	}
+	for _, sk := range sinks {
+		if ref := sk.reader.Load(); ref != nil {
+			viewerFeedback(ref.viewerReader, sk.ssrc, pkts)
+		}
+	}
 	for _, p := range pkts {
-		var r *relay.Reader
+		var r viewerReader
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication:
 			r = find(p.MediaSSRC)
@@ -178,8 +185,11 @@ type liteSink struct {
 	ssrc   uint32
 	pt     uint8
 	relay  bool
-	reader atomic.Pointer[relay.Reader]
+	reader atomic.Pointer[readerRef]
 }
+
+// readerRef holds a section's reader for the RTCP path.
+type readerRef struct{ viewerReader }
 
 // StartFromCache implements relay.CacheStartSink.
 func (s *liteSink) StartFromCache() bool { return s.relay }

@@ -75,6 +75,7 @@ type plan struct {
 	track *relay.Track
 	mid   string
 	codec rtc.OfferedCodec
+	layer string // simulcast layer asked for (?layer=), see attach
 }
 
 // Offer answers a viewer's offer for the stream at path.
@@ -99,6 +100,13 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		return nil, err
 	}
 	plans, rp, rejected := match(o, st.Tracks())
+	layer := relay.RequestedLayer(ctx)
+	if err := checkLayer(layer); err != nil {
+		return nil, err
+	}
+	for i := range plans {
+		plans[i].layer = layer
+	}
 	log := s.p.Logger.With("stream", path, "peer", peer)
 	for _, r := range rejected {
 		s.rejects.Add(r)
@@ -261,13 +269,13 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 		}
 	})
 	// RTCP must be read on every sender, or pion stops processing it.
-	readers := make([]chan *relay.Reader, len(sinks))
+	readers := make([]chan viewerReader, len(sinks))
 	for i, sk := range sinks {
-		readers[i] = make(chan *relay.Reader, 1)
+		readers[i] = make(chan viewerReader, 1)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			readRTCP(sk.sender, readers[i])
+			readRTCP(sk, readers[i])
 		}()
 	}
 
@@ -299,13 +307,15 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 			return
 		}
 		defer st.Leave()
-		var attached []*relay.Reader
+		var attached []viewerReader
 		for i, pl := range plans {
 			sk := sinks[i]
 			if ps := sk.sender.GetParameters(); len(ps.Encodings) > 0 {
+				sk.mu.Lock()
 				sk.ssrc = uint32(ps.Encodings[0].SSRC)
+				sk.mu.Unlock()
 			}
-			r, err := st.AddReader(pl.track, sk)
+			r, err := attach(st, pl, sk, log)
 			if err != nil {
 				log.Warn("cannot attach viewer", "err", err)
 				break
@@ -328,12 +338,13 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 	}()
 }
 
-// readRTCP answers the viewer's NACKs and forwards its keyframe requests.
-func readRTCP(sender *webrtc.RTPSender, readerCh <-chan *relay.Reader) {
-	var r *relay.Reader
+// readRTCP answers the viewer's NACKs, forwards its keyframe requests and
+// passes its reception reports to a reader that chooses layers by them.
+func readRTCP(sk *sink, readerCh <-chan viewerReader) {
+	var r viewerReader
 	var seqs []uint16
 	for {
-		pkts, _, err := sender.ReadRTCP()
+		pkts, _, err := sk.sender.ReadRTCP()
 		if err != nil {
 			return
 		}
@@ -345,13 +356,17 @@ func readRTCP(sender *webrtc.RTPSender, readerCh <-chan *relay.Reader) {
 			}
 		}
 		seqs = handleRTCP(r, pkts, seqs)
+		sk.mu.Lock()
+		ssrc := sk.ssrc
+		sk.mu.Unlock()
+		viewerFeedback(r, ssrc, pkts)
 	}
 }
 
 // handleRTCP applies a viewer's RTCP to its reader: keyframe requests go to
 // the (coalescing) track, NACKs are answered from the shared history. seqs
 // is scratch space, returned for reuse.
-func handleRTCP(r *relay.Reader, pkts []rtcp.Packet, seqs []uint16) []uint16 {
+func handleRTCP(r viewerReader, pkts []rtcp.Packet, seqs []uint16) []uint16 {
 	for _, p := range pkts {
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:

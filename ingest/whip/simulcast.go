@@ -2,12 +2,14 @@ package whip
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/simulcast"
 )
@@ -44,9 +46,27 @@ func simulcastSections(o *rtc.Offer, chosen map[string]rtc.OfferedCodec) (map[st
 
 // simTrack is the simulcast state of one published track.
 type simTrack struct {
-	sel *simulcast.Selector
-	pub *relay.Publication // set once published, before media flows
-	i   int                // track index in the publication
+	sel  *simulcast.Selector
+	pub  *relay.Publication // set once published, before media flows
+	i    int                // track index in the publication
+	mime string
+	pc   *webrtc.PeerConnection
+}
+
+// describe tells the relay what the layers carry.
+func (st *simTrack) describe() []relay.LayerInfo {
+	ls := st.sel.Layers()
+	out := make([]relay.LayerInfo, len(ls))
+	for i, l := range ls {
+		out[i] = relay.LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height, Bitrate: l.Bitrate,
+			Active: l.Active, Top: l.Forwarded}
+	}
+	return out
+}
+
+// fieldsRewritten reports whether the selector rewrites payloads of mime.
+func fieldsRewritten(mime string) bool {
+	return strings.EqualFold(mime, codec.MimeVP8) || strings.EqualFold(mime, codec.MimeVP9)
 }
 
 // newSimTracks makes a selector for every simulcast section; index maps
@@ -62,7 +82,7 @@ func newSimTracks(pc *webrtc.PeerConnection, sections map[string]*rtc.Simulcast,
 		if !ok {
 			continue
 		}
-		st := &simTrack{i: i}
+		st := &simTrack{i: i, mime: infos[i].Codec.MimeType, pc: pc}
 		st.sel = simulcast.New(simulcast.Params{
 			MimeType:  infos[i].Codec.MimeType,
 			ClockRate: infos[i].Codec.ClockRate,
@@ -85,8 +105,17 @@ func newSimTracks(pc *webrtc.PeerConnection, sections map[string]*rtc.Simulcast,
 // interceptors running) for the sender reports that align layers.
 func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, st *simTrack, log *slog.Logger) {
 	rid := track.RID()
-	layer := st.sel.AddLayer(rid, uint32(track.SSRC()))
-	log.Info("simulcast layer started", "rid", rid, "ssrc", uint32(track.SSRC()))
+	ssrc := uint32(track.SSRC())
+	layer := st.sel.AddLayer(rid, ssrc)
+	// The layer is also a relay layer track of its own, which viewers
+	// read when their network carries less than the top layer.
+	lt := st.pub.AddLayer(st.i, rid, st.describe, func() {
+		_ = st.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	})
+	// The selector rewrites VP8/VP9 picture numbers in place, and the
+	// layer track keeps the packet as received: those codecs get a copy.
+	copyForSelector := fieldsRewritten(st.mime)
+	log.Info("simulcast layer started", "rid", rid, "ssrc", ssrc)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -105,7 +134,15 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 			if err := p.Unmarshal(buf[:n]); err != nil {
 				continue
 			}
-			if st.sel.Push(layer, &p.Header, p.Payload) {
+			payload := p.Payload
+			if copyForSelector {
+				payload = append([]byte(nil), payload...)
+			}
+			if st.sel.Push(layer, &p.Header, payload) && !copyForSelector {
+				buf = nil
+			}
+			if lt != nil {
+				st.pub.WriteLayerRTP(lt, &p.Header, p.Payload)
 				buf = nil
 			}
 		}
@@ -120,6 +157,7 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 			for _, p := range pkts {
 				if sr, ok := p.(*rtcp.SenderReport); ok {
 					st.sel.SenderReport(layer, sr.NTPTime, sr.RTPTime)
+					st.pub.WriteLayerSenderReport(lt, sr.NTPTime, sr.RTPTime)
 				}
 			}
 		}
