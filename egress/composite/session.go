@@ -62,9 +62,9 @@ type tile struct {
 }
 
 type host struct {
-	name   string
-	st     *relay.Stream
-	rect   Rect
+	name    string
+	st      *relay.Stream
+	rect    Rect
 	video   *videoIn
 	audio   *audioIn
 	vt      *relay.Track // decodable video track, nil: placeholder tile
