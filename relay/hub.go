@@ -49,30 +49,45 @@ type Params struct {
 	Logger              *slog.Logger
 }
 
+// DefaultParams are the settings a zero Params field stands for (Workers:
+// one per core, GOMAXPROCS).
+func DefaultParams() Params {
+	return Params{
+		Grace:            10 * time.Second,
+		KeyframeInterval: 500 * time.Millisecond,
+		WorkerQueue:      2048,
+		MaxQueueDelay:    500 * time.Millisecond,
+		KeyframeWait:     600 * time.Millisecond,
+		HistoryPackets:   1024,
+		GOPCachePackets:  2048,
+	}
+}
+
 func (p *Params) defaults() {
+	d := DefaultParams()
 	if p.Grace == 0 {
-		p.Grace = 10 * time.Second
+		p.Grace = d.Grace
 	}
 	if p.KeyframeInterval <= 0 {
-		p.KeyframeInterval = 500 * time.Millisecond
+		p.KeyframeInterval = d.KeyframeInterval
 	}
 	if p.Workers <= 0 {
 		p.Workers = runtime.GOMAXPROCS(0)
 	}
 	if p.WorkerQueue <= 0 {
-		p.WorkerQueue = 2048
+		p.WorkerQueue = d.WorkerQueue
 	}
 	if p.MaxQueueDelay == 0 {
-		p.MaxQueueDelay = 500 * time.Millisecond
+		p.MaxQueueDelay = d.MaxQueueDelay
 	}
 	if p.KeyframeWait == 0 {
-		p.KeyframeWait = 600 * time.Millisecond
+		p.KeyframeWait = d.KeyframeWait
 	}
 	if p.HistoryPackets <= 0 {
-		p.HistoryPackets = 1024
+		p.HistoryPackets = d.HistoryPackets
 	}
 	if p.GOPCachePackets == 0 {
-		p.GOPCachePackets = 2048
+		p.GOPCachePackets = d.GOPCachePackets
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/livegate/livegate/cmd/internal/gateway"
 	egressrtmp "github.com/livegate/livegate/egress/rtmp"
+	"github.com/livegate/livegate/ingest/whip"
+	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/turn"
 )
@@ -56,17 +58,17 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.Var(rawListValue{p: &ic.ICEServers, plain: true}, "ice-servers", "comma-separated stun:/turn:/turns: URLs handed to clients (Link headers, pages); {host} is the name the client used for HTTP; turn URLs get credentials from turn-secret; empty: the built-in TURN listeners")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "text", "text or json")
-	fs.DurationVar(&g.Grace, "grace", 10*time.Second, "how long viewers wait for a dropped publisher to come back")
-	fs.DurationVar(&g.KeyframeInterval, "keyframe-interval", 500*time.Millisecond, "minimum time between keyframe requests to a publisher, per track")
-	fs.DurationVar(&g.KeyframeWait, "keyframe-wait", 600*time.Millisecond, "how long a new viewer waits for a fresh keyframe before starting from the cached GOP (negative: start from the cache at once)")
+	fs.DurationVar(&g.Grace, "grace", relay.DefaultParams().Grace, "how long viewers wait for a dropped publisher to come back")
+	fs.DurationVar(&g.KeyframeInterval, "keyframe-interval", relay.DefaultParams().KeyframeInterval, "minimum time between keyframe requests to a publisher, per track")
+	fs.DurationVar(&g.KeyframeWait, "keyframe-wait", relay.DefaultParams().KeyframeWait, "how long a new viewer waits for a fresh keyframe before starting from the cached GOP (negative: start from the cache at once)")
 	fs.DurationVar(&g.KeyframeMaxInterval, "keyframe-max-interval", 2*time.Second, "while HLS, RTMP push, RTSP out or a recording reads a stream, ask its publisher for a keyframe when the GOP reaches this (0: keep the publisher's GOP)")
-	g.VideoCodecs = []string{"h264", "vp8", "vp9", "av1"}
+	g.VideoCodecs = whip.DefaultParams().VideoCodecs
 	fs.Var(listValue{&g.VideoCodecs}, "video-codecs", "accepted video codecs in order of preference (h264, vp8, vp9, av1)")
 	fs.Int64Var(&g.MaxBody, "max-body", 128<<10, "largest accepted request body (SDP) in bytes")
 	fs.IntVar(&g.MaxPublishers, "max-publishers", 1000, "concurrent WHIP sessions (0: unlimited)")
 	fs.IntVar(&g.MaxViewers, "max-viewers", 20000, "concurrent WHEP sessions (0: unlimited)")
 	fs.IntVar(&g.MaxViewersStream, "max-viewers-per-stream", 0, "viewers per stream (0: unlimited)")
-	fs.IntVar(&g.MaxTracks, "max-tracks", 4, "media sections accepted per offer")
+	fs.IntVar(&g.MaxTracks, "max-tracks", rtc.DefaultMaxTracks, "media sections accepted per offer")
 	fs.IntVar(&g.MaxSessionsPerIP, "max-sessions-per-ip", 200, "concurrent WHIP+WHEP sessions from one address (0: unlimited)")
 	fs.IntVar(&g.PublishesPerMinute, "publishes-per-minute", 30, "WHIP offers accepted per minute from one address (0: unlimited)")
 	fs.IntVar(&g.ViewsPerMinute, "views-per-minute", 600, "WHEP offers accepted per minute from one address (0: unlimited)")
@@ -74,7 +76,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.IntVar(&g.CandidatesPerSess, "max-ice-candidates", 50, "ICE candidates a session accepts in its offer and trickle PATCHes together")
 	fs.BoolVar(&g.RefusePrivateCandidates, "refuse-private-candidates", false, "ignore ICE candidates with private, CGNAT, link-local or loopback addresses (when every client is on the internet)")
 	fs.IntVar(&g.RTMPConnsPerIP, "rtmp-conns-per-ip", 8, "concurrent RTMP connections from one address")
-	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", 15*time.Second, "end sessions whose peer does not connect within this time")
+	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", rtc.DefaultConnectTimeout, "end sessions whose peer does not connect within this time")
 	fs.StringVar(&g.CORSOrigin, "cors-origin", "*", "Access-Control-Allow-Origin for WHIP/WHEP/API when tokens are required (an open gateway sends no CORS headers)")
 	fs.IntVar(&g.Workers, "workers", 0, "fan-out workers (0: one per core)")
 	fs.StringVar(&g.AuthMode, "auth", "auto", "auto: tokens required, except from this machine while no auth-key is set; on: always; off: never, for clients on this machine (every listener on loopback)")

@@ -41,13 +41,19 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{MaxTracks: rtc.DefaultMaxTracks, ConnectTimeout: rtc.DefaultConnectTimeout}
+}
+
 // New returns a WHEP server.
 func New(p Params) *Server {
+	d := DefaultParams()
 	if p.MaxTracks <= 0 {
-		p.MaxTracks = 4
+		p.MaxTracks = d.MaxTracks
 	}
 	if p.ConnectTimeout <= 0 {
-		p.ConnectTimeout = 15 * time.Second
+		p.ConnectTimeout = d.ConnectTimeout
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

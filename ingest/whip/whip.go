@@ -42,16 +42,26 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{
+		VideoCodecs:    []string{"h264", "vp8", "vp9", "av1"},
+		MaxTracks:      rtc.DefaultMaxTracks,
+		ConnectTimeout: rtc.DefaultConnectTimeout,
+	}
+}
+
 // New returns a WHIP server.
 func New(p Params) *Server {
+	d := DefaultParams()
 	if len(p.VideoCodecs) == 0 {
-		p.VideoCodecs = []string{"h264", "vp8", "vp9", "av1"}
+		p.VideoCodecs = d.VideoCodecs
 	}
 	if p.MaxTracks <= 0 {
-		p.MaxTracks = 4
+		p.MaxTracks = d.MaxTracks
 	}
 	if p.ConnectTimeout <= 0 {
-		p.ConnectTimeout = 15 * time.Second
+		p.ConnectTimeout = d.ConnectTimeout
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pion/sdp/v3"
 
@@ -21,6 +22,14 @@ var (
 	ErrBadFragment       = errors.New("invalid trickle ICE fragment")
 	ErrETagMismatch      = errors.New("ETag does not match the ICE session")
 	ErrConnectionTimeout = errors.New("peer did not connect in time")
+)
+
+// Defaults that WHIP ingest and WHEP egress share.
+const (
+	// DefaultMaxTracks bounds the media sections of one offer.
+	DefaultMaxTracks = 4
+	// DefaultConnectTimeout ends a session whose peer has not connected.
+	DefaultConnectTimeout = 15 * time.Second
 )
 
 // NoCodecError says no offered codec can be used; it names what was offered

@@ -174,6 +174,17 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		MaxViewersPerStream: cfg.MaxViewersStream,
 		Logger:              log,
 	})
+	// From here on, a failure stops whatever New started: closeMedia
+	// knows every part and skips those not made yet.
+	ok := false
+	defer func() {
+		if !ok {
+			if g.ln != nil {
+				_ = g.ln.Close()
+			}
+			g.closeMedia()
+		}
+	}()
 	g.hooks = webhooks.New(webhooks.Params{URLs: cfg.WebhookURLs, Secret: cfg.WebhookSecret, Logger: log})
 	g.unhook = webhooks.FollowHub(g.hub, g.hooks)
 	var st storage.Storage
@@ -192,14 +203,12 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			OnComplete: func(in recorder.Info) { g.hooks.Send(webhooks.RecordingFinished, in) }})
 	}
 	if err != nil {
-		g.hub.Close()
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
 	var pushRules []egressrtmp.Rule
 	for _, r := range cfg.RTMPPushRules {
 		rule, err := egressrtmp.ParseRule(r)
 		if err != nil {
-			g.closeMedia()
 			return nil, err
 		}
 		pushRules = append(pushRules, rule)
@@ -219,11 +228,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	udpAddr, tcpAddr, err := mediaAddrs(cfg.WebRTCUDP, cfg.WebRTCTCP)
 	if err != nil {
-		g.closeMedia()
 		return nil, err
 	}
 	if g.ips, err = resolveIPs(context.Background(), cfg.WebRTCIPs, cfg.STUNServers, log); err != nil {
-		g.closeMedia()
 		return nil, err
 	}
 	if t := cfg.WHEPTransport; t != "" && t != "lite" && t != "pion" {
@@ -237,18 +244,15 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		LiteViewers:     cfg.WHEPTransport != "pion",
 	})
 	if err != nil {
-		g.closeMedia()
 		return nil, err
 	}
 	if g.turnSecret = cfg.ICE.TURNSecret; g.turnSecret == "" {
 		g.turnSecret = randomSecret()
 	}
 	if err := g.startTURN(cfg); err != nil {
-		g.closeMedia()
 		return nil, err
 	}
 	if g.links, err = g.iceServers(cfg); err != nil {
-		g.closeMedia()
 		return nil, err
 	}
 	g.check = newSelfTest(g.engine)
@@ -257,7 +261,6 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	var pull func(context.Context, string) error
 	if cfg.ClusterRedis != "" {
 		if g.dir, err = cluster.NewRedis(cfg.ClusterRedis, cluster.RedisOptions{}); err != nil {
-			g.closeMedia()
 			return nil, err
 		}
 	} else {
@@ -272,7 +275,6 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		}
 		relayAPI, err := g.engine.RelayAPI(dead/5, dead)
 		if err != nil {
-			g.closeMedia()
 			return nil, err
 		}
 		g.puller = tree.New(tree.Params{Hub: g.hub, Parents: cfg.RelayParents, Locate: locate, Linger: cfg.RelayLinger, Logger: log,
@@ -288,7 +290,6 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.whep = whep.New(whep.Params{Engine: g.engine, Hub: g.hub, Pull: pull,
 		MaxTracks: cfg.MaxTracks, MaxSessions: cfg.MaxViewers, ConnectTimeout: cfg.ConnectTimeout, Logger: log})
 	if err := g.startIngest(cfg, log); err != nil {
-		g.closeMedia()
 		return nil, err
 	}
 	g.rooms = rooms.New(rooms.Params{MaxRooms: cfg.MaxRooms, MaxSubscribers: cfg.MaxRoomSubscribers,
@@ -318,12 +319,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	})
 	g.ln, err = net.Listen("tcp", g.listenAddr("http", cfg.HTTP))
 	if err != nil {
-		g.closeMedia()
 		return nil, fmt.Errorf("http %q: %w", cfg.HTTP, err)
 	}
 	if err := g.joinCluster(); err != nil {
-		_ = g.ln.Close()
-		g.closeMedia()
 		return nil, err
 	}
 	g.web = web.New(web.Params{WHIP: g.whip, WHEP: g.whep, Hub: g.hub, Rooms: g.rooms, Cluster: g.member, MaxBody: cfg.MaxBody,
@@ -336,8 +334,6 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.web.RegisterBypass(hlsSrv, g.push)
 
 	if err := g.checkAuth(); err != nil {
-		_ = g.ln.Close()
-		g.closeMedia()
 		return nil, err
 	}
 	g.srv = &http.Server{
@@ -353,6 +349,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if g.hls != nil {
 		g.srv.RegisterOnShutdown(g.hls.Close)
 	}
+	ok = true
 	return g, nil
 }
 
