@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -72,9 +73,12 @@ type Peer struct {
 	ice atomic.Pointer[iceCreds]
 	sel atomic.Pointer[remote] // where media goes; nil until a check
 
-	created   int64
-	lastCheck atomic.Int64 // unix ns of the last valid binding request
-	connected atomic.Bool
+	created    int64
+	lastCheck  atomic.Int64 // unix ns of the last valid binding request
+	connected  atomic.Bool
+	nominated  atomic.Bool
+	nudges     atomic.Int32
+	tieBreaker uint64
 
 	vconn *peerConn
 	dconn *dtls.Conn
@@ -113,6 +117,9 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 	peer.ice.Store(&iceCreds{localUfrag: randString(8), localPwd: randString(24),
 		remoteUfrag: p.RemoteUfrag, remotePwd: p.RemotePwd})
 	peer.vconn = newPeerConn(peer)
+	var tb [8]byte
+	_, _ = rand.Read(tb[:])
+	peer.tieBreaker = binary.BigEndian.Uint64(tb[:])
 	if err := t.register(peer); err != nil {
 		return nil, err
 	}
@@ -327,9 +334,52 @@ func (p *Peer) onBinding(m *stun.Message, from netip.AddrPort, tcp *tcpPath) {
 	p.lastCheck.Store(time.Now().UnixNano())
 	// ICE-lite: the viewer (controlling) nominates; until it does, its
 	// first working path is where DTLS answers go.
-	if cur := p.sel.Load(); cur == nil || (m.Contains(stun.AttrUseCandidate) && (cur.ap != from || cur.tcp != tcp)) {
+	nominated := m.Contains(stun.AttrUseCandidate)
+	if cur := p.sel.Load(); cur == nil || (nominated && (cur.ap != from || cur.tcp != tcp)) {
 		p.sel.Store(here)
 	}
+	if nominated {
+		p.nominated.Store(true)
+	} else if !p.nominated.Load() && p.nudges.Add(1) <= maxNudges {
+		p.nudge(c, here)
+	}
+}
+
+// maxNudges bounds the binding requests a peer sends before nomination.
+const maxNudges = 4
+
+// nudge sends the viewer a binding request on a path its check just
+// proved. A lite agent need not check anything, but some full agents
+// (pion's among them) nominate a pair only on their next check tick (200
+// ms) unless the other side sends a request on it: this one lets them
+// nominate at once. The answer is read and dropped by the transport.
+func (p *Peer) nudge(c *iceCreds, r *remote) {
+	req, err := stun.Build(stun.TransactionID, stun.BindingRequest,
+		stun.NewUsername(c.remoteUfrag+":"+c.localUfrag),
+		iceControlled(p.tieBreaker), icePriority(1853824767),
+		stun.NewShortTermIntegrity(c.remotePwd), stun.Fingerprint)
+	if err != nil {
+		return
+	}
+	_ = p.sendTo(r, req.Raw)
+}
+
+type iceControlled uint64
+
+func (v iceControlled) AddTo(m *stun.Message) error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(v))
+	m.Add(stun.AttrICEControlled, b[:])
+	return nil
+}
+
+type icePriority uint32
+
+func (v icePriority) AddTo(m *stun.Message) error {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	m.Add(stun.AttrPriority, b[:])
+	return nil
 }
 
 // onTCP takes one frame from an ICE-TCP connection of the peer.

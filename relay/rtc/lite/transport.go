@@ -246,11 +246,12 @@ func (t *Transport) handleSTUN(b []byte, from netip.AddrPort) bool {
 		return false
 	}
 	if m.Type != stun.BindingRequest {
-		// Indications (keepalives) from a known address are ours.
+		// Indications (keepalives) and answers to our nudges (see
+		// Peer.nudge) from a known address are ours.
 		t.mu.RLock()
 		p := t.byAddr[from]
 		t.mu.RUnlock()
-		return p != nil && m.Type.Class == stun.ClassIndication
+		return p != nil
 	}
 	var user stun.Username
 	if err := user.GetFrom(m); err != nil {
