@@ -2,8 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
@@ -125,10 +123,7 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 		_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(s.downloadTimeout(size)))
 		return c.Stream(http.StatusOK, ctype, rc)
 	}))
-	e.GET("/recordings", func(c echo.Context) error {
-		c.Response().Header().Set("Content-Security-Policy", recordingsCSP)
-		return c.HTML(http.StatusOK, recordingsPage)
-	})
+	e.GET("/recordings", s.page("recordings.html"))
 }
 
 // downloadTimeout bounds sending size bytes: a base plus the time at a
@@ -182,47 +177,3 @@ func recordingError(err error) error {
 	}
 	return err
 }
-
-// recordingsCSP is pageCSP with the page's inline script and style allowed
-// by their hashes.
-var recordingsCSP = func() string {
-	hash := func(open, close string) string {
-		_, rest, _ := strings.Cut(recordingsPage, open)
-		body, _, _ := strings.Cut(rest, close)
-		sum := sha256.Sum256([]byte(body))
-		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-	}
-	csp := strings.Replace(pageCSP, "script-src 'self'", "script-src 'self' "+hash(`<script type="module">`, "</script>"), 1)
-	return strings.Replace(csp, "style-src 'self'", "style-src 'self' "+hash("<style>", "</style>"), 1)
-}()
-
-// recordingsPage lists recordings and plays one with the browser's HLS
-// support (Safari, and Chromium builds with native HLS).
-const recordingsPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>livegate recordings</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:15px system-ui,sans-serif;margin:2rem;max-width:60rem}table{border-collapse:collapse;width:100%}
-td,th{padding:.3rem .5rem;border-bottom:1px solid #ddd;text-align:left}video{width:100%;background:#000;margin:1rem 0}</style>
-</head><body><h1>Recordings</h1><video id="player" controls playsinline></video>
-<table><thead><tr><th>Stream</th><th>Start</th><th>Duration</th><th>Size</th><th>Status</th><th></th></tr></thead>
-<tbody id="list"><tr><td colspan="6">Loading…</td></tr></tbody></table>
-<script type="module">
-const list = document.getElementById('list'), player = document.getElementById('player');
-const token = new URLSearchParams(location.search).get('access_token');
-const q = token ? '?access_token=' + encodeURIComponent(token) : '';
-const res = await fetch('/api/v1/recordings' + q);
-const body = await res.json();
-list.textContent = '';
-if (!res.ok) { list.innerHTML = '<tr><td colspan="6"></td></tr>'; list.querySelector('td').textContent = body.error; }
-for (const r of body.recordings || []) {
-  const tr = document.createElement('tr');
-  for (const v of [r.stream, new Date(r.start).toLocaleString(), r.durationSeconds.toFixed(1) + ' s',
-                   (r.sizeBytes / 1e6).toFixed(1) + ' MB', r.status + (r.error ? ' (' + r.error + ')' : '')]) {
-    const td = document.createElement('td'); td.textContent = v; tr.append(td);
-  }
-  const td = document.createElement('td'), a = document.createElement('a');
-  a.href = r.playlist + q; a.textContent = 'play';
-  a.onclick = ev => { ev.preventDefault(); player.src = a.href; player.play().catch(() => {}); };
-  td.append(a); tr.append(td); list.append(tr);
-}
-</script></body></html>`

@@ -1,0 +1,21 @@
+// The /recordings page: lists recordings (admin key or admin token in
+// ?access_token=) and plays one with the browser's own HLS support
+// (Safari, and Chromium builds with native HLS).
+const list = document.getElementById('list'), player = document.getElementById('player');
+const token = new URLSearchParams(location.search).get('access_token');
+const q = token ? '?access_token=' + encodeURIComponent(token) : '';
+const res = await fetch('/api/v1/recordings' + q);
+const body = await res.json();
+list.textContent = '';
+if (!res.ok) { list.innerHTML = '<tr><td colspan="6"></td></tr>'; list.querySelector('td').textContent = body.error; }
+for (const r of body.recordings || []) {
+  const tr = document.createElement('tr');
+  for (const v of [r.stream, new Date(r.start).toLocaleString(), r.durationSeconds.toFixed(1) + ' s',
+                   (r.sizeBytes / 1e6).toFixed(1) + ' MB', r.status + (r.error ? ' (' + r.error + ')' : '')]) {
+    const td = document.createElement('td'); td.textContent = v; tr.append(td);
+  }
+  const td = document.createElement('td'), a = document.createElement('a');
+  a.href = r.playlist + q; a.textContent = 'play';
+  a.onclick = ev => { ev.preventDefault(); player.src = a.href; player.play().catch(() => {}); };
+  td.append(a); tr.append(td); list.append(tr);
+}
