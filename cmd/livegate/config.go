@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/livegate/livegate/cmd/internal/gateway"
+	"github.com/livegate/livegate/egress/composite"
 	egressrtmp "github.com/livegate/livegate/egress/rtmp"
 	"github.com/livegate/livegate/ingest/whip"
 	"github.com/livegate/livegate/relay"
@@ -117,6 +118,10 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.StringVar(&g.RTMPAddr, "rtmp-addr", ":1935", "RTMP ingest address (rtmp://HOST:1935/ROOM/NAME?token=JWT); empty: off")
 	fs.StringVar(&g.RTSPAddr, "rtsp-addr", ":8554", "RTSP address for publishing (ANNOUNCE/RECORD) and reading rtsp://HOST:8554/ROOM/NAME; empty: off")
 	fs.Var(rawListValue{p: &g.RTMPPushRules, plain: true}, "rtmp-push-rules", "comma-separated PATTERN=URL[|video-only]: push matching streams when they go live, e.g. show/*=rtmp://cdn/live/{name}")
+	fs.Var(rawListValue{p: &g.CompositeRules, plain: true}, "composite-rules", "comma-separated ROOM-PATTERN[?layout=grid|speaker&size=WxH&fps=N&videoBitrate=N&audioBitrate=N]: mix the hosts of matching rooms into ROOM/composite while they have hosts, e.g. show-*?layout=speaker")
+	fs.StringVar(&g.CompositeSize, "composite-size", "1280x720", "default composite picture size (WIDTHxHEIGHT)")
+	fs.IntVar(&g.CompositeFPS, "composite-fps", 30, "default composite frame rate")
+	fs.StringVar(&g.CompositePreset, "composite-preset", "veryfast", "x264 preset of composite encoders (ultrafast ... medium: slower is sharper and costs more CPU)")
 	fs.Var(rawListValue{p: &g.WebhookURLs}, "webhook-urls", "comma-separated URLs notified of stream, room, recording and egress events")
 	fs.StringVar(&g.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook deliveries (X-Livegate-Signature)")
 }
@@ -242,6 +247,19 @@ func (s *settings) validate() error {
 		if _, err := egressrtmp.ParseRule(r); err != nil {
 			return fmt.Errorf("rtmp-push-rules: %w", err)
 		}
+	}
+	for _, r := range s.Gateway.CompositeRules {
+		if _, err := composite.ParseRule(r); err != nil {
+			return fmt.Errorf("composite-rules: %w", err)
+		}
+	}
+	if f := s.Gateway.CompositeFPS; f < 1 || f > 60 {
+		return errors.New("composite-fps: must be between 1 and 60")
+	}
+	switch s.Gateway.CompositePreset {
+	case "ultrafast", "superfast", "veryfast", "faster", "fast", "medium":
+	default:
+		return errors.New("composite-preset: one of ultrafast, superfast, veryfast, faster, fast, medium")
 	}
 	if s.Gateway.HLSIdle < time.Second {
 		return errors.New("hls-idle: must be at least 1s")

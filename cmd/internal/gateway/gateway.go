@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/livegate/livegate/egress/composite"
 	"github.com/livegate/livegate/egress/hls"
 	egressrtmp "github.com/livegate/livegate/egress/rtmp"
 	"github.com/livegate/livegate/egress/whep"
@@ -110,6 +111,12 @@ type Config struct {
 	HLSIdle       time.Duration
 	FFmpeg        string // for Opus->AAC; empty: from PATH; "-": none
 	RTMPPushRules []string
+	// Room composites: rooms matching a rule are mixed into ROOM/composite
+	// while they have hosts; defaults for API requests and rules.
+	CompositeRules  []string
+	CompositeSize   string // WIDTHxHEIGHT (default 1280x720)
+	CompositeFPS    int    // 0: 30
+	CompositePreset string // x264 preset (default veryfast)
 	// RTMP and RTSP ingest (and RTSP out); empty: off.
 	RTMPAddr string
 	RTSPAddr string
@@ -137,6 +144,7 @@ type Gateway struct {
 	frames     *frames.Layer
 	hls        *hls.Server
 	push       *egressrtmp.Manager
+	comp       *composite.Manager
 	hooks      *webhooks.Notifier
 	unhook     func()
 	puller     *tree.Puller
@@ -220,6 +228,10 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		OnFailure: func(in egressrtmp.Info, retrying bool) {
 			g.hooks.Send(webhooks.EgressFailed, map[string]any{"job": in, "retrying": retrying})
 		}})
+	if err := g.startComposite(cfg, log); err != nil {
+		g.closeMedia()
+		return nil, err
+	}
 	var hlsSrv web.HLSServer // stays a nil interface when HLS is off
 	if cfg.HLS {
 		g.hls = hls.New(hls.Params{Hub: g.hub, Frames: g.frames, AAC: transcoders, IdleTimeout: cfg.HLSIdle,
@@ -332,6 +344,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		CORSOrigin: cfg.CORSOrigin, Logger: log, Policy: g.policy, TrustedProxies: proxies,
 		ICEServers: g.linkHeaders, SelfTest: g.check})
 	g.web.RegisterBypass(hlsSrv, g.push)
+	g.web.RegisterComposite(g.comp)
 
 	if err := g.checkAuth(); err != nil {
 		return nil, err
@@ -540,6 +553,10 @@ func (g *Gateway) closeMedia() {
 	// Recordings write their last segment while the streams still exist.
 	if g.rec != nil {
 		g.rec.Close()
+	}
+	// Composites end before the hub: their output stream ends cleanly.
+	if g.comp != nil {
+		g.comp.Close()
 	}
 	if g.unhook != nil {
 		g.unhook()

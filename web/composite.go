@@ -1,0 +1,118 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/livegate/livegate/egress/composite"
+)
+
+// CompositeAPI is what the HTTP layer needs of egress/composite
+// (*composite.Manager).
+type CompositeAPI interface {
+	Start(room string, o composite.Options) (composite.Info, bool, error)
+	Stop(room string) (composite.Info, error)
+	Get(room string) (composite.Info, error)
+	List() []composite.Info
+}
+
+// compositeRequest is the body of POST /api/v1/rooms/ROOM/composite.
+// Size is "WIDTHxHEIGHT" as an alternative to width and height.
+type compositeRequest struct {
+	Layout       string `json:"layout"`
+	Width        int    `json:"width"`
+	Height       int    `json:"height"`
+	FPS          int    `json:"fps"`
+	VideoBitrate int    `json:"videoBitrate"`
+	AudioBitrate int    `json:"audioBitrate"`
+	Speaker      string `json:"speaker"`
+	Name         string `json:"name"`
+}
+
+// RegisterComposite adds the room composite API (admin): POST starts a
+// room's composite or changes its layout, DELETE stops it, GET shows it.
+// api may be nil (no routes).
+func (s *Server) RegisterComposite(api CompositeAPI) {
+	if api == nil {
+		return
+	}
+	e := s.echo
+	room := func(c echo.Context) (string, error) {
+		if err := s.isAdmin(c); err != nil {
+			return "", err
+		}
+		r := c.Param("room")
+		if !segment.MatchString(r) {
+			return "", newError(http.StatusBadRequest, "bad_path", "room must be 1-64 characters of A-Z a-z 0-9 _ -")
+		}
+		return r, nil
+	}
+	e.POST("/api/v1/rooms/:room/composite", func(c echo.Context) error {
+		r, err := room(c)
+		if err != nil {
+			return err
+		}
+		var req compositeRequest
+		if c.Request().ContentLength != 0 {
+			if err := decodeJSON(c, 8<<10, &req); err != nil {
+				return err
+			}
+		}
+		in, created, err := api.Start(r, composite.Options{Layout: composite.Layout(req.Layout), Width: req.Width, Height: req.Height,
+			FPS: req.FPS, VideoBitrate: req.VideoBitrate, AudioBitrate: req.AudioBitrate, Speaker: req.Speaker, Name: req.Name})
+		if err != nil {
+			return compositeError(err)
+		}
+		if !created {
+			return c.JSON(http.StatusOK, in)
+		}
+		c.Response().Header().Set("Location", "/api/v1/rooms/"+r+"/composite")
+		return c.JSON(http.StatusCreated, in)
+	})
+	e.GET("/api/v1/rooms/:room/composite", func(c echo.Context) error {
+		r, err := room(c)
+		if err != nil {
+			return err
+		}
+		in, err := api.Get(r)
+		if err != nil {
+			return compositeError(err)
+		}
+		return c.JSON(http.StatusOK, in)
+	})
+	e.DELETE("/api/v1/rooms/:room/composite", func(c echo.Context) error {
+		r, err := room(c)
+		if err != nil {
+			return err
+		}
+		in, err := api.Stop(r)
+		if err != nil {
+			return compositeError(err)
+		}
+		return c.JSON(http.StatusOK, in)
+	})
+	e.GET("/api/v1/composites", func(c echo.Context) error {
+		if err := s.isAdmin(c); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"composites": api.List()})
+	})
+}
+
+func compositeError(err error) error {
+	switch {
+	case errors.Is(err, composite.ErrNotFound):
+		return newError(http.StatusNotFound, "composite_not_found", err.Error())
+	case errors.Is(err, composite.ErrBadInput):
+		return newError(http.StatusBadRequest, "bad_composite", err.Error())
+	case errors.Is(err, composite.ErrRunning):
+		return newError(http.StatusConflict, "composite_running", err.Error())
+	case errors.Is(err, composite.ErrNoFFmpeg):
+		return newError(http.StatusServiceUnavailable, "no_ffmpeg", err.Error())
+	case errors.Is(err, composite.ErrClosed):
+		return newError(http.StatusServiceUnavailable, "shutting_down", err.Error())
+	}
+	return err
+}
