@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/frames"
 )
@@ -249,7 +250,7 @@ func New(p Params) *Manager {
 	if p.Linger <= 0 {
 		p.Linger = 10 * time.Second
 	}
-	m := &Manager{p: p, ffmpeg: findFFmpeg(p.FFmpeg), sessions: map[string]*session{},
+	m := &Manager{p: p, ffmpeg: ffproc.Find(p.FFmpeg), sessions: map[string]*session{},
 		events: make(chan string, 256), overrun: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	// Hub callbacks must not block or call the hub: hand the room over.
 	m.unsub = p.Hub.Subscribe(func(e relay.Event) {

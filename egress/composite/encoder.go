@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+
+	"github.com/livegate/livegate/internal/ffproc"
 )
 
 // encoder is the one ffmpeg of a composite: it reads the composed I420
@@ -20,7 +22,7 @@ import (
 type encoder struct {
 	video, audio *os.File
 	cmd          *exec.Cmd
-	stderr       *limitedBuffer
+	stderr       *ffproc.Tail
 	started      time.Time
 	done         chan struct{} // closed when ffmpeg exited and its output is read
 	err          error         // why, valid after done
@@ -42,7 +44,7 @@ func startEncoder(ctx context.Context, ffmpeg string, o Options, preset string, 
 		_ = vw.Close()
 		return nil, err
 	}
-	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error",
+	args := []string{
 		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", fmt.Sprintf("%dx%d", o.Width, o.Height),
 		"-r", fmt.Sprint(o.FPS), "-thread_queue_size", "16", "-i", "pipe:0",
 		"-f", "s16le", "-ar", "48000", "-ac", "2", "-thread_queue_size", "256", "-i", "pipe:3",
@@ -53,8 +55,8 @@ func startEncoder(ctx context.Context, ffmpeg string, o Options, preset string, 
 		"-sc_threshold", "0", "-bf", "0", "-threads", "2",
 		"-c:a", "libopus", "-b:a", fmt.Sprint(o.AudioBitrate), "-frame_duration", "20", "-application", "audio",
 		"-f", "mpegts", "-pes_payload_size", "0", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1", "pipe:1"}
-	e := &encoder{video: vw, audio: aw, stderr: newLimitedBuffer(), started: time.Now(), done: make(chan struct{})}
-	e.cmd = ffmpegCmd(exec.CommandContext(ctx, ffmpeg, args...), e.stderr)
+	e := &encoder{video: vw, audio: aw, started: time.Now(), done: make(chan struct{})}
+	e.cmd, e.stderr = ffproc.Command(ctx, ffmpeg, args...)
 	e.cmd.Stdin = vr
 	e.cmd.ExtraFiles = []*os.File{ar}
 	stdout, err := e.cmd.StdoutPipe()

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 
+	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
@@ -134,7 +134,7 @@ func (v *videoIn) run(ctx context.Context) {
 	events := make(chan decEvent, 8)
 	var decs []*decoder // oldest first; at most two
 	gen := 0
-	bo := backoff{min: 500 * time.Millisecond, max: 10 * time.Second}
+	bo := ffproc.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	var retry <-chan time.Time
 	start := func() {
 		v.mu.Lock()
@@ -193,7 +193,7 @@ func (v *videoIn) run(ctx context.Context) {
 			default:
 			}
 			if len(decs) == 0 && ctx.Err() == nil {
-				wait := bo.next(time.Since(e.dec.started))
+				wait := bo.Next(time.Since(e.dec.started))
 				v.d.log.Warn("composite: video decoder ended; restarting", "stream", v.label, "err", e.err, "in", wait)
 				retry = time.After(wait)
 			}
@@ -233,12 +233,11 @@ func (v *videoIn) decode(ctx context.Context, d *decoder, w, h int, events chan<
 	}
 	vf := fmt.Sprintf("scale=%d:%d:force_original_aspect_ratio=decrease:flags=bilinear,"+
 		"pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=black,format=yuv420p", w, h, w, h)
-	args := append([]string{"-hide_banner", "-nostdin", "-loglevel", "error",
+	args := append([]string{
 		"-probesize", "32", "-analyzeduration", "1", "-fpsprobesize", "0", "-threads", "1"}, in...)
 	args = append(args, "-i", "pipe:0", "-an", "-vf", vf, "-fps_mode", "passthrough",
 		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-flush_packets", "1", "pipe:1")
-	stderr := newLimitedBuffer()
-	cmd := ffmpegCmd(exec.CommandContext(ctx, v.d.ffmpeg, args...), stderr)
+	cmd, stderr := ffproc.Command(ctx, v.d.ffmpeg, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -408,7 +407,7 @@ func (a *audioIn) push(pcm []byte) {
 
 func (a *audioIn) run(ctx context.Context) {
 	defer close(a.done)
-	bo := backoff{min: 500 * time.Millisecond, max: 10 * time.Second}
+	bo := ffproc.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		started := time.Now()
 		err := a.decode(ctx)
@@ -421,7 +420,7 @@ func (a *audioIn) run(ctx context.Context) {
 			return
 		default:
 		}
-		wait := bo.next(time.Since(started))
+		wait := bo.Next(time.Since(started))
 		a.d.log.Warn("composite: audio decoder ended; restarting", "stream", a.label, "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
@@ -439,10 +438,9 @@ func (a *audioIn) decode(ctx context.Context) error {
 	defer fr.Close()
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stderr := newLimitedBuffer()
-	cmd := ffmpegCmd(exec.CommandContext(dctx, a.d.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+	cmd, stderr := ffproc.Command(dctx, a.d.ffmpeg,
 		"-probesize", "4096", "-analyzeduration", "0", "-fflags", "nobuffer", "-f", "ogg", "-i", "pipe:0",
-		"-vn", "-f", "s16le", "-ar", "48000", "-ac", "2", "-flush_packets", "1", "pipe:1"), stderr)
+		"-vn", "-f", "s16le", "-ar", "48000", "-ac", "2", "-flush_packets", "1", "pipe:1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err

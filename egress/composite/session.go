@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 )
@@ -334,7 +335,7 @@ func (s *session) run() {
 	defer close(s.done)
 	o := s.options()
 	gop := max(1, int(s.m.p.KeyframeInterval.Seconds()*float64(o.FPS)+0.5))
-	bo := backoff{min: time.Second, max: 30 * time.Second}
+	bo := ffproc.Backoff{Min: time.Second, Max: 30 * time.Second}
 	defer func() {
 		s.mu.Lock()
 		s.view = nil
@@ -369,7 +370,7 @@ func (s *session) run() {
 		s.encStarts++
 		s.mu.Unlock()
 		if err != nil {
-			wait := bo.next(0)
+			wait := bo.Next(0)
 			s.setState(StateRestarting, err.Error())
 			retry = time.After(wait)
 			continue
@@ -384,7 +385,7 @@ func (s *session) run() {
 		if enc.err != nil {
 			err = enc.err
 		}
-		wait := bo.next(ran)
+		wait := bo.Next(ran)
 		s.m.p.Logger.Warn("composite: encoder failed; restarting", "room", s.room, "err", err, "in", wait)
 		s.setState(StateRestarting, err.Error())
 		retry = time.After(wait)
