@@ -252,9 +252,25 @@ func (p *Peer) handshake() {
 	if p.p.OnConnected != nil {
 		p.p.OnConnected()
 	}
-	var b [64]byte
+	// The rest runs on a fresh goroutine: this one's stack grew for the
+	// handshake's cryptography, and a parked goroutine keeps its stack.
+	p.t.wg.Add(1)
+	go func() {
+		defer p.t.wg.Done()
+		p.watchDTLS()
+	}()
+}
+
+// watchDTLS reads the DTLS connection until it ends: a close_notify from
+// the viewer ends the peer. Nothing but alerts (and data channel messages,
+// which are dropped) comes this way.
+func (p *Peer) watchDTLS() {
+	b := make([]byte, 1500)
 	for {
-		if _, err := p.dconn.Read(b[:]); err != nil {
+		if _, err := p.dconn.Read(b); err != nil {
+			if strings.Contains(err.Error(), "buffer is too small") {
+				continue
+			}
 			if errors.Is(err, dtls.ErrConnClosed) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "EOF") {
 				p.end("dtls closed by the viewer")
 			} else {
