@@ -12,6 +12,9 @@ import { ChatPanel } from './chat.js';
 import { StreamGrid } from './grid.js';
 import { format, statsLoop } from './stats.js';
 import { mediaError } from './media.js';
+import { audioConstraints as audioConstraintsOf, fillDeviceSelects, videoConstraints as videoConstraintsOf } from './devices.js';
+import { LevelMeter } from './level-meter.js';
+import { LogPanel } from './log-panel.js';
 import { authHeaders, Room, roomFromURL, SCREEN_SUFFIX, SEGMENT, takeTokenFromURL, whoami } from './room.js';
 
 const $ = (id) => document.getElementById(id);
@@ -31,28 +34,12 @@ const st = {
   screen: { state: 'idle', error: '', conn: new Connection(null, (...a) => onScreenChange(...a)), media: null },
   micMuted: false,
   camMuted: false,
-  logs: [],
 };
 
 // ---- log panel ----
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-
-function log(level, text) {
-  const entry = { at: new Date(), level, text };
-  st.logs.push(entry);
-  if (st.logs.length > 300) st.logs.shift();
-  const li = document.createElement('li');
-  li.dataset.level = level;
-  const t = document.createElement('time');
-  t.textContent = timeFmt.format(entry.at);
-  li.append(t, ` ${text}`);
-  const list = $('log');
-  list.append(li);
-  while (list.children.length > 300) list.firstElementChild.remove();
-  list.scrollTop = list.scrollHeight;
-  if (level === 'error') console.error(text);
-}
+const logPanel = new LogPanel($('log'));
+const log = (level, text) => logPanel.add(level, text);
 
 // ---- status ----
 
@@ -145,15 +132,8 @@ function renderSupport() {
 
 // ---- devices ----
 
-function videoConstraints() {
-  const id = $('camera-select').value;
-  return { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 }, ...(id ? { deviceId: { exact: id } } : {}) };
-}
-
-function audioConstraints() {
-  const id = $('mic-select').value;
-  return id ? { deviceId: { exact: id } } : true;
-}
+const videoConstraints = () => videoConstraintsOf($('camera-select'));
+const audioConstraints = () => audioConstraintsOf($('mic-select'));
 
 // startMedia opens the camera and microphone once, however many callers
 // ask at the same time.
@@ -209,34 +189,8 @@ function stopMedia() {
   renderControls();
 }
 
-async function listDevices() {
-  let devices = [];
-  try {
-    devices = await navigator.mediaDevices.enumerateDevices();
-  } catch {
-    return;
-  }
-  const fill = (select, kind, current) => {
-    const list = devices.filter((d) => d.kind === kind);
-    const keep = select.value || current;
-    select.replaceChildren(
-      ...list.map((d, i) => {
-        const o = document.createElement('option');
-        o.value = d.deviceId;
-        o.textContent = d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`;
-        return o;
-      }),
-    );
-    if (!list.length) {
-      const o = document.createElement('option');
-      o.value = '';
-      o.textContent = kind === 'videoinput' ? 'No camera' : 'No microphone';
-      select.append(o);
-    }
-    if (keep && list.some((d) => d.deviceId === keep)) select.value = keep;
-  };
-  fill($('camera-select'), 'videoinput', st.media?.getVideoTracks()[0]?.getSettings().deviceId);
-  fill($('mic-select'), 'audioinput', st.media?.getAudioTracks()[0]?.getSettings().deviceId);
+function listDevices() {
+  return fillDeviceSelects($('camera-select'), $('mic-select'), st.media);
 }
 
 // switchDevice opens the newly selected camera or microphone and swaps it
@@ -286,46 +240,7 @@ function muteCamera(on = !st.camMuted) {
   renderControls();
 }
 
-// The microphone level meter: RMS of the signal through an AnalyserNode.
-const meter = {
-  ctx: null,
-  source: null,
-  analyser: null,
-  timer: null,
-  level: 0,
-  attach(media) {
-    clearInterval(this.timer);
-    this.source?.disconnect();
-    this.source = null;
-    this.level = 0;
-    this.show(0);
-    const track = media?.getAudioTracks()[0];
-    const AC = window.AudioContext || window.webkitAudioContext;
-    if (!track || !AC) return;
-    this.ctx ??= new AC();
-    this.ctx.resume?.().catch(() => {});
-    this.analyser ??= Object.assign(this.ctx.createAnalyser(), { fftSize: 1024 });
-    this.source = this.ctx.createMediaStreamSource(new MediaStream([track]));
-    this.source.connect(this.analyser);
-    const buf = new Float32Array(this.analyser.fftSize);
-    this.timer = setInterval(() => {
-      this.analyser.getFloatTimeDomainData(buf);
-      let sum = 0;
-      for (const x of buf) sum += x * x;
-      const db = 20 * Math.log10(Math.sqrt(sum / buf.length) || 1e-8);
-      // -60 dBFS (silence) .. 0 dBFS (full scale)
-      this.level = Math.max(0, Math.min(100, Math.round(((db + 60) / 60) * 100)));
-      this.show(track.enabled ? this.level : 0);
-    }, 100);
-  },
-  show(v) {
-    $('meter-bar').style.width = `${v}%`;
-    $('meter').setAttribute('aria-valuenow', String(v));
-  },
-  resume() {
-    this.ctx?.resume?.().catch(() => {});
-  },
-};
+const meter = new LevelMeter($('meter-bar'), $('meter'));
 
 // ---- publishing ----
 
@@ -766,6 +681,6 @@ window.livegate = {
     return st.grid?.info() ?? [];
   },
   get log() {
-    return st.logs.map((l) => `${l.level}: ${l.text}`);
+    return logPanel.entries.map((l) => `${l.level}: ${l.text}`);
   },
 };
