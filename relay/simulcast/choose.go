@@ -20,27 +20,36 @@ type Feedback struct {
 	Loss float64
 }
 
-// Policy constants. The headroom factors are the hysteresis: a layer is
-// kept while the estimate covers its bitrate, and taken only when the
-// estimate covers it with a margin, so an estimate hovering at a layer's
-// bitrate does not flip the viewer between two layers.
+// Policy. A receiver's estimate (REMB) cannot say how much more its link
+// would carry: Chromium caps it at 1.5 times what it receives, and the
+// layers of a browser's ladder are 3 to 4 times apart. So the estimate is
+// taken as a sign of congestion (it falls, or stays below the bitrate of the
+// layer the viewer gets) and, when it covers a higher layer with headroom,
+// as leave to take it; otherwise a viewer that went down tries the next
+// layer up after a clean spell, and waits longer after each failed try.
 const (
-	upHeadroom   = 1.25 // estimate / layer bitrate needed to move up to a layer
-	keepHeadroom = 1.0  // needed to stay on the current layer
+	upHeadroom   = 1.25 // estimate / layer bitrate to move up on the estimate alone
+	keepHeadroom = 1.0  // below this the current layer is too much, if the estimate does not rise
 	estimateTTL  = 5 * time.Second
+	// flatHold: an estimate below the current layer that has not risen for
+	// this long is the link's limit; one that rises is still catching up
+	// with a switch up (receivers' estimates follow what they receive).
+	flatHold = 2 * time.Second
+	// estimateFall: an estimate this much below the last is congestion.
+	estimateFall = 0.95
 
 	lossDown  = 0.10 // loss above this takes the viewer one layer down
-	lossClear = 0.02 // loss below this for lossProbe lets it try one layer up
-	// lossProbe is the first wait before trying a layer up after losses;
-	// it doubles (up to maxLossProbe) each time a try fails within
-	// lossProbeFail, so a viewer whose link cannot carry a layer does not
-	// lose packets every few seconds trying it.
-	lossProbe     = 2 * time.Second
-	maxLossProbe  = 30 * time.Second
-	lossProbeFail = 5 * time.Second
-	// lossSettle: receiver reports right after a switch down still describe
-	// the layer the viewer left.
-	lossSettle = 1500 * time.Millisecond
+	lossClear = 0.02 // loss above this is no clean spell
+	// probeWait is the first clean spell before trying a layer up after
+	// congestion; it doubles (up to maxProbeWait) each time a try ends in
+	// congestion within probeFail, so a viewer whose link cannot carry a
+	// layer does not lose packets every few seconds trying it.
+	probeWait    = 2 * time.Second
+	maxProbeWait = 30 * time.Second
+	probeFail    = 5 * time.Second
+	// settle: feedback right after a switch down still describes the layer
+	// the viewer left.
+	settle = 1500 * time.Millisecond
 )
 
 // chooser decides which layer one viewer should get. Layers are given
@@ -50,17 +59,18 @@ type chooser struct {
 
 	estimate   float64
 	estimateAt time.Time
+	riseAt     time.Time // the estimate last rose (or first came)
 
-	lossCap   int // highest layer loss allows, -1: no cap
+	cap       int // highest layer the viewer's link allows, -1: no limit known
 	goodSince time.Time
-	probeWait time.Duration
-	lastUp    time.Time
-	settle    time.Time
+	wait      time.Duration // clean spell before the next try up
+	lastUp    time.Time     // last try up
+	settleTo  time.Time
 	lastLoss  float64
 }
 
 func newChooser(pin string) chooser {
-	return chooser{pin: pin, lossCap: -1, probeWait: lossProbe}
+	return chooser{pin: pin, cap: -1, wait: probeWait}
 }
 
 // pinIndex resolves a pinned layer among n layers (-1 if it names none).
@@ -102,44 +112,91 @@ func ValidPin(pin string) bool {
 	return true
 }
 
+// fit is the highest layer an estimate covers (0 if none): with
+// keepHeadroom for the current layer and those below, upHeadroom above.
+func fit(infos []relay.LayerInfo, estimate float64, cur int) int {
+	f := 0
+	for i, in := range infos {
+		need := upHeadroom
+		if i <= cur {
+			need = keepHeadroom
+		}
+		if b := float64(in.Bitrate); b == 0 || b*need <= estimate {
+			f = i
+		}
+	}
+	return f
+}
+
+// congested lowers the cap to at most to.
+func (c *chooser) congested(now time.Time, to int) {
+	to = max(to, 0)
+	if c.cap < 0 || to < c.cap {
+		c.cap = to
+	}
+	c.settleTo = now.Add(settle)
+	if !c.lastUp.IsZero() && now.Sub(c.lastUp) < probeFail {
+		c.wait = min(2*c.wait, maxProbeWait)
+		c.lastUp = time.Time{}
+	}
+	c.goodSince = now
+}
+
 // feedback takes a viewer's report; cur is the layer it gets now.
-func (c *chooser) feedback(now time.Time, fb Feedback, cur, layers int) {
+func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.LayerInfo) {
+	if cur < 0 || cur >= len(infos) {
+		cur = -1
+	}
+	settled := !now.Before(c.settleTo)
 	if fb.Bitrate > 0 {
+		prev := c.estimate
+		if prev > 0 && now.Sub(c.estimateAt) > estimateTTL {
+			prev = 0
+		}
 		c.estimate, c.estimateAt = fb.Bitrate, now
-	}
-	if fb.Loss < 0 || cur < 0 {
-		return
-	}
-	c.lastLoss = fb.Loss
-	if now.Before(c.settle) {
-		return
-	}
-	switch {
-	case fb.Loss > lossDown:
-		if cur > 0 && (c.lossCap < 0 || c.lossCap >= cur) {
-			c.lossCap = cur - 1
-			c.settle = now.Add(lossSettle)
-			if !c.lastUp.IsZero() && now.Sub(c.lastUp) < lossProbeFail {
-				c.probeWait = min(2*c.probeWait, maxLossProbe)
+		if prev == 0 || fb.Bitrate > prev {
+			c.riseAt = now
+		}
+		falling := prev > 0 && fb.Bitrate < prev*estimateFall
+		if cur >= 0 && settled {
+			b := float64(infos[cur].Bitrate)
+			if b > 0 && fb.Bitrate < b*keepHeadroom && (falling || now.Sub(c.riseAt) >= flatHold) {
+				c.congested(now, fit(infos, fb.Bitrate, cur))
+			} else if c.cap >= 0 {
+				if f := fit(infos, fb.Bitrate, cur); f > c.cap {
+					c.raise(f, len(infos))
+				}
 			}
 		}
-		c.goodSince = time.Time{}
-	case fb.Loss < lossClear:
-		if c.goodSince.IsZero() {
-			c.goodSince = now
-		}
-		if c.lossCap >= 0 && now.Sub(c.goodSince) >= c.probeWait {
-			c.lossCap++
-			if c.lossCap >= layers-1 {
-				c.lossCap = -1
+	}
+	if fb.Loss >= 0 && cur >= 0 {
+		c.lastLoss = fb.Loss
+		if settled {
+			switch {
+			case fb.Loss > lossDown:
+				if cur > 0 {
+					c.congested(now, cur-1)
+				}
+			case fb.Loss > lossClear:
+				c.goodSince = now
 			}
-			c.lastUp, c.goodSince = now, now
 		}
-		if c.lossCap < 0 && !c.lastUp.IsZero() && now.Sub(c.lastUp) > 4*lossProbeFail {
-			c.probeWait = lossProbe // a long clean run: forget the failed tries
-		}
-	default:
-		c.goodSince = time.Time{}
+	}
+	// A clean spell: try the next layer up.
+	if c.cap >= 0 && cur >= c.cap && !c.goodSince.IsZero() && now.Sub(c.goodSince) >= c.wait {
+		c.raise(c.cap+1, len(infos))
+		// The receiver's estimate starts following the new layer now.
+		c.lastUp, c.goodSince, c.riseAt = now, now, now
+	}
+	if c.cap < 0 && !c.lastUp.IsZero() && now.Sub(c.lastUp) > 4*probeFail {
+		c.wait = probeWait // a long clean run: forget the failed tries
+	}
+}
+
+func (c *chooser) raise(to, layers int) {
+	c.cap = to
+	if c.cap >= layers-1 {
+		c.cap = -1
 	}
 }
 
@@ -167,21 +224,8 @@ func (c *chooser) choose(now time.Time, infos []relay.LayerInfo, cur int) int {
 		return highestActive(p)
 	}
 	want := len(infos) - 1
-	if c.estimate > 0 && now.Sub(c.estimateAt) < estimateTTL {
-		fit := 0
-		for i := range infos {
-			need := upHeadroom
-			if i <= cur {
-				need = keepHeadroom
-			}
-			if b := float64(infos[i].Bitrate); b == 0 || b*need <= c.estimate {
-				fit = i
-			}
-		}
-		want = fit
-	}
-	if c.lossCap >= 0 {
-		want = min(want, c.lossCap)
+	if c.cap >= 0 {
+		want = min(want, c.cap)
 	}
 	return highestActive(want)
 }

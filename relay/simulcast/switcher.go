@@ -167,7 +167,7 @@ func (s *Switcher) Close() {
 
 // Feedback takes what the viewer's transport learned about its reception.
 func (s *Switcher) Feedback(fb Feedback) {
-	tracks, _ := s.p.Track.Layers()
+	tracks, infos := s.p.Track.Layers()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -177,9 +177,9 @@ func (s *Switcher) Feedback(fb Feedback) {
 	if s.cur != nil {
 		cur = indexOf(tracks, s.cur.track)
 	}
-	before := s.ch.lossCap
-	s.ch.feedback(time.Now(), fb, cur, len(tracks))
-	changed := s.ch.lossCap != before
+	before := s.ch.cap
+	s.ch.feedback(time.Now(), fb, cur, infos)
+	changed := s.ch.cap != before
 	s.mu.Unlock()
 	if fb.Bitrate > 0 || changed {
 		if err := s.evaluate(); err != nil {
@@ -243,6 +243,8 @@ func (s *Switcher) evaluate() error {
 				s.pend = nil
 			}
 			want, rid = tracks[target], infos[target].RID
+			s.p.Logger.Debug("simulcast: viewer switching layer", "to", rid, "current_stopped", curStopped,
+				"estimate", int(s.ch.estimate), "loss", s.ch.lastLoss, "cap", s.ch.cap)
 		}
 	}
 	var lr *layerReader

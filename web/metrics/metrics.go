@@ -103,6 +103,11 @@ var (
 	descHop = prometheus.NewDesc("livegate_relay_hop_delay_seconds",
 		"For a stream pulled from a parent node: this node's median delay from the publisher minus the parent's (last 128 frames each), i.e. what the last hop added.",
 		[]string{"stream", "kind"}, nil)
+	descLayerBitrate = prometheus.NewDesc("livegate_simulcast_layer_bitrate_bits",
+		"Bitrate a simulcast layer arrives at (last second), by stream and rid; with its picture size.",
+		[]string{"stream", "rid", "width", "height"}, nil)
+	descLayerViewers = prometheus.NewDesc("livegate_simulcast_layer_viewers",
+		"WebRTC viewers reading a simulcast layer, by stream and rid.", []string{"stream", "rid"}, nil)
 	descRefused = prometheus.NewDesc("livegate_refused_media_sections_total",
 		"Media sections of WHIP/WHEP offers refused in the answer (port 0; inactive for the offer's BUNDLE tag), by reason.", []string{"direction", "kind", "reason"}, nil)
 )
@@ -111,7 +116,8 @@ type streamCollector struct{ src Source }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStreams, descPublishers, descViewerSess, descLinks, descViewers,
-		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent, descRefused, descDelay, descHop} {
+		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent, descRefused, descDelay, descHop,
+		descLayerBitrate, descLayerViewers} {
 		ch <- d
 	}
 }
@@ -157,6 +163,10 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descResent, float64(t.Retransmitted), st.Path, k)
 			counter(descPLIs, float64(t.KeyframeRequests), st.Path, k)
 			counter(descPLIsSent, float64(t.KeyframesAsked), st.Path, k)
+			for _, l := range t.Layers {
+				gauge(descLayerBitrate, float64(l.Bitrate), st.Path, l.RID, strconv.Itoa(l.Width), strconv.Itoa(l.Height))
+				gauge(descLayerViewers, float64(l.Readers), st.Path, l.RID)
+			}
 			if d := t.Delay; d != nil {
 				buckets, cum := make(map[float64]uint64, len(relay.DelayBuckets)), uint64(0)
 				for i, b := range relay.DelayBuckets {

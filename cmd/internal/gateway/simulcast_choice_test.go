@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -197,6 +198,10 @@ func TestSimulcastViewerFollowsItsBandwidth(t *testing.T) {
 	// clips' own keyframe interval bounds the wait otherwise.
 	limit := clipKeyframeInterval(simLayerClips(t)["f"]) + 100*time.Millisecond
 
+	// The link carries plenty, then drops to "low" (a receiver's estimate
+	// that falls below the layer it gets is congestion).
+	remb.Store(20_000_000)
+	time.Sleep(500 * time.Millisecond)
 	remb.Store(uint64(low))
 	at := time.Now()
 	down := waitLayer("q", at, limit)
@@ -262,6 +267,19 @@ func TestSimulcastViewerPinsLayer(t *testing.T) {
 			t.Fatalf("?layer=%s: viewer got layers %+v, want only %s", c.layer, runs, c.rid)
 		}
 		checkOneStream(t, hdrs)
+	}
+	// The layers and their viewers are in /metrics.
+	resp, err := httpClient.Get(g.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`livegate_simulcast_layer_bitrate_bits{height="90",rid="q",stream="sim/pin",width="160"}`,
+		`livegate_simulcast_layer_viewers{rid="h",stream="sim/pin"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	if _, err := dialViewer(t, g.base+"/whep/sim/pin?layer=a%20b", clientOpts(t)); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("?layer=a b: %v, want a 400", err)
