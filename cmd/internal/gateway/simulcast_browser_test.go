@@ -217,13 +217,20 @@ func TestBrowserSimulcastLayerPause(t *testing.T) {
 				return v
 			}
 			// wait until the viewer decodes width x height and has decoded
-			// at least n more frames since from.
+			// at least n more frames since from. A width of 0 stands for
+			// the host's largest layer now: Chromium short of CPU scales
+			// every layer down (its top one to 640x360 on a loaded
+			// machine), and the top layer is what viewers must get.
 			wait := func(what string, timeout time.Duration, width, n int, from simViewerStats) simViewerStats {
 				t.Helper()
 				deadline := time.Now().Add(timeout)
 				for {
 					v := stats()
-					if v.Width == width && v.FramesDecoded >= from.FramesDecoded+n {
+					want := width
+					if want == 0 {
+						want = h.stats(t).Width
+					}
+					if v.Width == want && v.FramesDecoded >= from.FramesDecoded+n {
 						return v
 					}
 					if time.Now().After(deadline) {
@@ -245,7 +252,7 @@ func TestBrowserSimulcastLayerPause(t *testing.T) {
 			resumed := time.Now()
 			back := wait("top layer resumed", 10*time.Second, 1280, 1, mid)
 			tookUp := time.Since(resumed)
-			back = wait("decoding the top layer again", 10*time.Second, 1280, 45, back)
+			back = wait("decoding the top layer again", 10*time.Second, 0, 45, back)
 			froze := back.FreezesSeconds - top.FreezesSeconds
 			t.Logf("%s: down to 640x360 %v after the pause, back to 1280x720 %v after resuming; frozen %.2f s in %d freezes meanwhile; viewer %+v",
 				c.codec, tookDown.Round(time.Millisecond), tookUp.Round(time.Millisecond), froze, back.FreezeCount-top.FreezeCount, back)
