@@ -666,16 +666,7 @@ window.livegate = {
     sendChat: (text) => chat.send(text),
   },
   get room() {
-    const r = st.roomClient;
-    return r
-      ? {
-          status: r.status,
-          error: r.error,
-          viewers: r.viewers,
-          hosts: [...r.hosts.values()].map((h) => ({ identity: h.identity, name: h.name, streams: [...h.streams.values()] })),
-          chat: r.chat,
-        }
-      : null;
+    return st.roomClient?.snapshot() ?? null;
   },
   get tiles() {
     return st.grid?.info() ?? [];

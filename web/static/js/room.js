@@ -221,6 +221,18 @@ export class Room extends EventTarget {
     return out;
   }
 
+  /** What the page knows of the room, as plain data (for tests and the console). */
+  snapshot() {
+    return {
+      name: this.name,
+      status: this.status,
+      error: this.error,
+      viewers: this.viewers,
+      hosts: [...this.hosts.values()].map((h) => ({ identity: h.identity, name: h.name, streams: [...h.streams.values()] })),
+      chat: this.chat,
+    };
+  }
+
   /**
    * Sends a chat message. On an open gateway (no token) identity and name
    * say who is talking (shown as unverified). Throws APIError.

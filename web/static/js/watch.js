@@ -110,17 +110,7 @@ start();
 // Hooks for tests and the console.
 window.livegate = {
   get room() {
-    const r = st.client;
-    return r
-      ? {
-          name: r.name,
-          status: r.status,
-          error: r.error,
-          viewers: r.viewers,
-          hosts: [...r.hosts.values()].map((h) => ({ identity: h.identity, name: h.name, streams: [...h.streams.values()] })),
-          chat: r.chat,
-        }
-      : null;
+    return st.client?.snapshot() ?? null;
   },
   get tiles() {
     return st.grid?.info() ?? [];
