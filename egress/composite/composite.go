@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livegate/livegate/internal/ffproc"
@@ -228,11 +229,12 @@ type Manager struct {
 	sessions map[string]*session
 	closed   bool
 
-	events  chan string
-	overrun chan struct{}
-	unsub   func()
-	quit    chan struct{}
-	done    chan struct{}
+	events         chan string
+	overrun        chan struct{}
+	warnedNoFFmpeg atomic.Bool
+	unsub          func()
+	quit           chan struct{}
+	done           chan struct{}
 }
 
 // New starts a manager; Close stops it and every composite.
@@ -442,7 +444,14 @@ func (m *Manager) roomChanged(room string) {
 		if len(liveHosts(m.p.Hub, room, o.Name)) == 0 {
 			return
 		}
-		if _, _, err := m.start(room, r.Options, "rule"); err != nil && !errors.Is(err, ErrClosed) {
+		_, _, err := m.start(room, r.Options, "rule")
+		switch {
+		case err == nil, errors.Is(err, ErrClosed):
+		case errors.Is(err, ErrNoFFmpeg):
+			if !m.warnedNoFFmpeg.Swap(true) { // said once, not every second
+				m.p.Logger.Warn("composite: rule could not start", "room", room, "rule", r.Pattern, "err", err)
+			}
+		default:
 			m.p.Logger.Warn("composite: rule could not start", "room", room, "rule", r.Pattern, "err", err)
 		}
 		return

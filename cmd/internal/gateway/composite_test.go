@@ -82,16 +82,16 @@ func (g *testGateway) playClip(t *testing.T, path string) (leave func()) {
 
 // TestCompositeHLSAndRTMPPush: two hosts in a room, a composite asked for
 // by API at 960x540. Its HLS decodes in ffprobe as H.264 of that size with
-// audio; it is pushed to a real nginx-rtmp. A third host joins: the layout
-// follows within a second while the push keeps its one connection and the
-// encoder is never restarted; a reader on nginx sees timestamps run on
-// without a gap. DELETE ends it.
+// audio; it is pushed to a real nginx-rtmp. A third host joins, then the
+// first leaves: the layout follows within a second each time while the
+// push keeps its one connection and the encoder is never restarted; a
+// reader on nginx sees timestamps run on without a gap. DELETE ends it.
 func TestCompositeHLSAndRTMPPush(t *testing.T) {
 	ffprobe := needProgram(t, "ffprobe")
 	needProgram(t, "ffmpeg")
 	ng := rtmptest.StartNginx(t)
 	g := startGateway(t, func(c *Config) { c.HLS = true })
-	g.playClip(t, "show/alice")
+	leaveAlice := g.playClip(t, "show/alice")
 	g.playClip(t, "show/bob")
 	code, st, body := g.compositeAPI(t, "POST", "show", `{"width":960,"height":540,"fps":25}`)
 	if code != http.StatusCreated || st.Stream != "show/composite" {
@@ -128,7 +128,7 @@ func TestCompositeHLSAndRTMPPush(t *testing.T) {
 	// A reader on nginx across the join: video packet times, one
 	// connection.
 	probe := exec.CommandContext(ctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
-		"-select_streams", "v", "-show_entries", "packet=pts_time", "-read_intervals", "%+10", "-of", "csv=p=0",
+		"-select_streams", "v", "-show_entries", "packet=pts_time", "-read_intervals", "%+12", "-of", "csv=p=0",
 		"rtmp://"+ng.Addr()+"/live/show")
 	var probeOut bytes.Buffer
 	probe.Stdout = &probeOut
@@ -149,6 +149,19 @@ func TestCompositeHLSAndRTMPPush(t *testing.T) {
 	if after.LayoutChanges <= before.LayoutChanges || lag > time.Second {
 		t.Errorf("layout followed the join after %v (changes %d -> %d)", lag, before.LayoutChanges, after.LayoutChanges)
 	}
+	// A host leaves: its tile goes within a second, the output runs on.
+	time.Sleep(2 * time.Second)
+	left := time.Now()
+	leaveAlice()
+	waitFor(t, 5*time.Second, "two tiles after alice left", func() bool {
+		_, after, _ = g.compositeAPI(t, "GET", "show", "")
+		return len(after.Tiles) == 2
+	})
+	lag = after.LayoutChangedAt.Sub(left)
+	t.Logf("layout changed %v after the host left", lag)
+	if lag > time.Second {
+		t.Errorf("layout followed the leave after %v", lag)
+	}
 	if err := probe.Wait(); err != nil {
 		t.Fatalf("ffprobe from nginx-rtmp: %v", err)
 	}
@@ -158,8 +171,8 @@ func TestCompositeHLSAndRTMPPush(t *testing.T) {
 			pts = append(pts, v)
 		}
 	}
-	if len(pts) < 100 {
-		t.Fatalf("only %d video packets read from nginx over 10 s", len(pts))
+	if len(pts) < 150 {
+		t.Fatalf("only %d video packets read from nginx over 12 s", len(pts))
 	}
 	for i := 1; i < len(pts); i++ {
 		if d := pts[i] - pts[i-1]; d <= 0 || d > 0.5 {
