@@ -37,6 +37,8 @@ const el = {
   watchState: $('watch-state'),
   watchMsg: $('watch-msg'),
   watchStats: $('watch-stats'),
+  quality: $('quality'),
+  qualityLabel: $('quality-label'),
 };
 
 // ---- paths ----
@@ -267,6 +269,7 @@ const view = {
   room: null, // the room's event stream: says at once when the publisher leaves or comes back
   checkSeq: 0,
   presented: 0, // frames presented, counted with requestVideoFrameCallback
+  layer: '', // simulcast layer pinned with the quality menu ('' = the server chooses)
 };
 
 // following: states in which the page keeps track of the stream.
@@ -290,10 +293,47 @@ function setView(state, msg = '') {
 
 function watch(path) {
   view.gen++;
+  if (path !== view.path) {
+    view.layer = '';
+    el.quality.value = '';
+    el.qualityLabel.hidden = true;
+  }
   view.path = path;
   follow(path);
-  return view.conn.start((opts) => play(`/whep/${path}`, { headers: authHeaders(), ...opts }));
+  const layer = view.layer ? `?layer=${encodeURIComponent(view.layer)}` : '';
+  return view.conn.start((opts) => play(`/whep/${path}${layer}`, { headers: authHeaders(), ...opts }));
 }
+
+// ---- quality (simulcast layers) ----
+
+// showQuality fills the quality menu with the stream's simulcast layers
+// (from /api/v1/streams); a stream without layers has no menu.
+async function showQuality(path) {
+  let layers = [];
+  try {
+    const res = await fetch(`/api/v1/streams/${path}`, { cache: 'no-store', headers: authHeaders() });
+    if (res.ok) {
+      for (const t of (await res.json()).tracks || []) if (t.layers?.length) layers = t.layers;
+    }
+  } catch {
+    return;
+  }
+  if (path !== view.path) return;
+  const keep = view.layer;
+  el.quality.replaceChildren(new Option('Auto', ''));
+  for (const l of [...layers].reverse()) {
+    const size = l.height ? `${l.height}p` : l.rid;
+    const rate = l.bitrate ? ` · ${formatBitrate(l.bitrate)}` : '';
+    el.quality.add(new Option(`${size}${rate}`, l.rid));
+  }
+  el.quality.value = layers.some((l) => l.rid === keep) ? keep : '';
+  el.qualityLabel.hidden = layers.length < 2;
+}
+
+el.quality.addEventListener('change', () => {
+  view.layer = el.quality.value;
+  if (view.path && following.has(view.state)) watch(view.path);
+});
 
 function onViewChange(state, c) {
   if (state !== 'live' && state !== 'interrupted') detachPlayer();
@@ -306,6 +346,7 @@ function onViewChange(state, c) {
       if (view.state === 'connecting') {
         setView('live', `Watching ${view.path}`);
         refreshStreams();
+        showQuality(view.path);
       }
       checkStream(); // the publisher may have left while we connected
       break;
