@@ -123,7 +123,8 @@ type bench struct {
 	closeErrors atomic.Int64
 	nacked      atomic.Uint64
 
-	rssMaxKB atomic.Int64
+	rssMaxKB  atomic.Int64
+	rssBaseKB int64
 }
 
 type errCount struct {
@@ -246,6 +247,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 // report. Sessions stay open; closeAll ends them.
 func (b *bench) measure(ctx context.Context, stderr io.Writer) *report {
 	cfg := b.cfg
+	if cfg.pid != 0 {
+		// The gateway's memory with the stream up and no viewer yet: what
+		// viewers add is measured against it.
+		if kb, err := procRSS(cfg.pid); err == nil {
+			b.rssBaseKB = kb
+		}
+	}
 	b.start = time.Now()
 	udp0, _ := udpStats()
 	gwDrops0, _, gwErr0 := int64(0), 0, error(nil)
@@ -295,6 +303,7 @@ launch:
 	winStart := time.Now()
 	host0, hostErr0 := readHostCPU()
 	gw0 := b.gatewayCPU()
+	gwUser0, gwSys0, _ := procCPUSplit(cfg.pid)
 	self0 := selfCPU()
 	pkts0 := b.packets()
 	atStart := len(b.connected())
@@ -310,6 +319,7 @@ launch:
 	winEnd := time.Now()
 	host1, hostErr1 := readHostCPU()
 	gw1 := b.gatewayCPU()
+	gwUser1, gwSys1, gwSplitErr := procCPUSplit(cfg.pid)
 	self1 := selfCPU()
 	pkts1 := b.packets()
 	udp1, _ := udpStats()
@@ -437,6 +447,18 @@ launch:
 			if atStart > 0 {
 				g.CPUMsPerViewerSecond = round3(ms(cpu) / (float64(atStart) * window.Seconds()))
 			}
+		}
+		if gwSplitErr == nil && window > 0 {
+			g.UserCores = round3(float64(gwUser1-gwUser0) / float64(window))
+			g.KernelCores = round3(float64(gwSys1-gwSys0) / float64(window))
+			if delivered := pkts1 - pkts0; delivered > 0 {
+				g.UserUsPerPacket = round3(float64(gwUser1-gwUser0) / float64(time.Microsecond) / float64(delivered))
+				g.KernelUsPerPacket = round3(float64(gwSys1-gwSys0) / float64(time.Microsecond) / float64(delivered))
+			}
+		}
+		if rss, err := procRSS(cfg.pid); err == nil && b.rssBaseKB > 0 && atStart > 0 {
+			g.RSSBaseMiB = round3(float64(b.rssBaseKB) / 1024)
+			g.RSSPerViewerKB = round3(float64(rss-b.rssBaseKB) / float64(atStart))
 		}
 		rep.Gateway = g
 	}

@@ -75,6 +75,17 @@ type gatewayReport struct {
 	CPUMsPerViewerSecond float64 `json:"cpu_ms_per_viewer_second"`
 	RSSMaxMiB            float64 `json:"rss_max_mib"`
 	RSSEndMiB            float64 `json:"rss_end_mib"`
+	// User and kernel CPU apart, over the window, and per RTP packet the
+	// viewers received: user space is what the code controls; the kernel
+	// part is mostly the UDP send (on loopback, the receive too).
+	UserCores         float64 `json:"user_cores"`
+	KernelCores       float64 `json:"kernel_cores"`
+	UserUsPerPacket   float64 `json:"user_us_per_packet"`
+	KernelUsPerPacket float64 `json:"kernel_us_per_packet"`
+	// RSS before the first viewer (stream up) and its growth per viewer at
+	// the end of the window.
+	RSSBaseMiB     float64 `json:"rss_base_mib"`
+	RSSPerViewerKB float64 `json:"rss_per_viewer_kb"`
 }
 
 type streamReport struct {

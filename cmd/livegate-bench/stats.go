@@ -147,27 +147,37 @@ const userHZ = 100
 
 // procCPU returns the user+system CPU time a process has used so far.
 func procCPU(pid int) (time.Duration, error) {
+	u, s, err := procCPUSplit(pid)
+	return u + s, err
+}
+
+// procCPUSplit returns the user and the system CPU time a process has used
+// so far.
+func procCPUSplit(pid int) (user, system time.Duration, err error) {
+	if pid == 0 {
+		return 0, 0, errors.New("no pid")
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// comm (field 2) may contain spaces and parentheses: fields after it
 	// start behind the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
+		return 0, 0, errors.New("malformed /proc stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, errors.New("malformed /proc stat")
+		return 0, 0, errors.New("malformed /proc stat")
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return time.Duration(ut+st) * time.Second / userHZ, nil
+	return time.Duration(ut) * time.Second / userHZ, time.Duration(st) * time.Second / userHZ, nil
 }
 
 // procRSS returns a process's resident set size (VmRSS) in KiB.
