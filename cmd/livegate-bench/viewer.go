@@ -103,7 +103,7 @@ func (b *bench) openViewer(ctx context.Context, id int) (*viewer, error) {
 		API:  b.viewerAPI,
 		HTTP: &http.Client{Transport: &postTimer{base: b.transport, v: v}, Timeout: b.cfg.connectTimeout},
 	}
-	sess, err := rtcclient.Connect(ctx, b.whepURL, opts, func(pc *webrtc.PeerConnection) error {
+	sess, err := rtcclient.Play(ctx, b.whepURL, opts, func(pc *webrtc.PeerConnection) error {
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			switch s {
 			case webrtc.PeerConnectionStateConnected:
@@ -115,11 +115,7 @@ func (b *bench) openViewer(ctx context.Context, id int) (*viewer, error) {
 				v.downOnce.Do(func() { close(v.down) })
 			}
 		})
-		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			tr, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
-			if err != nil {
-				return err
-			}
+		for _, tr := range pc.GetTransceivers() {
 			// Reading RTCP runs the interceptors' RTCP path (sender
 			// reports); it ends when the PeerConnection closes.
 			rcv := tr.Receiver()

@@ -119,6 +119,23 @@ func Connect(ctx context.Context, endpoint string, opts Options, setup func(*web
 	return s, nil
 }
 
+// Play opens a WHEP session that receives one video and one audio track
+// (recvonly transceivers, video first); setup, if not nil, registers
+// handlers (OnTrack, state changes) before the offer goes out.
+func Play(ctx context.Context, endpoint string, opts Options, setup func(*webrtc.PeerConnection) error) (*Session, error) {
+	return Connect(ctx, endpoint, opts, func(pc *webrtc.PeerConnection) error {
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				return err
+			}
+		}
+		if setup == nil {
+			return nil
+		}
+		return setup(pc)
+	})
+}
+
 func (s *Session) connect(ctx context.Context, endpoint string, setup func(*webrtc.PeerConnection) error) error {
 	if err := setup(s.PC); err != nil {
 		return err

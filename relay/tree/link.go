@@ -61,13 +61,8 @@ type pendingTrack struct {
 func dial(ctx context.Context, parent, path string, opts rtcclient.Options, background func(func())) (*link, error) {
 	l := &link{parent: parent, recv: map[int]*webrtc.RTPReceiver{}, done: make(chan struct{}), background: background}
 	url := strings.TrimRight(parent, "/") + "/whep/" + path
-	sess, err := rtcclient.Connect(ctx, url, opts, func(pc *webrtc.PeerConnection) error {
+	sess, err := rtcclient.Play(ctx, url, opts, func(pc *webrtc.PeerConnection) error {
 		l.pc = pc
-		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-				return err
-			}
-		}
 		// Registered before the answer is applied: media (the parent's
 		// cached GOP) may arrive right after.
 		pc.OnTrack(l.onTrack)

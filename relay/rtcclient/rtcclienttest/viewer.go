@@ -113,12 +113,7 @@ type Viewer struct {
 // Dial plays endpoint (a WHEP URL) with recvonly video and audio.
 func Dial(ctx context.Context, endpoint string, opts rtcclient.Options) (*Viewer, error) {
 	v := &Viewer{}
-	s, err := rtcclient.Connect(ctx, endpoint, opts, func(pc *webrtc.PeerConnection) error {
-		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-				return err
-			}
-		}
+	s, err := rtcclient.Play(ctx, endpoint, opts, func(pc *webrtc.PeerConnection) error {
 		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			v.wg.Add(1)
 			go func() {
