@@ -70,36 +70,52 @@ type Params struct {
 	writeFile func(path string, data []byte) error
 }
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{
+		SpoolDir:          "./data/spool",
+		SegmentDuration:   4 * time.Second,
+		RetentionInterval: time.Hour,
+		UploadWorkers:     2,
+		RetryMin:          500 * time.Millisecond,
+		RetryMax:          30 * time.Second,
+		UploadTimeout:     2 * time.Minute,
+		PrepareTimeout:    10 * time.Second,
+		QueuePackets:      8192,
+	}
+}
+
 func (p *Params) defaults() error {
+	d := DefaultParams()
 	if p.Hub == nil || p.Storage == nil {
 		return errors.New("recorder: Hub and Storage are required")
 	}
 	if p.SpoolDir == "" {
-		p.SpoolDir = "./data/spool"
+		p.SpoolDir = d.SpoolDir
 	}
 	if p.SegmentDuration <= 0 {
-		p.SegmentDuration = 4 * time.Second
+		p.SegmentDuration = d.SegmentDuration
 	}
 	if p.RetentionInterval <= 0 {
-		p.RetentionInterval = time.Hour
+		p.RetentionInterval = d.RetentionInterval
 	}
 	if p.UploadWorkers <= 0 {
-		p.UploadWorkers = 2
+		p.UploadWorkers = d.UploadWorkers
 	}
 	if p.RetryMin <= 0 {
-		p.RetryMin = 500 * time.Millisecond
+		p.RetryMin = d.RetryMin
 	}
 	if p.RetryMax <= 0 {
-		p.RetryMax = 30 * time.Second
+		p.RetryMax = d.RetryMax
 	}
 	if p.UploadTimeout <= 0 {
-		p.UploadTimeout = 2 * time.Minute
+		p.UploadTimeout = d.UploadTimeout
 	}
 	if p.PrepareTimeout <= 0 {
-		p.PrepareTimeout = 10 * time.Second
+		p.PrepareTimeout = d.PrepareTimeout
 	}
 	if p.QueuePackets <= 0 {
-		p.QueuePackets = 8192
+		p.QueuePackets = d.QueuePackets
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

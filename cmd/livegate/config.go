@@ -15,10 +15,14 @@ import (
 	"github.com/livegate/livegate/cmd/internal/gateway"
 	"github.com/livegate/livegate/egress/composite"
 	egressrtmp "github.com/livegate/livegate/egress/rtmp"
+	ingestrtmp "github.com/livegate/livegate/ingest/rtmp"
 	"github.com/livegate/livegate/ingest/whip"
+	"github.com/livegate/livegate/recorder"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/relay/tree"
 	"github.com/livegate/livegate/relay/turn"
+	"github.com/livegate/livegate/web/rooms"
 )
 
 // settings is the one place where every setting, its default and its
@@ -76,7 +80,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.IntVar(&g.EventStreamsPerID, "max-event-streams-per-identity", 20, "room event streams one token identity (or, without a token, one address) keeps open per room (0: unlimited)")
 	fs.IntVar(&g.CandidatesPerSess, "max-ice-candidates", 50, "ICE candidates a session accepts in its offer and trickle PATCHes together")
 	fs.BoolVar(&g.RefusePrivateCandidates, "refuse-private-candidates", false, "ignore ICE candidates with private, CGNAT, link-local or loopback addresses (when every client is on the internet)")
-	fs.IntVar(&g.RTMPConnsPerIP, "rtmp-conns-per-ip", 8, "concurrent RTMP connections from one address")
+	fs.IntVar(&g.RTMPConnsPerIP, "rtmp-conns-per-ip", ingestrtmp.DefaultParams().MaxConnsPerIP, "concurrent RTMP connections from one address")
 	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", rtc.DefaultConnectTimeout, "end sessions whose peer does not connect within this time")
 	fs.StringVar(&g.CORSOrigin, "cors-origin", "*", "Access-Control-Allow-Origin for WHIP/WHEP/API when tokens are required (an open gateway sends no CORS headers)")
 	fs.IntVar(&g.Workers, "workers", 0, "fan-out workers (0: one per core)")
@@ -88,22 +92,22 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.Var(listValue{&g.TrustedProxies}, "trusted-proxies", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client in logs and per-address limits")
 	fs.IntVar(&g.MaxRooms, "max-rooms", 10000, "rooms kept at once; rooms with live streams always are (0: unlimited)")
 	fs.IntVar(&g.MaxRoomSubscribers, "max-room-subscribers", 5000, "open room event streams (pages) per room (0: unlimited)")
-	fs.IntVar(&g.ChatHistory, "chat-history", 100, "chat messages kept per room for late joiners (1-10000)")
+	fs.IntVar(&g.ChatHistory, "chat-history", rooms.DefaultParams().History, "chat messages kept per room for late joiners (1-10000)")
 	fs.Float64Var(&g.ChatRate, "chat-rate", 1, "chat messages per second per identity and room, sustained (0: unlimited)")
-	fs.IntVar(&g.ChatBurst, "chat-burst", 5, "chat messages an identity may send at once before chat-rate applies")
+	fs.IntVar(&g.ChatBurst, "chat-burst", rooms.DefaultParams().ChatBurst, "chat messages an identity may send at once before chat-rate applies")
 	fs.Var(rawListValue{p: &g.RelayParents}, "relay-parents", "comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP")
 	fs.StringVar(&g.ClusterKey, "cluster-key", "", "bearer key (16+ bytes) relay links present to parents (and accept from children)")
-	fs.DurationVar(&g.RelayLinger, "relay-linger", 30*time.Second, "keep pulling a stream this long after its last viewer left")
-	fs.DurationVar(&g.RelayDeadAfter, "relay-dead-after", 500*time.Millisecond, "a relay link that carried video and got nothing (media or keepalive answers) for this long is replaced by a pull from another parent (audio-only streams: 4x)")
+	fs.DurationVar(&g.RelayLinger, "relay-linger", tree.DefaultParams().Linger, "keep pulling a stream this long after its last viewer left")
+	fs.DurationVar(&g.RelayDeadAfter, "relay-dead-after", tree.DefaultParams().DeadAfter, "a relay link that carried video and got nothing (media or keepalive answers) for this long is replaced by a pull from another parent (audio-only streams: 4x)")
 	fs.StringVar(&g.ClusterRedis, "cluster-redis", "", "redis://host:port/db of the shared cluster directory (nodes, load, where streams originate); empty: this node alone")
 	fs.StringVar(&g.ClusterRole, "cluster-role", "", "origin or edge; edges receive redirected viewers (default: edge with relay-parents, else origin)")
 	fs.StringVar(&g.NodeID, "node-id", "", "this node's name in the cluster (default: host name and public host:port)")
 	fs.StringVar(&g.PublicURL, "public-url", "", "base URL other nodes and redirected viewers reach this node at (default: http://HOST:PORT of --http)")
 	fs.StringVar(&g.RecordDir, "record-dir", "./data/recordings", "local directory recordings are stored in (when no S3 bucket is set)")
-	fs.StringVar(&g.RecordSpool, "record-spool", "./data/spool", "local spool for segments not yet stored; survives crashes")
+	fs.StringVar(&g.RecordSpool, "record-spool", recorder.DefaultParams().SpoolDir, "local spool for segments not yet stored; survives crashes")
 	fs.Int64Var(&g.RecordSpoolMax, "record-spool-max", 10<<30, "bytes waiting in the spool at most; beyond, new segments are dropped and counted (0: unlimited)")
 	fs.Var(rawListValue{p: &g.RecordRules, plain: true}, "record-rules", "comma-separated path patterns recorded whenever they go live (e.g. room/*)")
-	fs.DurationVar(&g.RecordSegment, "record-segment", 4*time.Second, "target recording segment length (cut on keyframes)")
+	fs.DurationVar(&g.RecordSegment, "record-segment", recorder.DefaultParams().SegmentDuration, "target recording segment length (cut on keyframes)")
 	fs.DurationVar(&g.RecordRetention, "record-retention", 0, "delete recordings older than this (0: keep)")
 	fs.StringVar(&g.RecordS3.Endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (empty: AWS)")
 	fs.StringVar(&g.RecordS3.Region, "s3-region", "us-east-1", "S3 region")

@@ -77,22 +77,33 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{
+		ReadTimeout:      10 * time.Second,
+		MaxConns:         256,
+		MaxConnsPerIP:    8,
+		HandshakeTimeout: 5 * time.Second,
+	}
+}
+
 // New binds p.Addr and starts accepting publishers; Close stops.
 func New(p Params) (*Server, error) {
+	d := DefaultParams()
 	if p.Hub == nil {
 		return nil, errors.New("rtmp ingest: no hub")
 	}
 	if p.ReadTimeout <= 0 {
-		p.ReadTimeout = 10 * time.Second
+		p.ReadTimeout = d.ReadTimeout
 	}
 	if p.MaxConns <= 0 {
-		p.MaxConns = 256
+		p.MaxConns = d.MaxConns
 	}
 	if p.MaxConnsPerIP <= 0 {
-		p.MaxConnsPerIP = 8
+		p.MaxConnsPerIP = d.MaxConnsPerIP
 	}
 	if p.HandshakeTimeout <= 0 {
-		p.HandshakeTimeout = 5 * time.Second
+		p.HandshakeTimeout = d.HandshakeTimeout
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

@@ -81,19 +81,30 @@ type pull struct {
 	parent string
 }
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{
+		Linger:      30 * time.Second,
+		NotFoundTTL: 2 * time.Second,
+		Retry:       15 * time.Second,
+		DeadAfter:   500 * time.Millisecond,
+	}
+}
+
 // New starts a Puller; Close stops every pull.
 func New(p Params) *Puller {
+	d := DefaultParams()
 	if p.Linger <= 0 {
-		p.Linger = 30 * time.Second
+		p.Linger = d.Linger
 	}
 	if p.NotFoundTTL <= 0 {
-		p.NotFoundTTL = 2 * time.Second
+		p.NotFoundTTL = d.NotFoundTTL
 	}
 	if p.Retry <= 0 {
-		p.Retry = 15 * time.Second
+		p.Retry = d.Retry
 	}
 	if p.DeadAfter <= 0 {
-		p.DeadAfter = 500 * time.Millisecond
+		p.DeadAfter = d.DeadAfter
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

@@ -54,26 +54,39 @@ type Params struct {
 	Logger      *slog.Logger
 }
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{
+		History:         100,
+		MaxText:         2048,
+		ChatBurst:       5,
+		SubscriberQueue: 256,
+		ViewerInterval:  time.Second,
+		IdleTimeout:     10 * time.Minute,
+	}
+}
+
 func (p *Params) defaults() {
+	d := DefaultParams()
 	if p.History == 0 {
-		p.History = 100
+		p.History = d.History
 	} else if p.History < 0 {
 		p.History = 0
 	}
 	if p.MaxText <= 0 {
-		p.MaxText = 2048
+		p.MaxText = d.MaxText
 	}
 	if p.ChatBurst <= 0 {
-		p.ChatBurst = 5
+		p.ChatBurst = d.ChatBurst
 	}
 	if p.SubscriberQueue <= 0 {
-		p.SubscriberQueue = 256
+		p.SubscriberQueue = d.SubscriberQueue
 	}
 	if p.ViewerInterval <= 0 {
-		p.ViewerInterval = time.Second
+		p.ViewerInterval = d.ViewerInterval
 	}
 	if p.IdleTimeout <= 0 {
-		p.IdleTimeout = 10 * time.Minute
+		p.IdleTimeout = d.IdleTimeout
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

@@ -283,7 +283,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		locate := func(ctx context.Context, path string) ([]string, error) { return g.member.Parents(ctx, path) }
 		dead := cfg.RelayDeadAfter
 		if dead <= 0 {
-			dead = 500 * time.Millisecond
+			dead = tree.DefaultParams().DeadAfter
 		}
 		relayAPI, err := g.engine.RelayAPI(dead/5, dead)
 		if err != nil {
