@@ -47,9 +47,15 @@ type clientLimits struct {
 	swept    time.Time
 }
 
+// DefaultLimits are the limits a zero Limits field stands for (the others
+// are off when zero).
+func DefaultLimits() Limits {
+	return Limits{CandidatesPerSession: 50}
+}
+
 func newClientLimits(l Limits) *clientLimits {
 	if l.CandidatesPerSession <= 0 {
-		l.CandidatesPerSession = 50
+		l.CandidatesPerSession = DefaultLimits().CandidatesPerSession
 	}
 	return &clientLimits{Limits: l, sessions: map[string]int{}, buckets: map[string]*rate.Limiter{}, streams: map[string]int{}}
 }

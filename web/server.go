@@ -106,16 +106,26 @@ const (
 	mimeSDPFrag = "application/trickle-ice-sdpfrag"
 )
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{
+		MaxBody:      128 << 10,
+		CORSOrigin:   "*",
+		OfferTimeout: 10 * time.Second,
+	}
+}
+
 // New builds the routes.
 func New(p Params) *Server {
+	d := DefaultParams()
 	if p.MaxBody <= 0 {
-		p.MaxBody = 128 << 10
+		p.MaxBody = d.MaxBody
 	}
 	if p.CORSOrigin == "" {
-		p.CORSOrigin = "*"
+		p.CORSOrigin = d.CORSOrigin
 	}
 	if p.OfferTimeout <= 0 {
-		p.OfferTimeout = 10 * time.Second
+		p.OfferTimeout = d.OfferTimeout
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

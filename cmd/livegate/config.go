@@ -22,6 +22,7 @@ import (
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/tree"
 	"github.com/livegate/livegate/relay/turn"
+	"github.com/livegate/livegate/web"
 	"github.com/livegate/livegate/web/rooms"
 )
 
@@ -69,7 +70,7 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.DurationVar(&g.KeyframeMaxInterval, "keyframe-max-interval", 2*time.Second, "while HLS, RTMP push, RTSP out or a recording reads a stream, ask its publisher for a keyframe when the GOP reaches this (0: keep the publisher's GOP)")
 	g.VideoCodecs = whip.DefaultParams().VideoCodecs
 	fs.Var(listValue{&g.VideoCodecs}, "video-codecs", "accepted video codecs in order of preference (h264, vp8, vp9, av1)")
-	fs.Int64Var(&g.MaxBody, "max-body", 128<<10, "largest accepted request body (SDP) in bytes")
+	fs.Int64Var(&g.MaxBody, "max-body", web.DefaultParams().MaxBody, "largest accepted request body (SDP) in bytes")
 	fs.IntVar(&g.MaxPublishers, "max-publishers", 1000, "concurrent WHIP sessions (0: unlimited)")
 	fs.IntVar(&g.MaxViewers, "max-viewers", 20000, "concurrent WHEP sessions (0: unlimited)")
 	fs.IntVar(&g.MaxViewersStream, "max-viewers-per-stream", 0, "viewers per stream (0: unlimited)")
@@ -78,11 +79,11 @@ func define(fs *flag.FlagSet, s *settings) {
 	fs.IntVar(&g.PublishesPerMinute, "publishes-per-minute", 30, "WHIP offers accepted per minute from one address (0: unlimited)")
 	fs.IntVar(&g.ViewsPerMinute, "views-per-minute", 600, "WHEP offers accepted per minute from one address (0: unlimited)")
 	fs.IntVar(&g.EventStreamsPerID, "max-event-streams-per-identity", 20, "room event streams one token identity (or, without a token, one address) keeps open per room (0: unlimited)")
-	fs.IntVar(&g.CandidatesPerSess, "max-ice-candidates", 50, "ICE candidates a session accepts in its offer and trickle PATCHes together")
+	fs.IntVar(&g.CandidatesPerSess, "max-ice-candidates", web.DefaultLimits().CandidatesPerSession, "ICE candidates a session accepts in its offer and trickle PATCHes together")
 	fs.BoolVar(&g.RefusePrivateCandidates, "refuse-private-candidates", false, "ignore ICE candidates with private, CGNAT, link-local or loopback addresses (when every client is on the internet)")
 	fs.IntVar(&g.RTMPConnsPerIP, "rtmp-conns-per-ip", ingestrtmp.DefaultParams().MaxConnsPerIP, "concurrent RTMP connections from one address")
 	fs.DurationVar(&g.ConnectTimeout, "connect-timeout", rtc.DefaultConnectTimeout, "end sessions whose peer does not connect within this time")
-	fs.StringVar(&g.CORSOrigin, "cors-origin", "*", "Access-Control-Allow-Origin for WHIP/WHEP/API when tokens are required (an open gateway sends no CORS headers)")
+	fs.StringVar(&g.CORSOrigin, "cors-origin", web.DefaultParams().CORSOrigin, "Access-Control-Allow-Origin for WHIP/WHEP/API when tokens are required (an open gateway sends no CORS headers)")
 	fs.IntVar(&g.Workers, "workers", 0, "fan-out workers (0: one per core)")
 	fs.StringVar(&g.AuthMode, "auth", "auto", "auto: tokens required, except from this machine while no auth-key is set; on: always; off: never, for clients on this machine (every listener on loopback)")
 	fs.StringVar(&g.AuthKey, "auth-key", "", "secret (32+ bytes) that signs access tokens; never sent to browsers")
