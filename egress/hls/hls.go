@@ -251,10 +251,22 @@ func (s *Server) forget(m *muxer) {
 // _HLS_msn/_HLS_part, access_token) is passed on. A client that goes away
 // gets context.Canceled (nothing is written).
 func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string) error {
+	// A lower simulcast layer's rendition (ladder.go).
+	prefix := ""
+	rid, inner, isLayer := layerFile(file)
+	if isLayer {
+		prefix, file = layerPrefix+rid+".", inner
+	}
 	if file == "gap.mp4" {
 		return ErrGap
 	}
-	m, err := s.get(path)
+	var m *muxer
+	var err error
+	if isLayer {
+		m, err = s.getLayer(path, rid)
+	} else {
+		m, err = s.get(path)
+	}
 	if err != nil {
 		return err
 	}
@@ -334,6 +346,12 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string
 	body := rec.body.Bytes()
 	if strings.HasSuffix(file, "_stream.m3u8") {
 		body = m.rewrite(file, body, filterHLSParams(q))
+	}
+	switch {
+	case isLayer && strings.HasSuffix(file, ".m3u8"):
+		body = prefixURIs(body, prefix)
+	case !isLayer && file == "index.m3u8":
+		body = ladder(body, m.video)
 	}
 	h := w.Header()
 	for k, v := range rec.header {
