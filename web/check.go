@@ -49,6 +49,14 @@ func (s *Server) registerCheck(t SelfTest) {
 		if err := checkOffer(offer); err != nil {
 			return err
 		}
+		// Test offers need no token, so their candidates are screened like
+		// any offer's: otherwise anyone could aim the gateway's
+		// connectivity checks at multicast, reserved or (with
+		// refuse-private-candidates) internal addresses.
+		offer, ncand := s.screenCandidates(offer)
+		if ncand > s.limits.CandidatesPerSession {
+			return tooManyCandidates(s.limits.CandidatesPerSession)
+		}
 		// Anyone may test: the per-address limits of viewers apply.
 		release, err := s.limits.admit(c, clientIP(c), false)
 		if err != nil {
