@@ -171,6 +171,23 @@ type relayGen struct {
 	toPublic map[string]net.IP // local -> public
 }
 
+// errNoTCPRelay refuses TCP allocations (RFC 6062). WebRTC relays media
+// over UDP allocations only, and the permission check sees the peer's IP
+// and not its port: a TCP relay would let any holder of credentials (the
+// /check page hands them out without a token) connect to every TCP
+// service on the media addresses, such as a Redis or admin port.
+var errNoTCPRelay = errors.New("turn: TCP relays are not offered")
+
+// AllocateListener refuses TCP allocations (see errNoTCPRelay).
+func (g *relayGen) AllocateListener(pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, errNoTCPRelay
+}
+
+// AllocateConn refuses outgoing TCP relay connections (see errNoTCPRelay).
+func (g *relayGen) AllocateConn(pionturn.AllocateConnConfig) (net.Conn, error) {
+	return nil, errNoTCPRelay
+}
+
 func (g *relayGen) AllocatePacketConn(c pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	conn, addr, err := g.RelayAddressGeneratorStatic.AllocatePacketConn(c)
 	if err != nil || len(g.toLocal) == 0 {

@@ -96,3 +96,47 @@ func TestTURNOverTCPAndTLS(t *testing.T) {
 		t.Error("TLS without a certificate accepted")
 	}
 }
+
+// Found: the server granted TCP allocations (RFC 6062), and permissions
+// look at the peer's IP only, so credentials (which /check hands to
+// anyone) opened TCP connections to any port of the media addresses.
+func TestNoTCPRelay(t *testing.T) {
+	const secret = "s3cret"
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	s, err := New(Config{TCPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, tcpAddr, _ := s.Addrs()
+	conn, err := net.Dial("tcp", tcpAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	user, pass := Credentials(secret, "mallory", time.Hour, time.Now())
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: tcpAddr.String(), STUNServerAddr: tcpAddr.String(),
+		Username: user, Password: pass, Realm: "livegate", Conn: pionturn.NewSTUNConn(conn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	alloc, err := c.AllocateTCP()
+	if err != nil {
+		return // refused: what we want
+	}
+	defer alloc.Close()
+	peer, err := alloc.Dial("tcp", target.Addr().String())
+	if err == nil {
+		peer.Close()
+		t.Fatal("a TURN client opened a TCP connection to a local service through the relay")
+	}
+	t.Logf("TCP allocation granted but connect failed: %v", err)
+}
