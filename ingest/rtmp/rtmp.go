@@ -185,7 +185,9 @@ func (s *Server) accept() {
 
 // serve handles one connection: handshake, connect, publish, media.
 func (s *Server) serve(c net.Conn) error {
-	_ = c.SetDeadline(time.Now().Add(s.p.ReadTimeout))
+	// Until its publish is authorized a connection has only
+	// HandshakeTimeout: it holds one of its address's few slots.
+	_ = c.SetDeadline(time.Now().Add(s.p.HandshakeTimeout))
 	sc := &serverConn{}
 	if err := sc.handshake(c); err != nil {
 		return fmt.Errorf("handshake: %w", err)
@@ -211,6 +213,7 @@ func (s *Server) serve(c net.Conn) error {
 	if err != nil {
 		return s.refused(c, path, err)
 	}
+	_ = c.SetDeadline(time.Now().Add(s.p.ReadTimeout))
 	r := &gortmplib.Reader{Conn: sc}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading tracks: %w", err)
