@@ -353,6 +353,9 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string
 	case !isLayer && file == "index.m3u8":
 		body = ladder(body, m.video)
 	}
+	if !isLayer && strings.HasSuffix(file, ".m3u8") {
+		s.warmLayers(path, m)
+	}
 	h := w.Header()
 	for k, v := range rec.header {
 		h[k] = v

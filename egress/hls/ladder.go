@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/livegate/livegate/relay"
 )
@@ -77,6 +78,7 @@ func (s *Server) getLayer(path, rid string) (*muxer, error) {
 		return nil, errNotFound{layerPrefix + rid}
 	}
 	m := newMuxer(s, key, top.st, video, top.audio)
+	m.top = top
 	s.muxers[key] = m
 	s.wg.Add(1)
 	go func() {
@@ -190,4 +192,26 @@ func renameGroup(line, name, rid string) string {
 		return line
 	}
 	return line[:end-1] + "-" + rid + line[end-1:]
+}
+
+// warmLayers starts the muxers of path's lower layers (when a player reads
+// the multivariant playlist) and keeps them from idling out while players
+// read the top one: a player that switches renditions then finds playlists
+// with segments at once, instead of waiting for a muxer to start and fill.
+func (s *Server) warmLayers(path string, top *muxer) {
+	tracks, _ := ladderLayers(top.video)
+	now := time.Now().UnixNano()
+	for _, t := range tracks {
+		key := path + "@" + t.RID()
+		s.mu.Lock()
+		m := s.muxers[key]
+		s.mu.Unlock()
+		if m != nil {
+			m.lastReq.Store(now)
+			continue
+		}
+		if _, err := s.getLayer(path, t.RID()); err != nil {
+			s.log.Debug("hls: layer muxer", "stream", path, "rid", t.RID(), "err", err)
+		}
+	}
 }

@@ -50,6 +50,12 @@ type muxer struct {
 	warnedStep bool
 
 	parts partWatch
+
+	// A simulcast layer's muxer (ladder.go) puts its timeline on the top
+	// muxer's, so that players switching renditions find the same time at
+	// the same media time.
+	top  *muxer
+	base time.Time // of the timeline; set before ready is closed
 }
 
 func newMuxer(s *Server, path string, st *relay.Stream, video, audio *relay.Track) *muxer {
@@ -117,6 +123,16 @@ func (m *muxer) startAudio() (ar *frames.Reader, aacR *aac.Reader, err error) {
 }
 
 func (m *muxer) mux() error {
+	if m.top != nil {
+		// The layer's first frame must come after the top's timeline began.
+		select {
+		case <-m.top.ready:
+		case <-m.top.done:
+			return ErrNotReady
+		case <-m.quit:
+			return context.Canceled
+		}
+	}
 	fl := m.s.p.Frames
 	vr, err := fl.Subscribe(m.st, m.video)
 	if err != nil {
@@ -227,6 +243,10 @@ func (m *muxer) mux() error {
 	}
 	// The timeline starts at the first keyframe.
 	base := vin.at(vbuf[0].PTS)
+	if m.top != nil {
+		base = m.top.base
+	}
+	m.base = base
 	m.hls = &gohlslib.Muxer{
 		Tracks:             tracks,
 		Variant:            gohlslib.MuxerVariantLowLatency,
