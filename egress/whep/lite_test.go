@@ -192,6 +192,11 @@ func TestLiteViewerMediaPLINACK(t *testing.T) {
 			t.Fatalf("answer lacks %q:\n%s", want, ans)
 		}
 	}
+	// Every section, refused ones too, names the DTLS fingerprint:
+	// GStreamer's webrtcbin refuses the answer otherwise.
+	if m, f := strings.Count(ans, "\nm="), strings.Count(ans, "a=fingerprint:sha-256 "); m != f {
+		t.Fatalf("%d sections, %d fingerprints:\n%s", m, f, ans)
+	}
 	r.waitViewers(1)
 	r.write(true)
 	first := v.next(t, 5*time.Second)

@@ -157,7 +157,9 @@ func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, f
 			candidates()
 		default:
 			fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", kind, protos, strings.Join(md.MediaName.Formats, " "))
-			b.WriteString("c=IN IP4 0.0.0.0\r\n")
+			// Credentials and fingerprint even here: GStreamer's webrtcbin
+			// refuses an answer with a section that lacks them.
+			transport()
 			if mid != "" {
 				b.WriteString("a=mid:" + mid + "\r\n")
 			}
