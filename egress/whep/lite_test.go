@@ -39,7 +39,9 @@ type liteRig struct {
 	tcp  bool
 }
 
-func newLiteRig(t *testing.T, consent time.Duration) *liteRig { return newLiteRigNet(t, consent, false) }
+func newLiteRig(t *testing.T, consent time.Duration) *liteRig {
+	return newLiteRigNet(t, consent, false)
+}
 
 // newLiteRigNet is newLiteRig with, if tcp, ICE-TCP on and the viewers
 // using TCP only.
