@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,7 +139,7 @@ type capture struct {
 	vf, af   string
 	stop     context.CancelFunc
 	done     chan struct{}
-	videoAUs int
+	videoAUs atomic.Int64
 	ended    bool // the output's frames ended (a restart would show here)
 }
 
@@ -199,7 +200,7 @@ func startCapture(t *testing.T, fl *frames.Layer, hub *relay.Hub, path string) *
 					_, _ = vfile.Write([]byte{0, 0, 0, 1})
 					_, _ = vfile.Write(u)
 				}
-				c.videoAUs++
+				c.videoAUs.Add(1)
 			case f := <-ar.Frames():
 				_ = ogg.WriteRTP(&rtp.Packet{Payload: f.Units[0]})
 			}
@@ -392,7 +393,7 @@ func TestRuleFollowsHosts(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.finish()
-	if c.videoAUs == 0 {
+	if c.videoAUs.Load() == 0 {
 		t.Error("no video from the rule composite")
 	}
 }

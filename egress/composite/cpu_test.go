@@ -98,7 +98,7 @@ func TestCompositeCPU(t *testing.T) {
 	for _, p := range kids {
 		k0 += cpuTicks(p)
 	}
-	n0 := c.videoAUs
+	n0 := c.videoAUs.Load()
 	const window = 20 * time.Second
 	time.Sleep(window)
 	k1, s1 := int64(0), cpuTicks(os.Getpid())
@@ -106,7 +106,7 @@ func TestCompositeCPU(t *testing.T) {
 		k1 += cpuTicks(p)
 	}
 	secs := time.Since(t0).Seconds()
-	n1 := c.videoAUs
+	n1 := c.videoAUs.Load()
 	c.finish()
 	in, _ := m.Get("cpu")
 	t.Logf("%s: %d ffmpeg processes %.2f cores, Go process %.2f cores, output %.1f fps, frames skipped %d, encoder starts %d, load %s",

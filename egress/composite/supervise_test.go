@@ -92,18 +92,18 @@ func TestPlaceholderAndEncoderRestart(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("no encoder process found")
 	}
-	before := c.videoAUs
+	before := c.videoAUs.Load()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		in, _ = m.Get("pod")
-		if in.EncoderStarts == 2 && in.State == StateLive && c.videoAUs > before+25 {
+		if in.EncoderStarts == 2 && in.State == StateLive && c.videoAUs.Load() > before+25 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the encoder was killed: %+v, %d frames after", in, c.videoAUs-before)
+			t.Fatalf("after the encoder was killed: %+v, %d frames after", in, c.videoAUs.Load()-before)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
