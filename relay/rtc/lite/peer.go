@@ -83,18 +83,16 @@ type Peer struct {
 	vconn *peerConn
 	dconn *dtls.Conn
 
-	// wmu guards out and scratch: the worker, the NACK path and sender
+	// wmu guards out: the worker, the NACK path and sender
 	// reports all encrypt with the same context.
-	wmu     sync.Mutex
-	out     *srtp.Context
-	whdr    rtp.Header
-	scratch []byte
+	wmu  sync.Mutex
+	out  *srtp.Context
+	whdr rtp.Header
 
-	// rmu guards in and rtcpBuf: RTCP comes from the UDP reader, or from
+	// rmu guards in: RTCP comes from the UDP reader, or from
 	// an ICE-TCP connection's reader.
-	rmu     sync.Mutex
-	in      *srtp.Context
-	rtcpBuf []byte
+	rmu sync.Mutex
+	in  *srtp.Context
 
 	Feedback Feedback
 
@@ -112,8 +110,7 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 	if len(p.Fingerprints) == 0 {
 		return nil, errors.New("lite: offer has no DTLS fingerprint")
 	}
-	peer := &Peer{t: t, p: p, created: time.Now().UnixNano(), done: make(chan struct{}),
-		scratch: make([]byte, slotSize), rtcpBuf: make([]byte, slotSize)}
+	peer := &Peer{t: t, p: p, created: time.Now().UnixNano(), done: make(chan struct{})}
 	peer.ice.Store(&iceCreds{localUfrag: randString(8), localPwd: randString(24),
 		remoteUfrag: p.RemoteUfrag, remotePwd: p.RemotePwd})
 	peer.vconn = newPeerConn(peer)
@@ -426,7 +423,9 @@ func (p *Peer) onPacket(b []byte, from netip.AddrPort) {
 		var pkts []rtcp.Packet
 		plain, err := []byte(nil), errors.New("no SRTP yet")
 		if p.in != nil {
-			plain, err = p.in.DecryptRTCP(p.rtcpBuf[:0], b, nil)
+			buf := getBuf()
+			defer putBuf(buf)
+			plain, err = p.in.DecryptRTCP((*buf)[:0], b, nil)
 		}
 		if err == nil {
 			pkts, err = rtcp.Unmarshal(plain)
@@ -449,7 +448,9 @@ func (p *Peer) WriteRTP(h *rtp.Header, payload []byte) error {
 		return ErrNotConnected
 	}
 	p.wmu.Lock()
-	pkt, err := p.seal(p.scratch[:0], h, payload)
+	buf := getBuf()
+	defer putBuf(buf)
+	pkt, err := p.seal((*buf)[:0], h, payload)
 	if err == nil {
 		err = p.sendTo(r, pkt)
 	}
@@ -506,7 +507,9 @@ func (p *Peer) WriteRTCP(pkts []rtcp.Packet) error {
 		return err
 	}
 	p.wmu.Lock()
-	out, err := p.out.EncryptRTCP(p.scratch[:0], raw, nil)
+	buf := getBuf()
+	defer putBuf(buf)
+	out, err := p.out.EncryptRTCP((*buf)[:0], raw, nil)
 	if err == nil {
 		err = p.sendTo(r, out)
 	}
@@ -623,3 +626,11 @@ func (c *peerConn) SetReadDeadline(t time.Time) error {
 	}
 	return nil
 }
+
+// bufs are the scratch buffers of the paths that do not write into a
+// worker's batch (NACK answers, RTCP in and out, ICE-TCP): shared rather
+// than two per peer, which would cost every viewer 3 KB for rare work.
+var bufs = sync.Pool{New: func() any { b := make([]byte, slotSize); return &b }}
+
+func getBuf() *[]byte  { return bufs.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufs.Put(b) }
