@@ -154,20 +154,61 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			waiting++
 		}
 		gauge(descViewers, float64(st.Readers), st.Path)
+		// A stream may have several tracks of one kind (a publisher can
+		// offer two video sections): their series are summed, since one
+		// series emitted twice makes the registry fail the whole scrape.
+		sums := map[string]*relay.TrackStats{}
+		var kinds []string
+		delays := map[string]*relay.DelayStats{}
+		layers := map[string]bool{}
 		for _, t := range st.Tracks {
 			k := string(t.Kind)
-			counter(descBytesIn, float64(t.BytesIn), st.Path, k)
-			counter(descBytesOut, float64(t.BytesOut), st.Path, k)
-			counter(descPktsIn, float64(t.PacketsIn), st.Path, k)
-			gauge(descDropped, float64(t.Dropped), st.Path, k)
-			gauge(descResent, float64(t.Retransmitted), st.Path, k)
-			counter(descPLIs, float64(t.KeyframeRequests), st.Path, k)
-			counter(descPLIsSent, float64(t.KeyframesAsked), st.Path, k)
+			a := sums[k]
+			if a == nil {
+				a = &relay.TrackStats{}
+				sums[k] = a
+				kinds = append(kinds, k)
+			}
+			a.BytesIn += t.BytesIn
+			a.BytesOut += t.BytesOut
+			a.PacketsIn += t.PacketsIn
+			a.Dropped += t.Dropped
+			a.Retransmitted += t.Retransmitted
+			a.KeyframeRequests += t.KeyframeRequests
+			a.KeyframesAsked += t.KeyframesAsked
 			for _, l := range t.Layers {
+				if layers[l.RID] {
+					continue // the same rid in another track: the first one's
+				}
+				layers[l.RID] = true
 				gauge(descLayerBitrate, float64(l.Bitrate), st.Path, l.RID, strconv.Itoa(l.Width), strconv.Itoa(l.Height))
 				gauge(descLayerViewers, float64(l.Readers), st.Path, l.RID)
 			}
 			if d := t.Delay; d != nil {
+				m := delays[k]
+				if m == nil {
+					m = &relay.DelayStats{HopMs: d.HopMs, Buckets: make([]uint64, len(relay.DelayBuckets))}
+					delays[k] = m
+				}
+				m.Samples += d.Samples
+				m.SumSeconds += d.SumSeconds
+				for i := range m.Buckets {
+					if i < len(d.Buckets) {
+						m.Buckets[i] += d.Buckets[i]
+					}
+				}
+			}
+		}
+		for _, k := range kinds {
+			a := sums[k]
+			counter(descBytesIn, float64(a.BytesIn), st.Path, k)
+			counter(descBytesOut, float64(a.BytesOut), st.Path, k)
+			counter(descPktsIn, float64(a.PacketsIn), st.Path, k)
+			gauge(descDropped, float64(a.Dropped), st.Path, k)
+			gauge(descResent, float64(a.Retransmitted), st.Path, k)
+			counter(descPLIs, float64(a.KeyframeRequests), st.Path, k)
+			counter(descPLIsSent, float64(a.KeyframesAsked), st.Path, k)
+			if d := delays[k]; d != nil {
 				buckets, cum := make(map[float64]uint64, len(relay.DelayBuckets)), uint64(0)
 				for i, b := range relay.DelayBuckets {
 					cum += d.Buckets[i]
