@@ -7,6 +7,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/livegate/livegate/egress/composite"
+	"github.com/livegate/livegate/egress/rtmp"
+	"github.com/livegate/livegate/web/auth"
 )
 
 // CompositeAPI is what the HTTP layer needs of egress/composite
@@ -31,10 +33,19 @@ type compositeRequest struct {
 	Name         string `json:"name"`
 }
 
-// RegisterComposite adds the room composite API (admin): POST starts a
-// room's composite or changes its layout, DELETE stops it, GET shows it.
-// api may be nil (no routes).
-func (s *Server) RegisterComposite(api CompositeAPI) {
+// compositeView is GET /api/v1/rooms/ROOM/composite: the composite and
+// the RTMP pushes of its stream (stream keys masked), so that a host sees
+// whether the show goes out and where.
+type compositeView struct {
+	composite.Info
+	Pushes []rtmp.Info `json:"pushes"`
+}
+
+// RegisterComposite adds the room composite API: POST starts a room's
+// composite or changes its layout, DELETE stops it (admin); GET shows it
+// to anyone who may read the room (its hosts). api may be nil (no routes);
+// egress, if not nil, lists the pushes of the composite stream.
+func (s *Server) RegisterComposite(api CompositeAPI, egress EgressAPI) {
 	if api == nil {
 		return
 	}
@@ -72,15 +83,32 @@ func (s *Server) RegisterComposite(api CompositeAPI) {
 		return c.JSON(http.StatusCreated, in)
 	})
 	e.GET("/api/v1/rooms/:room/composite", func(c echo.Context) error {
-		r, err := room(c)
+		r, err := roomParam(c)
 		if err != nil {
 			return err
 		}
+		if _, err := s.authorize(c, auth.ActionRoom, auth.ProtoAPI); err != nil {
+			return err
+		}
 		in, err := api.Get(r)
+		if errors.Is(err, composite.ErrNotFound) {
+			// Not an error for the pages that poll it: the room is simply
+			// not composited now.
+			return c.JSON(http.StatusOK, compositeView{Info: composite.Info{Room: r, State: "none", Tiles: []composite.Tile{}},
+				Pushes: []rtmp.Info{}})
+		}
 		if err != nil {
 			return compositeError(err)
 		}
-		return c.JSON(http.StatusOK, in)
+		v := compositeView{Info: in, Pushes: []rtmp.Info{}}
+		if egress != nil {
+			for _, j := range egress.List() {
+				if j.Stream == in.Stream {
+					v.Pushes = append(v.Pushes, j)
+				}
+			}
+		}
+		return c.JSON(http.StatusOK, v)
 	})
 	e.DELETE("/api/v1/rooms/:room/composite", func(c echo.Context) error {
 		r, err := room(c)

@@ -357,6 +357,29 @@ func (m *Manager) List() []Info {
 	return out
 }
 
+// IsOutput reports whether path (ROOM/NAME) is, or may be, a composite's
+// output: the name of the room's composite, the default name or a rule's.
+// The gateway keeps these out of the rooms' host lists (a composite is not
+// a host).
+func (m *Manager) IsOutput(path string) bool {
+	room, name, _ := strings.Cut(path, "/")
+	if name == m.p.Defaults.Name {
+		return true
+	}
+	m.mu.Lock()
+	s := m.sessions[room]
+	m.mu.Unlock()
+	if s != nil && s.outName == name {
+		return true
+	}
+	for _, r := range m.p.Rules {
+		if r.Options.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Close stops every composite.
 func (m *Manager) Close() {
 	m.mu.Lock()

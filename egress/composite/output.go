@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -39,6 +40,9 @@ type output struct {
 	haveAny bool
 	srAt    [2]time.Time
 	pubErr  string
+	// published is pub != nil, readable without mu: mu is held while
+	// publishing, which calls into the hub and its event subscribers.
+	published atomic.Bool
 }
 
 func newOutput(hub *relay.Hub, path string, log *slog.Logger) *output {
@@ -52,11 +56,7 @@ type nopSource struct{}
 // and late readers start from the relay's GOP cache.
 func (nopSource) RequestKeyframe(int) {}
 
-func (o *output) live() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.pub != nil
-}
+func (o *output) live() bool { return o.published.Load() }
 
 // newRun prepares for a new encoder, whose timestamps start anew.
 func (o *output) newRun() {
@@ -153,6 +153,7 @@ func (o *output) publish(au [][]byte) bool {
 		return false
 	}
 	o.pub, o.pubErr = pub, ""
+	o.published.Store(true)
 	return true
 }
 
@@ -162,6 +163,7 @@ func (o *output) close() {
 	if o.pub != nil {
 		o.pub.End("composite stopped")
 		o.pub = nil
+		o.published.Store(false)
 	}
 }
 

@@ -75,6 +75,7 @@ type host struct {
 type session struct {
 	m       *Manager
 	room    string
+	outName string // immutable: read without locks (IsOutput)
 	by      string
 	created time.Time
 	out     *output
@@ -103,7 +104,7 @@ type session struct {
 func newSession(m *Manager, room string, o Options, by string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	now := time.Now()
-	return &session{m: m, room: room, by: by, created: now, o: o, ctx: ctx, cancel: cancel,
+	return &session{m: m, room: room, outName: o.Name, by: by, created: now, o: o, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), kickC: make(chan struct{}, 1), state: StateStarting, since: now,
 		noHostsSince: now, out: newOutput(m.p.Hub, room+"/"+o.Name, m.p.Logger)}
 }

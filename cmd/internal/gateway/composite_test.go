@@ -194,8 +194,8 @@ func TestCompositeHLSAndRTMPPush(t *testing.T) {
 	if code, _, body := g.compositeAPI(t, "DELETE", "show", ""); code != http.StatusOK {
 		t.Fatalf("DELETE: %d %s", code, body)
 	}
-	if code, _, _ := g.compositeAPI(t, "GET", "show", ""); code != http.StatusNotFound {
-		t.Fatalf("GET after DELETE: %d", code)
+	if code, st, _ := g.compositeAPI(t, "GET", "show", ""); code != http.StatusOK || st.State != "none" {
+		t.Fatalf("GET after DELETE: %d %q", code, st.State)
 	}
 }
 
@@ -213,8 +213,11 @@ func TestCompositeAPIErrors(t *testing.T) {
 	if code, _, body := g.compositeAPI(t, "POST", "show", `{"layout":"mosaic"}`); code != http.StatusBadRequest {
 		t.Fatalf("unknown layout: %d %s", code, body)
 	}
-	if code, _, _ := g.compositeAPI(t, "GET", "show", ""); code != http.StatusNotFound {
-		t.Fatalf("GET of no composite: %d", code)
+	if code, st, _ := g.compositeAPI(t, "GET", "show", ""); code != http.StatusOK || st.State != "none" {
+		t.Fatalf("GET of no composite: %d %q", code, st.State)
+	}
+	if code, _, _ := g.compositeAPI(t, "DELETE", "show", ""); code != http.StatusNotFound {
+		t.Fatalf("DELETE of no composite: %d", code)
 	}
 }
 
@@ -267,5 +270,35 @@ func TestBrowserCompositeChromeHost(t *testing.T) {
 		t.Errorf("only %d frames decode", n)
 	}
 	t.Logf("WHEP viewer: %d frames (%s decoded), %d audio packets; browser host %+v", len(frames), fmt.Sprint(n), len(audio), h.stats(t))
+
+	// The host page says the room is composited, and stops saying so when
+	// it is not; the composite is not listed as a host.
+	tab, closeTab := b.tab(t, "host page")
+	defer closeTab()
+	b.navigate(t, tab, g.base+"/host/duo?identity=ann&autostart=0")
+	line := waitPage(t, tab, 20*time.Second, "host page composite line",
+		`({state: document.getElementById('composite-state').dataset.state || '', text: document.getElementById('composite-state').textContent,
+		  tiles: [...document.querySelectorAll('#grid [data-path]')].map(e => e.dataset.path)})`,
+		func(v struct {
+			State, Text string
+			Tiles       []string
+		}) (bool, error) {
+			return v.State == "live", nil
+		})
+	t.Logf("host page: %q", line.Text)
+	if !strings.Contains(line.Text, "duo/composite") || !strings.Contains(line.Text, "2 hosts") {
+		t.Errorf("host page composite line: %q", line.Text)
+	}
+	for _, p := range line.Tiles {
+		if strings.HasSuffix(p, "/composite") {
+			t.Errorf("the composite is shown as a host tile: %v", line.Tiles)
+		}
+	}
+	if code, _, body := g.compositeAPI(t, "DELETE", "duo", ""); code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	waitPage(t, tab, 10*time.Second, "host page says not composited",
+		`document.getElementById('composite-state').dataset.state || ''`,
+		func(s string) (bool, error) { return s == "none", nil })
 	h.stop(t)
 }

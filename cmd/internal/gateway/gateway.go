@@ -306,7 +306,12 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.rooms = rooms.New(rooms.Params{MaxRooms: cfg.MaxRooms, MaxSubscribers: cfg.MaxRoomSubscribers,
 		History: cfg.ChatHistory, ChatRate: cfg.ChatRate, ChatBurst: cfg.ChatBurst, Logger: log})
-	g.hub.Subscribe(g.rooms.HandleEvent)
+	// A composite's output is a stream of its room but not a host.
+	g.hub.Subscribe(func(e relay.Event) {
+		if !g.comp.IsOutput(e.Path) {
+			g.rooms.HandleEvent(e)
+		}
+	})
 	mx := metrics.New(metrics.Source{
 		Streams: func() []relay.StreamStats {
 			var out []relay.StreamStats
@@ -344,7 +349,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		CORSOrigin: cfg.CORSOrigin, Logger: log, Policy: g.policy, TrustedProxies: proxies,
 		ICEServers: g.linkHeaders, SelfTest: g.check})
 	g.web.RegisterBypass(hlsSrv, g.push)
-	g.web.RegisterComposite(g.comp)
+	g.web.RegisterComposite(g.comp, g.push)
 
 	if err := g.checkAuth(); err != nil {
 		return nil, err

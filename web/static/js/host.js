@@ -15,6 +15,7 @@ import { mediaError } from './media.js';
 import { audioConstraints as audioConstraintsOf, fillDeviceSelects, videoConstraints as videoConstraintsOf } from './devices.js';
 import { LevelMeter } from './level-meter.js';
 import { LogPanel } from './log-panel.js';
+import { CompositeStatus } from './composite.js';
 import { authHeaders, Room, roomFromURL, SCREEN_SUFFIX, SEGMENT, takeTokenFromURL, whoami } from './room.js';
 
 const $ = (id) => document.getElementById(id);
@@ -500,6 +501,8 @@ async function join({ autostart = false } = {}) {
   });
   room.addEventListener('chat', (e) => chat.add(e.detail));
   room.connect();
+  st.composite = new CompositeStatus($('composite-state'), st.room, st.token);
+  st.composite.start();
 
   try {
     await startMedia();
@@ -520,6 +523,8 @@ async function leave({ keepalive = false } = {}) {
   st.grid?.stopAll({ keepalive });
   st.roomClient?.close();
   st.roomClient = null;
+  st.composite?.stop();
+  st.composite = null;
   stopMedia();
   setPub('idle');
   setScreen('idle');
