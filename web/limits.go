@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,11 +67,24 @@ func newClientLimits(l Limits) *clientLimits {
 // escape its limit.
 func clientIP(c echo.Context) string { return c.RealIP() }
 
+// limitKey is the address per-address limits count: an IPv6 address
+// by its /64, the smallest network a site gets, whose every address its
+// host can use at will (privacy addresses), so a per-address limit keyed
+// by the whole address would not limit anyone.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Unmap().Is4() {
+		return ip
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+}
+
 // admit checks an offer from ip before any work is done and reserves one
 // of its session slots: counting only after the offer was answered let a
 // burst of concurrent offers past the limit. The returned func releases
 // the slot; call it once the session ends or the offer failed.
 func (l *clientLimits) admit(c echo.Context, ip string, publish bool) (func(), error) {
+	ip = limitKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked()

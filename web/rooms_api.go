@@ -127,7 +127,7 @@ func (s *Server) roomEvents(c echo.Context) error {
 	// One holder may not take a room's every event stream slot. (Pages of
 	// an open gateway all come from this machine: they are not counted.)
 	if !d.Open {
-		who := "addr " + clientIP(c)
+		who := "addr " + limitKey(clientIP(c))
 		if d.Claims != nil {
 			who = "id " + d.Claims.Identity
 		}

@@ -312,3 +312,29 @@ func TestCandidateBudgetOfClosedSession(t *testing.T) {
 		t.Fatalf("closed session still counted: %v", b.per)
 	}
 }
+
+// Found: per-address limits counted every IPv6 address apart, and a host
+// picks any address of its /64 at will: the limits bound nobody on IPv6.
+func TestIPv6LimitsCountThe64(t *testing.T) {
+	ep := &countingWHEP{}
+	s := newTestServer(t, Params{WHEP: ep, Limits: Limits{ViewsPerMinute: 2}, Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey)}})
+	tok, err := auth.Mint([]byte(testSigningKey), auth.Request{Room: "r", Identity: "v", Grants: []string{auth.GrantSubscribe}, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdp := map[string]string{"Content-Type": "application/sdp", "Authorization": "Bearer " + tok}
+	codes := map[int]int{}
+	for i := range 4 {
+		remote := "[2001:db8:1:2::" + string(rune('a'+i)) + "]:5000"
+		codes[call(s, http.MethodPost, "/whep/r/cam", remote, "127.0.0.1:8080", sdp, minimalOffer).Code]++
+	}
+	if codes[429] != 2 {
+		t.Fatalf("4 offers from one /64 with views-per-minute 2: %v", codes)
+	}
+	if c := call(s, http.MethodPost, "/whep/r/cam", "[2001:db8:1:3::1]:5000", "127.0.0.1:8080", sdp, minimalOffer).Code; c == 429 {
+		t.Fatal("another /64 was limited too")
+	}
+	if limitKey("192.0.2.7") != "192.0.2.7" || limitKey("::ffff:192.0.2.7") != "::ffff:192.0.2.7" {
+		t.Fatal("IPv4 addresses must count one by one")
+	}
+}
