@@ -397,3 +397,47 @@ func TestRuleFollowsHosts(t *testing.T) {
 		t.Error("no video from the rule composite")
 	}
 }
+
+// Speaker layout: a screen share, when it starts, takes the large tile.
+func TestSpeakerFollowsScreenShare(t *testing.T) {
+	needFFmpeg(t)
+	red, blue := makeClip(t, "red", 440), makeClip(t, "blue", 1000)
+	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
+	defer hub.Close()
+	fl := frames.New(frames.Params{})
+	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
+	defer m.Close()
+	const w, h = 640, 360
+	if _, _, err := m.Start("talk", Options{Layout: Speaker, Speaker: "bob", Width: w, Height: h, FPS: 25}); err != nil {
+		t.Fatal(err)
+	}
+	publishClip(t, hub, "talk/alice", red)
+	publishClip(t, hub, "talk/bob", red)
+	c := startCapture(t, fl, hub, "talk/composite")
+	in, _ := m.Get("talk")
+	if len(in.Tiles) != 2 || in.Tiles[1].Rect.W != w {
+		t.Fatalf("speaker bob should be large: %+v", in.Tiles)
+	}
+	shared := time.Now()
+	publishClip(t, hub, "talk/alice-screen", blue)
+	var seen time.Duration
+	for time.Since(shared) < 5*time.Second {
+		time.Sleep(200 * time.Millisecond)
+		pic := lastPicture(t, c.vf, w, h)
+		if u, _ := colourAt(pic, w, h, w/2, h/3); u > 200 {
+			seen = time.Since(shared)
+			break
+		}
+	}
+	c.finish()
+	in, _ = m.Get("talk")
+	t.Logf("screen share large on screen %v after it started; tiles %+v", seen, in.Tiles)
+	if seen == 0 {
+		t.Fatal("the screen share never took the large tile")
+	}
+	for _, tl := range in.Tiles {
+		if (tl.Host == "alice-screen") != (tl.Rect.W == w) {
+			t.Errorf("tile %+v", tl)
+		}
+	}
+}
