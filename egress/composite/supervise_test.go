@@ -113,3 +113,49 @@ func TestPlaceholderAndEncoderRestart(t *testing.T) {
 		t.Error("the output stream's readers were ended by the encoder restart")
 	}
 }
+
+// A show with hosts joining and leaving every second or two: one encoder
+// throughout, the output never ends and keeps its frame rate.
+// LIVEGATE_SHOW_SECS makes it longer (e.g. 600 for the 10-minute goal).
+func TestChurnKeepsOneEncoder(t *testing.T) {
+	needFFmpeg(t)
+	secs := 12
+	if v, err := strconv.Atoi(os.Getenv("LIVEGATE_SHOW_SECS")); err == nil && v > 0 {
+		secs = v
+	}
+	clips := []string{makeClip(t, "red", 440), makeClip(t, "blue", 660), makeClip(t, "lime", 880)}
+	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
+	defer hub.Close()
+	fl := frames.New(frames.Params{})
+	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
+	defer m.Close()
+	const fps = 20
+	if _, _, err := m.Start("churn", Options{Width: 640, Height: 360, FPS: fps}); err != nil {
+		t.Fatal(err)
+	}
+	publishClip(t, hub, "churn/anchor", clips[0])
+	c := startCapture(t, fl, hub, "churn/composite")
+	start, n0 := time.Now(), c.videoAUs.Load()
+	var leave []func()
+	for i := 0; time.Since(start) < time.Duration(secs)*time.Second; i++ {
+		if i%3 == 2 && len(leave) > 0 {
+			leave[0]()
+			leave = leave[1:]
+		} else {
+			leave = append(leave, publishClip(t, hub, "churn/guest"+strconv.Itoa(i), clips[1+i%2]))
+		}
+		time.Sleep(1500 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	got := c.videoAUs.Load() - n0
+	c.finish()
+	in, _ := m.Get("churn")
+	t.Logf("%v show: %d layout changes, %d output frames (%.1f fps), encoder starts %d, frames skipped %d",
+		elapsed.Round(time.Second), in.LayoutChanges, got, float64(got)/elapsed.Seconds(), in.EncoderStarts, in.FramesSkipped)
+	if c.ended || in.EncoderStarts != 1 {
+		t.Errorf("the output restarted: ended %v, encoder starts %d (%s)", c.ended, in.EncoderStarts, in.LastError)
+	}
+	if want := int64(elapsed.Seconds() * fps * 0.9); got < want {
+		t.Errorf("%d frames over %v, want at least %d", got, elapsed, want)
+	}
+}
