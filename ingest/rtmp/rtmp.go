@@ -154,7 +154,7 @@ func (s *Server) accept() {
 			}
 			return
 		}
-		ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		ip := mediain.LimitKey(c.RemoteAddr().String())
 		s.mu.Lock()
 		if s.closed || len(s.conns) >= s.p.MaxConns || s.perIP[ip] >= s.p.MaxConnsPerIP {
 			s.mu.Unlock()

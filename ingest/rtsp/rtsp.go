@@ -211,7 +211,7 @@ type connSlot struct{ ip string }
 // OnConnOpen implements gortsplib.ServerHandlerOnConnOpen: a connection
 // beyond its address's limit is closed at once.
 func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
-	ip, _, _ := net.SplitHostPort(ctx.Conn.NetConn().RemoteAddr().String())
+	ip := mediain.LimitKey(ctx.Conn.NetConn().RemoteAddr().String())
 	s := h.s
 	s.connMu.Lock()
 	if s.perIP[ip] >= s.p.MaxConnsPerIP {
