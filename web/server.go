@@ -182,11 +182,13 @@ func New(p Params) *Server {
 		s.registerCheck(p.SelfTest)
 	}
 	if p.Metrics != nil {
+		// One handler: its in-flight limit holds across scrapes.
+		mh := p.Metrics.Handler()
 		e.GET("/metrics", func(c echo.Context) error {
 			if err := s.isAdmin(c); err != nil {
 				return err
 			}
-			p.Metrics.Handler().ServeHTTP(c.Response(), c.Request())
+			mh.ServeHTTP(c.Response(), c.Request())
 			return nil
 		})
 	}
