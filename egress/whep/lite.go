@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,13 +34,11 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 	}
 	connected := make(chan struct{})
 	var sess atomic.Pointer[rtc.Session]
-	var nackScratch []uint16 // only the socket's reading goroutine uses it
+	rs := &liteRTCPState{}
 	lp, err := tr.NewPeer(lite.PeerParams{
 		RemoteUfrag: ri.ufrag, RemotePwd: ri.pwd, Fingerprints: ri.fingerprints,
 		OnConnected: func() { close(connected) },
-		OnRTCP: func(pkts []rtcp.Packet) {
-			nackScratch = liteRTCP(sinks, pkts, nackScratch)
-		},
+		OnRTCP:      func(pkts []rtcp.Packet) { rs.handle(sinks, pkts) },
 		OnClose: func(why string) {
 			log.Info("viewer transport ended", "why", why)
 			if ss := sess.Load(); ss != nil {
@@ -133,10 +132,29 @@ func (s *Server) runLite(sess *rtc.Session, lp *lite.Peer, st *relay.Stream, pla
 	}()
 }
 
-// liteRTCP applies a lite viewer's RTCP to the reader its media SSRC
-// names: keyframe requests to the (coalescing) track, NACKs answered from
-// the shared history.
-func liteRTCP(sinks []*liteSink, pkts []rtcp.Packet, seqs []uint16) []uint16 {
+// liteRTCPState is one lite viewer's RTCP handling state. RTCP comes from
+// the goroutine reading the shared UDP socket, which also reads every
+// publisher's media, or from an ICE-TCP connection's reader: the lock is
+// for the rare viewer with both, and the retransmission budget keeps one
+// viewer's NACKs from holding that goroutine.
+type liteRTCPState struct {
+	mu     sync.Mutex
+	seqs   []uint16
+	tokens float64
+	last   time.Time
+}
+
+// Retransmissions answered per viewer: a 2.5 Mbit/s stream that loses 30 %
+// needs about 100 a second; a burst covers a short outage.
+const (
+	retransmitsPerSecond = 1000
+	retransmitBurst      = 512
+)
+
+// handle applies a viewer's RTCP to the reader its media SSRC names:
+// keyframe requests to the (coalescing) track, NACKs answered from the
+// shared history within the budget, feedback to simulcast switchers.
+func (rs *liteRTCPState) handle(sinks []*liteSink, pkts []rtcp.Packet) {
 	find := func(ssrc uint32) viewerReader {
 		for _, sk := range sinks {
 			if sk.ssrc == ssrc {
@@ -163,8 +181,8 @@ func liteRTCP(sinks []*liteSink, pkts []rtcp.Packet, seqs []uint16) []uint16 {
 				r = find(p.FIR[0].SSRC)
 			}
 		case *rtcp.TransportLayerNack:
-			if r = find(p.MediaSSRC); r != nil {
-				seqs = handleRTCP(r, []rtcp.Packet{p}, seqs)
+			if r := find(p.MediaSSRC); r != nil {
+				rs.retransmit(r, p)
 			}
 			continue
 		default:
@@ -174,7 +192,33 @@ func liteRTCP(sinks []*liteSink, pkts []rtcp.Packet, seqs []uint16) []uint16 {
 			r.RequestKeyframe()
 		}
 	}
-	return seqs
+}
+
+func (rs *liteRTCPState) retransmit(r viewerReader, p *rtcp.TransportLayerNack) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	now := time.Now()
+	if rs.last.IsZero() {
+		rs.tokens = retransmitBurst
+	} else {
+		rs.tokens = min(retransmitBurst, rs.tokens+now.Sub(rs.last).Seconds()*retransmitsPerSecond)
+	}
+	rs.last = now
+	limit := min(maxNACKsPerPacket, int(rs.tokens))
+	rs.seqs = rs.seqs[:0]
+	for _, n := range p.Nacks {
+		n.Range(func(seq uint16) bool {
+			if len(rs.seqs) >= limit {
+				return false
+			}
+			rs.seqs = append(rs.seqs, seq)
+			return true
+		})
+	}
+	rs.tokens -= float64(len(rs.seqs))
+	if len(rs.seqs) > 0 {
+		r.Retransmit(rs.seqs)
+	}
 }
 
 // liteSink writes a reader's packets to a lite peer: batched by the

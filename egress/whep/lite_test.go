@@ -384,3 +384,33 @@ func TestLiteViewerOverICETCP(t *testing.T) {
 	v.sess.Close()
 	r.waitViewers(0)
 }
+
+type countingReader struct{ resent, keyframes int }
+
+func (c *countingReader) RequestKeyframe()         { c.keyframes++ }
+func (c *countingReader) Retransmit(seqs []uint16) { c.resent += len(seqs) }
+func (c *countingReader) Close()                   {}
+
+// A viewer's NACKs are answered within a budget: asking for 680 packets at
+// once gets the burst (512), and the budget refills with time, so one
+// viewer cannot hold the socket's reading goroutine (which also reads the
+// publishers) however much it asks.
+func TestLiteRetransmitBudget(t *testing.T) {
+	rs := &liteRTCPState{}
+	r := &countingReader{}
+	var pairs []rtcp.NackPair
+	for s := uint16(1000); s != 1680; s += 17 {
+		pairs = append(pairs, rtcp.NackPair{PacketID: s, LostPackets: 0xffff})
+	}
+	for i := 0; i < len(pairs); i += 10 {
+		rs.retransmit(r, &rtcp.TransportLayerNack{Nacks: pairs[i:min(i+10, len(pairs))]})
+	}
+	if r.resent != retransmitBurst {
+		t.Fatalf("680 packets NACKed at once: %d retransmitted, want the burst %d", r.resent, retransmitBurst)
+	}
+	rs.last = rs.last.Add(-100 * time.Millisecond) // 100 ms later
+	rs.retransmit(r, &rtcp.TransportLayerNack{Nacks: pairs[:10]})
+	if got := r.resent - retransmitBurst; got < 90 || got > 110 {
+		t.Fatalf("100 ms later %d more, want about %d", got, retransmitsPerSecond/10)
+	}
+}
