@@ -40,8 +40,8 @@ type Info struct {
 	// composite however often the layout changed).
 	EncoderStarts int    `json:"encoderStarts"`
 	LastError     string `json:"lastError,omitempty"`
-	// FramesBehind is how far composition ran behind real time, in frames,
-	// at the last look (a busy machine).
+	// FramesSkipped counts frames not composed because the machine fell
+	// more than a second behind real time (whole seconds are skipped).
 	FramesSkipped int64 `json:"framesSkipped"`
 }
 
