@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 
 	pionturn "github.com/pion/turn/v5"
 
@@ -43,7 +44,12 @@ type Config struct {
 	// A relay only for this gateway should allow only its media addresses,
 	// or clients could use it to reach any host from the server's network.
 	Allowed func(ip net.IP) bool
-	Logger  *slog.Logger
+	// Ports, if set, are the only peer ports relayed packets may go to
+	// (the gateway's media port). The permission check sees addresses
+	// only, so without this a client could reach every UDP service on the
+	// allowed addresses (a DNS resolver or a metrics agent on loopback).
+	Ports  []int
+	Logger *slog.Logger
 }
 
 // Server is a running TURN server.
@@ -86,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	gen := func() pionturn.RelayAddressGenerator {
 		g := &relayGen{RelayAddressGeneratorStatic: pionturn.RelayAddressGeneratorStatic{RelayAddress: cfg.RelayIP, Address: cfg.RelayBind},
-			toLocal: map[string]net.IP{}, toPublic: map[string]net.IP{}}
+			toLocal: map[string]net.IP{}, toPublic: map[string]net.IP{}, ports: cfg.Ports}
 		for pub, local := range cfg.Mapped {
 			if p := net.ParseIP(pub); p != nil {
 				g.toLocal[p.String()] = local
@@ -169,6 +175,7 @@ type relayGen struct {
 	pionturn.RelayAddressGeneratorStatic
 	toLocal  map[string]net.IP // public -> local
 	toPublic map[string]net.IP // local -> public
+	ports    []int             // peer ports relayed to; empty: any
 }
 
 // errNoTCPRelay refuses TCP allocations (RFC 6062). WebRTC relays media
@@ -190,7 +197,7 @@ func (g *relayGen) AllocateConn(pionturn.AllocateConnConfig) (net.Conn, error) {
 
 func (g *relayGen) AllocatePacketConn(c pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	conn, addr, err := g.RelayAddressGeneratorStatic.AllocatePacketConn(c)
-	if err != nil || len(g.toLocal) == 0 {
+	if err != nil || (len(g.toLocal) == 0 && len(g.ports) == 0) {
 		return conn, addr, err
 	}
 	return &mappedConn{PacketConn: conn, g: g}, addr, nil
@@ -203,6 +210,10 @@ type mappedConn struct {
 
 func (m *mappedConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if u, ok := addr.(*net.UDPAddr); ok {
+		if len(m.g.ports) > 0 && !slices.Contains(m.g.ports, u.Port) {
+			// Dropped as a firewall would: the client sees no answer.
+			return len(p), nil
+		}
 		if ip, ok := m.g.toLocal[u.IP.String()]; ok {
 			addr = &net.UDPAddr{IP: ip, Port: u.Port}
 		}

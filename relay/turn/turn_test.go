@@ -140,3 +140,68 @@ func TestNoTCPRelay(t *testing.T) {
 	}
 	t.Logf("TCP allocation granted but connect failed: %v", err)
 }
+
+// TestUDPRelayOnlyToMediaPorts: with Ports set, a client holding valid
+// credentials reaches the media port through the relay and no other UDP
+// service on the same (allowed) address.
+func TestUDPRelayOnlyToMediaPorts(t *testing.T) {
+	const secret = "s3cret"
+	media, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	other, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	s, err := New(Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret,
+		Ports: []int{media.LocalAddr().(*net.UDPAddr).Port}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	udpAddr, _, _ := s.Addrs()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	user, pass := Credentials(secret, "mallory", time.Hour, time.Now())
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: udpAddr.String(), STUNServerAddr: udpAddr.String(),
+		Username: user, Password: pass, Realm: "livegate", Conn: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+
+	received := func(l net.PacketConn) bool {
+		if err := l.SetReadDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, _, err := l.ReadFrom(buf)
+		return err == nil && string(buf[:n]) == "hello"
+	}
+	if _, err := relay.WriteTo([]byte("hello"), other.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if received(other) {
+		t.Fatal("a TURN client reached a UDP port other than the media port through the relay")
+	}
+	if _, err := relay.WriteTo([]byte("hello"), media.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if !received(media) {
+		t.Fatal("the media port got nothing through the relay")
+	}
+}

@@ -186,6 +186,7 @@ func (g *Gateway) startTURN(cfg Config) error {
 	}
 	srv, err := turn.New(turn.Config{UDPAddr: c.TURNUDP, TCPAddr: c.TURNTCP, TLSAddr: c.TURNTLS, Cert: cert,
 		RelayIP: rip, RelayBind: bind, Secret: g.turnSecret, Mapped: mapped, Logger: g.log,
+		Ports: mediaPorts(g.engine.LocalAddr()),
 		Allowed: func(ip net.IP) bool {
 			a, ok := netip.AddrFromSlice(ip)
 			return ok && allowed[a.Unmap()]
@@ -194,6 +195,14 @@ func (g *Gateway) startTURN(cfg Config) error {
 		return err
 	}
 	g.turn = srv
+	return nil
+}
+
+// mediaPorts is the UDP media port, the only one TURN relays to.
+func mediaPorts(a net.Addr) []int {
+	if u, ok := a.(*net.UDPAddr); ok && u.Port != 0 {
+		return []int{u.Port}
+	}
 	return nil
 }
 
