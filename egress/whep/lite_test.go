@@ -46,10 +46,15 @@ func newLiteRig(t *testing.T, consent time.Duration) *liteRig {
 // newLiteRigNet is newLiteRig with, if tcp, ICE-TCP on and the viewers
 // using TCP only.
 func newLiteRigNet(t *testing.T, consent time.Duration, tcp bool) *liteRig {
+	return newLiteRigAddr(t, consent, tcp, "127.0.0.1:0")
+}
+
+// newLiteRigAddr is newLiteRigNet with the media socket on udpAddr.
+func newLiteRigAddr(t *testing.T, consent time.Duration, tcp bool, udpAddr string) *liteRig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := relay.NewHub(relay.Params{Logger: log, KeyframeWait: -1})
 	t.Cleanup(hub.Close)
-	cfg := rtc.Config{UDPAddr: "127.0.0.1:0", IPs: []string{"127.0.0.1"}, Logger: log,
+	cfg := rtc.Config{UDPAddr: udpAddr, IPs: []string{"127.0.0.1"}, Logger: log,
 		ICEDisconnectedTimeout: consent / 2, ICEFailedTimeout: consent / 2, LiteViewers: true}
 	if tcp {
 		cfg.TCPAddr = "127.0.0.1:0"
@@ -412,5 +417,20 @@ func TestLiteRetransmitBudget(t *testing.T) {
 	rs.retransmit(r, &rtcp.TransportLayerNack{Nacks: pairs[:10]})
 	if got := r.resent - retransmitBurst; got < 90 || got > 110 {
 		t.Fatalf("100 ms later %d more, want about %d", got, retransmitsPerSecond/10)
+	}
+}
+
+// On a socket bound to every address (dual stack, as ":8189" is), the
+// batched sends reach an IPv4 viewer.
+func TestLiteViewerOnDualStackSocket(t *testing.T) {
+	r := newLiteRigAddr(t, 10*time.Second, false, ":0")
+	r.write(true)
+	v := r.viewer()
+	r.waitViewers(1)
+	r.write(true)
+	v.next(t, 5*time.Second)
+	for range 20 {
+		r.write(false)
+		v.next(t, 2*time.Second)
 	}
 }
