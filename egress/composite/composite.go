@@ -229,6 +229,10 @@ type Manager struct {
 	sessions map[string]*session
 	closed   bool
 
+	// tap, set by tests before any start, sees the encoder's output with
+	// its MPEG-TS timestamps (90 kHz).
+	tap func(video bool, pts int64, units [][]byte)
+
 	events         chan string
 	overrun        chan struct{}
 	warnedNoFFmpeg atomic.Bool

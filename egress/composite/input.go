@@ -349,8 +349,15 @@ type audioIn struct {
 const (
 	chunkSamples = 960              // 20 ms at 48 kHz
 	chunkValues  = chunkSamples * 2 // stereo
-	prebuffer    = 3 * chunkValues  // 60 ms before a host is mixed in
-	maxBuffered  = 12 * chunkValues // 240 ms
+	// prebuffer is the cushion before a host is mixed in. It also holds
+	// the audio back to meet the pictures: the video path (decoder, a
+	// frame's wait for composition, the encoder, the MPEG-TS demux) is
+	// about 180 ms longer than the audio one without it; audio ahead of
+	// the picture is noticed sooner than behind it, so this errs late
+	// (TestAVSync measures the skew in the encoder's timestamps: -27 to
+	// +20 ms with 180 ms, +27 to +60 ms with 220 ms).
+	prebuffer   = 10 * chunkValues // 200 ms
+	maxBuffered = 16 * chunkValues // 320 ms
 )
 
 func startAudioIn(d deps, st *relay.Stream, tr *relay.Track) *audioIn {
@@ -374,6 +381,9 @@ func (a *audioIn) mixInto(out []int32) bool {
 		if len(a.buf) < prebuffer {
 			return false
 		}
+		// Start from exactly the cushion, whatever burst filled it, so
+		// the audio delay is the same every time.
+		a.buf = append(a.buf[:0], a.buf[len(a.buf)-prebuffer:]...)
 		a.primed = true
 	}
 	n := min(len(a.buf), chunkValues)

@@ -366,7 +366,12 @@ func (s *session) run() {
 				retry = nil
 			}
 		}
-		enc, err := startEncoder(s.ctx, s.m.ffmpeg, o, s.m.p.Preset, gop, s.out.video, s.out.audio)
+		onVideo, onAudio := s.out.video, s.out.audio
+		if tap := s.m.tap; tap != nil { // tests: the encoder's own timestamps
+			onVideo = func(pts int64, au [][]byte) { tap(true, pts, au); s.out.video(pts, au) }
+			onAudio = func(pts int64, pkts [][]byte) { tap(false, pts, pkts); s.out.audio(pts, pkts) }
+		}
+		enc, err := startEncoder(s.ctx, s.m.ffmpeg, o, s.m.p.Preset, gop, onVideo, onAudio)
 		s.mu.Lock()
 		s.encStarts++
 		s.mu.Unlock()
