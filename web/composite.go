@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/labstack/echo/v4"
 
@@ -87,7 +88,8 @@ func (s *Server) RegisterComposite(api CompositeAPI, egress EgressAPI) {
 		if err != nil {
 			return err
 		}
-		if _, err := s.authorize(c, auth.ActionRoom, auth.ProtoAPI); err != nil {
+		d, err := s.authorize(c, auth.ActionRoom, auth.ProtoAPI)
+		if err != nil {
 			return err
 		}
 		in, err := api.Get(r)
@@ -103,9 +105,16 @@ func (s *Server) RegisterComposite(api CompositeAPI, egress EgressAPI) {
 		v := compositeView{Info: in, Pushes: []rtmp.Info{}}
 		if egress != nil {
 			for _, j := range egress.List() {
-				if j.Stream == in.Stream {
-					v.Pushes = append(v.Pushes, j)
+				if j.Stream != in.Stream {
+					continue
 				}
+				if !d.Admin && !d.Open {
+					// Room tokens (every viewer has one) see where the
+					// show goes, not the CDN's app path or its errors,
+					// which can name the stream.
+					j.URL, j.LastError = pushOrigin(j.URL), ""
+				}
+				v.Pushes = append(v.Pushes, j)
 			}
 		}
 		return c.JSON(http.StatusOK, v)
@@ -143,4 +152,13 @@ func compositeError(err error) error {
 		return newError(http.StatusServiceUnavailable, "shutting_down", err.Error())
 	}
 	return err
+}
+
+// pushOrigin is a push URL without its path and query: scheme and host.
+func pushOrigin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
