@@ -21,20 +21,19 @@ type Feedback struct {
 }
 
 // Policy. A receiver's estimate (REMB) cannot say how much more its link
-// would carry: Chromium caps it at 1.5 times what it receives, and the
-// layers of a browser's ladder are 3 to 4 times apart. So the estimate is
-// taken as a sign of congestion (it falls, or stays below the bitrate of the
-// layer the viewer gets) and, when it covers a higher layer with headroom,
-// as leave to take it; otherwise a viewer that went down tries the next
-// layer up after a clean spell, and waits longer after each failed try.
+// would carry: Chromium caps it at 1.5 times what it receives, and keeps it
+// unchanged for long stretches while it receives less (seen: the same value
+// for a minute), and the layers of a browser's ladder are 3 to 4 times
+// apart. So an estimate is taken as a sign of congestion only when it falls
+// below the bitrate of the layer the viewer gets, and as leave to move up
+// when it covers a higher layer with headroom; loss (receiver reports, and
+// the share of packets the viewer NACKs) takes the viewer down a layer;
+// otherwise a viewer that went down tries the next layer up after a clean
+// spell, not a layer as high as one it was congested on lately.
 const (
 	upHeadroom   = 1.25 // estimate / layer bitrate to move up on the estimate alone
-	keepHeadroom = 1.0  // below this the current layer is too much, if the estimate does not rise
+	keepHeadroom = 1.0  // a falling estimate below this is too little for the current layer
 	estimateTTL  = 5 * time.Second
-	// flatHold: an estimate below the current layer that has not risen for
-	// this long is the link's limit; one that rises is still catching up
-	// with a switch up (receivers' estimates follow what they receive).
-	flatHold = 2 * time.Second
 	// estimateFall: an estimate this much below the last is congestion.
 	estimateFall = 0.95
 
@@ -47,6 +46,12 @@ const (
 	probeWait    = 2 * time.Second
 	maxProbeWait = 30 * time.Second
 	probeFail    = 5 * time.Second
+	// limitTTL: after congestion on a layer, it and the layers above are
+	// not tried for this long (a try of a layer the link cannot carry loses
+	// about a second of its packets); it doubles, up to maxLimitTTL, each
+	// time such a try fails again, and starts over when one succeeds.
+	limitTTL    = 20 * time.Second
+	maxLimitTTL = 300 * time.Second
 	// settle: feedback right after a switch down still describes the layer
 	// the viewer left.
 	settle = 1500 * time.Millisecond
@@ -59,18 +64,20 @@ type chooser struct {
 
 	estimate   float64
 	estimateAt time.Time
-	riseAt     time.Time // the estimate last rose (or first came)
 
 	cap       int // highest layer the viewer's link allows, -1: no limit known
 	goodSince time.Time
 	wait      time.Duration // clean spell before the next try up
 	lastUp    time.Time     // last try up
+	limitIdx  int           // the layer congestion was seen on; -1: none
+	limitAt   time.Time
+	limitTTL  time.Duration
 	settleTo  time.Time
 	lastLoss  float64
 }
 
 func newChooser(pin string) chooser {
-	return chooser{pin: pin, cap: -1, wait: probeWait}
+	return chooser{pin: pin, cap: -1, wait: probeWait, limitIdx: -1}
 }
 
 // pinIndex resolves a pinned layer among n layers (-1 if it names none).
@@ -128,8 +135,18 @@ func fit(infos []relay.LayerInfo, estimate float64, cur int) int {
 	return f
 }
 
-// congested lowers the cap to at most to.
-func (c *chooser) congested(now time.Time, to int) {
+// congested lowers the cap to at most to; from is the layer the viewer
+// had when the congestion showed.
+func (c *chooser) congested(now time.Time, to, from int) {
+	if from > to {
+		switch {
+		case c.limitTTL == 0:
+			c.limitTTL = limitTTL
+		case !c.lastUp.IsZero() && now.Sub(c.lastUp) < probeFail:
+			c.limitTTL = min(2*c.limitTTL, maxLimitTTL) // a try failed again
+		}
+		c.limitIdx, c.limitAt = from, now
+	}
 	to = max(to, 0)
 	if c.cap < 0 || to < c.cap {
 		c.cap = to
@@ -154,14 +171,11 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 			prev = 0
 		}
 		c.estimate, c.estimateAt = fb.Bitrate, now
-		if prev == 0 || fb.Bitrate > prev {
-			c.riseAt = now
-		}
 		falling := prev > 0 && fb.Bitrate < prev*estimateFall
 		if cur >= 0 && settled {
 			b := float64(infos[cur].Bitrate)
-			if b > 0 && fb.Bitrate < b*keepHeadroom && (falling || now.Sub(c.riseAt) >= flatHold) {
-				c.congested(now, fit(infos, fb.Bitrate, cur))
+			if b > 0 && fb.Bitrate < b*keepHeadroom && falling {
+				c.congested(now, fit(infos, fb.Bitrate, cur), cur)
 			} else if c.cap >= 0 {
 				if f := fit(infos, fb.Bitrate, cur); f > c.cap {
 					c.raise(f, len(infos))
@@ -175,7 +189,7 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 			switch {
 			case fb.Loss > lossDown:
 				if cur > 0 {
-					c.congested(now, cur-1)
+					c.congested(now, cur-1, cur)
 				}
 			case fb.Loss > lossClear:
 				c.goodSince = now
@@ -183,14 +197,25 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 		}
 	}
 	// A clean spell: try the next layer up.
-	if c.cap >= 0 && cur >= c.cap && !c.goodSince.IsZero() && now.Sub(c.goodSince) >= c.wait {
+	if c.cap >= 0 && cur >= c.cap && !c.goodSince.IsZero() && now.Sub(c.goodSince) >= c.wait && !c.limited(now, infos, c.cap+1) {
 		c.raise(c.cap+1, len(infos))
 		// The receiver's estimate starts following the new layer now.
-		c.lastUp, c.goodSince, c.riseAt = now, now, now
+		c.lastUp, c.goodSince = now, now
 	}
 	if c.cap < 0 && !c.lastUp.IsZero() && now.Sub(c.lastUp) > 4*probeFail {
-		c.wait = probeWait // a long clean run: forget the failed tries
+		// A long clean run on the top layer: forget the failed tries.
+		c.wait, c.limitIdx, c.limitTTL = probeWait, -1, 0
 	}
+}
+
+// limited reports whether layer i sends about as much as a layer the
+// viewer's link could not carry lately.
+func (c *chooser) limited(now time.Time, infos []relay.LayerInfo, i int) bool {
+	if c.limitIdx < 0 || now.Sub(c.limitAt) >= c.limitTTL || i < 0 || i >= len(infos) {
+		return false
+	}
+	// By position: a layer's measured bitrate swings with its encoder.
+	return i >= c.limitIdx
 }
 
 func (c *chooser) raise(to, layers int) {

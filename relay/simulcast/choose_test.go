@@ -44,15 +44,18 @@ func TestChooserReceiverEstimate(t *testing.T) {
 	if cur != 1 {
 		t.Fatalf("after 3 s clean on q: layer %d, want a try of h", cur)
 	}
-	// The estimate rises after the switch up: no congestion, it stays,
-	// and after a clean spell the viewer tries f.
+	// The estimate rises after the switch up: no congestion, it stays; f,
+	// congested 4 s ago, is tried once limitTTL has passed.
 	for i, b := range []float64{260_000, 300_000, 350_000} {
-		if cur = step(time.Second, Feedback{Bitrate: b, Loss: 0}, cur); cur < 1 {
-			t.Fatalf("rising estimate %v (%d s after the switch up) took the viewer down", b, i+1)
+		if cur = step(time.Second, Feedback{Bitrate: b, Loss: 0}, cur); cur != 1 {
+			t.Fatalf("rising estimate %v (%d s after the switch up): layer %d, want 1", b, i+1, cur)
 		}
 	}
-	if cur != 2 {
-		t.Fatalf("layer %d, want a try of f", cur)
+	for b := 360_000.0; cur == 1 && b < 1_000_000; b *= 1.05 {
+		cur = step(time.Second, Feedback{Bitrate: b, Loss: 0}, cur)
+	}
+	if cur != 2 || now.Sub(c.limitAt) < limitTTL {
+		t.Fatalf("layer %d %v after the congestion on f, want a try of f after %v", cur, now.Sub(c.limitAt), limitTTL)
 	}
 	// The link carries 650 kbit/s: it loses packets, down again, and the
 	// next try waits twice as long.
@@ -82,9 +85,26 @@ func TestChooserLossOnly(t *testing.T) {
 	if got := c.choose(now, in, 1); got != 1 {
 		t.Fatalf("loss report before the switch settled: layer %d, want 1", got)
 	}
+	// f is not tried again while the link is known not to carry it.
 	c.feedback(now.Add(2500*time.Millisecond), Feedback{Loss: 0}, 1, in)
-	if got := c.choose(now, in, 1); got != 2 {
-		t.Fatalf("2.5 s without loss: layer %d, want 2", got)
+	if got := c.choose(now, in, 1); got != 1 {
+		t.Fatalf("2.5 s without loss: layer %d, want 1 (f failed %v ago)", got, 2500*time.Millisecond)
+	}
+	at := now.Add(limitTTL)
+	c.feedback(at, Feedback{Loss: 0}, 1, in)
+	if got := c.choose(at, in, 1); got != 2 {
+		t.Fatalf("%v without loss: layer %d, want 2", limitTTL, got)
+	}
+	// The try fails: the next one waits twice as long.
+	at = at.Add(time.Second)
+	c.feedback(at, Feedback{Loss: 0.4}, 2, in)
+	if got := c.choose(at, in, 2); got != 1 || c.limitTTL != 2*limitTTL {
+		t.Fatalf("failed try: layer %d, limit wait %v; want 1, %v", got, c.limitTTL, 2*limitTTL)
+	}
+	at = at.Add(limitTTL + time.Second)
+	c.feedback(at, Feedback{Loss: 0}, 1, in)
+	if got := c.choose(at, in, 1); got != 1 {
+		t.Fatalf("%v after the failed try: layer %d, want 1", limitTTL, got)
 	}
 }
 

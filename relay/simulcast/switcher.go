@@ -76,7 +76,16 @@ type Switcher struct {
 	packets    uint32
 	octets     uint32
 	switches   int
+	// NACKed packets since winPackets: a loss signal faster than receiver
+	// reports (a second apart), so a try of a layer the link cannot carry
+	// ends sooner.
+	nacked     int
+	winPackets uint32
+	winAt      time.Time
 }
+
+// nackWindow is how often NACKs are weighed against packets sent.
+const nackWindow = 500 * time.Millisecond
 
 // layerReader is the Switcher's relay sink for one layer track.
 type layerReader struct {
@@ -132,6 +141,7 @@ func (s *Switcher) run() {
 		case <-s.done:
 			return
 		case <-t.C:
+			s.weighNACKs()
 			if err := s.evaluate(); err != nil {
 				s.p.Logger.Debug("simulcast: layer switch failed", "err", err)
 			}
@@ -162,6 +172,23 @@ func (s *Switcher) Close() {
 	s.wg.Wait()
 	for _, r := range rs {
 		r.Close()
+	}
+}
+
+// weighNACKs turns the share of packets the viewer NACKed over the last
+// nackWindow into loss feedback when it is high.
+func (s *Switcher) weighNACKs() {
+	now := time.Now()
+	s.mu.Lock()
+	if now.Sub(s.winAt) < nackWindow {
+		s.mu.Unlock()
+		return
+	}
+	sent, nacked := int(s.packets-s.winPackets), s.nacked
+	s.winPackets, s.nacked, s.winAt = s.packets, 0, now
+	s.mu.Unlock()
+	if sent >= 20 && float64(nacked) > lossDown*float64(sent) {
+		s.Feedback(Feedback{Loss: min(float64(nacked)/float64(sent), 1)})
 	}
 }
 
@@ -460,6 +487,7 @@ func (s *Switcher) Retransmit(seqs []uint16) {
 		return
 	}
 	r := s.cur.reader
+	s.nacked += len(seqs)
 	in := make([]uint16, 0, len(seqs))
 	for _, q := range seqs {
 		if q == s.switchOut || seqNewer(q, s.switchOut) {

@@ -211,8 +211,10 @@ func TestSimulcastViewerFollowsItsBandwidth(t *testing.T) {
 	at = time.Now()
 	up := waitLayer("f", at, limit)
 
-	// Loss only (no REMB): 30 % loss steps down a layer at a time, and
-	// after 2 s without loss the viewer tries the next layer up.
+	// Loss only (no REMB): 30 % loss steps down a layer at a time; once the
+	// loss stops, the viewer tries the layer it left again after
+	// simulcast's limit wait (20 s: a try of a layer the link cannot carry
+	// costs its packets).
 	time.Sleep(1200 * time.Millisecond) // the dwell after a switch
 	remb.Store(0)
 	lossFrac.Store(77) // 30 %
@@ -220,7 +222,7 @@ func TestSimulcastViewerFollowsItsBandwidth(t *testing.T) {
 	lossDown := waitLayer("h", at, limit)
 	lossFrac.Store(0)
 	at = time.Now()
-	lossUp := waitLayer("f", at, 4*time.Second)
+	lossUp := waitLayer("f", at, 23*time.Second)
 
 	frames, _, hdrs := v.snapshot()
 	runs := viewerLayerRuns(t, frames, index)
