@@ -257,6 +257,8 @@ func hasKind(tracks []*relay.Track, k codec.Kind) bool {
 var feedback = []webrtc.RTCPFeedback{
 	{Type: webrtc.TypeRTCPFBNACK}, {Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
 	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+	// REMB: the viewer's estimate, which simulcast layer choice uses.
+	{Type: webrtc.TypeRTCPFBGoogREMB},
 }
 
 // run attaches the viewer to the stream once its transport is up (writes

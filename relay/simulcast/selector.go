@@ -2,7 +2,7 @@
 // streams a publisher sends with rids, e.g. q, h and f at 1/4, 1/2 and full
 // resolution) into the single stream that a relay track carries.
 //
-// Design (step 1 of simulcast: every reader gets the highest layer):
+// Design of the top-layer stream:
 //
 //   - Every layer is received (NACKs, receiver reports per SSRC as for any
 //     stream), but only the selected layer is forwarded. The relay keeps its
@@ -32,8 +32,11 @@
 //     across switches too (see munge.go).
 //   - Keyframe requests from readers go to the forwarded layer's SSRC.
 //
-// Per-viewer layer choice (later steps) will move the choice into the relay;
-// this package then becomes the per-layer bookkeeping it needs.
+// The Selector feeds the relay track that frame outputs (HLS, RTMP push,
+// recordings, composites) and relay links read. WebRTC viewers each get
+// their own choice among the layers instead: every layer is also a relay
+// layer track of its own (relay/layers.go), and a viewer's Switcher
+// (switcher.go) moves it between them by its feedback (choose.go).
 package simulcast
 
 import (

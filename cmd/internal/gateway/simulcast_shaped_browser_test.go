@@ -54,8 +54,10 @@ func shapeFrom(t *testing.T, port int, rate string) (unshape func()) {
 		}
 		return nil
 	}
+	if err := run("qdisc add dev lo root handle 1: htb default 10"); err != nil {
+		skipOrFail(t, "cannot shape traffic (the kernel needs sch_htb and cls_u32): %v", err)
+	}
 	for _, c := range []string{
-		"qdisc add dev lo root handle 1: htb default 10",
 		"class add dev lo parent 1: classid 1:10 htb rate 10gbit",
 		"class add dev lo parent 1: classid 1:20 htb rate " + rate + " ceil " + rate + " burst 8kb",
 		// About 200 ms of queue at 400 kbit/s.
