@@ -44,7 +44,7 @@ type tcpListener struct {
 	conns chan net.Conn // for pion
 	done  chan struct{}
 	once  sync.Once
-	err   error
+	err   error // set by end, before done is closed
 }
 
 func (l *tcpListener) acceptLoop() {
@@ -55,8 +55,7 @@ func (l *tcpListener) acceptLoop() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			l.err = err
-			l.once.Do(func() { close(l.done) })
+			l.end(err)
 			return
 		}
 		go l.classify(c)
@@ -91,17 +90,23 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 	case c := <-l.conns:
 		return c, nil
 	case <-l.done:
-		if l.err != nil {
-			return nil, l.err
-		}
-		return nil, net.ErrClosed
+		return nil, l.err // written before done was closed
 	}
 }
 
 func (l *tcpListener) Close() error {
 	err := l.Listener.Close()
-	l.once.Do(func() { close(l.done) })
+	l.end(net.ErrClosed)
 	return err
+}
+
+// end records why the listener stopped, once, and only then closes done:
+// Accept reads err after done, so the write is published by the close.
+func (l *tcpListener) end(err error) {
+	l.once.Do(func() {
+		l.err = err
+		close(l.done)
+	})
 }
 
 // replayConn gives pion back the bytes read to classify the connection.

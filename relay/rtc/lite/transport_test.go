@@ -197,3 +197,36 @@ func TestGarbageIsHarmless(t *testing.T) {
 		t.Fatal("garbage connected a peer")
 	}
 }
+
+// The TCP listener handed to pion's ICE-TCP mux is closed while the mux
+// waits in Accept (as at shutdown): Accept returns an error, and the
+// error's write and read do not race (run with -race).
+func TestTCPListenerCloseWhileAccepting(t *testing.T) {
+	r := newRig(t)
+	for range 20 {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := r.tr.WrapTCP(ln)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := l.Accept()
+			if err != nil {
+				_ = err.Error() // as pion's mux does when it logs it
+			}
+			errc <- err
+		}()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-errc:
+			if err == nil {
+				t.Fatal("Accept on a closed listener returned no error")
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("Accept did not return after Close")
+		}
+	}
+}
