@@ -199,3 +199,13 @@ func (t *Track) HasLayers() bool {
 // continuous across the publisher's layer changes, whatever their own
 // feedback says (their viewers choose at the edge's own level).
 const TrackLayer = "\x00track"
+
+// newPublisher forgets the previous publisher's layers: a publisher that
+// continues the stream describes its own (AddLayer), and one without
+// simulcast leaves the track without layers, so viewers move back to the
+// track itself rather than wait on layers nobody sends.
+func (ls *layerSet) newPublisher() {
+	ls.mu.Lock()
+	ls.describe = nil
+	ls.mu.Unlock()
+}

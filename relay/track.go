@@ -108,6 +108,7 @@ func (t *Track) newPublisher(requestKeyframe func()) {
 	t.prevInSeen = false
 	t.delay.newPublisher()
 	t.mu.Unlock()
+	t.layers.newPublisher()
 	if requestKeyframe == nil {
 		t.keyframe.Store(nil)
 	} else {

@@ -239,9 +239,15 @@ func (s *Switcher) evaluate() error {
 		return nil
 	}
 	if len(tracks) == 0 {
-		// No layer described yet (the publisher just started): read the
-		// track itself, which carries the top layer, until there is one.
-		if s.cur == nil && s.pend == nil {
+		// No layer described (yet: the publisher just started; or any
+		// more: a publisher without simulcast continued the stream): read
+		// the track itself, which carries the top layer.
+		onTrack := func(lr *layerReader) bool { return lr != nil && lr.track == s.p.Track }
+		if !onTrack(s.cur) && !onTrack(s.pend) {
+			if s.pend != nil {
+				closeRs = s.dropLocked(s.pend, closeRs)
+				s.pend = nil
+			}
 			want = s.p.Track
 		}
 	} else {

@@ -299,3 +299,45 @@ func clipKeyframeInterval(samples []clip.Sample) time.Duration {
 	}
 	return max(longest, run)
 }
+
+// TestSimulcastViewerContinuesWithPlainPublisher: a simulcast publisher
+// drops and a publisher without simulcast continues the stream: the
+// viewer, which read a layer, continues on the new publisher's video as
+// one stream.
+func TestSimulcastViewerContinuesWithPlainPublisher(t *testing.T) {
+	g := startGateway(t, nil)
+	pub := publishSimulcast(t, g, "sim/cont")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pub.play(ctx)
+	}()
+	waitFor(t, 10*time.Second, "three layers", func() bool { return len(streamLayers(t, g, "sim/cont")) == 3 })
+	v := g.view(t, "sim/cont")
+	waitFor(t, 10*time.Second, "30 frames", func() bool {
+		f, _, _ := v.snapshot()
+		return len(f) >= 30
+	})
+	cancel()
+	<-done
+	_ = pub.PC.Close()
+	st, _ := g.Hub().Get("sim/cont")
+	waitFor(t, 5*time.Second, "stream in grace", func() bool { return !st.Live() })
+	before, _, _ := v.snapshot()
+
+	second := g.publish(t, "sim/cont")
+	t.Cleanup(func() { _ = second.Close(context.Background()) })
+	pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer pcancel()
+	go play(pctx, second, loadClip(t), 90)
+	waitFor(t, 8*time.Second, "frames from the plain publisher", func() bool {
+		f, _, _ := v.snapshot()
+		return len(f) >= len(before)+45
+	})
+	if l := streamLayers(t, g, "sim/cont"); len(l) != 0 {
+		t.Errorf("the plain publisher's track still lists layers %+v", l)
+	}
+	_, _, hdrs := v.snapshot()
+	checkOneStream(t, hdrs)
+}
