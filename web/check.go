@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -25,6 +27,44 @@ type SelfTest interface {
 // checkHold is how long a test connection stays up: long enough to see
 // it connect, short enough that checks cost little.
 const checkHold = 8 * time.Second
+
+// checksPerAddress bounds the test connections one address (an IPv6 /64)
+// holds at once: the engine runs only 32, so without it one client could
+// keep every slot taken and the page broken for everyone. It leaves room
+// for one run of the page (UDP, TCP and each TURN URL, in parallel) and
+// most of a second.
+const checksPerAddress = 8
+
+// checkSlots counts the test connections each address holds.
+type checkSlots struct {
+	mu sync.Mutex
+	n  map[string]int // only addresses holding a slot: bounded by the engine's slots
+}
+
+// take reserves a slot for ip; the returned func gives it back (once).
+func (c *checkSlots) take(ip string) (func(), error) {
+	key := limitKey(ip)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[key] >= checksPerAddress {
+		return nil, newError(http.StatusTooManyRequests, "too_many_checks_from_address",
+			"this address already runs "+strconv.Itoa(checksPerAddress)+" connectivity tests; try again in a few seconds")
+	}
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.n[key]--; c.n[key] <= 0 {
+				delete(c.n, key)
+			}
+		})
+	}, nil
+}
 
 func (s *Server) registerCheck(t SelfTest) {
 	e := s.echo
@@ -57,11 +97,17 @@ func (s *Server) registerCheck(t SelfTest) {
 		if ncand > s.limits.CandidatesPerSession {
 			return tooManyCandidates(s.limits.CandidatesPerSession)
 		}
-		// Anyone may test: the per-address limits of viewers apply.
-		release, err := s.limits.admit(c, clientIP(c), false)
+		releaseCheck, err := s.checks.take(clientIP(c))
 		if err != nil {
 			return err
 		}
+		// Anyone may test: the per-address limits of viewers apply.
+		releaseSession, err := s.limits.admit(c, clientIP(c), false)
+		if err != nil {
+			releaseCheck()
+			return err
+		}
+		release := func() { releaseSession(); releaseCheck() }
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
 		defer cancel()
 		answer, err := t.Check(ctx, offer, transport, checkHold)

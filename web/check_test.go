@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -45,5 +46,32 @@ func TestSelfTestScreensCandidates(t *testing.T) {
 	many := minimalOffer + cand("203.0.113.5") + cand("203.0.113.6") + cand("203.0.113.7") + cand("203.0.113.8")
 	if rec := call(s, http.MethodPost, "/check/ice/udp", "198.51.100.7:5000", "gw.example", sdp, many); rec.Code != http.StatusBadRequest {
 		t.Fatalf("4 candidates with a budget of 3: %d", rec.Code)
+	}
+}
+
+// Found: the engine runs 32 test connections for 8 s each and one address
+// could take all of them, breaking /check for everyone else.
+func TestSelfTestCapsChecksPerAddress(t *testing.T) {
+	s := newTestServer(t, Params{SelfTest: &recordingSelfTest{}})
+	sdp := map[string]string{"Content-Type": "application/sdp"}
+	offer := minimalOffer + "a=candidate:1 1 udp 2130706431 203.0.113.5 4000 typ host\r\n"
+	post := func(remote string) *httptest.ResponseRecorder {
+		return call(s, http.MethodPost, "/check/ice/udp", remote, "gw.example", sdp, offer)
+	}
+	for i := 0; i < checksPerAddress; i++ {
+		if rec := post("[2001:db8:1:2::1]:5000"); rec.Code != http.StatusCreated {
+			t.Fatalf("test %d: %d %s", i+1, rec.Code, rec.Body)
+		}
+	}
+	// Another address of the same /64 is the same client.
+	rec := post("[2001:db8:1:2::99]:5000")
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Header().Get("Content-Type"), "application/json") ||
+		!strings.Contains(rec.Body.String(), "too_many_checks_from_address") {
+		t.Fatalf("test %d from the same /64: %d %q %s", checksPerAddress+1, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	for _, other := range []string{"[2001:db8:1:3::1]:5000", "198.51.100.7:5000"} {
+		if rec := post(other); rec.Code != http.StatusCreated {
+			t.Fatalf("test from %s while another client is at its cap: %d %s", other, rec.Code, rec.Body)
+		}
 	}
 }

@@ -97,6 +97,7 @@ type Server struct {
 	limits      *clientLimits
 	candidates  candidateBudget
 	logs        logLimiter
+	checks      checkSlots // self-test connections per address
 }
 
 var segment = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
