@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -78,21 +77,7 @@ assert not missing, "missing GStreamer elements: %s" % missing`)
 func gstNetns(t *testing.T, limit time.Duration) bool {
 	t.Helper()
 	needGStreamer(t)
-	isolated, loUp, ifaces, err := loopbackOnly()
-	if err != nil {
-		t.Fatalf("listing network interfaces: %v", err)
-	}
-	if !isolated {
-		if os.Getenv(envInNetns) != "" {
-			t.Fatalf("%s is set but the network namespace has interfaces other than lo: %v", envInNetns, ifaces)
-		}
-		runInNetnsFor(t, limit)
-		return false
-	}
-	if !loUp {
-		skipOrFail(t, "this network namespace has only lo, but lo is down (ip link set lo up)")
-	}
-	return true
+	return inLoopbackNetns(t, limit)
 }
 
 // gstPeer is a running gst_webrtc.py.

@@ -34,21 +34,7 @@ func inBrowserNetns(t *testing.T) bool {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		skipOrFail(t, "Chromium not found at %s: %v", chromiumPath, err)
 	}
-	isolated, loUp, ifaces, err := loopbackOnly()
-	if err != nil {
-		t.Fatalf("listing network interfaces: %v", err)
-	}
-	if !isolated {
-		if os.Getenv(envInNetns) != "" {
-			t.Fatalf("%s is set but the network namespace has interfaces other than lo: %v", envInNetns, ifaces)
-		}
-		runInNetns(t)
-		return false
-	}
-	if !loUp {
-		skipOrFail(t, "this network namespace has only lo, but lo is down (ip link set lo up)")
-	}
-	return true
+	return inLoopbackNetns(t, 60*time.Second)
 }
 
 // tileInfo is what the pages report of one player (grid.js Tile.info).
