@@ -134,7 +134,10 @@ func (s *Server) authorize(c echo.Context, action auth.Action, proto auth.Protoc
 	d, err := s.policy.Authorize(auth.Access{
 		Action: action, Protocol: proto, Room: c.Param("room"), Name: c.Param("name"),
 		Credential: tok, CredentialInURL: inURL,
-		Client: peerAddr(r), Forwarded: forwarded(r), Host: hostOnly(r.Host), CrossOrigin: crossOrigin(r),
+		// Recording playlists and segments are fetched by the browser's
+		// player, which sends no header (see withToken).
+		AdminInURL: action == auth.ActionAdmin && strings.HasPrefix(r.URL.Path, "/recordings/"),
+		Client:     peerAddr(r), Forwarded: forwarded(r), Host: hostOnly(r.Host), CrossOrigin: crossOrigin(r),
 	})
 	if err != nil {
 		return d, s.accessError(c, err)

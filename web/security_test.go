@@ -103,8 +103,9 @@ func TestOpenModeAnswersOnlyThisMachine(t *testing.T) {
 	}
 }
 
-// The admin key works only in the Authorization header: URLs end up in
-// logs and histories. Tokens with the admin grant may come in a URL.
+// The admin key and tokens with the admin grant work only in the
+// Authorization header (URLs end up in logs and histories), except for
+// recording playback, whose player cannot send one.
 func TestAdminKeyNotInURL(t *testing.T) {
 	s := newTestServer(t, Params{Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey), AdminKey: testAdminKey}})
 	const remote = "198.51.100.7:5000"
@@ -118,8 +119,19 @@ func TestAdminKeyNotInURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec := call(s, http.MethodGet, "/api/v1/streams?access_token="+tok, remote, "gw", nil, ""); rec.Code != 200 {
+	if rec := call(s, http.MethodGet, "/api/v1/streams", remote, "gw", map[string]string{"Authorization": "Bearer " + tok}, ""); rec.Code != 200 {
+		t.Fatalf("admin token in the header: %d", rec.Code)
+	}
+	if rec := call(s, http.MethodGet, "/api/v1/streams?access_token="+tok, remote, "gw", nil, ""); rec.Code != 401 {
 		t.Fatalf("admin token in the URL: %d", rec.Code)
+	}
+	s = newTestServer(t, Params{Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey), AdminKey: testAdminKey}, Recordings: pageOnlyRecordings{}})
+	// Past the access check, a file name no recording has is a 404.
+	if rec := call(s, http.MethodGet, "/recordings/r1/none.txt?access_token="+tok, remote, "gw", nil, ""); rec.Code != 404 {
+		t.Fatalf("recording playback with the admin token in the URL: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(s, http.MethodGet, "/api/v1/recordings?access_token="+tok, remote, "gw", nil, ""); rec.Code != 401 {
+		t.Fatalf("recording list with the admin token in the URL: %d", rec.Code)
 	}
 }
 

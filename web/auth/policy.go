@@ -81,6 +81,11 @@ type Access struct {
 	// (?access_token=, ?token=): URLs end up in logs, histories and
 	// copied links, so the long-lived keys are refused there.
 	CredentialInURL bool
+	// AdminInURL lets a token with the admin grant come in the URL: only
+	// for recording playback, whose player (the browser's own) cannot
+	// send a header. Elsewhere such a token in a URL is refused like the
+	// keys.
+	AdminInURL bool
 	// Client is the TCP peer's address.
 	Client netip.Addr
 	// Forwarded is set when the request carries proxy headers: the TCP
@@ -297,6 +302,9 @@ func (p *Policy) Authorize(r Access) (Decision, error) {
 		return Decision{}, err
 	}
 	d := Decision{Claims: cl, Admin: cl.Has(GrantAdmin)}
+	if d.Admin && r.CredentialInURL && !r.AdminInURL {
+		return Decision{}, fmt.Errorf("%w: a token with the admin grant is accepted only in the Authorization header, not in a URL", ErrInvalidToken)
+	}
 	if cl.Stream != "" && (r.Action != ActionRead || cl.Stream != r.Room+"/"+r.Name) {
 		return Decision{}, fmt.Errorf("%w: token is for watching %s only", ErrForbidden, cl.Stream)
 	}

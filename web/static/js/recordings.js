@@ -4,7 +4,10 @@
 const list = document.getElementById('list'), player = document.getElementById('player');
 const token = new URLSearchParams(location.search).get('access_token');
 const q = token ? '?access_token=' + encodeURIComponent(token) : '';
-const res = await fetch('/api/v1/recordings' + q);
+// The list goes with a header (the API refuses admin tokens in URLs); only
+// playback, by the browser's player, carries the token in its URL.
+if (token) history.replaceState(null, '', location.pathname + location.hash);
+const res = await fetch('/api/v1/recordings', { headers: token ? { Authorization: 'Bearer ' + token } : {} });
 const body = await res.json();
 list.textContent = '';
 if (!res.ok) { list.innerHTML = '<tr><td colspan="6"></td></tr>'; list.querySelector('td').textContent = body.error; }
