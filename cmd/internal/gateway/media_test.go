@@ -143,7 +143,10 @@ func TestStalledViewerDoesNotDelayOthers(t *testing.T) {
 	if n < 80 {
 		t.Fatalf("other viewer got %d frames during the 3 s stall, want about 90", n)
 	}
-	if worst > 250*time.Millisecond {
+	// A viewer held up by the stalled one would see a gap as long as the
+	// stall (3 s); a loaded test machine alone gives gaps of a few hundred
+	// milliseconds (424 ms seen with -race and other tests running).
+	if worst > time.Second {
 		t.Fatalf("other viewer saw a %v gap between frames during the stall", worst)
 	}
 
