@@ -85,18 +85,7 @@ func (s *Server) runLite(sess *rtc.Session, lp *lite.Peer, st *relay.Stream, pla
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		timer := time.NewTimer(s.p.ConnectTimeout)
-		defer timer.Stop()
-		select {
-		case <-connected:
-		case <-timer.C:
-			log.Warn("viewer did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
-			sess.Close()
-			return
-		case <-sess.Done():
-			return
-		case <-st.Done():
-			sess.Close()
+		if !s.awaitConnect(sess, st, connected, log) {
 			return
 		}
 		if err := st.Join(); err != nil {

@@ -290,18 +290,7 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		timer := time.NewTimer(s.p.ConnectTimeout)
-		defer timer.Stop()
-		select {
-		case <-connected:
-		case <-timer.C:
-			log.Warn("viewer did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
-			sess.Close()
-			return
-		case <-sess.Done():
-			return
-		case <-st.Done():
-			sess.Close()
+		if !s.awaitConnect(sess, st, connected, log) {
 			return
 		}
 		// pion reports "connected" while still holding the DTLS transport's
@@ -432,4 +421,24 @@ func logID(id string) string {
 		return "…"
 	}
 	return id[:6] + "…"
+}
+
+// awaitConnect waits until the viewer's transport is connected. It ends
+// the session and reports false when the viewer does not connect within
+// ConnectTimeout or the stream ends first, and reports false when the
+// session ends meanwhile.
+func (s *Server) awaitConnect(sess *rtc.Session, st *relay.Stream, connected <-chan struct{}, log *slog.Logger) bool {
+	timer := time.NewTimer(s.p.ConnectTimeout)
+	defer timer.Stop()
+	select {
+	case <-connected:
+		return true
+	case <-timer.C:
+		log.Warn("viewer did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
+		sess.Close()
+	case <-sess.Done():
+	case <-st.Done():
+		sess.Close()
+	}
+	return false
 }
