@@ -238,16 +238,9 @@ func (v *videoIn) decode(ctx context.Context, d *decoder, w, h int, events chan<
 	args = append(args, "-i", "pipe:0", "-an", "-vf", vf, "-fps_mode", "passthrough",
 		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-flush_packets", "1", "pipe:1")
 	cmd, stderr := ffproc.Command(ctx, v.d.ffmpeg, args...)
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := ffproc.StartPiped(cmd)
 	if err != nil {
 		return err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting ffmpeg: %w", err)
 	}
 	feedDone := make(chan error, 1)
 	go func() {
@@ -451,16 +444,9 @@ func (a *audioIn) decode(ctx context.Context) error {
 	cmd, stderr := ffproc.Command(dctx, a.d.ffmpeg,
 		"-probesize", "4096", "-analyzeduration", "0", "-fflags", "nobuffer", "-f", "ogg", "-i", "pipe:0",
 		"-vn", "-f", "s16le", "-ar", "48000", "-ac", "2", "-flush_packets", "1", "pipe:1")
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := ffproc.StartPiped(cmd)
 	if err != nil {
 		return err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting ffmpeg: %w", err)
 	}
 	feedDone := make(chan error, 1)
 	go func() {

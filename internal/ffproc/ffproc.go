@@ -10,6 +10,8 @@ package ffproc
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os/exec"
 	"sync"
 	"time"
@@ -50,6 +52,21 @@ func Command(ctx context.Context, bin string, args ...string) (*exec.Cmd, *Tail)
 	tail := NewTail(TailSize)
 	cmd.Stderr = tail
 	return cmd, tail
+}
+
+// StartPiped starts cmd with its stdin and stdout as pipes: every user of
+// ffmpeg here streams media in and out.
+func StartPiped(cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.ReadCloser, err error) {
+	if stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, nil, err
+	}
+	if stdout, err = cmd.StdoutPipe(); err != nil {
+		return nil, nil, err
+	}
+	if err = cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("starting ffmpeg: %w", err)
+	}
+	return stdin, stdout, nil
 }
 
 // TailSize is how much of a process's stderr Command keeps.

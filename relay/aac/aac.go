@@ -219,16 +219,9 @@ func (t *transcoder) transcode(ctx context.Context, fr *frames.Reader, ffmpeg st
 		"-probesize", "4096", "-analyzeduration", "0", "-f", "ogg", "-i", "pipe:0",
 		"-vn", "-c:a", "aac", "-b:a", fmt.Sprint(bitrate), "-ar", fmt.Sprint(SampleRate), "-ac", "2",
 		"-flush_packets", "1", "-f", "adts", "pipe:1")
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := ffproc.StartPiped(cmd)
 	if err != nil {
 		return err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting ffmpeg: %w", err)
 	}
 	// The first frame's time anchors the AAC timeline: AAC frame n is
 	// 1024 samples after frame n-1.

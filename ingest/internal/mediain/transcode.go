@@ -47,19 +47,10 @@ func StartAACToOpus(ffmpeg string, asc *mpeg4audio.AudioSpecificConfig, bitrate 
 		"-vn", "-c:a", "libopus", "-b:a", fmt.Sprint(bitrate), "-ar", "48000", "-ac", "2",
 		"-application", "lowdelay", "-frame_duration", "20",
 		"-page_duration", "20000", "-flush_packets", "1", "-f", "ogg", "pipe:1")
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := ffproc.StartPiped(cmd)
 	if err != nil {
 		cancel()
 		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("starting ffmpeg: %w", err)
 	}
 	t := &AACToOpus{asc: asc, in: make(chan []byte, 256), cancel: cancel, done: make(chan struct{}), log: log}
 	readDone := make(chan error, 1)
