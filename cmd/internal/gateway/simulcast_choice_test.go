@@ -110,14 +110,7 @@ func streamLayers(t *testing.T, g *testGateway, path string) []relay.LayerStats 
 // stream throughout. The API lists the layers with size and bitrate.
 func TestSimulcastViewerFollowsItsBandwidth(t *testing.T) {
 	g := startGateway(t, nil)
-	pub := publishSimulcast(t, g, "sim/abr")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pub.play(ctx)
-	}()
-	defer func() { cancel(); <-done }()
+	playSimulcast(t, g, "sim/abr")
 
 	var layers []relay.LayerStats
 	waitFor(t, 10*time.Second, "three layers with sizes and bitrates in the API", func() bool {
@@ -143,10 +136,7 @@ func TestSimulcastViewerFollowsItsBandwidth(t *testing.T) {
 	low := float64(layers[0].Bitrate+layers[1].Bitrate) / 2
 
 	v := g.view(t, "sim/abr")
-	waitFor(t, 10*time.Second, "30 frames at the viewer", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) >= 30
-	})
+	v.waitFrames(t, 10*time.Second, 30, "30 frames at the viewer")
 	ssrc := videoSSRC(v)
 
 	var remb atomic.Uint64
@@ -243,14 +233,7 @@ func TestSimulcastViewerFollowsItsBandwidth(t *testing.T) {
 // by name (low); a name that is no layer form is refused with 400.
 func TestSimulcastViewerPinsLayer(t *testing.T) {
 	g := startGateway(t, nil)
-	pub := publishSimulcast(t, g, "sim/pin")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pub.play(ctx)
-	}()
-	defer func() { cancel(); <-done }()
+	playSimulcast(t, g, "sim/pin")
 	waitFor(t, 10*time.Second, "three layers", func() bool { return len(streamLayers(t, g, "sim/pin")) == 3 })
 
 	index := layerIndex(simLayerClips(t))
@@ -259,10 +242,7 @@ func TestSimulcastViewerPinsLayer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("?layer=%s: %v", c.layer, err)
 		}
-		waitFor(t, 10*time.Second, "30 frames", func() bool {
-			f, _, _ := v.snapshot()
-			return len(f) >= 30
-		})
+		v.waitFrames(t, 10*time.Second, 30, "30 frames")
 		f, _, hdrs := v.snapshot()
 		runs := viewerLayerRuns(t, f, index)
 		if len(runs) != 1 || runs[0].rid != c.rid {
@@ -306,21 +286,11 @@ func clipKeyframeInterval(samples []clip.Sample) time.Duration {
 // one stream.
 func TestSimulcastViewerContinuesWithPlainPublisher(t *testing.T) {
 	g := startGateway(t, nil)
-	pub := publishSimulcast(t, g, "sim/cont")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pub.play(ctx)
-	}()
+	pub, stopPlaying := playSimulcast(t, g, "sim/cont")
 	waitFor(t, 10*time.Second, "three layers", func() bool { return len(streamLayers(t, g, "sim/cont")) == 3 })
 	v := g.view(t, "sim/cont")
-	waitFor(t, 10*time.Second, "30 frames", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) >= 30
-	})
-	cancel()
-	<-done
+	v.waitFrames(t, 10*time.Second, 30, "30 frames")
+	stopPlaying()
 	_ = pub.PC.Close()
 	st, _ := g.Hub().Get("sim/cont")
 	waitFor(t, 5*time.Second, "stream in grace", func() bool { return !st.Live() })
@@ -331,10 +301,7 @@ func TestSimulcastViewerContinuesWithPlainPublisher(t *testing.T) {
 	pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer pcancel()
 	go play(pctx, second, loadClip(t), 90)
-	waitFor(t, 8*time.Second, "frames from the plain publisher", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) >= len(before)+45
-	})
+	v.waitFrames(t, 8*time.Second, len(before)+45, "frames from the plain publisher")
 	if l := streamLayers(t, g, "sim/cont"); len(l) != 0 {
 		t.Errorf("the plain publisher's track still lists layers %+v", l)
 	}

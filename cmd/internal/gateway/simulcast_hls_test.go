@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -19,14 +18,7 @@ import (
 func TestSimulcastHLSLadder(t *testing.T) {
 	needProgram(t, "ffprobe")
 	g := startGateway(t, func(c *Config) { c.HLS = true })
-	pub := publishSimulcast(t, g, "sim/hls")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pub.play(ctx)
-	}()
-	defer func() { cancel(); <-done }()
+	playSimulcast(t, g, "sim/hls")
 	waitFor(t, 10*time.Second, "three layers", func() bool { return len(streamLayers(t, g, "sim/hls")) == 3 })
 
 	get := func(file string) []byte {

@@ -185,6 +185,22 @@ func publishSimulcast(t *testing.T, g *testGateway, path string) *simPublisher {
 	return p
 }
 
+// playSimulcast publishes path with publishSimulcast and plays it until
+// stop is called or the test ends (stop may be called more than once).
+func playSimulcast(t *testing.T, g *testGateway, path string) (pub *simPublisher, stop func()) {
+	t.Helper()
+	pub = publishSimulcast(t, g, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pub.play(ctx)
+	}()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return pub, stop
+}
+
 // play sends every layer and the audio in real time until ctx ends.
 func (p *simPublisher) play(ctx context.Context) {
 	var wg sync.WaitGroup
@@ -273,38 +289,19 @@ func layerIndex(clips map[string][]clip.Sample) map[[32]byte]string {
 // still as one continuous stream.
 func TestSimulcastPublisherTopLayerReachesViewer(t *testing.T) {
 	g := startGateway(t, nil)
-	pub := publishSimulcast(t, g, "sim/pion")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pub.play(ctx)
-	}()
-	defer func() { cancel(); <-done }()
+	pub, _ := playSimulcast(t, g, "sim/pion")
 
-	waitFor(t, 5*time.Second, "stream live", func() bool {
-		st, ok := g.Hub().Get("sim/pion")
-		return ok && st.Live()
-	})
+	g.waitStreamLive(t, 5*time.Second, "sim/pion")
 	time.Sleep(500 * time.Millisecond) // let every layer start
 	v := g.view(t, "sim/pion")
-	waitFor(t, 10*time.Second, "60 frames at the viewer", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) >= 60
-	})
+	v.waitFrames(t, 10*time.Second, 60, "60 frames at the viewer")
 
 	// A viewer's keyframe request goes to the forwarded layer's SSRC.
 	before := map[string]int64{}
 	for rid, l := range pub.layers {
 		before[rid] = l.plis.Load()
 	}
-	var vssrc uint32
-	for _, tr := range v.PC.GetTransceivers() {
-		if tr.Kind() == webrtc.RTPCodecTypeVideo && tr.Receiver().Track() != nil {
-			vssrc = uint32(tr.Receiver().Track().SSRC())
-		}
-	}
-	if err := v.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: vssrc}}); err != nil {
+	if err := v.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: videoSSRC(v)}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "the viewer's PLI at the top layer", func() bool {
@@ -319,33 +316,20 @@ func TestSimulcastPublisherTopLayerReachesViewer(t *testing.T) {
 	time.Sleep(2 * time.Second)
 
 	frames, _, hdrs := v.snapshot()
-	index := layerIndex(simLayerClips(t))
+	// Every frame is whole and from a layer, and every change of layer is
+	// at a keyframe carrying the new layer's SPS (what a decoder can follow).
+	runs := viewerLayerRuns(t, frames, layerIndex(simLayerClips(t)))
 	var seq []string // layer of each run of frames
+	for _, r := range runs {
+		w, h, _ := spsSize(frames[r.first].nalus)
+		seq = append(seq, r.rid)
+		t.Logf("frame %d: layer %s (%dx%d)", r.first, r.rid, w, h)
+	}
 	var gapAfterPause time.Duration
-	var prevAt time.Time
-	for n, f := range frames {
-		if !f.complete {
-			t.Fatalf("frame %d arrived with a sequence gap", n)
+	for n := 1; n < len(frames); n++ {
+		if d := frames[n].at.Sub(frames[n-1].at); frames[n].at.After(pausedAt) && d > gapAfterPause {
+			gapAfterPause = d
 		}
-		at, ok := index[frameKey(f.nalus)]
-		if !ok {
-			t.Fatalf("frame %d (%d NAL units) is no access unit of any layer", n, len(f.nalus))
-		}
-		rid, _, _ := strings.Cut(at, ":")
-		if len(seq) == 0 || seq[len(seq)-1] != rid {
-			// A decoder can follow a change of layer only at a keyframe
-			// carrying the new layer's SPS.
-			w, h, ok := spsSize(f.nalus)
-			if !f.keyframe() || !ok {
-				t.Fatalf("frame %d switches to layer %s without a keyframe and SPS", n, rid)
-			}
-			seq = append(seq, rid)
-			t.Logf("frame %d: layer %s (%dx%d) from %s", n, rid, w, h, at)
-		}
-		if f.at.After(pausedAt) && !prevAt.IsZero() && f.at.Sub(prevAt) > gapAfterPause {
-			gapAfterPause = f.at.Sub(prevAt)
-		}
-		prevAt = f.at
 	}
 	if got := strings.Join(seq, ","); got != "f,h,f" {
 		t.Fatalf("layers seen by the viewer: %s; want f,h,f (top, next while the top was paused, top again)", got)
@@ -353,18 +337,7 @@ func TestSimulcastPublisherTopLayerReachesViewer(t *testing.T) {
 	if gapAfterPause > 1500*time.Millisecond {
 		t.Errorf("the viewer's picture froze for %v when the top layer paused", gapAfterPause)
 	}
-	for i := 1; i < len(hdrs); i++ {
-		a, b := hdrs[i-1], hdrs[i]
-		if b.SequenceNumber != a.SequenceNumber+1 {
-			t.Fatalf("viewer packet %d: sequence number %d after %d", i, b.SequenceNumber, a.SequenceNumber)
-		}
-		if d := int32(b.Timestamp - a.Timestamp); d < 0 || d > 3*90000 {
-			t.Fatalf("viewer packet %d: timestamp step %d", i, d)
-		}
-		if b.SSRC != a.SSRC {
-			t.Fatalf("viewer packet %d: SSRC changed", i)
-		}
-	}
+	checkOneStream(t, hdrs)
 	if n := pub.layers["q"].plis.Load(); n != 0 {
 		t.Errorf("%d keyframe requests reached layer q, which was never needed", n)
 	}
@@ -487,24 +460,11 @@ a=simulcast:send q;h;f
 func TestSimulcastThroughRelayLink(t *testing.T) {
 	origin := startGateway(t, func(c *Config) { c.ClusterKey = clusterKey })
 	e := edge(t, time.Second, origin)
-	pub := publishSimulcast(t, origin, "sim/relayed")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pub.play(ctx)
-	}()
-	defer func() { cancel(); <-done }()
-	waitFor(t, 5*time.Second, "stream live", func() bool {
-		st, ok := origin.Hub().Get("sim/relayed")
-		return ok && st.Live()
-	})
+	playSimulcast(t, origin, "sim/relayed")
+	origin.waitStreamLive(t, 5*time.Second, "sim/relayed")
 	time.Sleep(500 * time.Millisecond)
 	v := e.view(t, "sim/relayed")
-	waitFor(t, 10*time.Second, "60 frames at the edge's viewer", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) >= 60
-	})
+	v.waitFrames(t, 10*time.Second, 60, "60 frames at the edge's viewer")
 	frames, _, _ := v.snapshot()
 	index := layerIndex(simLayerClips(t))
 	for n, f := range frames {
