@@ -21,26 +21,35 @@ import (
 	"github.com/livegate/livegate/relay/rtcclient/clip"
 )
 
-// publishClip plays the test clip's video (an IDR every 2 s) into the hub
-// at path, as a WebRTC publisher would, until the test ends.
-func publishClip(t *testing.T, env *ingesttest.Env, path string) {
+// publishClip plays the test clip (an IDR every 2 s; its Opus audio too
+// with audio) into the hub at path, as a WebRTC publisher would, until the
+// test ends.
+func publishClip(t *testing.T, env *ingesttest.Env, path string, audio bool) {
 	t.Helper()
 	video, err := clip.LoadH264("../../testdata/clip.h264")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := env.Hub.Publish(path, []relay.TrackInfo{
-		{Kind: codec.Video, Codec: relay.Codec{MimeType: codec.MimeH264, ClockRate: 90000,
-			Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}},
-	}, nopSource{})
+	tracks := []relay.TrackInfo{{Kind: codec.Video, Codec: relay.Codec{MimeType: codec.MimeH264, ClockRate: 90000,
+		Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}}}
+	var sound []clip.Sample
+	if audio {
+		if sound, err = clip.LoadOpus("../../testdata/clip.ogg"); err != nil {
+			t.Fatal(err)
+		}
+		tracks = append(tracks, relay.TrackInfo{Kind: codec.Audio,
+			Codec: relay.Codec{MimeType: codec.MimeOpus, ClockRate: 48000, Channels: 2}})
+	}
+	pub, err := env.Hub.Publish(path, tracks, nopSource{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done; pub.End("test over") })
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait(); pub.End("test over") })
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		pk := frames.NewPacketizer(codec.MimeH264, 96)
 		var ts uint32
 		_ = clip.Play(ctx, video, func(smp clip.Sample, _ int) error {
@@ -51,7 +60,26 @@ func publishClip(t *testing.T, env *ingesttest.Env, path string) {
 			return nil
 		})
 	}()
+	if !audio {
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ts uint32
+		var seq uint16
+		_ = clip.Play(ctx, sound, func(smp clip.Sample, _ int) error {
+			pub.WriteRTP(1, &rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: ts}, smp.Data)
+			seq++
+			ts += uint32(smp.Duration * 48000 / time.Second)
+			return nil
+		})
+	}()
 }
+
+type nopSource struct{}
+
+func (nopSource) RequestKeyframe(int) {}
 
 // rtspPlayer is a gortsplib client that records the video packets it gets.
 type rtspPlayer struct {
@@ -157,7 +185,7 @@ func nalTypes(units [][]byte) (types []int, idr bool) {
 func TestRTSPPlayersStartOnKeyframe(t *testing.T) {
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtsp.Params{})
-	publishClip(t, env, "room/kf")
+	publishClip(t, env, "room/kf", false)
 	env.WaitLive(t, "room/kf", 5*time.Second)
 	url := fmt.Sprintf("rtsp://%s/room/kf", s.Addr())
 

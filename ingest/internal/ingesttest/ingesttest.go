@@ -60,6 +60,18 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// Serve starts an ingest server with newServer(p) and closes it when the
+// test ends.
+func Serve[P any, S interface{ Close() }](t testing.TB, newServer func(P) (S, error), p P) S {
+	t.Helper()
+	s, err := newServer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 // Env is a relay hub for ingest tests.
 type Env struct {
 	Hub *relay.Hub
@@ -86,6 +98,24 @@ func (e *Env) WaitLive(t testing.TB, path string, timeout time.Duration) *relay.
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ExpectTestPattern waits until path is live with two tracks (H.264 and
+// Opus) and a viewer gets at least 60 video frames and 50 Opus packets, of
+// which at least 30 frames decode as the 640x360 TestPattern.
+func (e *Env) ExpectTestPattern(t testing.TB, path string) *relay.Stream {
+	t.Helper()
+	st := e.WaitLive(t, path, 15*time.Second)
+	if n := len(st.Tracks()); n != 2 {
+		t.Fatalf("%d tracks, want H.264 + Opus", n)
+	}
+	frames, audio := e.View(t, path).WaitMedia(t, 60, 50, 20*time.Second)
+	n, size := Decode(t, frames)
+	if size != "640x360" || n < 30 {
+		t.Fatalf("decoded %d frames of %s, want >= 30 of 640x360", n, size)
+	}
+	t.Logf("viewer: %d video frames (%d decoded), %d Opus packets", len(frames), n, audio)
+	return st
 }
 
 // Frame is one reassembled H.264 access unit.
@@ -280,6 +310,17 @@ func FFmpeg(t testing.TB, args ...string) (stop func() error) {
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
+}
+
+// RunFFmpeg runs ffmpeg with args to its end (at most timeout) and returns
+// what it printed.
+func RunFFmpeg(t testing.TB, timeout time.Duration, args ...string) (string, error) {
+	t.Helper()
+	bin := Need(t, "ffmpeg")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // TestPattern is ffmpeg's input arguments for a real-time test pattern
