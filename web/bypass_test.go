@@ -26,17 +26,11 @@ func TestBypassRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := framestest.Publish(hub, "room/cam")
+	_, stop, err := c.Start(hub, "room/cam")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	played := make(chan struct{})
-	go func() {
-		defer close(played)
-		c.Play(ctx, pub)
-	}()
-	defer func() { cancel(); <-played }()
+	defer stop()
 
 	fl := frames.New(frames.Params{})
 	hs := hls.New(hls.Params{Hub: hub, Frames: fl})

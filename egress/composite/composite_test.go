@@ -108,25 +108,9 @@ func publishClip(t *testing.T, hub *relay.Hub, path, dir string) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := framestest.Publish(hub, path)
+	_, stop, err = c.Start(hub, path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Play(ctx, pub)
-	}()
-	once := false
-	stop = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		<-done
-		pub.End("test over")
 	}
 	t.Cleanup(stop)
 	return stop

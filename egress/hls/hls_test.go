@@ -49,9 +49,8 @@ type fixture struct {
 	srv  *Server
 	base string
 	http *http.Server
-	stop context.CancelFunc
 	pub  *relay.Publication
-	done chan struct{}
+	stop func() // ends the clip's publication
 }
 
 // start publishes the clip at room/cam and serves HLS on 127.0.0.1.
@@ -67,18 +66,11 @@ func start(t *testing.T, p Params) *fixture {
 // startClip publishes c at room/cam and serves HLS on 127.0.0.1.
 func startClip(t *testing.T, p Params, c *framestest.Clip) *fixture {
 	t.Helper()
-	f := &fixture{hub: relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2}), done: make(chan struct{})}
-	pub, err := framestest.Publish(f.hub, "room/cam")
-	if err != nil {
+	f := &fixture{hub: relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2})}
+	var err error
+	if f.pub, f.stop, err = c.Start(f.hub, "room/cam"); err != nil {
 		t.Fatal(err)
 	}
-	f.pub = pub
-	ctx, cancel := context.WithCancel(context.Background())
-	f.stop = cancel
-	go func() {
-		defer close(f.done)
-		c.Play(ctx, pub)
-	}()
 	p.Hub, p.Logger = f.hub, testLogger()
 	if p.Frames == nil {
 		p.Frames = frames.New(frames.Params{Logger: testLogger()})
@@ -107,8 +99,7 @@ func startClip(t *testing.T, p Params, c *framestest.Clip) *fixture {
 	t.Cleanup(func() {
 		_ = f.http.Close()
 		f.srv.Close()
-		cancel()
-		<-f.done
+		f.stop()
 		f.hub.Close()
 	})
 	return f

@@ -291,20 +291,12 @@ func TestPublisherReconnectKeepsThePlaylist(t *testing.T) {
 	}
 	// End the clip publisher and publish again 1.5 s later.
 	f.stop()
-	<-f.done
-	f.pub.End("test: publisher dropped")
 	time.Sleep(1500 * time.Millisecond)
-	pub, err := framestest.Publish(f.hub, "room/cam")
+	_, stop, err := c.Start(f.hub, "room/cam")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	played := make(chan struct{})
-	go func() {
-		defer close(played)
-		c.Play(ctx, pub)
-	}()
-	defer func() { cancel(); <-played }()
+	defer stop()
 
 	prefixes := map[string]bool{}
 	var last string

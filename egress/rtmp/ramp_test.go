@@ -15,8 +15,6 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/livegate/livegate/egress/rtmp/rtmptest"
-	"github.com/livegate/livegate/relay"
-	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/frames/framestest"
 	"github.com/livegate/livegate/relay/rtcclient/clip"
 )
@@ -71,28 +69,6 @@ func rampClip(t *testing.T) *framestest.Clip {
 		c.VDur = append(c.VDur, s.Duration)
 	}
 	return c
-}
-
-// startPlaying publishes c at room/cam in real time.
-func startPlaying(t *testing.T, c *framestest.Clip) *fixture {
-	t.Helper()
-	hub := relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2})
-	pub, err := framestest.Publish(hub, "room/cam")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Play(ctx, pub)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		hub.Close()
-	})
-	return &fixture{hub: hub, fl: frames.New(frames.Params{Logger: testLogger()})}
 }
 
 // probedFrame is one decoded video frame as ffprobe reports it.

@@ -61,20 +61,20 @@ func startClip(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startPlaying(t, c)
+}
+
+// startPlaying publishes c at room/cam in real time.
+func startPlaying(t *testing.T, c *framestest.Clip) *fixture {
+	t.Helper()
 	hub := relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2})
-	pub, err := framestest.Publish(hub, "room/cam")
+	_, stop, err := c.Start(hub, "room/cam")
 	if err != nil {
+		hub.Close()
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Play(ctx, pub)
-	}()
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		stop()
 		hub.Close()
 	})
 	return &fixture{hub: hub, fl: frames.New(frames.Params{Logger: testLogger()})}
@@ -290,18 +290,15 @@ func TestVideoOnlyOverRTMPSAndRules(t *testing.T) {
 	waitState(t, m, in.ID, StateLive, 20*time.Second)
 	probe(t, "rtmp://"+ng.Addr()+"/live/cam", false)
 
-	pub, err := framestest.Publish(f.hub, "room/second")
+	c, err := framestest.Load("../../testdata")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := framestest.Load("../../testdata")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Play(ctx, pub)
-	}()
-	defer func() { cancel(); <-done }()
+	_, stop, err := c.Start(f.hub, "room/second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var auto *Info

@@ -34,17 +34,11 @@ func TestTwoReadersOneFFmpeg(t *testing.T) {
 	}
 	hub := relay.NewHub(relay.Params{Workers: 1})
 	defer hub.Close()
-	pub, err := framestest.Publish(hub, "room/cam")
+	_, stop, err := c.Start(hub, "room/cam")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	played := make(chan struct{})
-	go func() {
-		defer close(played)
-		c.Play(ctx, pub)
-	}()
-	defer func() { cancel(); <-played }()
+	defer stop()
 	st, _ := hub.Get("room/cam")
 	var opus *relay.Track
 	for _, tr := range st.Tracks() {

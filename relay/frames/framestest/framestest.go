@@ -5,6 +5,7 @@ package framestest
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -63,6 +64,30 @@ func (nopSource) RequestKeyframe(int) {}
 // Publish claims path on hub with the clip's tracks.
 func Publish(hub *relay.Hub, path string) (*relay.Publication, error) {
 	return hub.Publish(path, Tracks, nopSource{})
+}
+
+// Start claims path on hub with the clip's tracks and plays the clip into
+// it in real time, looping, until stop; stop waits for the player to
+// return and ends the publication (calling it again does nothing).
+func (c *Clip) Start(hub *relay.Hub, path string) (pub *relay.Publication, stop func(), err error) {
+	pub, err = Publish(hub, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Play(ctx, pub)
+	}()
+	var once sync.Once
+	return pub, func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			pub.End("test over")
+		})
+	}, nil
 }
 
 // Play writes the clip to pub in real time, looping, until ctx ends.
