@@ -4,7 +4,8 @@
 // words what works and what to change. window.check has the results for
 // tests: {state: 'running'|'done', verdict, case: 'udp'|'tcp'|'turn'|'none',
 // results: [{name, ok, detail}]}.
-import { parseIceLinks } from './whip-whep.js';
+import { api } from './api.js';
+import { iceGathered, parseIceLinks } from './whip-whep.js';
 
 const TIMEOUT_MS = 6000;
 const el = {
@@ -23,7 +24,7 @@ async function tryPath(transport, iceServers = [], relayOnly = false) {
     const dc = pc.createDataChannel('check');
     const opened = new Promise((resolve) => dc.addEventListener('message', resolve, { once: true }));
     await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc, relayOnly ? 3000 : 1000);
+    await iceGathered(pc, relayOnly ? 3000 : 1000);
     const res = await fetch(`/check/ice/${transport}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/sdp' },
@@ -64,19 +65,6 @@ async function pairText(pc) {
   }
 }
 
-function gathered(pc, ms) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    pc.addEventListener('icegatheringstatechange', () => {
-      if (pc.iceGatheringState === 'complete') {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-  });
-}
-
 function row(name, r) {
   const tr = document.createElement('tr');
   tr.dataset.ok = String(r.ok);
@@ -104,7 +92,7 @@ async function run() {
   let info;
   let servers = [];
   try {
-    const res = await fetch('/check/servers', { cache: 'no-store' });
+    const res = await api('/check/servers');
     if (!res.ok) throw new Error(`status ${res.status}`);
     info = await res.json();
     servers = parseIceLinks(res.headers.get('Link'));

@@ -3,7 +3,7 @@
 // stream is pushed (RTMP targets with their keys masked). It polls
 // GET /api/v1/rooms/ROOM/composite, which answers state "none" for a room
 // without a composite.
-import { authHeaders } from './room.js';
+import { api } from './api.js';
 
 const POLL_MS = 3000;
 
@@ -35,7 +35,7 @@ export class CompositeStatus {
   async poll() {
     let res;
     try {
-      res = await fetch(this.url, { headers: authHeaders(this.token), cache: 'no-store' });
+      res = await api(this.url, this.token);
     } catch {
       return; // unreachable for a moment: keep the last line
     }

@@ -1,10 +1,12 @@
 // Camera and microphone choice for the host page: constraints from the
 // device selects, and the selects filled from the browser's device list.
 
+import { CAMERA } from './media.js';
+
 // videoConstraints asks for 720p30 from the selected camera (any if none).
 export function videoConstraints(select) {
   const id = select.value;
-  return { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 }, ...(id ? { deviceId: { exact: id } } : {}) };
+  return { ...CAMERA, ...(id ? { deviceId: { exact: id } } : {}) };
 }
 
 // audioConstraints asks for the selected microphone (any if none).

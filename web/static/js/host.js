@@ -5,376 +5,19 @@
 // URL: /host/ROOM?identity=I&name=Display+Name&token=JWT
 // (or /host.html?room=ROOM&...). With room and identity (or a token) the
 // page joins and goes live at once; &autostart=0 joins without going live,
-// for a device check first.
+// for a device check first. Its state is in host-state.js, the camera
+// and microphone in host-media.js, the WHIP sessions in host-publish.js.
 
-import { Connection, publish } from './whip-whep.js';
+import { authHeaders, takeTokenFromURL, whoami } from './api.js';
 import { ChatPanel } from './chat.js';
-import { StreamGrid } from './grid.js';
-import { format, statsLoop } from './stats.js';
-import { mediaError } from './media.js';
-import { audioConstraints as audioConstraintsOf, fillDeviceSelects, videoConstraints as videoConstraintsOf } from './devices.js';
-import { LevelMeter } from './level-meter.js';
-import { LogPanel } from './log-panel.js';
 import { CompositeStatus } from './composite.js';
-import { authHeaders, Room, roomFromURL, SCREEN_SUFFIX, SEGMENT, takeTokenFromURL, whoami } from './room.js';
-
-const $ = (id) => document.getElementById(id);
-
-const st = {
-  phase: 'setup', // setup, joining, joined, left, error
-  error: '',
-  room: '',
-  identity: '',
-  name: '',
-  token: '',
-  me: null, // from /api/v1/me
-  roomClient: null,
-  grid: null,
-  media: null, // camera and microphone
-  pub: { state: 'idle', error: '', conn: new Connection(null, (...a) => onPubChange(...a)), stopStats: null, stats: null },
-  screen: { state: 'idle', error: '', conn: new Connection(null, (...a) => onScreenChange(...a)), media: null },
-  micMuted: false,
-  camMuted: false,
-};
-
-// ---- log panel ----
-
-const logPanel = new LogPanel($('log'));
-const log = (level, text) => logPanel.add(level, text);
-
-// ---- status ----
-
-function setPhase(phase, msg = '') {
-  st.phase = phase;
-  st.error = phase === 'error' ? msg : '';
-  const labels = { setup: 'not joined', joining: 'joining', joined: 'in the room', left: 'left', error: 'error' };
-  $('room-state').dataset.state = phase === 'joined' ? 'live' : phase;
-  $('room-state').textContent = labels[phase] || phase;
-  $('room-msg').textContent = msg;
-  $('room-msg').classList.toggle('error', phase === 'error');
-  const inRoom = phase === 'joining' || phase === 'joined';
-  $('setup').hidden = inRoom;
-  $('studio').hidden = !inRoom;
-  $('room-title').textContent = st.room ? `Room ${st.room}` : '';
-  renderControls();
-}
-
-function setPub(state, msg = '') {
-  st.pub.state = state;
-  st.pub.error = state === 'error' ? msg : '';
-  const b = $('pub-state');
-  b.dataset.state = state;
-  b.textContent = state === 'live' ? 'live' : state === 'idle' ? 'not live' : state;
-  $('pub-msg').textContent = msg;
-  $('pub-msg').classList.toggle('error', state === 'error');
-  renderControls();
-}
-
-function setScreen(state, msg = '') {
-  st.screen.state = state;
-  st.screen.error = state === 'error' ? msg : '';
-  $('screen-box').hidden = state === 'idle' || state === 'error';
-  $('screen-state').dataset.state = state;
-  $('screen-state').textContent = state === 'live' ? 'screen live' : `screen ${state}`;
-  if (msg) $('pub-msg').textContent = msg;
-  renderControls();
-}
-
-function renderControls() {
-  const pubBusy = st.pub.state === 'connecting' || st.pub.state === 'live';
-  const joined = st.phase === 'joined' || st.phase === 'joining';
-  $('go-live').disabled = !joined || pubBusy || !canPublish();
-  $('stop-live').disabled = !pubBusy;
-  const screenBusy = st.screen.state === 'connecting' || st.screen.state === 'live';
-  $('share').textContent = screenBusy ? 'Stop sharing' : 'Share screen';
-  $('share').setAttribute('aria-pressed', String(screenBusy));
-  $('share').disabled = !joined || !canPublish() || !navigator.mediaDevices?.getDisplayMedia;
-  $('mute-mic').textContent = st.micMuted ? 'Unmute mic' : 'Mute mic';
-  $('mute-mic').setAttribute('aria-pressed', String(st.micMuted));
-  $('mute-mic').disabled = !st.media?.getAudioTracks().length;
-  $('mute-cam').textContent = st.camMuted ? 'Camera on' : 'Camera off';
-  $('mute-cam').setAttribute('aria-pressed', String(st.camMuted));
-  $('mute-cam').disabled = !st.media?.getVideoTracks().length;
-}
-
-function canPublish() {
-  return !st.me || st.me.open || (st.me.grants || []).includes('publish');
-}
-
-function canChat() {
-  return !st.me || st.me.open || (st.me.grants || []).includes('chat');
-}
-
-// ---- browser support ----
-
-function supportChecks() {
-  const caps = window.RTCRtpSender?.getCapabilities?.('video')?.codecs || [];
-  return [
-    ['WebRTC', !!window.RTCPeerConnection],
-    ['Camera and microphone', !!navigator.mediaDevices?.getUserMedia && window.isSecureContext],
-    ['Screen sharing', !!navigator.mediaDevices?.getDisplayMedia],
-    ['H.264 video', caps.some((c) => c.mimeType === 'video/H264')],
-    ['Codec preferences', !!window.RTCRtpTransceiver?.prototype?.setCodecPreferences],
-    ['Room events (EventSource)', !!window.EventSource],
-    ['Mic level meter (Web Audio)', !!(window.AudioContext || window.webkitAudioContext)],
-  ];
-}
-
-function renderSupport() {
-  $('support').replaceChildren(
-    ...supportChecks().map(([what, ok]) => {
-      const li = document.createElement('li');
-      li.dataset.ok = String(ok);
-      li.textContent = `${ok ? '✓' : '✗'} ${what}`;
-      return li;
-    }),
-  );
-}
-
-// ---- devices ----
-
-const videoConstraints = () => videoConstraintsOf($('camera-select'));
-const audioConstraints = () => audioConstraintsOf($('mic-select'));
-
-// startMedia opens the camera and microphone once, however many callers
-// ask at the same time.
-let mediaPending = null;
-function startMedia() {
-  if (st.media) return Promise.resolve(st.media);
-  mediaPending ??= openMedia().finally(() => {
-    mediaPending = null;
-  });
-  return mediaPending;
-}
-
-async function openMedia() {
-  if (!navigator.mediaDevices?.getUserMedia) {
-    throw new Error('This browser cannot capture the camera here (it needs https or localhost).');
-  }
-  let media = null;
-  let first = null;
-  for (const c of [{ video: videoConstraints(), audio: audioConstraints() }, { video: videoConstraints() }, { audio: audioConstraints() }]) {
-    try {
-      media = await navigator.mediaDevices.getUserMedia(c);
-      break;
-    } catch (err) {
-      first ??= err;
-      if (err.name !== 'NotFoundError' && err.name !== 'OverconstrainedError') break;
-    }
-  }
-  if (!media) throw new Error(mediaError(first));
-  if (st.phase !== 'joining' && st.phase !== 'joined') {
-    // Left the room meanwhile.
-    media.getTracks().forEach((t) => t.stop());
-    throw new Error('not in a room');
-  }
-  st.media = media;
-  applyMutes();
-  $('preview').srcObject = media;
-  $('preview-off').hidden = media.getVideoTracks().length > 0;
-  meter.attach(media);
-  await listDevices();
-  renderControls();
-  const v = media.getVideoTracks()[0];
-  const a = media.getAudioTracks()[0];
-  log('info', `Devices: ${v ? v.label || 'camera' : 'no camera'}, ${a ? a.label || 'microphone' : 'no microphone'}`);
-  return media;
-}
-
-function stopMedia() {
-  st.media?.getTracks().forEach((t) => t.stop());
-  st.media = null;
-  meter.attach(null);
-  $('preview').srcObject = null;
-  $('preview-off').hidden = false;
-  renderControls();
-}
-
-function listDevices() {
-  return fillDeviceSelects($('camera-select'), $('mic-select'), st.media);
-}
-
-// switchDevice opens the newly selected camera or microphone and swaps it
-// into the preview and, when live, into the running session.
-async function switchDevice(kind) {
-  if (!st.media) return;
-  try {
-    const c = kind === 'video' ? { video: videoConstraints() } : { audio: audioConstraints() };
-    const fresh = await navigator.mediaDevices.getUserMedia(c);
-    const track = kind === 'video' ? fresh.getVideoTracks()[0] : fresh.getAudioTracks()[0];
-    const old = kind === 'video' ? st.media.getVideoTracks()[0] : st.media.getAudioTracks()[0];
-    if (old) {
-      st.media.removeTrack(old);
-      old.stop();
-    }
-    st.media.addTrack(track);
-    applyMutes();
-    // The transceiver's receiver track tells its kind even when the sender has none.
-    const tr = st.pub.conn.session?.pc.getTransceivers().find((t) => t.receiver.track?.kind === kind);
-    if (tr) await tr.sender.replaceTrack(track);
-    if (kind === 'audio') meter.attach(st.media);
-    $('preview').srcObject = st.media;
-    log('info', `Switched ${kind === 'video' ? 'camera' : 'microphone'} to ${track.label || 'another device'}`);
-  } catch (err) {
-    log('error', mediaError(err));
-  }
-}
-
-function applyMutes() {
-  st.media?.getAudioTracks().forEach((t) => (t.enabled = !st.micMuted));
-  st.media?.getVideoTracks().forEach((t) => (t.enabled = !st.camMuted));
-}
-
-function muteMic(on = !st.micMuted) {
-  st.micMuted = !!on;
-  applyMutes();
-  log('info', st.micMuted ? 'Microphone muted' : 'Microphone on');
-  renderControls();
-}
-
-function muteCamera(on = !st.camMuted) {
-  st.camMuted = !!on;
-  applyMutes();
-  $('preview-off').hidden = !st.camMuted && !!st.media?.getVideoTracks().length;
-  $('preview-off').textContent = st.camMuted ? 'Camera off' : 'No camera';
-  log('info', st.camMuted ? 'Camera off' : 'Camera on');
-  renderControls();
-}
-
-const meter = new LevelMeter($('meter-bar'), $('meter'));
-
-// ---- publishing ----
-
-function whipURL(name) {
-  const q = st.me?.open && st.name ? `?name=${encodeURIComponent(st.name)}` : '';
-  return `/whip/${st.room}/${name}${q}`;
-}
-
-function goLive() {
-  if (st.pub.conn.busy) return;
-  if (st.phase !== 'joined' && st.phase !== 'joining') return;
-  st.pub.conn.start(async (opts) => {
-    const media = await startMedia();
-    opts.signal.throwIfAborted();
-    setPub('connecting', `Connecting to ${st.room}/${st.identity}…`);
-    return publish(whipURL(st.identity), media, { headers: authHeaders(st.token), ...opts });
-  });
-}
-
-function onPubChange(state, c, prev) {
-  if (state !== 'live' && state !== 'interrupted') stopPubStats();
-  switch (state) {
-    case 'connecting':
-      setPub('connecting', 'Starting the camera…');
-      break;
-    case 'live':
-      setPub('live', `Live in ${st.room} as ${st.identity}`);
-      if (prev === 'interrupted') {
-        log('info', 'Connection recovered');
-        break;
-      }
-      log('info', `Published ${st.room}/${st.identity}`);
-      st.pub.stopStats = statsLoop(c.session.pc, 'outbound-rtp', (s) => {
-        st.pub.stats = s;
-        $('pub-stats').textContent = format(s);
-      });
-      break;
-    case 'interrupted':
-      setPub('connecting', 'Connection interrupted, trying to recover…');
-      log('warn', 'Connection to the server interrupted');
-      break;
-    case 'ended':
-    case 'failed':
-      setPub('error', 'The connection to the server was lost.');
-      log('error', 'Publishing stopped: the connection to the server was lost');
-      break;
-    case 'error':
-      setPub('error', c.error.message);
-      log('error', `Cannot go live: ${c.error.message}`);
-      break;
-  }
-}
-
-function stopPubStats() {
-  st.pub.stopStats?.();
-  st.pub.stopStats = null;
-  st.pub.stats = null;
-  $('pub-stats').textContent = '';
-}
-
-function endPublishing(opts) {
-  stopPubStats();
-  return st.pub.conn.stop({ quiet: true, ...opts });
-}
-
-async function stopLive() {
-  const was = st.pub.state;
-  await endPublishing();
-  setPub('idle', was === 'live' ? 'Stopped. The others no longer see you.' : '');
-  if (was === 'live') log('info', `Stopped publishing ${st.room}/${st.identity}`);
-}
-
-// ---- screen share ----
-
-function shareScreen() {
-  if (st.screen.conn.busy) return;
-  st.screen.conn.start(async (opts) => {
-    const media = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
-    if (opts.signal.aborted) {
-      media.getTracks().forEach((t) => t.stop());
-      opts.signal.throwIfAborted();
-    }
-    st.screen.media = media;
-    $('screen-preview').srcObject = media;
-    // The browser's own "Stop sharing" button.
-    media.getVideoTracks()[0]?.addEventListener('ended', () => st.screen.media === media && stopScreen());
-    return publish(whipURL(st.identity + SCREEN_SUFFIX), media, { headers: authHeaders(st.token), ...opts });
-  });
-}
-
-function onScreenChange(state, c, prev) {
-  switch (state) {
-    case 'connecting':
-      setScreen('connecting');
-      break;
-    case 'live':
-      setScreen('live');
-      if (prev === 'connecting') log('info', `Sharing the screen as ${st.room}/${st.identity}${SCREEN_SUFFIX}`);
-      break;
-    case 'ended':
-    case 'failed':
-      log('error', 'Screen share stopped: the connection to the server was lost');
-      stopScreen();
-      break;
-    case 'error': {
-      releaseScreen();
-      const cancelled = c.error.name === 'NotAllowedError';
-      const msg = cancelled ? 'Screen sharing was cancelled.' : `Cannot share the screen: ${c.error.message}`;
-      setScreen('error', msg);
-      log(cancelled ? 'warn' : 'error', msg);
-      break;
-    }
-  }
-}
-
-function releaseScreen() {
-  st.screen.media?.getTracks().forEach((t) => t.stop());
-  st.screen.media = null;
-  $('screen-preview').srcObject = null;
-}
-
-function endScreen(opts) {
-  const stopped = st.screen.conn.stop({ quiet: true, ...opts });
-  releaseScreen();
-  return stopped;
-}
-
-async function stopScreen() {
-  const was = st.screen.state;
-  await endScreen();
-  setScreen('idle');
-  if (was === 'live') log('info', 'Stopped sharing the screen');
-}
+import { StreamGrid } from './grid.js';
+import { listDevices, meter, muteCamera, muteMic, startMedia, stopMedia, switchDevice } from './host-media.js';
+import { endPublishing, endScreen, goLive, shareScreen, stopLive, stopScreen } from './host-publish.js';
+import { $, canChat, log, logPanel, setPhase, setPub, setScreen, st } from './host-state.js';
+import { readOnly } from './hooks.js';
+import { Room, roomFromURL, SCREEN_SUFFIX, SEGMENT } from './room.js';
+import { renderSupport, supportChecks } from './support.js';
 
 // ---- joining and leaving ----
 
@@ -575,7 +218,7 @@ window.addEventListener('pagehide', () => leave({ keepalive: true }));
 
 // ---- start ----
 
-renderSupport();
+renderSupport($('support'));
 setPhase('setup');
 setPub('idle');
 {
@@ -613,70 +256,44 @@ setPub('idle');
 }
 
 // Hooks for tests and the console.
-window.livegate = {
-  host: {
-    get phase() {
-      return st.phase;
-    },
-    get state() {
-      return st.pub.state;
-    },
-    get error() {
-      return st.pub.error || st.error;
-    },
-    get room() {
-      return st.room;
-    },
-    get identity() {
-      return st.identity;
-    },
-    get name() {
-      return st.name;
-    },
-    get screen() {
-      return st.screen.state;
-    },
-    get pc() {
-      return st.pub.conn.session?.pc ?? null;
-    },
-    get stats() {
-      return st.pub.stats;
-    },
-    get micMuted() {
-      return st.micMuted;
-    },
-    get cameraMuted() {
-      return st.camMuted;
-    },
-    get micLevel() {
-      return meter.level;
-    },
-    get devices() {
-      return {
-        cameras: [...$('camera-select').options].map((o) => o.textContent),
-        mics: [...$('mic-select').options].map((o) => o.textContent),
-      };
-    },
-    get support() {
-      return Object.fromEntries(supportChecks());
-    },
-    join: (autostart = true) => join({ autostart }),
-    goLive,
-    stop: stopLive,
-    leave: () => leave(),
-    shareScreen,
-    stopScreen,
-    muteMic,
-    muteCamera,
-    sendChat: (text) => chat.send(text),
+window.livegate = readOnly(
+  {
+    room: () => st.roomClient?.snapshot() ?? null,
+    tiles: () => st.grid?.info() ?? [],
+    log: () => logPanel.entries.map((l) => `${l.level}: ${l.text}`),
   },
-  get room() {
-    return st.roomClient?.snapshot() ?? null;
+  {
+    host: readOnly(
+      {
+        phase: () => st.phase,
+        state: () => st.pub.state,
+        error: () => st.pub.error || st.error,
+        room: () => st.room,
+        identity: () => st.identity,
+        name: () => st.name,
+        screen: () => st.screen.state,
+        pc: () => st.pub.conn.session?.pc ?? null,
+        stats: () => st.pub.stats,
+        micMuted: () => st.micMuted,
+        cameraMuted: () => st.camMuted,
+        micLevel: () => meter.level,
+        devices: () => ({
+          cameras: [...$('camera-select').options].map((o) => o.textContent),
+          mics: [...$('mic-select').options].map((o) => o.textContent),
+        }),
+        support: () => Object.fromEntries(supportChecks()),
+      },
+      {
+        join: (autostart = true) => join({ autostart }),
+        goLive,
+        stop: stopLive,
+        leave: () => leave(),
+        shareScreen,
+        stopScreen,
+        muteMic,
+        muteCamera,
+        sendChat: (text) => chat.send(text),
+      },
+    ),
   },
-  get tiles() {
-    return st.grid?.info() ?? [];
-  },
-  get log() {
-    return logPanel.entries.map((l) => `${l.level}: ${l.text}`);
-  },
-};
+);

@@ -1,13 +1,15 @@
 // The /recordings page: lists recordings (admin key or admin token in
 // ?access_token=) and plays one with the browser's own HLS support
 // (Safari, and Chromium builds with native HLS).
+import { api } from './api.js';
+
 const list = document.getElementById('list'), player = document.getElementById('player');
 const token = new URLSearchParams(location.search).get('access_token');
 const q = token ? '?access_token=' + encodeURIComponent(token) : '';
 // The list goes with a header (the API refuses admin tokens in URLs); only
 // playback, by the browser's player, carries the token in its URL.
 if (token) history.replaceState(null, '', location.pathname + location.hash);
-const res = await fetch('/api/v1/recordings', { headers: token ? { Authorization: 'Bearer ' + token } : {} });
+const res = await api('/api/v1/recordings', token);
 const body = await res.json();
 list.textContent = '';
 if (!res.ok) { list.innerHTML = '<tr><td colspan="6"></td></tr>'; list.querySelector('td').textContent = body.error; }

@@ -11,61 +11,11 @@
 // messages); later events change it. After a reconnect the next snapshot
 // replaces everything, so nothing is counted twice.
 
+import { api, apiError } from './api.js';
+
 export const SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
 export const SCREEN_SUFFIX = '-screen';
 export const MAX_CHAT_BYTES = 2048;
-
-/** An error answer from the API: {"code", "error"}. */
-export class APIError extends Error {
-  constructor(message, status, code) {
-    super(message);
-    this.name = 'APIError';
-    this.status = status;
-    this.code = code;
-  }
-}
-
-export function authHeaders(token) {
-  return token ? { Authorization: `Bearer ${token}` } : {};
-}
-
-async function apiError(res) {
-  let code = '';
-  let msg = '';
-  try {
-    const body = await res.json();
-    code = body.code || '';
-    msg = body.error || '';
-  } catch {
-    // not JSON
-  }
-  return new APIError(msg || `${res.status} ${res.statusText}`.trim(), res.status, code);
-}
-
-/**
- * What a token allows: {open: true} when the gateway needs no token from
- * this browser, else the token's room, identity, name and grants.
- */
-export async function whoami(token) {
-  const res = await fetch('/api/v1/me', { cache: 'no-store', headers: authHeaders(token) });
-  if (!res.ok) throw await apiError(res);
-  return res.json();
-}
-
-/**
- * takeTokenFromURL returns ?token= and removes it from the address bar and
- * history, so that it does not leak through bookmarks or screen shares.
- */
-export function takeTokenFromURL() {
-  const q = new URLSearchParams(location.search);
-  const token = q.get('token') || '';
-  if (q.has('token')) {
-    q.delete('token');
-    const rest = q.toString();
-    history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash);
-  }
-  return token;
-}
 
 /** The room name from /PREFIX/ROOM or ?room=. */
 export function roomFromURL(prefix) {
@@ -169,10 +119,7 @@ export class Room extends EventTarget {
   async _explainFailure() {
     let err = null;
     try {
-      const res = await fetch(`/api/v1/rooms/${encodeURIComponent(this.name)}`, {
-        cache: 'no-store',
-        headers: authHeaders(this.token),
-      });
+      const res = await api(`/api/v1/rooms/${encodeURIComponent(this.name)}`, this.token);
       if (!res.ok) err = await apiError(res);
     } catch (e) {
       err = new Error(`cannot reach the server (${e.message})`);
@@ -243,9 +190,9 @@ export class Room extends EventTarget {
       if (identity) body.identity = identity;
       if (name) body.name = name;
     }
-    const res = await fetch(`/api/v1/rooms/${encodeURIComponent(this.name)}/chat`, {
+    const res = await api(`/api/v1/rooms/${encodeURIComponent(this.name)}/chat`, this.token, {
       method: 'POST',
-      headers: { ...authHeaders(this.token), 'Content-Type': 'application/json' },
+      headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(body),
     });
     if (!res.ok) {

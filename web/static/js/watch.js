@@ -6,7 +6,9 @@
 
 import { ChatPanel } from './chat.js';
 import { StreamGrid } from './grid.js';
-import { authHeaders, Room, roomFromURL, SEGMENT, takeTokenFromURL, whoami } from './room.js';
+import { authHeaders, takeTokenFromURL, whoami } from './api.js';
+import { readOnly } from './hooks.js';
+import { Room, roomFromURL, SEGMENT } from './room.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -108,15 +110,11 @@ if (st.token) $('token').value = st.token;
 start();
 
 // Hooks for tests and the console.
-window.livegate = {
-  get room() {
-    return st.client?.snapshot() ?? null;
+window.livegate = readOnly(
+  {
+    room: () => st.client?.snapshot() ?? null,
+    tiles: () => st.grid?.info() ?? [],
+    canChat: () => !$('chat-text').disabled,
   },
-  get tiles() {
-    return st.grid?.info() ?? [];
-  },
-  get canChat() {
-    return !$('chat-text').disabled;
-  },
-  sendChat: (text) => chat.send(text),
-};
+  { sendChat: (text) => chat.send(text) },
+);

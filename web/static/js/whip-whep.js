@@ -1,4 +1,4 @@
-// WHIP (RFC 9725) publish and WHEP play for browsers. No dependencies.
+// WHIP (RFC 9725) publish and WHEP play for browsers.
 //
 //   const s = await publish('/whip/room/name', mediaStream);
 //   await s.connected;           // media flows
@@ -15,8 +15,8 @@
 // before it gathers candidates, so without opts.iceServers the first
 // session of an endpoint asks for them with an OPTIONS request (with the
 // same headers as the POST); the list of every 201 is kept for the next. Server errors
-// (JSON {"code": "...", "error": "message"}) are thrown as HTTPError with the
-// server's message.
+// (JSON {"code": "...", "error": "message"}) are thrown as APIError (api.js)
+// with the server's message.
 //
 // A session's state is the peer connection's, except that it is 'closed' as
 // soon as the server ends the session: the server's DTLS close arrives at
@@ -30,18 +30,9 @@
 //   c.start();                   // connecting, then live (or error)
 //   c.stop();                    // idle
 
-const SDP = 'application/sdp';
+import { apiError } from './api.js';
 
-/** An error answer from a WHIP/WHEP server. */
-export class HTTPError extends Error {
-  constructor(message, status, code, body) {
-    super(message);
-    this.name = 'HTTPError';
-    this.status = status; // HTTP status
-    this.code = code; // the server's error code, e.g. "stream_not_found"
-    this.body = body; // the parsed JSON body, if any
-  }
-}
+const SDP = 'application/sdp';
 
 /**
  * Publishes every track of stream to a WHIP endpoint.
@@ -382,7 +373,7 @@ async function negotiate(url, pc, opts) {
     if (err.name === 'AbortError') throw err;
     throw Object.assign(new Error(`cannot reach the server (${err.message})`), { code: 'unreachable' });
   }
-  if (res.status !== 201) throw await httpError(res);
+  if (res.status !== 201) throw await apiError(res);
   if (!opts.iceServers || res.headers.has('Link')) {
     // Kept for the next session (a reconnect), with fresh credentials.
     iceCache.set(new URL(url, location.href).href, { servers: parseIceLinks(res.headers.get('Link')), until: Date.now() + iceCacheMs });
@@ -403,9 +394,11 @@ async function negotiate(url, pc, opts) {
   return session;
 }
 
-// iceGathered resolves once every candidate is in the local description, or
-// after ms: host candidates come at once, the rest is not worth waiting for.
-function iceGathered(pc, ms, signal) {
+/**
+ * iceGathered resolves once every candidate is in the local description, or
+ * after ms: host candidates come at once, the rest is not worth waiting for.
+ */
+export function iceGathered(pc, ms, signal) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = () => {
@@ -455,21 +448,4 @@ function connected(session, ms) {
     off = session.onState(check);
     check(session.state);
   });
-}
-
-async function httpError(res) {
-  let body = null;
-  let msg = '';
-  try {
-    const text = await res.text();
-    try {
-      body = JSON.parse(text);
-      msg = typeof body?.error === 'string' ? body.error : '';
-    } catch {
-      msg = text.trim().slice(0, 300);
-    }
-  } catch {
-    // no body
-  }
-  return new HTTPError(msg || `${res.status} ${res.statusText}`.trim(), res.status, body?.code, body);
 }
