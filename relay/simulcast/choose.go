@@ -18,6 +18,34 @@ type Feedback struct {
 	// Loss is the fraction of packets lost since the viewer's previous
 	// receiver report, 0 to 1; negative if this feedback has none.
 	Loss float64
+	// Overuse: a send-side estimator saw the link carry less than was
+	// sent (loss, or a standing queue); Bitrate is what it carried.
+	Overuse bool
+	// Probe is the outcome of a probe the Switcher asked its Prober for;
+	// Bitrate is then what the link delivered during the probe.
+	Probe ProbeResult
+}
+
+// ProbeResult is the outcome of a probe.
+type ProbeResult uint8
+
+// Probe results.
+const (
+	NoProbe      ProbeResult = iota // the feedback is no probe's
+	ProbeCarried                    // the link carried the probe's rate
+	ProbeFailed                     // it did not
+)
+
+// Prober is a viewer transport that can test whether the viewer's link
+// carries a higher bitrate (padding for a moment, judged by transport-cc
+// feedback) before the viewer is moved to a layer that sends it.
+type Prober interface {
+	// CanProbe reports whether probes are possible for this viewer.
+	CanProbe() bool
+	// Probe starts one so that the viewer receives about rate bits per
+	// second in all; false if it cannot now. The outcome comes as Feedback
+	// with Probe set.
+	Probe(rate float64) bool
 }
 
 // Policy. A receiver's estimate (REMB) cannot say how much more its link
@@ -55,6 +83,17 @@ const (
 	// settle: feedback right after a switch down still describes the layer
 	// the viewer left.
 	settle = 1500 * time.Millisecond
+
+	// With a Prober, a try up is a probe at the next layer's bitrate times
+	// upHeadroom first; the viewer moves only if the link carried it. A
+	// failed probe costs a packet or two, not a second of them, so the
+	// limit above does not hold probes back (only a move up that failed
+	// after a probe said yes does); failed probes double the clean spell
+	// (probeWait, up to maxProbeWait) as failed tries do.
+	probeTimeout = 3 * time.Second
+	// probeQuiet: loss right after a probe is the probe's own (it filled
+	// the queue for a moment), not news about the link.
+	probeQuiet = 1500 * time.Millisecond
 )
 
 // chooser decides which layer one viewer should get. Layers are given
@@ -74,10 +113,19 @@ type chooser struct {
 	limitTTL  time.Duration
 	settleTo  time.Time
 	lastLoss  float64
+	limitTry  bool // the limit comes from a move up that failed
+
+	probing  bool      // the viewer's transport probes before a move up
+	probeTo  int       // layer a probe is out for; -1: none
+	probeAt  time.Time // when it was asked for (zero: none yet)
+	askProbe float64   // rate of a probe to start (the Switcher takes it)
+	measured bool      // estimate is from the send side (overuse or probe)
+	// start is a known estimate for a new viewer (see startCap); 0: none.
+	start float64
 }
 
 func newChooser(pin string) chooser {
-	return chooser{pin: pin, cap: -1, wait: probeWait, limitIdx: -1}
+	return chooser{pin: pin, cap: -1, wait: probeWait, limitIdx: -1, probeTo: -1}
 }
 
 // pinIndex resolves a pinned layer among n layers (-1 if it names none).
@@ -146,6 +194,7 @@ func (c *chooser) congested(now time.Time, to, from int) {
 			c.limitTTL = min(2*c.limitTTL, maxLimitTTL) // a try failed again
 		}
 		c.limitIdx, c.limitAt = from, now
+		c.limitTry = !c.lastUp.IsZero() && now.Sub(c.lastUp) < probeFail
 	}
 	to = max(to, 0)
 	if c.cap < 0 || to < c.cap {
@@ -165,6 +214,30 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 		cur = -1
 	}
 	settled := !now.Before(c.settleTo)
+	quiet := !c.probeAt.IsZero() && now.Sub(c.probeAt) < probeQuiet
+	if c.probeTo >= 0 && now.Sub(c.probeAt) > probeTimeout {
+		fb.Probe = ProbeFailed // no outcome came: as good as failed
+	}
+	switch {
+	case fb.Probe != NoProbe:
+		c.probed(now, fb, len(infos))
+		return
+	case fb.Overuse:
+		if fb.Bitrate > 0 {
+			c.estimate, c.estimateAt, c.measured = fb.Bitrate, now, true
+		}
+		if cur > 0 && settled && !quiet {
+			to := cur - 1
+			if fb.Bitrate > 0 {
+				to = min(to, fit(infos, fb.Bitrate, cur))
+			}
+			c.congested(now, to, cur)
+		}
+		fb.Bitrate = 0 // not a receiver's estimate
+	}
+	if settled && quiet {
+		settled = false
+	}
 	if fb.Bitrate > 0 {
 		prev := c.estimate
 		if prev > 0 && now.Sub(c.estimateAt) > estimateTTL {
@@ -176,7 +249,7 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 			b := float64(infos[cur].Bitrate)
 			if b > 0 && fb.Bitrate < b*keepHeadroom && falling {
 				c.congested(now, fit(infos, fb.Bitrate, cur), cur)
-			} else if c.cap >= 0 {
+			} else if c.cap >= 0 && !c.probing {
 				if f := fit(infos, fb.Bitrate, cur); f > c.cap {
 					c.raise(f, len(infos))
 				}
@@ -196,11 +269,16 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 			}
 		}
 	}
-	// A clean spell: try the next layer up.
-	if c.cap >= 0 && cur >= c.cap && !c.goodSince.IsZero() && now.Sub(c.goodSince) >= c.wait && !c.limited(now, infos, c.cap+1) {
-		c.raise(c.cap+1, len(infos))
-		// The receiver's estimate starts following the new layer now.
-		c.lastUp, c.goodSince = now, now
+	// A clean spell: try the next layer up (with a Prober: probe it).
+	if c.cap >= 0 && cur >= c.cap && c.probeTo < 0 && !c.goodSince.IsZero() && now.Sub(c.goodSince) >= c.wait && !c.limited(now, infos, c.cap+1) {
+		next := c.cap + 1
+		if b := float64(infos[min(next, len(infos)-1)].Bitrate); c.probing && b > 0 {
+			c.probeTo, c.probeAt, c.askProbe = next, now, b*upHeadroom
+		} else {
+			c.raise(next, len(infos))
+			// The receiver's estimate starts following the new layer now.
+			c.lastUp, c.goodSince = now, now
+		}
 	}
 	if c.cap < 0 && !c.lastUp.IsZero() && now.Sub(c.lastUp) > 4*probeFail {
 		// A long clean run on the top layer: forget the failed tries.
@@ -213,6 +291,9 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 func (c *chooser) limited(now time.Time, infos []relay.LayerInfo, i int) bool {
 	if c.limitIdx < 0 || now.Sub(c.limitAt) >= c.limitTTL || i < 0 || i >= len(infos) {
 		return false
+	}
+	if c.probing && !c.limitTry {
+		return false // a probe, not a move, tells whether the link carries it
 	}
 	// By position: a layer's measured bitrate swings with its encoder.
 	return i >= c.limitIdx
@@ -248,9 +329,87 @@ func (c *chooser) choose(now time.Time, infos []relay.LayerInfo, cur int) int {
 	if p := pinIndex(c.pin, infos); p >= 0 {
 		return highestActive(p)
 	}
+	if c.start > 0 {
+		c.startCap(now, infos)
+	}
 	want := len(infos) - 1
 	if c.cap >= 0 {
 		want = min(want, c.cap)
 	}
 	return highestActive(want)
+}
+
+// probed takes a probe's outcome: a move up if the link carried it, else
+// a longer clean spell before the next probe.
+func (c *chooser) probed(now time.Time, fb Feedback, layers int) {
+	to := c.probeTo
+	c.probeTo, c.askProbe = -1, 0
+	if to < 0 {
+		return // not asked for (or timed out already)
+	}
+	if fb.Probe == ProbeCarried {
+		if fb.Bitrate > 0 {
+			c.estimate, c.estimateAt, c.measured = fb.Bitrate, now, true
+		}
+		if c.cap >= 0 && to > c.cap {
+			c.raise(to, layers)
+			c.lastUp = now
+		}
+		c.goodSince = now
+		return
+	}
+	c.wait = min(2*c.wait, maxProbeWait)
+	c.goodSince = now
+}
+
+// takeProbe returns the rate of a probe to start now, 0 if none.
+func (c *chooser) takeProbe() float64 {
+	r := c.askProbe
+	c.askProbe = 0
+	return r
+}
+
+// cannotProbe: the Prober could not start the probe asked for: try the
+// layer as without one.
+func (c *chooser) cannotProbe(now time.Time, layers int) {
+	if c.probeTo < 0 {
+		return
+	}
+	to := c.probeTo
+	c.probeTo, c.probeAt = -1, time.Time{}
+	if c.cap >= 0 && to > c.cap {
+		c.raise(to, layers)
+		c.lastUp, c.goodSince = now, now
+	}
+}
+
+// startCap applies a known estimate to a viewer that starts: the highest
+// layer the estimate covers (without headroom) becomes its limit, so a
+// viewer whose link is known to be slow does not start on a layer it
+// cannot carry; it probes upward from there as after congestion.
+func (c *chooser) startCap(now time.Time, infos []relay.LayerInfo) {
+	if c.start <= 0 || len(infos) == 0 {
+		return
+	}
+	for _, in := range infos {
+		if in.Active && in.Bitrate == 0 {
+			return // not measured yet: decide when it is
+		}
+	}
+	est := c.start
+	c.start = 0
+	if f := fit(infos, est, len(infos)-1); f < len(infos)-1 {
+		c.cap = f
+		c.estimate, c.estimateAt, c.measured = est, now, true
+		c.goodSince = now
+	}
+}
+
+// remembered is the estimate worth keeping for the viewer's next session:
+// what the send side measured while the viewer was held below the top.
+func (c *chooser) remembered() float64 {
+	if c.cap < 0 || !c.measured {
+		return 0
+	}
+	return c.estimate
 }

@@ -39,6 +39,12 @@ type SwitcherParams struct {
 	// Tick is how often the choice is checked besides feedback (default
 	// 250 ms): a layer the publisher paused must be left without feedback.
 	Tick time.Duration
+	// Prober, if it can probe, is asked to probe before each move up.
+	Prober Prober
+	// StartBitrate is an estimate of the viewer's link known when it
+	// starts (its previous session's, see Remembered); 0: none, the viewer
+	// starts on the top layer.
+	StartBitrate float64
 }
 
 // minDwell keeps a viewer on a layer it just switched to for a moment
@@ -58,24 +64,26 @@ type Switcher struct {
 	done  chan struct{}
 	wg    sync.WaitGroup
 
-	mu         sync.Mutex
-	closed     bool
-	ch         chooser
-	cur, pend  *layerReader
-	seqOff     uint16
-	tsOff      uint32
-	switchSeq  uint16 // input sequence number the current layer started at
-	switchOut  uint16 // its output sequence number
-	lastOut    rtp.Header
-	lastOutAt  time.Time
-	haveOut    bool
-	lastSwitch time.Time
-	num        numbering
-	scratch    []byte
-	hdr        rtp.Header
-	packets    uint32
-	octets     uint32
-	switches   int
+	mu           sync.Mutex
+	closed       bool
+	ch           chooser
+	cur, pend    *layerReader
+	seqOff       uint16
+	tsOff        uint32
+	switchSeq    uint16 // input sequence number the current layer started at
+	switchOut    uint16 // its output sequence number
+	lastOut      rtp.Header
+	lastOutAt    time.Time
+	haveOut      bool
+	lastSwitch   time.Time
+	num          numbering
+	scratch      []byte
+	hdr          rtp.Header
+	packets      uint32
+	octets       uint32
+	switches     int
+	probes       int
+	probesFailed int
 	// NACKed packets since winPackets: a loss signal faster than receiver
 	// reports (a second apart), so a try of a layer the link cannot carry
 	// ends sooner.
@@ -120,6 +128,10 @@ func NewSwitcher(p SwitcherParams) (*Switcher, error) {
 	info := p.Track.Info()
 	s := &Switcher{p: p, clock: info.Codec.ClockRate, mime: info.Codec.MimeType,
 		done: make(chan struct{}), ch: newChooser(p.Layer)}
+	s.ch.probing = p.Prober != nil && p.Prober.CanProbe()
+	if p.Layer == "" {
+		s.ch.start = p.StartBitrate
+	}
 	if s.clock == 0 {
 		s.clock = 90000
 	}
@@ -205,7 +217,26 @@ func (s *Switcher) Feedback(fb Feedback) {
 		cur = indexOf(tracks, s.cur.track)
 	}
 	before := s.ch.cap
-	s.ch.feedback(time.Now(), fb, cur, infos)
+	now := time.Now()
+	s.ch.feedback(now, fb, cur, infos)
+	probe := s.ch.takeProbe()
+	switch fb.Probe {
+	case ProbeCarried:
+		s.probes++
+	case ProbeFailed:
+		s.probes++
+		s.probesFailed++
+	}
+	s.mu.Unlock()
+	if fb.Probe != NoProbe {
+		s.p.Logger.Info("simulcast: probe", "carried", fb.Probe == ProbeCarried, "delivered", int(fb.Bitrate))
+	}
+	if probe > 0 && !s.p.Prober.Probe(probe) {
+		s.mu.Lock()
+		s.ch.cannotProbe(now, len(infos))
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
 	changed := s.ch.cap != before
 	s.mu.Unlock()
 	if fb.Bitrate > 0 || changed {
@@ -513,13 +544,15 @@ type State struct {
 	Switches int
 	Estimate float64 // bits per second, 0 if none
 	Loss     float64 // last reported
+	Probes   int     // probes before moves up, and how many failed
+	Failed   int
 }
 
 // State reports the viewer's layer.
 func (s *Switcher) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := State{Switches: s.switches, Estimate: s.ch.estimate, Loss: s.ch.lastLoss}
+	st := State{Switches: s.switches, Estimate: s.ch.estimate, Loss: s.ch.lastLoss, Probes: s.probes, Failed: s.probesFailed}
 	if s.cur != nil {
 		st.Current = s.cur.rid
 	}
@@ -527,4 +560,13 @@ func (s *Switcher) State() State {
 		st.Pending = s.pend.rid
 	}
 	return st
+}
+
+// Remembered is the estimate of the viewer's link worth starting its next
+// session with (StartBitrate): what the send side measured while the link
+// held the viewer below the top layer; 0 if nothing.
+func (s *Switcher) Remembered() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch.remembered()
 }

@@ -40,6 +40,8 @@ type PeerParams struct {
 	OnRTCP func(pkts []rtcp.Packet)
 	// OnClose runs once when the peer ends, with why.
 	OnClose func(reason string)
+	// CC turns on send-side congestion control (twcc.go) when its ExtID is set.
+	CC CC
 }
 
 type iceCreds struct {
@@ -95,6 +97,7 @@ type Peer struct {
 	in  *srtp.Context
 
 	Feedback Feedback
+	cc       *cc // nil without transport-cc
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -110,7 +113,7 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 	if len(p.Fingerprints) == 0 {
 		return nil, errors.New("lite: offer has no DTLS fingerprint")
 	}
-	peer := &Peer{t: t, p: p, created: time.Now().UnixNano(), done: make(chan struct{})}
+	peer := &Peer{t: t, p: p, created: time.Now().UnixNano(), done: make(chan struct{}), cc: newCC(p.CC)}
 	peer.ice.Store(&iceCreds{localUfrag: randString(8), localPwd: randString(24),
 		remoteUfrag: p.RemoteUfrag, remotePwd: p.RemotePwd})
 	peer.vconn = newPeerConn(peer)
@@ -435,6 +438,7 @@ func (p *Peer) onPacket(b []byte, from netip.AddrPort) {
 			return
 		}
 		p.Feedback.note(pkts)
+		p.cc.onRTCP(p, pkts)
 		if p.p.OnRTCP != nil {
 			p.p.OnRTCP(pkts)
 		}
@@ -484,6 +488,7 @@ func (p *Peer) QueueRTP(w int, h *rtp.Header, payload []byte) error {
 // seal writes h and payload into dst (capacity slotSize) and encrypts them
 // in place. wmu must be held.
 func (p *Peer) seal(dst []byte, h *rtp.Header, payload []byte) ([]byte, error) {
+	h = p.cc.stamp(h, len(payload))
 	n := h.MarshalSize()
 	if n+len(payload)+32 > cap(dst) {
 		return nil, errors.New("lite: packet too large")
