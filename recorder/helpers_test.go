@@ -20,6 +20,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"go.uber.org/goleak"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/recorder/storage"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
@@ -212,14 +213,7 @@ func waitStatus(t *testing.T, m *Manager, id string, want Status, timeout time.D
 // needFFprobe returns ffprobe's path or skips (fails with LIVEGATE_E2E=1).
 func needFFprobe(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("ffprobe")
-	if err != nil {
-		if os.Getenv("LIVEGATE_E2E") == "1" {
-			t.Fatal("ffprobe not found (LIVEGATE_E2E=1 requires it): apt-get install ffmpeg")
-		}
-		t.Skip("ffprobe not found: install ffmpeg to run this test (set LIVEGATE_E2E=1 to make this a failure)")
-	}
-	return p
+	return testenv.Need(t, "ffprobe")
 }
 
 type probed struct {

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,11 +8,11 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/web/auth"
@@ -238,28 +237,11 @@ func TestGarbageOfferCostsNothing(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Session IDs are the only secret needed to end someone's session: not
 // in logs. The peer address comes from X-Forwarded-For only when the
 // proxy is trusted by setting.
 func TestLogsHideSessionIDsAndTrustOnlyConfiguredProxies(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	s := newTestServer(t, Params{WHEP: &countingWHEP{}, Logger: log})
 	const secret = "0123456789abcdef0123456789abcdef"
@@ -269,7 +251,7 @@ func TestLogsHideSessionIDsAndTrustOnlyConfiguredProxies(t *testing.T) {
 	if strings.Contains(out, secret) || !strings.Contains(out, "peer=127.0.0.1") || strings.Contains(out, "203.0.113.9") {
 		t.Fatalf("log:\n%s", out)
 	}
-	buf = syncBuffer{}
+	buf = testenv.Buffer{}
 	s = newTestServer(t, Params{WHEP: &countingWHEP{}, Logger: log, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	call(s, http.MethodDelete, "/whep/r/cam/"+secret, "127.0.0.1:5000", "127.0.0.1:8080", xff, "")
 	if out := buf.String(); !strings.Contains(out, "peer=203.0.113.9") {

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 	"go.uber.org/goleak"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/frames/framestest"
@@ -73,15 +74,7 @@ func TestNoFFmpeg(t *testing.T) {
 	}
 }
 
-func needFFmpeg(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		if os.Getenv("LIVEGATE_E2E") != "" {
-			t.Fatal("ffmpeg not found (LIVEGATE_E2E is set)")
-		}
-		t.Skip("ffmpeg not found: install ffmpeg to run this test")
-	}
-}
+func needFFmpeg(t *testing.T) { t.Helper(); testenv.Need(t, "ffmpeg") }
 
 // makeClip writes a solid-colour H.264 clip with a sine tone as
 // clip.h264 + clip.ogg in a new directory.

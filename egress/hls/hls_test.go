@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/aac"
 	"github.com/livegate/livegate/relay/frames"
@@ -23,26 +23,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func testLogger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("LIVEGATE_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func testLogger() *slog.Logger { return testenv.Logger(slog.LevelError) }
 
-// needTool skips without an external program, or fails with LIVEGATE_E2E=1.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("LIVEGATE_E2E") == "1" {
-			t.Fatalf("%s not installed (LIVEGATE_E2E=1 requires it)", name)
-		}
-		t.Skipf("%s not installed: skipping (apt-get install ffmpeg; LIVEGATE_E2E=1 makes this a failure)", name)
-	}
-	return p
-}
+var needTool = testenv.Need
 
 type fixture struct {
 	hub  *relay.Hub

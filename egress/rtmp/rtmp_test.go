@@ -2,19 +2,12 @@ package rtmp
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -25,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/livegate/livegate/egress/rtmp/rtmptest"
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/frames/framestest"
@@ -32,22 +26,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func testLogger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("LIVEGATE_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func testLogger() *slog.Logger { return testenv.Logger(slog.LevelError) }
 
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		rtmptest.SkipOrFail(t, "%s not installed (apt-get install ffmpeg)", name)
-	}
-	return p
-}
+var needTool = testenv.Need
 
 // fixture publishes the test clip at room/cam in real time.
 type fixture struct {
@@ -246,7 +227,7 @@ func TestWithoutFFmpeg(t *testing.T) {
 func TestVideoOnlyOverRTMPSAndRules(t *testing.T) {
 	ng := rtmptest.StartNginx(t)
 	// A TLS terminator in front of nginx: rtmps:// as CDNs offer it.
-	cert, pool := selfSigned(t)
+	cert, pool := testenv.LoopbackCert(t)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		t.Fatal(err)
@@ -316,25 +297,6 @@ func TestVideoOnlyOverRTMPSAndRules(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	probe(t, "rtmp://"+ng.Addr()+"/live/second-auto", false)
-}
-
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 func TestRules(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/livegate/livegate/ingest/internal/ingesttest"
 	"github.com/livegate/livegate/ingest/rtmp"
+	"github.com/livegate/livegate/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -27,7 +28,7 @@ func start(t *testing.T, env *ingesttest.Env, p rtmp.Params) *rtmp.Server {
 // a pion WHEP viewer receives H.264 that decodes and, through the
 // AAC->Opus transcoder, Opus audio.
 func TestRTMPToWHEP(t *testing.T) {
-	ingesttest.Need(t, "ffmpeg")
+	testenv.Need(t, "ffmpeg")
 	env := ingesttest.NewEnv(t)
 	var gotToken string
 	s := start(t, env, rtmp.Params{Authorize: func(room, name, token, ip string) error {
@@ -49,7 +50,7 @@ func TestRTMPToWHEP(t *testing.T) {
 // TestRTMPVideoOnlyWithoutFFmpeg: without a transcoder an AAC publisher's
 // stream is video-only.
 func TestRTMPVideoOnlyWithoutFFmpeg(t *testing.T) {
-	ingesttest.Need(t, "ffmpeg")
+	testenv.Need(t, "ffmpeg")
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtmp.Params{FFmpeg: "-"})
 	stop := ingesttest.FFmpeg(t, append(ingesttest.TestPattern(10), "-f", "flv", fmt.Sprintf("rtmp://%s/room/cam", s.Addr()))...)
@@ -67,7 +68,7 @@ func TestRTMPVideoOnlyWithoutFFmpeg(t *testing.T) {
 // why with an RTMP error status: ffmpeg prints the reason and fails at
 // once instead of reporting a broken pipe.
 func TestRTMPRefused(t *testing.T) {
-	ingesttest.Need(t, "ffmpeg")
+	testenv.Need(t, "ffmpeg")
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtmp.Params{Authorize: func(_, _, token, _ string) error {
 		if token != "good" {

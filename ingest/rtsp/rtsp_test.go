@@ -12,6 +12,7 @@ import (
 
 	"github.com/livegate/livegate/ingest/internal/ingesttest"
 	"github.com/livegate/livegate/ingest/rtsp"
+	"github.com/livegate/livegate/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -29,8 +30,8 @@ func start(t *testing.T, env *ingesttest.Env, p rtsp.Params) *rtsp.Server {
 // H.264 and Opus; ffprobe reads the same path back over RTSP and finds
 // H.264 640x360 and Opus.
 func TestRTSPPublishToWHEPAndRead(t *testing.T) {
-	ingesttest.Need(t, "ffmpeg")
-	ffprobe := ingesttest.Need(t, "ffprobe")
+	testenv.Need(t, "ffmpeg")
+	ffprobe := testenv.Need(t, "ffprobe")
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtsp.Params{})
 	base := fmt.Sprintf("rtsp://%s/room/cam", s.Addr())
@@ -50,8 +51,8 @@ func TestRTSPPublishToWHEPAndRead(t *testing.T) {
 
 // TestRTSPRefused: refused tokens and unknown paths.
 func TestRTSPRefused(t *testing.T) {
-	ingesttest.Need(t, "ffmpeg")
-	ffprobe := ingesttest.Need(t, "ffprobe")
+	testenv.Need(t, "ffmpeg")
+	ffprobe := testenv.Need(t, "ffprobe")
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtsp.Params{Authorize: func(_, _, token, _ string) error {
 		if token != "good" {
@@ -75,7 +76,7 @@ func TestRTSPRefused(t *testing.T) {
 // does: H.264 packetization-mode 1 + Opus RTP, no parameter sets in the
 // SDP) is read over RTSP by ffprobe as H.264 + Opus, with frames decoded.
 func TestRTSPReadHubStream(t *testing.T) {
-	ffprobe := ingesttest.Need(t, "ffprobe")
+	ffprobe := testenv.Need(t, "ffprobe")
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtsp.Params{})
 	publishClip(t, env, "room/whip", true)

@@ -3,14 +3,13 @@ package aac
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"go.uber.org/goleak"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/frames/framestest"
@@ -22,12 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // both get AAC-LC access units at 1024-sample steps, and the last Close
 // stops ffmpeg.
 func TestTwoReadersOneFFmpeg(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		if os.Getenv("LIVEGATE_E2E") == "1" {
-			t.Fatal("ffmpeg not installed (LIVEGATE_E2E=1 requires it)")
-		}
-		t.Skip("ffmpeg not installed: skipping (apt-get install ffmpeg)")
-	}
+	testenv.Need(t, "ffmpeg")
 	c, err := framestest.Load("../../testdata")
 	if err != nil {
 		t.Fatal(err)

@@ -1,48 +1,47 @@
 package turn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"testing"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
 
-func selfSigned(t *testing.T) *tls.Certificate {
+// start runs a TURN server with c; it stops with the test.
+func start(t *testing.T, c Config) *Server {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "turn.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// client is a TURN client of server over conn, listening; the caller closes it.
+func client(t *testing.T, server string, conn net.PacketConn, user, pass string) *pionturn.Client {
+	t.Helper()
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: server, STUNServerAddr: server,
+		Username: user, Password: pass, Realm: "livegate", Conn: conn})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	if err := c.Listen(); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
 }
 
 // allocate asks the server for a relay over conn with the credentials.
 func allocate(t *testing.T, conn net.Conn, user, pass string) (net.Addr, error) {
 	t.Helper()
-	c, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: conn.RemoteAddr().String(),
-		STUNServerAddr: conn.RemoteAddr().String(), Username: user, Password: pass, Realm: "livegate",
-		Conn: pionturn.NewSTUNConn(conn)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := client(t, conn.RemoteAddr().String(), pionturn.NewSTUNConn(conn), user, pass)
 	defer c.Close()
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	relay, err := c.Allocate()
 	if err != nil {
 		return nil, err
@@ -51,17 +50,25 @@ func allocate(t *testing.T, conn net.Conn, user, pass string) (net.Addr, error) 
 	return relay.LocalAddr(), nil
 }
 
+// udpListener is a UDP socket on 127.0.0.1; it closes with the test.
+func udpListener(t *testing.T) net.PacketConn {
+	t.Helper()
+	l, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
 // TestTURNOverTCPAndTLS: TCP and TLS listeners allocate relays with REST
 // credentials from the secret, at the configured relay address, and refuse
 // expired or forged ones.
 func TestTURNOverTCPAndTLS(t *testing.T) {
 	const secret = "s3cret"
-	s, err := New(Config{TCPAddr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Cert: selfSigned(t),
+	cert, _ := testenv.LoopbackCert(t)
+	s := start(t, Config{TCPAddr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Cert: &cert,
 		RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	_, tcpAddr, tlsAddr := s.Addrs()
 	dial := map[string]func() (net.Conn, error){
 		"tcp": func() (net.Conn, error) { return net.Dial("tcp", tcpAddr.String()) },
@@ -107,11 +114,7 @@ func TestNoTCPRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer target.Close()
-	s, err := New(Config{TCPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := start(t, Config{TCPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret})
 	_, tcpAddr, _ := s.Addrs()
 	conn, err := net.Dial("tcp", tcpAddr.String())
 	if err != nil {
@@ -119,15 +122,8 @@ func TestNoTCPRelay(t *testing.T) {
 	}
 	defer conn.Close()
 	user, pass := Credentials(secret, "mallory", time.Hour, time.Now())
-	c, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: tcpAddr.String(), STUNServerAddr: tcpAddr.String(),
-		Username: user, Password: pass, Realm: "livegate", Conn: pionturn.NewSTUNConn(conn)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := client(t, tcpAddr.String(), pionturn.NewSTUNConn(conn), user, pass)
 	defer c.Close()
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	alloc, err := c.AllocateTCP()
 	if err != nil {
 		return // refused: what we want
@@ -146,38 +142,13 @@ func TestNoTCPRelay(t *testing.T) {
 // service on the same (allowed) address.
 func TestUDPRelayOnlyToMediaPorts(t *testing.T) {
 	const secret = "s3cret"
-	media, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer media.Close()
-	other, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	s, err := New(Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret,
+	media, other := udpListener(t), udpListener(t)
+	s := start(t, Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret,
 		Ports: []int{media.LocalAddr().(*net.UDPAddr).Port}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	udpAddr, _, _ := s.Addrs()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	user, pass := Credentials(secret, "mallory", time.Hour, time.Now())
-	c, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: udpAddr.String(), STUNServerAddr: udpAddr.String(),
-		Username: user, Password: pass, Realm: "livegate", Conn: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := client(t, udpAddr.String(), udpListener(t), user, pass)
 	defer c.Close()
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	relay, err := c.Allocate()
 	if err != nil {
 		t.Fatal(err)

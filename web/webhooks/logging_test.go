@@ -1,32 +1,15 @@
 package webhooks
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Operators learn once that deliveries are unsigned, and the log never
 // shows the credentials a webhook URL carries.
@@ -35,7 +18,7 @@ func TestLogsWarnUnsignedAndHideCredentials(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 	}))
 	defer srv.Close()
-	var buf syncBuf
+	var buf testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	u := strings.Replace(srv.URL, "http://", "http://hookuser:hook-password@", 1) + "/hook?token=hook-query-secret"
 	n := New(Params{URLs: []string{u}, Attempts: 2, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, Queue: 1, Logger: log})

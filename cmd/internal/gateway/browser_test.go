@@ -17,6 +17,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
 
 // The browser test drives the embedded page in Chromium: a publisher tab goes
@@ -34,7 +36,7 @@ const (
 	chromiumPath   = "/usr/bin/chromium"
 	envInNetns     = "LIVEGATE_IN_NETNS"
 	envNetnsIP     = "LIVEGATE_NETNS_IP"
-	envE2E         = "LIVEGATE_E2E"
+	envE2E         = testenv.EnvE2E
 	envScreenshots = "LIVEGATE_SCREENSHOTS"
 	browserPath    = "e2e/cam"
 )
@@ -68,13 +70,8 @@ func inLoopbackNetns(t *testing.T, limit time.Duration) bool {
 	return true
 }
 
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv(envE2E) == "1" {
-		t.Fatalf(format+" (%s=1 requires the browser test)", append(args, envE2E)...)
-	}
-	t.Skipf(format, args...)
-}
+// skipOrFail skips the test, or fails it when LIVEGATE_E2E=1.
+var skipOrFail = testenv.SkipOrFail
 
 // loopbackOnly reports whether this process's network namespace has no
 // interface but lo, and whether lo is up. It asks the kernel over netlink: /sys/class/net shows

@@ -11,16 +11,10 @@ import (
 	"time"
 
 	"github.com/livegate/livegate/egress/rtmp/rtmptest"
+	"github.com/livegate/livegate/internal/testenv"
 )
 
-func needProgram(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		rtmptest.SkipOrFail(t, "%s not installed (apt-get install ffmpeg)", name)
-	}
-	return p
-}
+var needProgram = testenv.Need
 
 // TestBypassHLSAndRTMPPush: a WHIP-published clip is read as LL-HLS (H.264
 // + AAC for Safari) by ffprobe and pushed to a real nginx-rtmp, where

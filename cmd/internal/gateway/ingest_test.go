@@ -20,21 +20,10 @@ func ffmpegTestPattern(secs int) []string {
 		"-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"}
 }
 
-func needFFmpeg(t *testing.T) string {
-	p, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		if os.Getenv("LIVEGATE_E2E") == "1" {
-			t.Fatal("ffmpeg is required (apt-get install ffmpeg)")
-		}
-		t.Skip("ffmpeg not installed (apt-get install ffmpeg); skipping")
-	}
-	return p
-}
-
 // ffmpeg publishes over RTMP and over RTSP into the gateway; WHEP viewers
 // get decodable H.264 and Opus audio transcoded from AAC.
 func TestRTMPAndRTSPIngestReachWHEP(t *testing.T) {
-	ffmpeg := needFFmpeg(t)
+	ffmpeg := needProgram(t, "ffmpeg")
 	g := startGateway(t, func(c *Config) { c.RTMPAddr = "127.0.0.1:0"; c.RTSPAddr = "127.0.0.1:0" })
 	for _, tc := range []struct{ name, path, url, format string }{
 		{"rtmp", "ingest/rtmpcam", "rtmp://" + g.RTMPAddr().String() + "/ingest/rtmpcam", "flv"},

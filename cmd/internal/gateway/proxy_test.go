@@ -18,12 +18,7 @@ import (
 // the given location body; it stops with the test.
 func startNginxProxy(t *testing.T, upstream, location string) string {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if bin, err = exec.LookPath("/usr/sbin/nginx"); err != nil {
-			skipOrFail(t, "nginx not installed (apt-get install nginx-light)")
-		}
-	}
+	bin := needProgram(t, "nginx")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -11,22 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// SkipOrFail skips the test, or fails it when LIVEGATE_E2E=1.
-func SkipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("LIVEGATE_E2E") == "1" {
-		t.Fatalf("%s (LIVEGATE_E2E=1 requires it)", msg)
-	}
-	t.Skipf("%s: skipping (LIVEGATE_E2E=1 makes this a failure)", msg)
-}
+	"github.com/livegate/livegate/internal/testenv"
+)
 
 const rtmpModule = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 
@@ -46,17 +36,12 @@ type Nginx struct {
 func StartNginx(t testing.TB) *Nginx {
 	port := 0
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if bin, err = exec.LookPath("/usr/sbin/nginx"); err != nil {
-			SkipOrFail(t, "nginx not installed (apt-get install nginx-light libnginx-mod-rtmp)")
-		}
-	}
+	bin := testenv.Need(t, "nginx")
 	if _, err := os.Stat(rtmpModule); err != nil {
-		SkipOrFail(t, "nginx RTMP module missing at %s (apt-get install libnginx-mod-rtmp)", rtmpModule)
+		testenv.SkipOrFail(t, "nginx RTMP module missing at %s (apt-get install libnginx-mod-rtmp)", rtmpModule)
 	}
 	if port == 0 {
-		port = freePort(t)
+		port = testenv.FreePort(t)
 	}
 	prefix := t.TempDir()
 	_ = os.MkdirAll(filepath.Join(prefix, "logs"), 0o777)
@@ -105,8 +90,8 @@ func (n *Nginx) Start() {
 	} else {
 		cmd = exec.Command(n.bin, args...)
 	}
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = io.Discard, &syncWriter{w: out}
+	out := &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, out
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("nginx: %v", err)
 	}
@@ -152,23 +137,3 @@ func (n *Nginx) Stop() {
 
 // Addr is nginx's RTMP address.
 func (n *Nginx) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}

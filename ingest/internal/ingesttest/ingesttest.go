@@ -25,32 +25,13 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/rtcclient"
 	"github.com/livegate/livegate/relay/rtcclient/rtcclienttest"
 )
-
-// SkipOrFail skips the test, or fails it when LIVEGATE_E2E=1.
-func SkipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("LIVEGATE_E2E") == "1" {
-		t.Fatalf("%s (LIVEGATE_E2E=1 requires it)", msg)
-	}
-	t.Skipf("%s: skipping (LIVEGATE_E2E=1 makes this a failure)", msg)
-}
-
-// Need returns the path of program, skipping the test without it.
-func Need(t testing.TB, program string) string {
-	t.Helper()
-	p, err := exec.LookPath(program)
-	if err != nil {
-		SkipOrFail(t, "%s not installed (apt-get install ffmpeg)", program)
-	}
-	return p
-}
 
 // Logger is quiet unless LIVEGATE_TEST_LOG is set.
 func Logger() *slog.Logger {
@@ -246,7 +227,7 @@ var SplitAnnexB = rtcclienttest.SplitAnnexB
 // frames decoded and the picture size.
 func Decode(t testing.TB, frames []Frame) (n int, size string) {
 	t.Helper()
-	ffprobe := Need(t, "ffprobe")
+	ffprobe := testenv.Need(t, "ffprobe")
 	var buf bytes.Buffer
 	started := false
 	for _, f := range frames {
@@ -284,7 +265,7 @@ func Decode(t testing.TB, frames []Frame) (n int, size string) {
 // returned function stops it and waits.
 func FFmpeg(t testing.TB, args ...string) (stop func() error) {
 	t.Helper()
-	bin := Need(t, "ffmpeg")
+	bin := testenv.Need(t, "ffmpeg")
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, args...)...)
 	cmd.WaitDelay = 3 * time.Second
@@ -316,7 +297,7 @@ func FFmpeg(t testing.TB, args ...string) (stop func() error) {
 // what it printed.
 func RunFFmpeg(t testing.TB, timeout time.Duration, args ...string) (string, error) {
 	t.Helper()
-	bin := Need(t, "ffmpeg")
+	bin := testenv.Need(t, "ffmpeg")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, args...)...).CombinedOutput()

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
 
 // Redis is a redis-server owned by one test.
@@ -29,19 +31,11 @@ type Redis struct {
 // installed the test is skipped, or fails if LIVEGATE_E2E=1.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("LIVEGATE_E2E") == "1" {
-			t.Fatal("redis-server is not installed (Debian: apt-get install redis-server); LIVEGATE_E2E=1 forbids skipping")
-		}
-		t.Skip("redis-server is not installed (Debian: apt-get install redis-server); skipping the Redis directory tests")
-	}
+	bin := testenv.Need(t, "redis-server")
 	r := &Redis{t: t, bin: bin, dir: t.TempDir()}
 	var last error
 	for range 5 { // a free port can be taken between probing and binding
-		if r.port, last = freePort(); last != nil {
-			continue
-		}
+		r.port = testenv.FreePort(t)
 		if last = r.Start(); last == nil {
 			t.Cleanup(r.Kill)
 			return r
@@ -49,15 +43,6 @@ func StartRedis(t testing.TB) *Redis {
 	}
 	t.Fatalf("redis-server did not start: %v", last)
 	return nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // URL is the redis:// URL of the server (database 0).
