@@ -104,17 +104,7 @@ func (s *Server) runLite(sess *rtc.Session, lp *lite.Peer, st *relay.Stream, pla
 			sinks[i].reader.Store(&readerRef{r})
 			attached = append(attached, r)
 		}
-		if len(attached) == len(plans) {
-			select {
-			case <-sess.Done():
-			case <-st.Done():
-				log.Info("stream ended; closing viewer")
-			}
-		}
-		for _, r := range attached {
-			r.Close()
-		}
-		sess.Close()
+		holdViewer(sess, st, attached, len(attached) == len(plans), log)
 		fb := &lp.Feedback
 		log.Info("viewer session ended", "nacks", fb.NACKs.Load(), "keyframe_requests", fb.KeyframeReqs.Load(),
 			"receiver_reports", fb.ReceiverReports.Load(), "fraction_lost", fb.FractionLost.Load())

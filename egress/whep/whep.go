@@ -320,17 +320,7 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 			attached = append(attached, r)
 			readers[i] <- r
 		}
-		if len(attached) == len(plans) {
-			select {
-			case <-sess.Done():
-			case <-st.Done():
-				log.Info("stream ended; closing viewer")
-			}
-		}
-		for _, r := range attached {
-			r.Close()
-		}
-		sess.Close()
+		holdViewer(sess, st, attached, len(attached) == len(plans), log)
 		log.Info("viewer session ended")
 	}()
 }
@@ -441,4 +431,21 @@ func (s *Server) awaitConnect(sess *rtc.Session, st *relay.Stream, connected <-c
 		sess.Close()
 	}
 	return false
+}
+
+// holdViewer keeps a viewer's readers until its session or the stream
+// ends (not at all when some could not be attached: complete is false),
+// then closes them and the session.
+func holdViewer(sess *rtc.Session, st *relay.Stream, attached []viewerReader, complete bool, log *slog.Logger) {
+	if complete {
+		select {
+		case <-sess.Done():
+		case <-st.Done():
+			log.Info("stream ended; closing viewer")
+		}
+	}
+	for _, r := range attached {
+		r.Close()
+	}
+	sess.Close()
 }
