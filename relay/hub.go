@@ -16,12 +16,12 @@ import (
 type Params struct {
 	// Grace is how long a stream waits for its publisher to come back
 	// before its readers are ended (default 10 s; negative: no grace).
-	Grace time.Duration
+	Grace time.Duration `flag:"grace" help:"how long viewers wait for a dropped publisher to come back"`
 	// KeyframeInterval is the minimum time between keyframe requests sent
 	// to a publisher per track (default 500 ms).
-	KeyframeInterval time.Duration
+	KeyframeInterval time.Duration `flag:"keyframe-interval" help:"minimum time between keyframe requests to a publisher, per track"`
 	// Workers is the number of fan-out workers (default GOMAXPROCS).
-	Workers int
+	Workers int `flag:"workers" help:"fan-out workers (0: one per core)"`
 	// WorkerQueue is the number of jobs a worker may have pending before
 	// packets are dropped for its readers (default 2048).
 	WorkerQueue int
@@ -33,33 +33,35 @@ type Params struct {
 	// keyframe before it is started from the GOP cache (default 600 ms:
 	// longer than KeyframeInterval, so a deferred request can be answered;
 	// negative: always start from the cache at once).
-	KeyframeWait time.Duration
+	KeyframeWait time.Duration `flag:"keyframe-wait" help:"how long a new viewer waits for a fresh keyframe before starting from the cached GOP (negative: start from the cache at once)"`
 	// KeyframeMaxInterval bounds the GOP while a track has readers that cut
 	// or mux on keyframes (see CadenceSink): the publisher is asked for a
-	// keyframe when the current GOP reaches it (0: never; cmd/livegate
-	// sets the default). Tracks with only RTP viewers are not affected.
-	KeyframeMaxInterval time.Duration
+	// keyframe when the current GOP reaches it (0: never; DefaultParams:
+	// 2 s). Tracks with only RTP viewers are not affected.
+	KeyframeMaxInterval time.Duration `flag:"keyframe-max-interval" help:"while HLS, RTMP push, RTSP out or a recording reads a stream, ask its publisher for a keyframe when the GOP reaches this (0: keep the publisher's GOP)"`
 	// HistoryPackets is the per-track packet history for NACKs (default 1024).
 	HistoryPackets int
 	// GOPCachePackets bounds the per-track keyframe cache (default 2048;
 	// negative disables it).
 	GOPCachePackets int
 	// MaxViewersPerStream limits viewers (Join) per stream; 0 is unlimited.
-	MaxViewersPerStream int
+	MaxViewersPerStream int `flag:"max-viewers-per-stream" help:"viewers per stream (0: unlimited)"`
 	Logger              *slog.Logger
 }
 
-// DefaultParams are the settings a zero Params field stands for (Workers:
-// one per core, GOMAXPROCS).
+// DefaultParams are the settings livegate starts with, and those a zero
+// Params field stands for (Workers: one per core, GOMAXPROCS), except
+// KeyframeMaxInterval, whose zero turns the cadence off.
 func DefaultParams() Params {
 	return Params{
-		Grace:            10 * time.Second,
-		KeyframeInterval: 500 * time.Millisecond,
-		WorkerQueue:      2048,
-		MaxQueueDelay:    500 * time.Millisecond,
-		KeyframeWait:     600 * time.Millisecond,
-		HistoryPackets:   1024,
-		GOPCachePackets:  2048,
+		Grace:               10 * time.Second,
+		KeyframeInterval:    500 * time.Millisecond,
+		WorkerQueue:         2048,
+		MaxQueueDelay:       500 * time.Millisecond,
+		KeyframeWait:        600 * time.Millisecond,
+		KeyframeMaxInterval: 2 * time.Second,
+		HistoryPackets:      1024,
+		GOPCachePackets:     2048,
 	}
 }
 

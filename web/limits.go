@@ -16,24 +16,24 @@ import (
 type Limits struct {
 	// SessionsPerIP bounds concurrent WHIP+WHEP sessions from one address
 	// (0: unlimited).
-	SessionsPerIP int
+	SessionsPerIP int `flag:"max-sessions-per-ip" help:"concurrent WHIP+WHEP sessions from one address (0: unlimited)"`
 	// PublishesPerMinute bounds WHIP offers per address (0: unlimited).
-	PublishesPerMinute int
+	PublishesPerMinute int `flag:"publishes-per-minute" help:"WHIP offers accepted per minute from one address (0: unlimited)"`
 	// ViewsPerMinute bounds WHEP offers per address (0: unlimited): each
 	// may make an edge ask its parent for the stream.
-	ViewsPerMinute int
+	ViewsPerMinute int `flag:"views-per-minute" help:"WHEP offers accepted per minute from one address (0: unlimited)"`
 	// EventStreamsPerIdentity bounds the room event streams one token
 	// identity (or, without a token, one address) holds open in a room
 	// (0: unlimited).
-	EventStreamsPerIdentity int
+	EventStreamsPerIdentity int `flag:"max-event-streams-per-identity" help:"room event streams one token identity (or, without a token, one address) keeps open per room (0: unlimited)"`
 	// CandidatesPerSession bounds the ICE candidates one session accepts
 	// in its offer and all its trickle PATCHes (0: 50).
-	CandidatesPerSession int
+	CandidatesPerSession int `flag:"max-ice-candidates" help:"ICE candidates a session accepts in its offer and trickle PATCHes together"`
 	// RefusePrivateCandidates drops candidates with private (RFC 1918,
 	// RFC 4193, CGNAT), link-local and loopback addresses: for a gateway
 	// whose clients are all on the internet, so that none can aim its
 	// connectivity checks at the gateway's own network.
-	RefusePrivateCandidates bool
+	RefusePrivateCandidates bool `flag:"refuse-private-candidates" help:"ignore ICE candidates with private, CGNAT, link-local or loopback addresses (when every client is on the internet)"`
 }
 
 // clientLimits tracks the state behind Limits. Entries for addresses
@@ -48,10 +48,12 @@ type clientLimits struct {
 	swept    time.Time
 }
 
-// DefaultLimits are the limits a zero Limits field stands for (the others
-// are off when zero).
+// DefaultLimits are the limits livegate starts with. A zero
+// CandidatesPerSession stands for the value here; the other limits are
+// off when zero.
 func DefaultLimits() Limits {
-	return Limits{CandidatesPerSession: 50}
+	return Limits{SessionsPerIP: 200, PublishesPerMinute: 30, ViewsPerMinute: 600, EventStreamsPerIdentity: 20,
+		CandidatesPerSession: 50}
 }
 
 func newClientLimits(l Limits) *clientLimits {

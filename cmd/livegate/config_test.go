@@ -144,8 +144,8 @@ func TestAccessSettings(t *testing.T) {
 	}
 	g := s.Gateway
 	if !reflect.DeepEqual(g.OpenHosts, []string{"dev.test"}) || !reflect.DeepEqual(g.TrustedProxies, []string{"127.0.0.1", "10.0.0.0/8"}) ||
-		len(g.AuthPreviousKeys) != 1 || g.ViewsPerMinute != 60 || g.EventStreamsPerID != 4 || !g.RefusePrivateCandidates ||
-		g.CandidatesPerSess != 50 || g.RTMPConnsPerIP != 8 {
+		len(g.AuthPreviousKeys) != 1 || g.Limits.ViewsPerMinute != 60 || g.Limits.EventStreamsPerIdentity != 4 ||
+		!g.Limits.RefusePrivateCandidates || g.Limits.CandidatesPerSession != 50 || g.MaxConnsPerIP != 8 {
 		t.Fatalf("settings: %+v", g)
 	}
 	for _, args := range [][]string{{"--views-per-minute", "-1"}, {"--max-ice-candidates", "0"}, {"--rtmp-conns-per-ip", "0"}} {

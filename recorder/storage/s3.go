@@ -24,20 +24,20 @@ import (
 type S3Config struct {
 	// Endpoint is the service URL, e.g. "http://127.0.0.1:9000"; empty
 	// means AWS's own endpoints for Region.
-	Endpoint string
-	// Region defaults to "us-east-1" (most S3-compatible servers ignore it
-	// but the signature needs one).
-	Region string
-	Bucket string
+	Endpoint string `flag:"s3-endpoint" help:"S3-compatible endpoint URL (empty: AWS)"`
+	// Region defaults to DefaultRegion (most S3-compatible servers ignore
+	// it but the signature needs one).
+	Region string `flag:"s3-region" help:"S3 region"`
+	Bucket string `flag:"s3-bucket" help:"S3 bucket for recordings (empty: local directory)"`
 	// Prefix is prepended to every key ("recordings/" -> "recordings/room/...").
-	Prefix string
+	Prefix string `flag:"s3-prefix" help:"key prefix for recordings in the bucket"`
 	// PathStyle addresses the bucket as ENDPOINT/BUCKET/KEY instead of
 	// BUCKET.ENDPOINT/KEY; most self-hosted servers need it.
-	PathStyle bool
+	PathStyle bool `flag:"s3-path-style" help:"path-style bucket addressing (most self-hosted servers)"`
 	// AccessKeyID and SecretAccessKey are static credentials; when empty the
 	// standard AWS chain (environment, shared files, instance role) is used.
-	AccessKeyID     string
-	SecretAccessKey string
+	AccessKeyID     string `flag:"s3-access-key" help:"S3 access key (empty: the standard AWS credential chain)"`
+	SecretAccessKey string `flag:"s3-secret-key" help:"S3 secret key"`
 	SessionToken    string
 }
 
@@ -49,6 +49,9 @@ type S3 struct {
 	ready  atomic.Bool // the bucket is known to exist
 }
 
+// DefaultRegion is the region of an S3Config without one.
+const DefaultRegion = "us-east-1"
+
 // NewS3 builds a client. It does not contact the bucket (see Prepare): the
 // recorder must start (and spool) even while the bucket is unreachable.
 func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
@@ -56,7 +59,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		return nil, errors.New("s3 storage: bucket is required")
 	}
 	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		cfg.Region = DefaultRegion
 	}
 	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(cfg.Region)}
 	if cfg.AccessKeyID != "" {

@@ -28,19 +28,19 @@ type Params struct {
 	// the event stream of, or chatting in, a new room beyond the limit
 	// first evicts the least recently active room without streams or
 	// subscribers, and fails with ErrTooManyRooms if there is none.
-	MaxRooms int
+	MaxRooms int `flag:"max-rooms" help:"rooms kept at once; rooms with live streams always are (0: unlimited)"`
 	// MaxSubscribers bounds event-stream subscribers per room (0: unlimited).
-	MaxSubscribers int
+	MaxSubscribers int `flag:"max-room-subscribers" help:"open room event streams (pages) per room (0: unlimited)"`
 	// History is the number of chat messages kept for late joiners
 	// (default 100; negative: none).
-	History int
+	History int `flag:"chat-history" help:"chat messages kept per room for late joiners (1-10000)"`
 	// MaxText is the longest chat message in bytes (default 2048).
 	MaxText int
 	// ChatRate is the sustained chat rate per identity and room in
 	// messages per second (0: unlimited); ChatBurst (default 5) messages
 	// may be sent at once.
-	ChatRate  float64
-	ChatBurst int
+	ChatRate  float64 `flag:"chat-rate" help:"chat messages per second per identity and room, sustained (0: unlimited)"`
+	ChatBurst int     `flag:"chat-burst" help:"chat messages an identity may send at once before chat-rate applies"`
 	// SubscriberQueue is the number of events a subscriber may have
 	// pending before it is dropped (default 256).
 	SubscriberQueue int
@@ -54,9 +54,14 @@ type Params struct {
 	Logger      *slog.Logger
 }
 
-// DefaultParams are the settings a zero Params field stands for.
+// DefaultParams are the settings livegate starts with, and those a zero
+// Params field stands for, except the limits MaxRooms, MaxSubscribers and
+// ChatRate, whose zero means unlimited.
 func DefaultParams() Params {
 	return Params{
+		MaxRooms:        10000,
+		MaxSubscribers:  5000,
+		ChatRate:        1,
 		History:         100,
 		MaxText:         2048,
 		ChatBurst:       5,

@@ -55,8 +55,8 @@ type Event struct {
 
 // Params configures a Notifier.
 type Params struct {
-	URLs   []string
-	Secret string
+	URLs   []string `flag:"webhook-urls" list:"urls" help:"comma-separated URLs notified of stream, room, recording and egress events"`
+	Secret string   `flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook deliveries (X-Livegate-Signature)"`
 	// Queue bounds pending events per URL (default 1000); beyond it events
 	// are dropped and counted.
 	Queue int
@@ -118,22 +118,28 @@ func Sign(secret, timestamp string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
+// DefaultParams are the settings a zero Params field stands for.
+func DefaultParams() Params {
+	return Params{Queue: 1000, Attempts: 8, MinBackoff: time.Second, MaxBackoff: time.Minute, Timeout: 5 * time.Second}
+}
+
 // New starts one delivery goroutine per URL; Close stops them.
 func New(p Params) *Notifier {
+	d := DefaultParams()
 	if p.Queue <= 0 {
-		p.Queue = 1000
+		p.Queue = d.Queue
 	}
 	if p.Attempts <= 0 {
-		p.Attempts = 8
+		p.Attempts = d.Attempts
 	}
 	if p.MinBackoff <= 0 {
-		p.MinBackoff = time.Second
+		p.MinBackoff = d.MinBackoff
 	}
 	if p.MaxBackoff <= 0 {
-		p.MaxBackoff = time.Minute
+		p.MaxBackoff = d.MaxBackoff
 	}
 	if p.Timeout <= 0 {
-		p.Timeout = 5 * time.Second
+		p.Timeout = d.Timeout
 	}
 	if p.Client == nil {
 		p.Client = &http.Client{}

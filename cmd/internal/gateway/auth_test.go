@@ -155,7 +155,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 
 // Per-address limits answer 429 before any WebRTC work is done.
 func TestPerAddressLimits(t *testing.T) {
-	g := startGateway(t, func(c *Config) { c.PublishesPerMinute = 2; c.MaxSessionsPerIP = 3 })
+	g := startGateway(t, func(c *Config) { c.Limits.PublishesPerMinute = 2; c.Limits.SessionsPerIP = 3 })
 	publish := func(path string) int {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -17,8 +17,8 @@ func clusterNode(t *testing.T, url string, role cluster.Role, maxViewers int) *t
 		c.ClusterRedis = url
 		c.ClusterRole = string(role)
 		c.ClusterKey = clusterKey
-		c.MaxViewers = maxViewers
-		c.RelayLinger = 5 * time.Second
+		c.WHEPParams.MaxSessions = maxViewers
+		c.TreeParams.Linger = 5 * time.Second
 		c.Grace = 5 * time.Second
 	})
 }

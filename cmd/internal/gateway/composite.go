@@ -33,6 +33,7 @@ func (g *Gateway) startComposite(cfg Config, log *slog.Logger) error {
 	def.FPS = cfg.CompositeFPS
 	g.comp = composite.New(composite.Params{Hub: g.hub, Frames: g.frames, FFmpeg: cfg.FFmpeg, Rules: rules, Defaults: def,
 		Preset: cfg.CompositePreset, KeyframeInterval: cfg.KeyframeMaxInterval, Logger: log})
+	g.stack.push(g.comp.Close)
 	if len(rules) > 0 && !g.comp.Available() {
 		log.Warn("composite-rules are set but ffmpeg is missing: no composite will start", "ffmpeg", cfg.FFmpeg)
 	}

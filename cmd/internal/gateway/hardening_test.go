@@ -28,14 +28,14 @@ func TestAuthOffEveryListenerLoopback(t *testing.T) {
 		{"http on all interfaces", "0.0.0.0:0", "", "", "http"},
 	} {
 		_, err := New(Config{HTTP: tc.http, RTMPAddr: tc.rtmp, RTSPAddr: tc.rtsp, WebRTCUDP: "127.0.0.1:0", AuthMode: "off",
-			RecordDir: t.TempDir(), RecordSpool: t.TempDir()}, quietLog())
+			RecordDir: t.TempDir(), RecorderParams: RecorderParams{SpoolDir: t.TempDir()}}, quietLog())
 		if err == nil || !strings.Contains(err.Error(), "loopback") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
 	// Addresses without a host (the defaults) are bound to loopback.
 	g, err := New(Config{HTTP: ":0", RTMPAddr: ":0", RTSPAddr: ":0", WebRTCUDP: "127.0.0.1:0", AuthMode: "off",
-		RecordDir: t.TempDir(), RecordSpool: t.TempDir()}, quietLog())
+		RecordDir: t.TempDir(), RecorderParams: RecorderParams{SpoolDir: t.TempDir()}}, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func rtmpHandshake(c net.Conn) error {
 
 // Found: one token held 1,000 room event streams and locked others out.
 func TestEventStreamsPerIdentity(t *testing.T) {
-	g := startGateway(t, func(c *Config) { c.AuthMode, c.AuthKey, c.EventStreamsPerID = "on", testKey, 3 })
+	g := startGateway(t, func(c *Config) { c.AuthMode, c.AuthKey, c.Limits.EventStreamsPerIdentity = "on", testKey, 3 })
 	tok := roomToken(t, "r1", "mallory", "", auth.GrantSubscribe)
 	for i := range 3 {
 		s, status, body := openEvents(t, g.base+"/api/v1/rooms/r1/events", tok)
@@ -167,7 +167,7 @@ func TestEventStreamsPerIdentity(t *testing.T) {
 // Found: the per-address session limit let 201 of 200 through under a
 // burst (checked before the offer, counted after).
 func TestSessionLimitHoldsUnderBurst(t *testing.T) {
-	g := startGateway(t, func(c *Config) { c.MaxSessionsPerIP = 3 })
+	g := startGateway(t, func(c *Config) { c.Limits.SessionsPerIP = 3 })
 	g.publish(t, "burst/cam")
 	offer := offerSDP(t, []webrtc.RTPCodecParameters{{RTPCodecCapability: rtcclient.H264ConstrainedBaseline, PayloadType: 102}},
 		webrtc.RTPTransceiverDirectionRecvonly)

@@ -38,10 +38,10 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	t.Helper()
 	cfg := Config{
 		HTTP: "127.0.0.1:0", WebRTCUDP: "127.0.0.1:0", WebRTCIPs: []string{"127.0.0.1"},
-		Grace: 10 * time.Second, ConnectTimeout: 10 * time.Second,
-		RecordDir: t.TempDir(), RecordSpool: t.TempDir(),
+		ConnectTimeout: 10 * time.Second, RecordDir: t.TempDir(),
+		RecorderParams: RecorderParams{SpoolDir: t.TempDir()},
 		// As cmd/livegate's default, so outputs meet browser hosts as in production.
-		KeyframeMaxInterval: 2 * time.Second,
+		RelayParams: RelayParams{Grace: 10 * time.Second, KeyframeMaxInterval: 2 * time.Second},
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -28,22 +28,25 @@ import (
 type ICEConfig struct {
 	// TURNUDP, TURNTCP and TURNTLS are the built-in TURN server's
 	// listeners; empty: off (the server runs when any is set).
-	TURNUDP, TURNTCP, TURNTLS string
+	TURNUDP string `flag:"turn-udp" help:"built-in TURN server's UDP address (e.g. :3478); empty: off"`
+	TURNTCP string `flag:"turn-tcp" help:"built-in TURN server's TCP address (e.g. :3478); empty: off"`
+	TURNTLS string `flag:"turn-tls" help:"built-in TURN server's TLS address (e.g. :5349, or :443 behind a TCP load balancer); needs turn-cert and turn-key; empty: off"`
 	// TURNCert and TURNKey are PEM files for TURNTLS.
-	TURNCert, TURNKey string
+	TURNCert string `flag:"turn-cert" help:"PEM certificate (chain) for turn-tls"`
+	TURNKey  string `flag:"turn-key" help:"PEM private key for turn-tls"`
 	// TURNSecret signs the clients' time-limited credentials (for the
 	// built-in server and external ones sharing it, as coturn's
 	// static-auth-secret); empty: a random one per start.
-	TURNSecret string
+	TURNSecret string `flag:"turn-secret" help:"shared secret of the TURN credentials handed to clients (TURN REST convention; also coturn's static-auth-secret for an external server); empty: random per start"`
 	// TURNRelayIP is the address relayed candidates carry (default: the
 	// first advertised WebRTC IP).
-	TURNRelayIP string
+	TURNRelayIP string `flag:"turn-relay-ip" help:"address in the built-in TURN server's relayed candidates (default: the first webrtc-ips address)"`
 	// TURNCredentialTTL is how long handed-out credentials stay valid.
-	TURNCredentialTTL time.Duration
+	TURNCredentialTTL time.Duration `flag:"turn-credential-ttl" help:"how long TURN credentials handed to clients stay valid (a relayed session ends when they expire)"`
 	// ICEServers are the stun:/turn:/turns: URLs handed to clients in
 	// Link headers; "{host}" is the name the client reached HTTP at.
 	// Empty: the built-in TURN server's listeners.
-	ICEServers []string
+	ICEServers []string `flag:"ice-servers" help:"comma-separated stun:/turn:/turns: URLs handed to clients (Link headers, pages); {host} is the name the client used for HTTP; turn URLs get credentials from turn-secret; empty: the built-in TURN listeners"`
 }
 
 // resolveIPs replaces "auto" in the advertised addresses with the address
@@ -195,6 +198,7 @@ func (g *Gateway) startTURN(cfg Config) error {
 		return err
 	}
 	g.turn = srv
+	g.stack.push(func() { _ = g.turn.Close() })
 	return nil
 }
 
@@ -418,3 +422,32 @@ func (s *selfTest) MediaPorts() (udp, tcp int) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+// mediaAddrs resolves the media settings: "off" turns one off, and ICE-TCP
+// defaults to the UDP address (the same port number, one firewall rule
+// pair), except with port 0, where each gets a free port of its own.
+func mediaAddrs(udp, tcp string) (string, string, error) {
+	if udp == "off" {
+		udp = ""
+	}
+	switch tcp {
+	case "off":
+		tcp = ""
+	case "":
+		if udp == "" {
+			return "", "", errors.New("webrtc-tcp: set an address when webrtc-udp is off")
+		}
+		tcp = udp
+	}
+	if udp == "" && tcp == "" {
+		return "", "", errors.New("webrtc-udp and webrtc-tcp are both off: no media could flow")
+	}
+	return udp, tcp, nil
+}

@@ -316,7 +316,7 @@ func TestStartupLogSaysWhatClientsAreTold(t *testing.T) {
 		var buf strings.Builder
 		log := slog.New(slog.NewTextHandler(&syncWriter{w: &buf}, nil))
 		g, err := New(Config{HTTP: tc.http, WebRTCUDP: "127.0.0.1:0", WebRTCIPs: tc.ips, AuthMode: "on", AuthKey: testKey,
-			RecordDir: t.TempDir(), RecordSpool: t.TempDir()}, log)
+			RecordDir: t.TempDir(), RecorderParams: RecorderParams{SpoolDir: t.TempDir()}}, log)
 		if err != nil {
 			t.Fatal(err)
 		}

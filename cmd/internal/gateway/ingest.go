@@ -27,11 +27,13 @@ func (g *Gateway) mediaAuthorizer(action auth.Action, proto auth.Protocol) func(
 func (g *Gateway) startIngest(cfg Config, log *slog.Logger) error {
 	var err error
 	if cfg.RTMPAddr != "" {
-		if g.rtmpIn, err = ingestrtmp.New(ingestrtmp.Params{Hub: g.hub, Addr: g.listenAddr("rtmp", cfg.RTMPAddr),
-			Authorize: g.mediaAuthorizer(auth.ActionPublish, auth.ProtoRTMP), MaxConnsPerIP: cfg.RTMPConnsPerIP,
-			FFmpeg: cfg.FFmpeg, Logger: log}); err != nil {
+		p := cfg.RTMPInParams
+		p.Hub, p.Addr, p.FFmpeg, p.Logger = g.hub, g.listenAddr("rtmp", cfg.RTMPAddr), cfg.FFmpeg, log
+		p.Authorize = g.mediaAuthorizer(auth.ActionPublish, auth.ProtoRTMP)
+		if g.rtmpIn, err = ingestrtmp.New(p); err != nil {
 			return err
 		}
+		g.stack.push(g.rtmpIn.Close)
 		if err := g.policy.CheckListener("rtmp", g.rtmpIn.Addr()); err != nil {
 			return err
 		}
@@ -42,6 +44,7 @@ func (g *Gateway) startIngest(cfg Config, log *slog.Logger) error {
 			AuthorizeRead: g.mediaAuthorizer(auth.ActionRead, auth.ProtoRTSP), FFmpeg: cfg.FFmpeg, Logger: log}); err != nil {
 			return err
 		}
+		g.stack.push(g.rtsp.Close)
 		if err := g.policy.CheckListener("rtsp", g.rtsp.Addr()); err != nil {
 			return err
 		}

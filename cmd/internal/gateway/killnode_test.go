@@ -33,11 +33,11 @@ func init() {
 // runNode serves one gateway until SIGTERM (or SIGKILL, which is the point).
 func runNode(addr, parents string) int {
 	cfg := Config{HTTP: addr, WebRTCUDP: "127.0.0.1:0", WebRTCIPs: []string{"127.0.0.1"},
-		Grace: 5 * time.Second, ConnectTimeout: 10 * time.Second, ClusterKey: clusterKey, RelayLinger: 30 * time.Second,
-		RecordDir: os.TempDir() + "/livegate-node-rec", RecordSpool: os.TempDir() + "/livegate-node-spool",
-		RTMPAddr: "", RTSPAddr: ""}
+		RelayParams: RelayParams{Grace: 5 * time.Second}, ConnectTimeout: 10 * time.Second, ClusterKey: clusterKey,
+		TreeParams: TreeParams{Linger: 30 * time.Second}, RecordDir: os.TempDir() + "/livegate-node-rec", RTMPAddr: "", RTSPAddr: "",
+		RecorderParams: RecorderParams{SpoolDir: os.TempDir() + "/livegate-node-spool"}}
 	if parents != "" {
-		cfg.RelayParents = strings.Split(parents, ",")
+		cfg.TreeParams.Parents = strings.Split(parents, ",")
 	}
 	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

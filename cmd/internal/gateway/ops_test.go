@@ -35,7 +35,10 @@ func TestRecordWebRTCStream(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer hook.Close()
-	g := startGateway(t, func(c *Config) { c.RecordSegment = 2 * time.Second; c.WebhookURLs = []string{hook.URL} })
+	g := startGateway(t, func(c *Config) {
+		c.RecorderParams.SegmentDuration = 2 * time.Second
+		c.WebhookParams.URLs = []string{hook.URL}
+	})
 	c := loadClip(t)
 	pub := g.publish(t, "rec/cam")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -93,8 +96,8 @@ func TestMetricsAndWebhooks(t *testing.T) {
 	}))
 	defer hook.Close()
 	g := startGateway(t, func(c *Config) {
-		c.WebhookURLs = []string{hook.URL}
-		c.WebhookSecret = "hook-secret"
+		c.WebhookParams.URLs = []string{hook.URL}
+		c.WebhookParams.Secret = "hook-secret"
 		c.Grace = 300 * time.Millisecond
 	})
 	pub := g.publish(t, "ops/cam")

@@ -29,8 +29,8 @@ func TestRecordingWithBrowserHost(t *testing.T) {
 	ffmpeg, ffprobe := needProgram(t, "ffmpeg"), needProgram(t, "ffprobe")
 	const target = 4 * time.Second
 	g := startGateway(t, func(c *Config) {
-		c.RecordSegment = target
-		c.RecordRules = []string{"rec/*"}
+		c.RecorderParams.SegmentDuration = target
+		c.RecorderParams.Rules = []string{"rec/*"}
 		if keep := os.Getenv("LIVEGATE_TEST_KEEP"); keep != "" {
 			c.RecordDir = keep // to look at the files afterwards
 		}

@@ -18,7 +18,7 @@ func TestRecordingsPageListsRecording(t *testing.T) {
 	if b == nil {
 		return
 	}
-	g := startGateway(t, func(c *Config) { c.RecordSegment = time.Second })
+	g := startGateway(t, func(c *Config) { c.RecorderParams.SegmentDuration = time.Second })
 	c := loadClip(t)
 	pub := g.publish(t, "rec/page")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -31,7 +31,7 @@ func startTokenCluster(t *testing.T, path string) *tokenCluster {
 	node := func(role cluster.Role, max int) *testGateway {
 		return startGateway(t, func(c *Config) {
 			c.ClusterRedis, c.ClusterRole, c.ClusterKey = rs.URL(), string(role), clusterKey
-			c.MaxViewers, c.RelayLinger, c.Grace = max, 5*time.Second, 5*time.Second
+			c.WHEPParams.MaxSessions, c.TreeParams.Linger, c.Grace = max, 5*time.Second, 5*time.Second
 			c.AuthMode, c.AuthKey = "on", testKey
 		})
 	}

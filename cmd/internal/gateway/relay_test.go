@@ -15,10 +15,10 @@ const clusterKey = "cluster-key-for-tests"
 func edge(t *testing.T, linger time.Duration, parents ...*testGateway) *testGateway {
 	return startGateway(t, func(c *Config) {
 		for _, p := range parents {
-			c.RelayParents = append(c.RelayParents, p.base)
+			c.TreeParams.Parents = append(c.TreeParams.Parents, p.base)
 		}
 		c.ClusterKey = clusterKey
-		c.RelayLinger = linger
+		c.TreeParams.Linger = linger
 		c.Grace = 5 * time.Second
 	})
 }

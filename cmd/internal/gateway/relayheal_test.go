@@ -173,7 +173,7 @@ func TestRelayTreeKillParent(t *testing.T) {
 	if ln, err := net.Listen("tcp", addr); err == nil {
 		_ = ln.Close()
 		back := startGateway(t, func(c *Config) {
-			c.HTTP, c.RelayParents, c.ClusterKey, c.RelayLinger, c.Grace = addr, []string{origin.base}, clusterKey, 30*time.Second, 5*time.Second
+			c.HTTP, c.TreeParams.Parents, c.ClusterKey, c.TreeParams.Linger, c.Grace = addr, []string{origin.base}, clusterKey, 30*time.Second, 5*time.Second
 		})
 		dials := make([]int64, len(leaves))
 		for i, l := range leaves {

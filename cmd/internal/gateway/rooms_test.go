@@ -284,7 +284,7 @@ func TestRoomsAccess(t *testing.T) {
 // snapshot with hosts and the chat history, which is bounded.
 func TestRoomEventsFollowHosts(t *testing.T) {
 	g := startGateway(t, func(c *Config) {
-		c.AuthMode, c.AuthKey, c.ChatHistory, c.ChatRate = "on", testKey, 3, 0
+		c.AuthMode, c.AuthKey, c.History, c.ChatRate = "on", testKey, 3, 0
 	})
 	watcher := roomToken(t, "r1", "w", "", auth.GrantSubscribe, auth.GrantChat)
 	early, status, _ := openEvents(t, g.base+"/api/v1/rooms/r1/events", watcher)
