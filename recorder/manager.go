@@ -33,14 +33,14 @@ type Params struct {
 	Storage storage.Storage
 	// SpoolDir holds segments until they are uploaded, and every
 	// recording's manifest (default "./data/spool").
-	SpoolDir string `flag:"record-spool" help:"local spool for segments not yet stored; survives crashes"`
+	SpoolDir string
 	// SegmentDuration is the target segment length (default 4 s).
-	SegmentDuration time.Duration `flag:"record-segment" help:"target recording segment length (cut on keyframes)"`
+	SegmentDuration time.Duration
 	// Rules are path patterns (path.Match syntax, e.g. "room/*") of
 	// streams recorded automatically when they go live.
-	Rules []string `flag:"record-rules" help:"comma-separated path patterns recorded whenever they go live (e.g. room/*)"`
+	Rules []string
 	// Retention deletes recordings that ended longer ago (0: keep).
-	Retention time.Duration `flag:"record-retention" help:"delete recordings older than this (0: keep)"`
+	Retention time.Duration
 	// RetentionInterval is how often retention runs (default 1 h).
 	RetentionInterval time.Duration
 	// UploadWorkers is the number of parallel uploads (default 2).
@@ -56,8 +56,8 @@ type Params struct {
 	// SpoolMaxBytes bounds the bytes waiting in the spool for upload (0:
 	// unlimited). Beyond it new segments are dropped and counted like a
 	// full disk, so a storage outage cannot fill the disk the gateway
-	// (and its logs) run on. DefaultParams: 10 GiB.
-	SpoolMaxBytes int64 `flag:"record-spool-max" help:"bytes waiting in the spool at most; beyond, new segments are dropped and counted (0: unlimited)"`
+	// (and its logs) run on.
+	SpoolMaxBytes int64
 	// QueuePackets bounds the packets waiting for one recording's writer
 	// (default 8192, several seconds of HD video).
 	QueuePackets int
@@ -70,12 +70,10 @@ type Params struct {
 	writeFile func(path string, data []byte) error
 }
 
-// DefaultParams are the settings livegate starts with, and those a zero
-// Params field stands for, except SpoolMaxBytes (0: unlimited).
+// DefaultParams are the settings a zero Params field stands for.
 func DefaultParams() Params {
 	return Params{
 		SpoolDir:          "./data/spool",
-		SpoolMaxBytes:     10 << 30,
 		SegmentDuration:   4 * time.Second,
 		RetentionInterval: time.Hour,
 		UploadWorkers:     2,
@@ -346,7 +344,15 @@ func (m *Manager) kick() {
 
 // Close stops every recording cleanly (their last segment is written) and
 // the background work. Uploads still pending resume at the next New.
-func (m *Manager) Close() {
+func (m *Manager) Close() { m.shutdown((*recording).stop) }
+
+// abandon stops everything without finishing recordings, as a crash
+// would (tests only).
+func (m *Manager) abandon() { m.shutdown((*recording).abandon) }
+
+// shutdown ends the active recordings with end, once, and then the
+// background work.
+func (m *Manager) shutdown(end func(*recording)) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -364,29 +370,7 @@ func (m *Manager) Close() {
 		m.unsub()
 	}
 	for _, a := range active {
-		a.stop()
-	}
-	m.cancel()
-	m.wg.Wait()
-}
-
-// abandon stops everything without finishing recordings, as a crash
-// would (tests only).
-func (m *Manager) abandon() {
-	m.mu.Lock()
-	m.closed = true
-	var active []*recording
-	for _, r := range m.recs {
-		if r.active != nil {
-			active = append(active, r.active)
-		}
-	}
-	m.mu.Unlock()
-	if m.unsub != nil {
-		m.unsub()
-	}
-	for _, a := range active {
-		a.abandon()
+		end(a)
 	}
 	m.cancel()
 	m.wg.Wait()

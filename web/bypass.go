@@ -12,6 +12,7 @@ import (
 
 	"github.com/livegate/livegate/egress/hls"
 	"github.com/livegate/livegate/egress/rtmp"
+	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/web/auth"
 )
 
@@ -88,7 +89,7 @@ func (s *Server) RegisterBypass(h HLSServer, egress EgressAPI) {
 				return err
 			}
 			room, name, ok := strings.Cut(req.Stream, "/")
-			if !ok || !segment.MatchString(room) || !segment.MatchString(name) {
+			if !ok || !relay.ValidName(room) || !relay.ValidName(name) {
 				return newError(http.StatusBadRequest, "bad_path", "stream must be ROOM/NAME, each 1-64 characters of A-Z a-z 0-9 _ -")
 			}
 			in, err := egress.Start(req.Stream, req.URL, req.VideoOnly)

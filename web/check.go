@@ -82,20 +82,13 @@ func (s *Server) registerCheck(t SelfTest) {
 		if transport != "udp" && transport != "tcp" && transport != "any" {
 			return newError(http.StatusNotFound, "not_found", "test one of udp, tcp or any")
 		}
-		offer, err := s.body(c, mimeSDP)
-		if err != nil {
-			return err
-		}
-		if err := checkOffer(offer); err != nil {
-			return err
-		}
 		// Test offers need no token, so their candidates are screened like
 		// any offer's: otherwise anyone could aim the gateway's
 		// connectivity checks at multicast, reserved or (with
 		// refuse-private-candidates) internal addresses.
-		offer, ncand := s.screenCandidates(offer)
-		if ncand > s.limits.CandidatesPerSession {
-			return tooManyCandidates(s.limits.CandidatesPerSession)
+		offer, _, err := s.readOffer(c)
+		if err != nil {
+			return err
 		}
 		releaseCheck, err := s.checks.take(clientIP(c))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/livegate/livegate/egress/composite"
 	"github.com/livegate/livegate/egress/rtmp"
+	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/web/auth"
 )
 
@@ -56,7 +57,7 @@ func (s *Server) RegisterComposite(api CompositeAPI, egress EgressAPI) {
 			return "", err
 		}
 		r := c.Param("room")
-		if !segment.MatchString(r) {
+		if !relay.ValidName(r) {
 			return "", newError(http.StatusBadRequest, "bad_path", "room must be 1-64 characters of A-Z a-z 0-9 _ -")
 		}
 		return r, nil

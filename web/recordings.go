@@ -47,7 +47,7 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 			return err
 		}
 		room, name, ok := strings.Cut(req.Stream, "/")
-		if !ok || !segment.MatchString(room) || !segment.MatchString(name) {
+		if !ok || !relay.ValidName(room) || !relay.ValidName(name) {
 			return newError(http.StatusBadRequest, "bad_path", "stream must be ROOM/NAME, each 1-64 characters of A-Z a-z 0-9 _ -")
 		}
 		in, err := m.Start(req.Stream)

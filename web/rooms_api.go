@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/web/auth"
 	"github.com/livegate/livegate/web/rooms"
@@ -68,7 +69,7 @@ func (s *Server) apiOptions(methods string) echo.HandlerFunc {
 
 func roomParam(c echo.Context) (string, error) {
 	room := c.Param("room")
-	if !segment.MatchString(room) {
+	if !relay.ValidName(room) {
 		return "", newError(http.StatusBadRequest, "bad_path", "room must be 1-64 characters of A-Z a-z 0-9 _ -")
 	}
 	return room, nil
@@ -235,7 +236,7 @@ func (s *Server) roomChat(c echo.Context) error {
 		from = rooms.Sender{Identity: cl.Identity, Name: cl.Name, Verified: true}
 	} else {
 		if req.Identity != "" {
-			if !segment.MatchString(req.Identity) {
+			if !relay.ValidName(req.Identity) {
 				return newError(http.StatusBadRequest, "bad_request", "identity must be 1-64 characters of A-Z a-z 0-9 _ -")
 			}
 			from.Identity = req.Identity

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -43,10 +42,10 @@ type Params struct {
 	WHEP Endpoint
 	Hub  *relay.Hub
 	// MaxBody bounds request bodies (SDP offers, fragments) in bytes.
-	MaxBody int64 `flag:"max-body" help:"largest accepted request body (SDP) in bytes"`
+	MaxBody int64
 	// CORSOrigin is sent as Access-Control-Allow-Origin ("*" by default)
 	// when tokens are required; an open gateway sends no CORS headers.
-	CORSOrigin string `flag:"cors-origin" help:"Access-Control-Allow-Origin for WHIP/WHEP/API when tokens are required (an open gateway sends no CORS headers)"`
+	CORSOrigin string
 	// Policy answers every access question; nil builds one from Auth.
 	Policy *auth.Policy
 	Auth   AuthParams
@@ -100,20 +99,16 @@ type Server struct {
 	checks      checkSlots // self-test connections per address
 }
 
-var segment = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 const (
 	mimeSDP     = "application/sdp"
 	mimeSDPFrag = "application/trickle-ice-sdpfrag"
 )
 
-// DefaultParams are the settings livegate starts with, and those a zero
-// Params field stands for (Limits: see DefaultLimits).
+// DefaultParams are the settings a zero Params field stands for.
 func DefaultParams() Params {
 	return Params{
 		MaxBody:      128 << 10,
 		CORSOrigin:   "*",
-		Limits:       DefaultLimits(),
 		OfferTimeout: 10 * time.Second,
 	}
 }
@@ -262,7 +257,7 @@ func (s *Server) options(methods string) echo.HandlerFunc {
 // streamPath validates ROOM and NAME.
 func streamPath(c echo.Context) (string, error) {
 	room, name := c.Param("room"), c.Param("name")
-	if !segment.MatchString(room) || !segment.MatchString(name) {
+	if !relay.ValidName(room) || !relay.ValidName(name) {
 		return "", newError(http.StatusBadRequest, "bad_path",
 			"stream path must be ROOM/NAME, each 1-64 characters of A-Z a-z 0-9 _ -")
 	}
@@ -306,16 +301,9 @@ func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) ech
 		}
 		// The offer is read and checked before anything costs work: a WHEP
 		// offer may make an edge ask its parent for the stream.
-		offer, err := s.body(c, mimeSDP)
+		offer, ncand, err := s.readOffer(c)
 		if err != nil {
 			return err
-		}
-		if err := checkOffer(offer); err != nil {
-			return err
-		}
-		offer, ncand := s.screenCandidates(offer)
-		if ncand > s.limits.CandidatesPerSession {
-			return tooManyCandidates(s.limits.CandidatesPerSession)
 		}
 		// Relay links are never redirected: a child must get the stream
 		// from the parent it chose.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/livegate/livegate/relay/rtc"
 )
 
@@ -70,6 +72,25 @@ func (s *Server) screenCandidates(text string) (string, int) {
 		out = append(out, l)
 	}
 	return strings.Join(out, ""), n
+}
+
+// readOffer reads and checks an SDP offer and screens its candidates
+// (ncand: how many it keeps), so that a refused offer has cost nothing
+// yet: every offer the gateway takes (WHIP, WHEP, the self-test) comes
+// this way.
+func (s *Server) readOffer(c echo.Context) (offer string, ncand int, err error) {
+	offer, err = s.body(c, mimeSDP)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := checkOffer(offer); err != nil {
+		return "", 0, err
+	}
+	offer, ncand = s.screenCandidates(offer)
+	if ncand > s.limits.CandidatesPerSession {
+		return "", 0, tooManyCandidates(s.limits.CandidatesPerSession)
+	}
+	return offer, ncand, nil
 }
 
 // candidateBudget counts the candidates each session accepted.

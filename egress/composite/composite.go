@@ -66,7 +66,6 @@ const (
 	DefaultVideoBitrate = 2_500_000
 	DefaultAudioBitrate = 96_000
 	DefaultName         = "composite"
-	DefaultPreset       = "veryfast"
 )
 
 func (o Options) withDefaults(d Options) Options {
@@ -112,24 +111,12 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: videoBitrate %d: 100000-20000000 bit/s", ErrBadInput, o.VideoBitrate)
 	case o.AudioBitrate < 16_000 || o.AudioBitrate > 510_000:
 		return fmt.Errorf("%w: audioBitrate %d: 16000-510000 bit/s", ErrBadInput, o.AudioBitrate)
-	case !validName(o.Name):
+	case !relay.ValidName(o.Name):
 		return fmt.Errorf("%w: name %q: 1-64 characters of A-Z a-z 0-9 _ -", ErrBadInput, o.Name)
-	case o.Speaker != "" && !validName(o.Speaker):
+	case o.Speaker != "" && !relay.ValidName(o.Speaker):
 		return fmt.Errorf("%w: speaker %q is not a stream name", ErrBadInput, o.Speaker)
 	}
 	return nil
-}
-
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // Rule composites the rooms matching Pattern (path.Match syntax, e.g.
@@ -210,7 +197,7 @@ type Params struct {
 	// 1280x720, 30 fps, 2.5 Mb/s, 96 kb/s, grid, "composite").
 	Defaults Options
 	Rules    []Rule
-	// Preset is x264's speed preset (default DefaultPreset).
+	// Preset is x264's speed preset (default veryfast).
 	Preset string
 	// KeyframeInterval is the output's GOP (default 2 s): viewers that
 	// join start from the relay's GOP cache.
@@ -249,7 +236,7 @@ func New(p Params) *Manager {
 	}
 	p.Defaults = p.Defaults.withDefaults(builtinDefaults())
 	if p.Preset == "" {
-		p.Preset = DefaultPreset
+		p.Preset = "veryfast"
 	}
 	if p.KeyframeInterval <= 0 {
 		p.KeyframeInterval = 2 * time.Second
@@ -286,7 +273,7 @@ func (m *Manager) Available() bool { return m.ffmpeg != "" }
 // Start composites room with o, or changes the layout and speaker of its
 // running composite (created is then false).
 func (m *Manager) Start(room string, o Options) (in Info, created bool, err error) {
-	if !validName(room) {
+	if !relay.ValidName(room) {
 		return Info{}, false, fmt.Errorf("%w: room %q: 1-64 characters of A-Z a-z 0-9 _ -", ErrBadInput, room)
 	}
 	return m.start(room, o, "api")

@@ -80,12 +80,7 @@ func startEncoder(ctx context.Context, ffmpeg string, o Options, preset string, 
 		if ctx.Err() != nil {
 			return
 		}
-		switch {
-		case werr != nil:
-			e.err = fmt.Errorf("ffmpeg: %w (%s)", werr, e.stderr.String())
-		default:
-			e.err = fmt.Errorf("ffmpeg output ended: %v (%s)", rerr, e.stderr.String())
-		}
+		e.err = ffproc.Ended(werr, rerr, e.stderr)
 	}()
 	return e, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -271,10 +270,7 @@ func (v *videoIn) decode(ctx context.Context, d *decoder, w, h int, events chan<
 	if ctx.Err() != nil {
 		return nil
 	}
-	if werr != nil {
-		return fmt.Errorf("ffmpeg: %w (%s)", werr, stderr.String())
-	}
-	return fmt.Errorf("ffmpeg ended: %v (%s)", rerr, stderr.String())
+	return ffproc.Ended(werr, rerr, stderr)
 }
 
 func (v *videoIn) feed(ctx context.Context, fr *frames.Reader, w io.WriteCloser) error {
@@ -495,11 +491,5 @@ func (a *audioIn) decode(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	if werr != nil {
-		return fmt.Errorf("ffmpeg: %w (%s)", werr, stderr.String())
-	}
-	if errors.Is(rerr, io.EOF) {
-		return fmt.Errorf("ffmpeg ended (%s)", stderr.String())
-	}
-	return rerr
+	return ffproc.Ended(werr, rerr, stderr)
 }

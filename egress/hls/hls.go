@@ -29,7 +29,6 @@ import (
 
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/aac"
-	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 )
 
@@ -43,7 +42,7 @@ type Params struct {
 	AAC *aac.Transcoders
 	// IdleTimeout stops a stream's muxer this long after its last request
 	// (default 60 s).
-	IdleTimeout time.Duration `flag:"hls-idle" help:"stop a stream's HLS muxer after this long without requests"`
+	IdleTimeout time.Duration
 	// SegmentDuration is the minimum segment duration: a segment ends at
 	// the first keyframe this long after its start. The default, 1 ms,
 	// starts a segment at every keyframe, so that a resolution step (which
@@ -80,48 +79,33 @@ type Params struct {
 	Logger       *slog.Logger
 }
 
-// DefaultParams are the settings livegate starts with, and those a zero
-// Params field stands for (BlockTimeout: 3 x TargetDuration).
-func DefaultParams() Params {
-	return Params{
-		IdleTimeout:     60 * time.Second,
-		SegmentDuration: time.Millisecond,
-		TargetDuration:  2 * time.Second,
-		PartDuration:    200 * time.Millisecond,
-		SegmentCount:    12,
-		RequestTimeout:  15 * time.Second,
-		StartTimeout:    20 * time.Second,
-	}
-}
-
 func (p *Params) defaults() {
-	d := DefaultParams()
 	if p.IdleTimeout <= 0 {
-		p.IdleTimeout = d.IdleTimeout
+		p.IdleTimeout = 60 * time.Second
 	}
 	if p.SegmentDuration <= 0 {
-		p.SegmentDuration = d.SegmentDuration
+		p.SegmentDuration = time.Millisecond
 	}
 	if p.PartDuration <= 0 {
-		p.PartDuration = d.PartDuration
+		p.PartDuration = 200 * time.Millisecond
 	}
 	if p.TargetDuration <= 0 {
-		p.TargetDuration = d.TargetDuration
+		p.TargetDuration = 2 * time.Second
 	}
 	if p.BlockTimeout <= 0 {
 		p.BlockTimeout = 3 * p.TargetDuration
 	}
 	if p.SegmentCount <= 0 {
-		p.SegmentCount = d.SegmentCount
+		p.SegmentCount = 12
 	}
 	if p.SegmentCount < 7 {
 		p.SegmentCount = 7
 	}
 	if p.RequestTimeout <= 0 {
-		p.RequestTimeout = d.RequestTimeout
+		p.RequestTimeout = 15 * time.Second
 	}
 	if p.StartTimeout <= 0 {
-		p.StartTimeout = d.StartTimeout
+		p.StartTimeout = 20 * time.Second
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
@@ -229,16 +213,7 @@ func (s *Server) get(path string) (*muxer, error) {
 	if !ok {
 		return nil, ErrNoStream
 	}
-	var video, audio *relay.Track
-	for _, t := range st.Tracks() {
-		mime := t.Info().Codec.MimeType
-		switch {
-		case video == nil && strings.EqualFold(mime, codec.MimeH264):
-			video = t
-		case audio == nil && strings.EqualFold(mime, codec.MimeOpus):
-			audio = t
-		}
-	}
+	video, audio := frames.H264AndOpus(st)
 	if video == nil {
 		return nil, ErrNoH264
 	}

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -143,16 +142,7 @@ func (j *job) session(ctx context.Context) error {
 		return errStreamDone
 	default:
 	}
-	var video, audio *relay.Track
-	for _, t := range j.st.Tracks() {
-		mime := t.Info().Codec.MimeType
-		switch {
-		case video == nil && strings.EqualFold(mime, codec.MimeH264):
-			video = t
-		case audio == nil && strings.EqualFold(mime, codec.MimeOpus):
-			audio = t
-		}
-	}
+	video, audio := frames.H264AndOpus(j.st)
 	if video == nil {
 		return ErrNoH264
 	}

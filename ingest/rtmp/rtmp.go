@@ -56,7 +56,7 @@ type Params struct {
 	// MaxConnsPerIP bounds concurrent connections from one address
 	// (default 8), so that one client's idle connections cannot take
 	// every slot of MaxConns before tokened publishers arrive.
-	MaxConnsPerIP int `flag:"rtmp-conns-per-ip" help:"concurrent RTMP connections from one address"`
+	MaxConnsPerIP int
 	// HandshakeTimeout bounds the time from accepting a connection to its
 	// publish request being authorized (default 5 s).
 	HandshakeTimeout time.Duration
@@ -194,7 +194,7 @@ func (s *Server) serve(c net.Conn) error {
 	}
 	var path string
 	_, err := sc.accept(func(u *url.URL) error {
-		room, name, err := mediain.SplitPath(u.Path)
+		room, name, err := relay.SplitPath(u.Path)
 		if err != nil {
 			return refuse(codeBadName, err)
 		}
@@ -318,28 +318,17 @@ func (s *Server) publish(c net.Conn, sc *serverConn, r *gortmplib.Reader, path s
 			srs.Maybe(pub, 1, pts, ts)
 		}
 		if aac != nil {
-			var mu sync.Mutex // first AAC time, set by the read loop, read by the transcoder
-			var first time.Duration
-			started := false
-			var samples int64
+			var clock mediain.OpusClock
 			tc, err := mediain.StartAACToOpus(s.ffmpeg, aac.Config, s.p.AudioBitrate, s.log, func(pkt []byte, n int64) {
-				mu.Lock()
-				base := first
-				mu.Unlock()
-				pts := base + time.Duration(samples)*time.Second/48000
-				write(pkt, pts, uint32(pts*48000/time.Second))
-				samples += n
+				pts, ts := clock.Next(n)
+				write(pkt, pts, ts)
 			})
 			if err != nil {
 				s.log.Warn("rtmp: cannot start the AAC->Opus transcoder: video only", "stream", path, "err", err)
 			} else {
 				defer tc.Close()
 				r.OnDataMPEG4Audio(audio, func(pts time.Duration, au []byte) {
-					mu.Lock()
-					if !started {
-						first, started = pts, true
-					}
-					mu.Unlock()
+					clock.Start(pts)
 					tc.Write(au)
 				})
 			}

@@ -133,17 +133,10 @@ func (p *publisher) start(ss *gortsplib.ServerSession) error {
 		return nil
 	}
 	rate := int64(p.aac.ClockRate())
-	var mu sync.Mutex
-	var first time.Duration
-	started := false
-	var samples int64
+	var clock mediain.OpusClock
 	tc, err := mediain.StartAACToOpus(p.s.ffmpeg, p.aac.Config, p.s.p.AudioBitrate, p.s.log, func(pkt []byte, n int64) {
-		mu.Lock()
-		base := first
-		mu.Unlock()
-		pts := base + time.Duration(samples)*time.Second/48000
-		write(pkt, pts, uint32(pts*48000/time.Second))
-		samples += n
+		pts, ts := clock.Next(n)
+		write(pkt, pts, ts)
 	})
 	if err != nil {
 		p.s.log.Warn("rtsp: cannot start the AAC->Opus transcoder: video only", "stream", p.path, "err", err)
@@ -157,13 +150,9 @@ func (p *publisher) start(ss *gortsplib.ServerSession) error {
 		if err != nil {
 			return
 		}
-		mu.Lock()
-		if !started {
-			if pts, ok := ss.PacketPTS(p.amed, pkt); ok {
-				first, started = time.Duration(pts*int64(time.Second)/rate), true
-			}
+		if pts, ok := ss.PacketPTS(p.amed, pkt); ok {
+			clock.Start(time.Duration(pts * int64(time.Second) / rate))
 		}
-		mu.Unlock()
 		for _, au := range aus {
 			tc.Write(au)
 		}

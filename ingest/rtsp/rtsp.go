@@ -176,7 +176,7 @@ func status(code base.StatusCode) *base.Response { return &base.Response{StatusC
 
 // authorize parses path and query and runs the check.
 func authorize(check mediain.Authorizer, path, query string, conn *gortsplib.ServerConn) (string, error) {
-	room, name, err := mediain.SplitPath(path)
+	room, name, err := relay.SplitPath(path)
 	if err != nil {
 		return "", err
 	}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -149,17 +150,10 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 	}()
 	go func() {
 		defer s.wg.Done()
-		for {
-			pkts, _, err := recv.ReadSimulcastRTCP(rid)
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				if sr, ok := p.(*rtcp.SenderReport); ok {
-					st.sel.SenderReport(layer, sr.NTPTime, sr.RTPTime)
-					st.pub.WriteLayerSenderReport(lt, sr.NTPTime, sr.RTPTime)
-				}
-			}
-		}
+		read := func() ([]rtcp.Packet, interceptor.Attributes, error) { return recv.ReadSimulcastRTCP(rid) }
+		rtc.ReadSenderReports(read, func(ntp uint64, rtpTime uint32) {
+			st.sel.SenderReport(layer, ntp, rtpTime)
+			st.pub.WriteLayerSenderReport(lt, ntp, rtpTime)
+		})
 	}()
 }

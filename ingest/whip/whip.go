@@ -24,12 +24,11 @@ type Params struct {
 	Hub    *relay.Hub
 	// VideoCodecs orders video codecs by preference (MIME subtypes,
 	// lower case). Default: h264, vp8, vp9, av1.
-	VideoCodecs []string `flag:"video-codecs" list:"lower" help:"accepted video codecs in order of preference (h264, vp8, vp9, av1)"`
+	VideoCodecs []string
 	// MaxTracks bounds media sections per offer (default 4).
 	MaxTracks int
-	// MaxSessions bounds concurrent publishers (0: unlimited; DefaultParams:
-	// 1000).
-	MaxSessions int `flag:"max-publishers" help:"concurrent WHIP sessions (0: unlimited)"`
+	// MaxSessions bounds concurrent publishers (0: unlimited).
+	MaxSessions int
 	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
@@ -43,13 +42,11 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
-// DefaultParams are the settings livegate starts with, and those a zero
-// Params field stands for, except MaxSessions (0: unlimited).
+// DefaultParams are the settings a zero Params field stands for.
 func DefaultParams() Params {
 	return Params{
 		VideoCodecs:    []string{"h264", "vp8", "vp9", "av1"},
 		MaxTracks:      rtc.DefaultMaxTracks,
-		MaxSessions:    1000,
 		ConnectTimeout: rtc.DefaultConnectTimeout,
 	}
 }
@@ -229,7 +226,7 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 		}()
 		go func() {
 			defer s.wg.Done()
-			readRTCP(recv, pub, i)
+			rtc.ReadSenderReports(recv.ReadRTCP, func(ntp uint64, rtpTime uint32) { pub.WriteSenderReport(i, ntp, rtpTime) })
 		}()
 	})
 	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
@@ -283,20 +280,6 @@ func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {
 			continue
 		}
 		pub.WriteRTP(i, &p.Header, p.Payload)
-	}
-}
-
-func readRTCP(recv *webrtc.RTPReceiver, pub *relay.Publication, i int) {
-	for {
-		pkts, _, err := recv.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			if sr, ok := p.(*rtcp.SenderReport); ok {
-				pub.WriteSenderReport(i, sr.NTPTime, sr.RTPTime)
-			}
-		}
 	}
 }
 

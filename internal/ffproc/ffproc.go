@@ -10,6 +10,7 @@ package ffproc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -98,6 +99,21 @@ func (t *Tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(bytes.TrimSpace(t.b))
+}
+
+// Ended says why an ffmpeg whose output a caller read ended: its exit
+// status (werr, from Wait) when it failed, else the error that ended the
+// reading (rerr; io.EOF or nil: its output just ended), each with the tail
+// of its stderr.
+func Ended(werr, rerr error, stderr *Tail) error {
+	switch {
+	case werr != nil:
+		return fmt.Errorf("ffmpeg: %w (%s)", werr, stderr.String())
+	case rerr == nil || errors.Is(rerr, io.EOF):
+		return fmt.Errorf("ffmpeg output ended (%s)", stderr.String())
+	default:
+		return fmt.Errorf("ffmpeg output ended: %w (%s)", rerr, stderr.String())
+	}
 }
 
 // HealthyAfter is how long a process must run for its next failure to be

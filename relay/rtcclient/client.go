@@ -140,18 +140,8 @@ func (s *Session) connect(ctx context.Context, endpoint string, setup func(*webr
 	if err := setup(s.PC); err != nil {
 		return err
 	}
-	offer, err := s.PC.CreateOffer(nil)
-	if err != nil {
+	if err := s.offer(ctx, nil); err != nil {
 		return err
-	}
-	gathered := webrtc.GatheringCompletePromise(s.PC)
-	if err := s.PC.SetLocalDescription(offer); err != nil {
-		return err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	s.origin = originOf(endpoint)
 	resp, err := s.do(ctx, http.MethodPost, endpoint, "application/sdp", s.PC.LocalDescription().SDP)
@@ -174,6 +164,27 @@ func (s *Session) connect(ctx context.Context, endpoint string, setup func(*webr
 	return s.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
 }
 
+// offer sets a new local offer (opts as pion's CreateOffer) and waits
+// until it holds every ICE candidate: the client sends no trickle.
+func (s *Session) offer(ctx context.Context, opts *webrtc.OfferOptions) error {
+	offer, err := s.PC.CreateOffer(opts)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(s.PC)
+	if err := s.PC.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// do sends a request about the session: the offer (POST, with the
+// caller's extra headers), an ICE restart (PATCH) or the end (DELETE).
 func (s *Session) do(ctx context.Context, method, u, contentType, body string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewBufferString(body))
 	if err != nil {
@@ -182,12 +193,16 @@ func (s *Session) do(ctx context.Context, method, u, contentType, body string) (
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if method == http.MethodPost {
+	switch method {
+	case http.MethodPost:
 		for k, vs := range s.opts.Header {
 			for _, v := range vs {
 				req.Header.Add(k, v)
 			}
 		}
+	case http.MethodPatch:
+		// The restart applies to whatever state the session is in.
+		req.Header.Set("If-Match", "*")
 	}
 	s.setToken(req)
 	c := s.opts.HTTP

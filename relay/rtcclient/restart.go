@@ -20,33 +20,12 @@ import (
 // again rather than replaced.
 func (s *Session) RestartICE(ctx context.Context) error {
 	if s.PC.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
-		offer, err := s.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-		if err != nil {
+		if err := s.offer(ctx, &webrtc.OfferOptions{ICERestart: true}); err != nil {
 			return err
-		}
-		gathered := webrtc.GatheringCompletePromise(s.PC)
-		if err := s.PC.SetLocalDescription(offer); err != nil {
-			return err
-		}
-		select {
-		case <-gathered:
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	frag := fragmentOf(s.PC.LocalDescription().SDP)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, s.Resource, strings.NewReader(frag))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
-	req.Header.Set("If-Match", "*")
-	s.setToken(req)
-	c := s.opts.HTTP
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
+	resp, err := s.do(ctx, http.MethodPatch, s.Resource, "application/trickle-ice-sdpfrag", frag)
 	if err != nil {
 		return err
 	}

@@ -42,18 +42,10 @@ func vp8Fields(p []byte) descFields {
 	}
 	ext, i := p[1], 2
 	if ext&0x80 != 0 { // I
-		if len(p) <= i {
+		var ok bool
+		if i, ok = f.pictureID(p, i); !ok {
 			return noFields
 		}
-		f.pic, f.picBits = i, 7
-		if p[i]&0x80 != 0 {
-			if len(p) <= i+1 {
-				return noFields
-			}
-			f.picBits = 15
-			i++
-		}
-		i++
 	}
 	if ext&0x40 != 0 { // L
 		if len(p) <= i {
@@ -71,6 +63,24 @@ func vp8Fields(p []byte) descFields {
 	return f
 }
 
+// pictureID notes the picture ID at p[i] (7 bits, or 15 with the M bit),
+// which VP8 and VP9 write alike, and returns the index after it; false
+// when p ends inside it.
+func (f *descFields) pictureID(p []byte, i int) (int, bool) {
+	if len(p) <= i {
+		return 0, false
+	}
+	f.pic, f.picBits = i, 7
+	if p[i]&0x80 != 0 {
+		if len(p) <= i+1 {
+			return 0, false
+		}
+		f.picBits = 15
+		i++
+	}
+	return i + 1, true
+}
+
 // vp9Fields parses the RFC 9628 payload descriptor.
 func vp9Fields(p []byte) descFields {
 	f := noFields
@@ -79,18 +89,10 @@ func vp9Fields(p []byte) descFields {
 	}
 	i := 1
 	if p[0]&0x80 != 0 { // I
-		if len(p) <= i {
+		var ok bool
+		if i, ok = f.pictureID(p, i); !ok {
 			return noFields
 		}
-		f.pic, f.picBits = i, 7
-		if p[i]&0x80 != 0 {
-			if len(p) <= i+1 {
-				return noFields
-			}
-			f.picBits = 15
-			i++
-		}
-		i++
 	}
 	if p[0]&0x20 != 0 && p[0]&0x10 == 0 { // L, non-flexible: layer byte, TL0PICIDX
 		if len(p) <= i+1 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
+	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/rtcclient"
 )
 
@@ -172,17 +173,7 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	}()
 	go func() {
 		defer l.wg.Done()
-		for {
-			pkts, _, err := recv.ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				if sr, ok := p.(*rtcp.SenderReport); ok {
-					pub.WriteSenderReport(idx, sr.NTPTime, sr.RTPTime)
-				}
-			}
-		}
+		rtc.ReadSenderReports(recv.ReadRTCP, func(ntp uint64, rtpTime uint32) { pub.WriteSenderReport(idx, ntp, rtpTime) })
 	}()
 }
 

@@ -42,3 +42,33 @@ func NTP(t time.Time) uint64 {
 	frac := uint64(ns%1e9) << 32 / 1e9
 	return sec<<32 | frac
 }
+
+// OpusClock times the Opus packets of an AAC->Opus transcoder on the
+// publisher's media timeline: the first AAC frame's time plus the 48 kHz
+// samples that came out before. The read loop calls Start, the
+// transcoder's goroutine Next.
+type OpusClock struct {
+	mu      sync.Mutex
+	first   time.Duration
+	started bool
+	samples int64
+}
+
+// Start notes the time of the first AAC frame; later calls do nothing.
+func (c *OpusClock) Start(pts time.Duration) {
+	c.mu.Lock()
+	if !c.started {
+		c.first, c.started = pts, true
+	}
+	c.mu.Unlock()
+}
+
+// Next is the media time and 48 kHz RTP time of the next Opus packet,
+// which holds n samples.
+func (c *OpusClock) Next(n int64) (time.Duration, uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pts := c.first + time.Duration(c.samples)*time.Second/48000
+	c.samples += n
+	return pts, uint32(pts * 48000 / time.Second)
+}

@@ -27,17 +27,6 @@ func TestProfileLevelID(t *testing.T) {
 	}
 }
 
-func TestSplitPath(t *testing.T) {
-	if r, n, err := SplitPath("/room_1/cam-2"); err != nil || r != "room_1" || n != "cam-2" {
-		t.Fatalf("%q %q %v", r, n, err)
-	}
-	for _, bad := range []string{"", "/room", "/a/b/c", "/a b/c", "/" + string(bytes.Repeat([]byte("x"), 65)) + "/c"} {
-		if _, _, err := SplitPath(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 // TestH264ParamSetsBeforeIDR: an IDR without parameter sets gets the last
 // ones in front; the packets carry AU content only (no AUD).
 func TestH264ParamSetsBeforeIDR(t *testing.T) {
