@@ -14,7 +14,9 @@ const movedEvery = 250 * time.Millisecond
 // comes back on another node (the old origin is alive but a load balancer
 // sent the host elsewhere), the stream is pulled from there, and this
 // node's viewers and children continue as for a reconnect. Caller holds
-// pl.mu (from onEvent, under hub locks): it only starts a goroutine.
+// pl.mu (from onEvent, under hub locks): it only starts a goroutine, and
+// not once Close has cancelled pl.ctx (which it does under pl.mu before
+// waiting on pl.wg).
 func (pl *Puller) onPublisherLeftLocked(path string) {
 	if len(pl.p.Parents) > 0 || pl.p.Locate == nil || pl.pulls[path] != nil || pl.moving[path] || pl.ctx.Err() != nil {
 		return

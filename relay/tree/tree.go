@@ -26,7 +26,7 @@ type Params struct {
 	Hub *relay.Hub
 	// Parents are base URLs of parent nodes (http://host:port), tried in
 	// order; any WHEP server works.
-	Parents []string `flag:"relay-parents" list:"urls" help:"comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP"`
+	Parents []string
 	// Locate, used when Parents is empty, finds the nodes that have path
 	// (the cluster directory: where the stream originates). An empty
 	// answer means no node has it. It is called for every dial, so a
@@ -35,7 +35,7 @@ type Params struct {
 	// Client configures the WHEP client; its Token is the cluster key.
 	Client rtcclient.Options
 	// Linger keeps a pull this long after its last viewer left (default 30 s).
-	Linger time.Duration `flag:"relay-linger" help:"keep pulling a stream this long after its last viewer left"`
+	Linger time.Duration
 	// NotFoundTTL remembers that no parent has a stream, so a burst of
 	// requests for it does not become a burst of pulls (default 2 s).
 	NotFoundTTL time.Duration
@@ -49,7 +49,7 @@ type Params struct {
 	// paused stays where it is; a parent that stops answering its
 	// keepalives is dropped by the Client API's ICE timeouts (the gateway
 	// sets them from DeadAfter, see rtc.Engine.RelayAPI).
-	DeadAfter time.Duration `flag:"relay-dead-after" help:"a relay link that carried video and got nothing (media or keepalive answers) for this long is replaced by a pull from another parent (audio-only streams: 4x)"`
+	DeadAfter time.Duration
 	Logger    *slog.Logger
 }
 
@@ -116,10 +116,17 @@ func New(p Params) *Puller {
 	return pl
 }
 
+// ErrClosed: the Puller was closed.
+var ErrClosed = errors.New("relay puller closed")
+
 // Close ends all pulls and waits for them.
 func (pl *Puller) Close() {
 	pl.unsub()
+	// Cancelled under mu: every wg.Add happens under mu after checking
+	// pl.ctx, so none can start once Wait may be waiting.
+	pl.mu.Lock()
 	pl.cancel()
+	pl.mu.Unlock()
 	pl.wg.Wait()
 }
 
@@ -133,6 +140,10 @@ func (pl *Puller) Ensure(ctx context.Context, path string) error {
 		return relay.ErrNotFound
 	}
 	pl.mu.Lock()
+	if pl.ctx.Err() != nil {
+		pl.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrClosed, path)
+	}
 	if until, ok := pl.notFound[path]; ok && time.Now().Before(until) {
 		pl.mu.Unlock()
 		return fmt.Errorf("%w: %s (no parent has it)", relay.ErrNotFound, path)
@@ -419,7 +430,9 @@ func (pl *Puller) dialAny(ctx context.Context, path string, start int, skip stri
 // errNoOther: the only parent is the one to avoid (nothing was dialed).
 var errNoOther = fmt.Errorf("%w: no other parent", relay.ErrNotFound)
 
-// background runs f on the Puller's wait group (Close waits for it).
+// background runs f on the Puller's wait group (Close waits for it). Its
+// callers run on that group themselves (a pull closing its link), so the
+// count is above zero and Close cannot have finished waiting.
 func (pl *Puller) background(f func()) {
 	pl.wg.Add(1)
 	go func() {
