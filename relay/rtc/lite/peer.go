@@ -3,11 +3,7 @@ package lite
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,10 +16,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
-	"github.com/pion/stun/v4"
 )
 
-// ErrNotConnected is returned by writes before DTLS is up or after the
 // peer ended.
 var ErrNotConnected = errors.New("lite: peer not connected")
 
@@ -145,26 +139,6 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 	return peer, nil
 }
 
-// LocalCredentials are the ICE ufrag and password of the answer.
-func (p *Peer) LocalCredentials() (ufrag, pwd string) {
-	c := p.ice.Load()
-	return c.localUfrag, c.localPwd
-}
-
-// RemoteUfrag is the viewer's current ICE ufrag.
-func (p *Peer) RemoteUfrag() string { return p.ice.Load().remoteUfrag }
-
-// Restart is an ICE restart: new remote credentials, new local ones. DTLS
-// and SRTP carry on.
-func (p *Peer) Restart(remoteUfrag, remotePwd string) (ufrag, pwd string, err error) {
-	old := p.ice.Load()
-	c := &iceCreds{localUfrag: randString(8), localPwd: randString(24), remoteUfrag: remoteUfrag, remotePwd: remotePwd}
-	if err := p.t.restartICE(p, old, c); err != nil {
-		return "", "", err
-	}
-	return c.localUfrag, c.localPwd, nil
-}
-
 // Done is closed when the peer has ended.
 func (p *Peer) Done() <-chan struct{} { return p.done }
 
@@ -216,21 +190,6 @@ func (p *Peer) expired(now int64) string {
 		return "no connectivity check"
 	}
 	return ""
-}
-
-func (p *Peer) verifyFingerprint(raw [][]byte, _ [][]*x509.Certificate) error {
-	if len(raw) == 0 {
-		return errors.New("no client certificate")
-	}
-	sum := sha256.Sum256(raw[0])
-	got := colonHex(sum[:])
-	for _, f := range p.p.Fingerprints {
-		algo, v, _ := strings.Cut(strings.TrimSpace(f), " ")
-		if strings.EqualFold(algo, "sha-256") && strings.EqualFold(strings.TrimSpace(v), got) {
-			return nil
-		}
-	}
-	return errors.New("client certificate does not match the offer's fingerprint")
 }
 
 // handshake runs the DTLS handshake, sets up SRTP, and then keeps reading
@@ -319,101 +278,6 @@ func (p *Peer) startSRTP() error {
 	p.in = in
 	p.rmu.Unlock()
 	return nil
-}
-
-// onBinding answers a STUN binding request addressed to this peer's ufrag,
-// from a UDP address or (tcp set) over an ICE-TCP connection.
-func (p *Peer) onBinding(m *stun.Message, from netip.AddrPort, tcp *tcpPath) {
-	c := p.ice.Load()
-	var user stun.Username
-	if err := user.GetFrom(m); err != nil {
-		return
-	}
-	if _, rem, _ := strings.Cut(string(user), ":"); rem != c.remoteUfrag {
-		return // an old ICE session's check, or someone guessing
-	}
-	if err := stun.NewShortTermIntegrity(c.localPwd).Check(m); err != nil {
-		return
-	}
-	resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess,
-		&stun.XORMappedAddress{IP: from.Addr().AsSlice(), Port: int(from.Port())},
-		stun.NewShortTermIntegrity(c.localPwd), stun.Fingerprint)
-	if err != nil {
-		return
-	}
-	here := &remote{ap: from, tcp: tcp}
-	if tcp == nil {
-		here.ua = net.UDPAddrFromAddrPort(from)
-		p.t.learn(p, from)
-	}
-	_ = p.sendTo(here, resp.Raw)
-	p.lastCheck.Store(time.Now().UnixNano())
-	// ICE-lite: the viewer (controlling) nominates; until it does, its
-	// first working path is where DTLS answers go.
-	nominated := m.Contains(stun.AttrUseCandidate)
-	if cur := p.sel.Load(); cur == nil || (nominated && (cur.ap != from || cur.tcp != tcp)) {
-		p.sel.Store(here)
-	}
-	if nominated {
-		p.nominated.Store(true)
-	} else if !p.nominated.Load() && p.nudges.Add(1) <= maxNudges {
-		p.nudge(c, here)
-	}
-}
-
-// maxNudges bounds the binding requests a peer sends before nomination.
-const maxNudges = 4
-
-// nudge sends the viewer a binding request on a path its check just
-// proved. A lite agent need not check anything, but some full agents
-// (pion's among them) nominate a pair only on their next check tick (200
-// ms) unless the other side sends a request on it: this one lets them
-// nominate at once. The answer is read and dropped by the transport.
-func (p *Peer) nudge(c *iceCreds, r *remote) {
-	req, err := stun.Build(stun.TransactionID, stun.BindingRequest,
-		stun.NewUsername(c.remoteUfrag+":"+c.localUfrag),
-		iceControlled(p.tieBreaker), icePriority(1853824767),
-		stun.NewShortTermIntegrity(c.remotePwd), stun.Fingerprint)
-	if err != nil {
-		return
-	}
-	_ = p.sendTo(r, req.Raw)
-}
-
-type iceControlled uint64
-
-func (v iceControlled) AddTo(m *stun.Message) error {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(v))
-	m.Add(stun.AttrICEControlled, b[:])
-	return nil
-}
-
-type icePriority uint32
-
-func (v icePriority) AddTo(m *stun.Message) error {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(v))
-	m.Add(stun.AttrPriority, b[:])
-	return nil
-}
-
-// onTCP takes one frame from an ICE-TCP connection of the peer.
-func (p *Peer) onTCP(b []byte, tp *tcpPath) {
-	if len(b) == 0 {
-		return
-	}
-	if b[0] < 4 {
-		if !stun.IsMessage(b) {
-			return
-		}
-		m := &stun.Message{Raw: append([]byte(nil), b...)}
-		if m.Decode() == nil && m.Type == stun.BindingRequest {
-			p.onBinding(m, tp.from, tp)
-		}
-		return
-	}
-	p.onPacket(b, tp.from)
 }
 
 // onPacket takes a non-STUN datagram from one of the peer's addresses.
@@ -521,121 +385,3 @@ func (p *Peer) WriteRTCP(pkts []rtcp.Packet) error {
 	p.wmu.Unlock()
 	return err
 }
-
-func randString(n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[b[i]&63]
-	}
-	return string(b)
-}
-
-// peerConn is the per-peer packet conn the DTLS server runs on: records
-// come from the shared socket's reader, answers go to the peer's selected
-// address.
-type peerConn struct {
-	p      *Peer
-	raddr  *net.UDPAddr // what DTLS sees as the remote: stable for its checks
-	in     chan []byte
-	wake   chan struct{}
-	dl     atomic.Int64
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newPeerConn(p *Peer) *peerConn {
-	return &peerConn{p: p, raddr: &net.UDPAddr{IP: net.IPv4zero}, in: make(chan []byte, 16),
-		wake: make(chan struct{}, 1), closed: make(chan struct{})}
-}
-
-// push hands a DTLS record to the DTLS server, dropping it if the server
-// is behind (DTLS retransmits).
-func (c *peerConn) push(b []byte) {
-	select {
-	case c.in <- append([]byte(nil), b...):
-	default:
-	}
-}
-
-func (c *peerConn) close() { c.once.Do(func() { close(c.closed) }) }
-
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "lite: i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-
-func (c *peerConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		var timer *time.Timer
-		var tc <-chan time.Time
-		if d := c.dl.Load(); d != 0 {
-			left := time.Until(time.Unix(0, d))
-			if left <= 0 {
-				return 0, nil, timeoutError{}
-			}
-			timer = time.NewTimer(left)
-			tc = timer.C
-		}
-		select {
-		case pkt := <-c.in:
-			if timer != nil {
-				timer.Stop()
-			}
-			return copy(b, pkt), c.raddr, nil
-		case <-c.wake:
-		case <-tc:
-		case <-c.closed:
-			if timer != nil {
-				timer.Stop()
-			}
-			return 0, nil, net.ErrClosed
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-	}
-}
-
-func (c *peerConn) WriteTo(b []byte, _ net.Addr) (int, error) {
-	select {
-	case <-c.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	r := c.p.sel.Load()
-	if r == nil {
-		return len(b), nil // no path yet: DTLS retransmits
-	}
-	return len(b), c.p.sendTo(r, b)
-}
-
-func (c *peerConn) Close() error                  { c.close(); return nil }
-func (c *peerConn) LocalAddr() net.Addr           { return c.p.t.conn.LocalAddr() }
-func (c *peerConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
-func (c *peerConn) SetWriteDeadline(time.Time) error {
-	return nil // writes never block: the socket drops when full
-}
-
-func (c *peerConn) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		c.dl.Store(0)
-	} else {
-		c.dl.Store(t.UnixNano())
-	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// bufs are the scratch buffers of the paths that do not write into a
-// worker's batch (NACK answers, RTCP in and out, ICE-TCP): shared rather
-// than two per peer, which would cost every viewer 3 KB for rare work.
-var bufs = sync.Pool{New: func() any { b := make([]byte, slotSize); return &b }}
-
-func getBuf() *[]byte  { return bufs.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufs.Put(b) }

@@ -1,0 +1,135 @@
+package lite
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func (p *Peer) verifyFingerprint(raw [][]byte, _ [][]*x509.Certificate) error {
+	if len(raw) == 0 {
+		return errors.New("no client certificate")
+	}
+	sum := sha256.Sum256(raw[0])
+	got := colonHex(sum[:])
+	for _, f := range p.p.Fingerprints {
+		algo, v, _ := strings.Cut(strings.TrimSpace(f), " ")
+		if strings.EqualFold(algo, "sha-256") && strings.EqualFold(strings.TrimSpace(v), got) {
+			return nil
+		}
+	}
+	return errors.New("client certificate does not match the offer's fingerprint")
+}
+
+// peerConn is the per-peer packet conn the DTLS server runs on: records
+// come from the shared socket's reader, answers go to the peer's selected
+// address.
+type peerConn struct {
+	p      *Peer
+	raddr  *net.UDPAddr // what DTLS sees as the remote: stable for its checks
+	in     chan []byte
+	wake   chan struct{}
+	dl     atomic.Int64
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newPeerConn(p *Peer) *peerConn {
+	return &peerConn{p: p, raddr: &net.UDPAddr{IP: net.IPv4zero}, in: make(chan []byte, 16),
+		wake: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+// push hands a DTLS record to the DTLS server, dropping it if the server
+// is behind (DTLS retransmits).
+func (c *peerConn) push(b []byte) {
+	select {
+	case c.in <- append([]byte(nil), b...):
+	default:
+	}
+}
+
+func (c *peerConn) close() { c.once.Do(func() { close(c.closed) }) }
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "lite: i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+func (c *peerConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		var timer *time.Timer
+		var tc <-chan time.Time
+		if d := c.dl.Load(); d != 0 {
+			left := time.Until(time.Unix(0, d))
+			if left <= 0 {
+				return 0, nil, timeoutError{}
+			}
+			timer = time.NewTimer(left)
+			tc = timer.C
+		}
+		select {
+		case pkt := <-c.in:
+			if timer != nil {
+				timer.Stop()
+			}
+			return copy(b, pkt), c.raddr, nil
+		case <-c.wake:
+		case <-tc:
+		case <-c.closed:
+			if timer != nil {
+				timer.Stop()
+			}
+			return 0, nil, net.ErrClosed
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+func (c *peerConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	select {
+	case <-c.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	r := c.p.sel.Load()
+	if r == nil {
+		return len(b), nil // no path yet: DTLS retransmits
+	}
+	return len(b), c.p.sendTo(r, b)
+}
+
+func (c *peerConn) Close() error                  { c.close(); return nil }
+func (c *peerConn) LocalAddr() net.Addr           { return c.p.t.conn.LocalAddr() }
+func (c *peerConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+func (c *peerConn) SetWriteDeadline(time.Time) error {
+	return nil // writes never block: the socket drops when full
+}
+
+func (c *peerConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.dl.Store(0)
+	} else {
+		c.dl.Store(t.UnixNano())
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// bufs are the scratch buffers of the paths that do not write into a
+// worker's batch (NACK answers, RTCP in and out, ICE-TCP): shared rather
+// than two per peer, which would cost every viewer 3 KB for rare work.
+var bufs = sync.Pool{New: func() any { b := make([]byte, slotSize); return &b }}
+
+func getBuf() *[]byte  { return bufs.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufs.Put(b) }
