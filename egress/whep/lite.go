@@ -30,7 +30,14 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 	sinks := make([]*liteSink, len(plans))
 	for i, pl := range plans {
 		secs[i] = liteSection{plan: pl, ssrc: randomSSRC()}
-		sinks[i] = &liteSink{tr: tr, ssrc: secs[i].ssrc, pt: pl.codec.PayloadType, relay: relay.IsRelayReader(ctx)}
+	}
+	ccID, err := offerCC(o.SDP, o, secs)
+	if err != nil {
+		return nil, err
+	}
+	for i, pl := range plans {
+		sinks[i] = &liteSink{tr: tr, ssrc: secs[i].ssrc, pt: pl.codec.PayloadType, relay: relay.IsRelayReader(ctx),
+			rtxSSRC: secs[i].rtxSSRC, rtxPT: secs[i].rtxPT}
 	}
 	connected := make(chan struct{})
 	var sess atomic.Pointer[rtc.Session]
@@ -39,6 +46,7 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 		RemoteUfrag: ri.ufrag, RemotePwd: ri.pwd, Fingerprints: ri.fingerprints,
 		OnConnected: func() { close(connected) },
 		OnRTCP:      func(pkts []rtcp.Packet) { rs.handle(sinks, pkts) },
+		CC:          lite.CC{ExtID: ccID, OnEstimate: func(e lite.Estimate) { liteEstimate(sinks, e) }},
 		OnClose: func(why string) {
 			log.Info("viewer transport ended", "why", why)
 			if ss := sess.Load(); ss != nil {
@@ -203,12 +211,14 @@ func (rs *liteRTCPState) retransmit(r viewerReader, p *rtcp.TransportLayerNack) 
 // liteSink writes a reader's packets to a lite peer: batched by the
 // fan-out worker, at once for NACK answers.
 type liteSink struct {
-	tr     *lite.Transport
-	peer   *lite.Peer
-	ssrc   uint32
-	pt     uint8
-	relay  bool
-	reader atomic.Pointer[readerRef]
+	tr      *lite.Transport
+	peer    *lite.Peer
+	ssrc    uint32
+	pt      uint8
+	relay   bool
+	reader  atomic.Pointer[readerRef]
+	rtxSSRC uint32 // probes go here (layers.go); 0: no RTX negotiated
+	rtxPT   uint8
 }
 
 // readerRef holds a section's reader for the RTCP path.

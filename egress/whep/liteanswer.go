@@ -11,6 +11,7 @@ import (
 	"github.com/pion/sdp/v3"
 
 	"github.com/livegate/livegate/relay/rtc"
+	"github.com/livegate/livegate/relay/rtc/lite"
 )
 
 // remoteICE is what an offer says about the viewer's ICE and DTLS.
@@ -59,6 +60,98 @@ func offerICE(raw string) (remoteICE, error) {
 type liteSection struct {
 	plan plan
 	ssrc uint32
+	// twcc is the transport-cc header extension's id when the section's
+	// offer has it (the peer's one id, see offerCC); 0: not negotiated.
+	twcc uint8
+	// rtxPT and rtxSSRC: the RTX stream probes are sent on (video
+	// sections with transport-cc whose offer pairs RTX with the codec).
+	rtxPT   uint8
+	rtxSSRC uint32
+}
+
+// offerCC finds what send-side congestion control the offer allows for
+// the accepted sections: the transport-cc extension's id (one per bundle;
+// the one-byte form, 1-14) and, per video section, the RTX payload type
+// paired with its codec. It fills the sections' twcc, rtxPT and rtxSSRC
+// and returns the id, 0 if transport-cc is not negotiated.
+func offerCC(offerSDP string, o *rtc.Offer, secs []liteSection) (uint8, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offerSDP); err != nil {
+		return 0, fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+	}
+	var id uint8
+	for i := range secs {
+		s := &secs[i]
+		for j, md := range sd.MediaDescriptions {
+			if j >= len(o.Media) || o.Media[j].Mid != s.plan.mid {
+				continue
+			}
+			ext := twccExt(md)
+			if ext == 0 || (id != 0 && ext != id) {
+				break
+			}
+			id, s.twcc = ext, ext
+			if md.MediaName.Media == "video" {
+				if pt := rtxFor(md, s.plan.codec.PayloadType); pt != 0 {
+					s.rtxPT, s.rtxSSRC = pt, randomSSRC()
+				}
+			}
+			break
+		}
+	}
+	return id, nil
+}
+
+// twccExt is the id of a section's transport-cc extension (0: none, or
+// one outside the one-byte form).
+func twccExt(md *sdp.MediaDescription) uint8 {
+	for _, a := range md.Attributes {
+		if a.Key != "extmap" {
+			continue
+		}
+		idStr, uri, _ := strings.Cut(a.Value, " ")
+		uri, _, _ = strings.Cut(uri, " ")
+		idStr, _, _ = strings.Cut(idStr, "/")
+		if uri != lite.TWCCURI {
+			continue
+		}
+		if n, err := strconv.Atoi(idStr); err == nil && n >= 1 && n <= 14 {
+			return uint8(n)
+		}
+	}
+	return 0
+}
+
+// rtxFor is the payload type of the section's RTX format for codec
+// payload type pt (a=fmtp:X apt=pt with a=rtpmap:X rtx/...), 0 if none.
+func rtxFor(md *sdp.MediaDescription, pt uint8) uint8 {
+	rtx := map[string]bool{}
+	for _, a := range md.Attributes {
+		if a.Key == "rtpmap" {
+			f, enc, _ := strings.Cut(a.Value, " ")
+			if strings.HasPrefix(strings.ToLower(enc), "rtx/") {
+				rtx[f] = true
+			}
+		}
+	}
+	for _, a := range md.Attributes {
+		if a.Key != "fmtp" {
+			continue
+		}
+		f, params, _ := strings.Cut(a.Value, " ")
+		if !rtx[f] {
+			continue
+		}
+		for _, kv := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+			if k == "apt" && v == strconv.Itoa(int(pt)) {
+				if n, err := strconv.Atoi(f); err == nil && n > 0 && n < 128 && n != int(pt) {
+					return uint8(n)
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // liteAnswer writes the SDP answer of a lite viewer: ICE-lite, DTLS
@@ -117,11 +210,18 @@ func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, f
 		case kept:
 			c := s.plan.codec
 			name := c.MimeType[strings.IndexByte(c.MimeType, '/')+1:]
-			fmt.Fprintf(&b, "m=%s 9 %s %d\r\n", kind, protos, c.PayloadType)
+			if s.rtxPT != 0 {
+				fmt.Fprintf(&b, "m=%s 9 %s %d %d\r\n", kind, protos, c.PayloadType, s.rtxPT)
+			} else {
+				fmt.Fprintf(&b, "m=%s 9 %s %d\r\n", kind, protos, c.PayloadType)
+			}
 			transport()
 			b.WriteString("a=mid:" + mid + "\r\na=sendonly\r\na=rtcp-mux\r\n")
 			if _, ok := md.Attribute("rtcp-rsize"); ok {
 				b.WriteString("a=rtcp-rsize\r\n")
+			}
+			if s.twcc != 0 {
+				fmt.Fprintf(&b, "a=extmap:%d %s\r\n", s.twcc, lite.TWCCURI)
 			}
 			b.WriteString("a=msid:livegate " + kind + "\r\n")
 			rtpmap := fmt.Sprintf("%d %s/%d", c.PayloadType, name, c.ClockRate)
@@ -132,10 +232,20 @@ func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, f
 			for _, fb := range []string{"nack", "nack pli", "ccm fir"} {
 				fmt.Fprintf(&b, "a=rtcp-fb:%d %s\r\n", c.PayloadType, fb)
 			}
+			if s.twcc != 0 {
+				fmt.Fprintf(&b, "a=rtcp-fb:%d transport-cc\r\n", c.PayloadType)
+			}
 			if c.Fmtp != "" {
 				fmt.Fprintf(&b, "a=fmtp:%d %s\r\n", c.PayloadType, c.Fmtp)
 			}
+			if s.rtxPT != 0 {
+				fmt.Fprintf(&b, "a=rtpmap:%d rtx/%d\r\na=fmtp:%d apt=%d\r\n", s.rtxPT, c.ClockRate, s.rtxPT, c.PayloadType)
+				fmt.Fprintf(&b, "a=ssrc-group:FID %d %d\r\n", s.ssrc, s.rtxSSRC)
+			}
 			fmt.Fprintf(&b, "a=ssrc:%d cname:livegate\r\na=ssrc:%d msid:livegate %s\r\n", s.ssrc, s.ssrc, kind)
+			if s.rtxPT != 0 {
+				fmt.Fprintf(&b, "a=ssrc:%d cname:livegate\r\na=ssrc:%d msid:livegate %s\r\n", s.rtxSSRC, s.rtxSSRC, kind)
+			}
 			candidates()
 		case mid == o.BundleTag && mid != "" && md.MediaName.Port.Value != 0:
 			// Refused, but it carries the bundle: open and unused.

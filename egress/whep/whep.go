@@ -23,9 +23,8 @@ type Params struct {
 	Hub    *relay.Hub
 	// MaxTracks bounds media sections per offer (default 4).
 	MaxTracks int
-	// MaxSessions bounds concurrent viewers (0: unlimited; DefaultParams:
-	// 20000).
-	MaxSessions int `flag:"max-viewers" help:"concurrent WHEP sessions (0: unlimited)"`
+	// MaxSessions bounds concurrent viewers (0: unlimited).
+	MaxSessions int
 	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
 	ConnectTimeout time.Duration
 	// Pull, if set, is asked to make a stream that is not live here
@@ -40,12 +39,13 @@ type Server struct {
 	sessions *rtc.Registry
 	rejects  rtc.RejectCounter
 	wg       sync.WaitGroup
+	// estimates remembers viewers' link estimates for their next session.
+	estimates estimateMemo
 }
 
-// DefaultParams are the settings livegate starts with, and those a zero
-// Params field stands for, except MaxSessions (0: unlimited).
+// DefaultParams are the settings a zero Params field stands for.
 func DefaultParams() Params {
-	return Params{MaxTracks: rtc.DefaultMaxTracks, MaxSessions: 20000, ConnectTimeout: rtc.DefaultConnectTimeout}
+	return Params{MaxTracks: rtc.DefaultMaxTracks, ConnectTimeout: rtc.DefaultConnectTimeout}
 }
 
 // New returns a WHEP server.
@@ -84,6 +84,10 @@ type plan struct {
 	mid   string
 	codec rtc.OfferedCodec
 	layer string // simulcast layer asked for (?layer=), see attach
+	// start is the viewer's link estimate from its previous session (0:
+	// none), remember keeps this session's for the next (layers.go).
+	start    float64
+	remember func(float64)
 }
 
 // Offer answers a viewer's offer for the stream at path.
@@ -112,8 +116,9 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	if err := checkLayer(layer); err != nil {
 		return nil, err
 	}
+	start, remember := s.estimates.forPeer(peer)
 	for i := range plans {
-		plans[i].layer = layer
+		plans[i].layer, plans[i].start, plans[i].remember = layer, start, remember
 	}
 	log := s.p.Logger.With("stream", path, "peer", peer)
 	for _, r := range rejected {

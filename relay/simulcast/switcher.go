@@ -229,7 +229,7 @@ func (s *Switcher) Feedback(fb Feedback) {
 	}
 	s.mu.Unlock()
 	if fb.Probe != NoProbe {
-		s.p.Logger.Info("simulcast: probe", "carried", fb.Probe == ProbeCarried, "delivered", int(fb.Bitrate))
+		s.p.Logger.Debug("simulcast: probe", "carried", fb.Probe == ProbeCarried, "delivered", int(fb.Bitrate))
 	}
 	if probe > 0 && !s.p.Prober.Probe(probe) {
 		s.mu.Lock()

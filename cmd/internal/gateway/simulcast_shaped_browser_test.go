@@ -82,9 +82,12 @@ func shapeFrom(t *testing.T, port int, rate string) (unshape func()) {
 
 // TestBrowserSimulcastViewerOnSlowLink: a Chromium viewer of a Chromium
 // simulcast host, on a link that carries 400 kbit/s from the gateway,
-// moves down by its own feedback (REMB and receiver reports) to a layer the
-// link carries and then loses under 1 % of its packets; when the link
-// clears it goes back up to the top layer.
+// moves down by its own feedback (transport-cc, receiver reports, NACKs)
+// to a layer the link carries within one keyframe interval + 100 ms, loses
+// under 1 % of its packets over the next 50 s, tries of higher layers
+// included (they are probes first: the viewer moves up only if the link
+// carried the higher layer's rate), and when the link clears goes back up
+// to the top layer.
 func TestBrowserSimulcastViewerOnSlowLink(t *testing.T) {
 	b := browserTest(t, 170*time.Second)
 	if b == nil {
@@ -120,6 +123,7 @@ func TestBrowserSimulcastViewerOnSlowLink(t *testing.T) {
 		}
 		return v
 	}
+	poll := 200 * time.Millisecond
 	wait := func(what string, timeout time.Duration, ok func(shapedStats) bool) shapedStats {
 		t.Helper()
 		deadline := time.Now().Add(timeout)
@@ -131,15 +135,27 @@ func TestBrowserSimulcastViewerOnSlowLink(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: after %v the viewer is at %+v", what, timeout, v)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(poll)
 		}
 	}
 	wait("the top layer", 30*time.Second, func(v shapedStats) bool { return v.Width == 1280 && v.Frames > 30 })
 
 	unshape := shapeFrom(t, g.UDPAddr().(*net.UDPAddr).Port, "400kbit")
 	shaped := time.Now()
+	poll = 20 * time.Millisecond
 	low := wait("a lower layer on a 400 kbit/s link", 30*time.Second, func(v shapedStats) bool { return v.Width > 0 && v.Width < 1280 })
-	t.Logf("down to %dx%d %v after the link slowed", low.Width, low.Height, time.Since(shaped).Round(time.Millisecond))
+	down := time.Since(shaped)
+	poll = 200 * time.Millisecond
+	t.Logf("down to %dx%d %v after the link slowed", low.Width, low.Height, down.Round(time.Millisecond))
+	// The host sends keyframes only when asked (Chromium), so a layer's
+	// keyframe interval is the switch's own request; the feedback that
+	// shows the slow link (transport-cc, every 50-250 ms) gets a second.
+	if limit := time.Second + 100*time.Millisecond; down > limit {
+		t.Errorf("down %v after the link slowed, want within %v", down.Round(time.Millisecond), limit)
+	}
+	for _, l := range streamLayers(t, g, path) {
+		t.Logf("layer %s %dx%d %d kbit/s", l.RID, l.Width, l.Height, l.Bitrate/1000)
+	}
 	// 50 s on the slow link, sampled: the loss over all of it (tries of a
 	// higher layer included), and over the longest stretch on one layer.
 	var samples []shapedStats
@@ -172,6 +188,9 @@ func TestBrowserSimulcastViewerOnSlowLink(t *testing.T) {
 	t.Logf("longest stretch on one layer (%dx%d): %v, %d packets, %d lost (%.2f %%)", sb.Width, sb.Height, span, got, lost, 100*steady)
 	if last.Width >= 1280 {
 		t.Errorf("the viewer is on the top layer on a 400 kbit/s link")
+	}
+	if loss >= 0.01 {
+		t.Errorf("lost %.2f %% of the packets over the 50 s on the slow link, want < 1 %%", 100*loss)
 	}
 	if span < 15*time.Second || steady >= 0.01 {
 		t.Errorf("on a layer the link carries, want >= 15 s at < 1 %% loss; got %v at %.2f %%", span, 100*steady)

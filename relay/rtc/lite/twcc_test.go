@@ -181,7 +181,7 @@ func TestTWCCWindows(t *testing.T) {
 	}
 }
 
-// A probe cluster: padding at 2 Mbit/s for 60 ms with media in between,
+// A probe cluster: padding at 2 Mbit/s (60 ms of it) with media in between,
 // judged when the whole cluster is reported.
 func TestProbeOutcome(t *testing.T) {
 	const pad = 275 // bytes on the wire
