@@ -3,7 +3,9 @@ package lite
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -18,6 +20,7 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
+// ErrNotConnected is returned by writes before DTLS is up or after the
 // peer ended.
 var ErrNotConnected = errors.New("lite: peer not connected")
 
