@@ -33,14 +33,14 @@ type Params struct {
 	Storage storage.Storage
 	// SpoolDir holds segments until they are uploaded, and every
 	// recording's manifest (default "./data/spool").
-	SpoolDir string
+	SpoolDir string `flag:"record-spool" help:"local spool for segments not yet stored; survives crashes"`
 	// SegmentDuration is the target segment length (default 4 s).
-	SegmentDuration time.Duration
+	SegmentDuration time.Duration `flag:"record-segment" help:"target recording segment length (cut on keyframes)"`
 	// Rules are path patterns (path.Match syntax, e.g. "room/*") of
 	// streams recorded automatically when they go live.
-	Rules []string
+	Rules []string `flag:"record-rules" help:"comma-separated path patterns recorded whenever they go live (e.g. room/*)"`
 	// Retention deletes recordings that ended longer ago (0: keep).
-	Retention time.Duration
+	Retention time.Duration `flag:"record-retention" help:"delete recordings older than this (0: keep)"`
 	// RetentionInterval is how often retention runs (default 1 h).
 	RetentionInterval time.Duration
 	// UploadWorkers is the number of parallel uploads (default 2).
@@ -56,8 +56,8 @@ type Params struct {
 	// SpoolMaxBytes bounds the bytes waiting in the spool for upload (0:
 	// unlimited). Beyond it new segments are dropped and counted like a
 	// full disk, so a storage outage cannot fill the disk the gateway
-	// (and its logs) run on.
-	SpoolMaxBytes int64
+	// (and its logs) run on. DefaultParams: 10 GiB.
+	SpoolMaxBytes int64 `flag:"record-spool-max" help:"bytes waiting in the spool at most; beyond, new segments are dropped and counted (0: unlimited)"`
 	// QueuePackets bounds the packets waiting for one recording's writer
 	// (default 8192, several seconds of HD video).
 	QueuePackets int
@@ -70,10 +70,12 @@ type Params struct {
 	writeFile func(path string, data []byte) error
 }
 
-// DefaultParams are the settings a zero Params field stands for.
+// DefaultParams are the settings livegate starts with, and those a zero
+// Params field stands for, except SpoolMaxBytes (0: unlimited).
 func DefaultParams() Params {
 	return Params{
 		SpoolDir:          "./data/spool",
+		SpoolMaxBytes:     10 << 30,
 		SegmentDuration:   4 * time.Second,
 		RetentionInterval: time.Hour,
 		UploadWorkers:     2,

@@ -42,10 +42,10 @@ type Params struct {
 	WHEP Endpoint
 	Hub  *relay.Hub
 	// MaxBody bounds request bodies (SDP offers, fragments) in bytes.
-	MaxBody int64
+	MaxBody int64 `flag:"max-body" help:"largest accepted request body (SDP) in bytes"`
 	// CORSOrigin is sent as Access-Control-Allow-Origin ("*" by default)
 	// when tokens are required; an open gateway sends no CORS headers.
-	CORSOrigin string
+	CORSOrigin string `flag:"cors-origin" help:"Access-Control-Allow-Origin for WHIP/WHEP/API when tokens are required (an open gateway sends no CORS headers)"`
 	// Policy answers every access question; nil builds one from Auth.
 	Policy *auth.Policy
 	Auth   AuthParams
@@ -104,11 +104,13 @@ const (
 	mimeSDPFrag = "application/trickle-ice-sdpfrag"
 )
 
-// DefaultParams are the settings a zero Params field stands for.
+// DefaultParams are the settings livegate starts with, and those a zero
+// Params field stands for (Limits: see DefaultLimits).
 func DefaultParams() Params {
 	return Params{
 		MaxBody:      128 << 10,
 		CORSOrigin:   "*",
+		Limits:       DefaultLimits(),
 		OfferTimeout: 10 * time.Second,
 	}
 }

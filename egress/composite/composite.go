@@ -66,6 +66,7 @@ const (
 	DefaultVideoBitrate = 2_500_000
 	DefaultAudioBitrate = 96_000
 	DefaultName         = "composite"
+	DefaultPreset       = "veryfast"
 )
 
 func (o Options) withDefaults(d Options) Options {
@@ -197,7 +198,7 @@ type Params struct {
 	// 1280x720, 30 fps, 2.5 Mb/s, 96 kb/s, grid, "composite").
 	Defaults Options
 	Rules    []Rule
-	// Preset is x264's speed preset (default veryfast).
+	// Preset is x264's speed preset (default DefaultPreset).
 	Preset string
 	// KeyframeInterval is the output's GOP (default 2 s): viewers that
 	// join start from the relay's GOP cache.
@@ -236,7 +237,7 @@ func New(p Params) *Manager {
 	}
 	p.Defaults = p.Defaults.withDefaults(builtinDefaults())
 	if p.Preset == "" {
-		p.Preset = "veryfast"
+		p.Preset = DefaultPreset
 	}
 	if p.KeyframeInterval <= 0 {
 		p.KeyframeInterval = 2 * time.Second

@@ -42,7 +42,7 @@ type Params struct {
 	AAC *aac.Transcoders
 	// IdleTimeout stops a stream's muxer this long after its last request
 	// (default 60 s).
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `flag:"hls-idle" help:"stop a stream's HLS muxer after this long without requests"`
 	// SegmentDuration is the minimum segment duration: a segment ends at
 	// the first keyframe this long after its start. The default, 1 ms,
 	// starts a segment at every keyframe, so that a resolution step (which
@@ -79,33 +79,48 @@ type Params struct {
 	Logger       *slog.Logger
 }
 
+// DefaultParams are the settings livegate starts with, and those a zero
+// Params field stands for (BlockTimeout: 3 x TargetDuration).
+func DefaultParams() Params {
+	return Params{
+		IdleTimeout:     60 * time.Second,
+		SegmentDuration: time.Millisecond,
+		TargetDuration:  2 * time.Second,
+		PartDuration:    200 * time.Millisecond,
+		SegmentCount:    12,
+		RequestTimeout:  15 * time.Second,
+		StartTimeout:    20 * time.Second,
+	}
+}
+
 func (p *Params) defaults() {
+	d := DefaultParams()
 	if p.IdleTimeout <= 0 {
-		p.IdleTimeout = 60 * time.Second
+		p.IdleTimeout = d.IdleTimeout
 	}
 	if p.SegmentDuration <= 0 {
-		p.SegmentDuration = time.Millisecond
+		p.SegmentDuration = d.SegmentDuration
 	}
 	if p.PartDuration <= 0 {
-		p.PartDuration = 200 * time.Millisecond
+		p.PartDuration = d.PartDuration
 	}
 	if p.TargetDuration <= 0 {
-		p.TargetDuration = 2 * time.Second
+		p.TargetDuration = d.TargetDuration
 	}
 	if p.BlockTimeout <= 0 {
 		p.BlockTimeout = 3 * p.TargetDuration
 	}
 	if p.SegmentCount <= 0 {
-		p.SegmentCount = 12
+		p.SegmentCount = d.SegmentCount
 	}
 	if p.SegmentCount < 7 {
 		p.SegmentCount = 7
 	}
 	if p.RequestTimeout <= 0 {
-		p.RequestTimeout = 15 * time.Second
+		p.RequestTimeout = d.RequestTimeout
 	}
 	if p.StartTimeout <= 0 {
-		p.StartTimeout = 20 * time.Second
+		p.StartTimeout = d.StartTimeout
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

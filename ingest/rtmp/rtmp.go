@@ -56,7 +56,7 @@ type Params struct {
 	// MaxConnsPerIP bounds concurrent connections from one address
 	// (default 8), so that one client's idle connections cannot take
 	// every slot of MaxConns before tokened publishers arrive.
-	MaxConnsPerIP int
+	MaxConnsPerIP int `flag:"rtmp-conns-per-ip" help:"concurrent RTMP connections from one address"`
 	// HandshakeTimeout bounds the time from accepting a connection to its
 	// publish request being authorized (default 5 s).
 	HandshakeTimeout time.Duration

@@ -24,11 +24,12 @@ type Params struct {
 	Hub    *relay.Hub
 	// VideoCodecs orders video codecs by preference (MIME subtypes,
 	// lower case). Default: h264, vp8, vp9, av1.
-	VideoCodecs []string
+	VideoCodecs []string `flag:"video-codecs" list:"lower" help:"accepted video codecs in order of preference (h264, vp8, vp9, av1)"`
 	// MaxTracks bounds media sections per offer (default 4).
 	MaxTracks int
-	// MaxSessions bounds concurrent publishers (0: unlimited).
-	MaxSessions int
+	// MaxSessions bounds concurrent publishers (0: unlimited; DefaultParams:
+	// 1000).
+	MaxSessions int `flag:"max-publishers" help:"concurrent WHIP sessions (0: unlimited)"`
 	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
@@ -42,11 +43,13 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
-// DefaultParams are the settings a zero Params field stands for.
+// DefaultParams are the settings livegate starts with, and those a zero
+// Params field stands for, except MaxSessions (0: unlimited).
 func DefaultParams() Params {
 	return Params{
 		VideoCodecs:    []string{"h264", "vp8", "vp9", "av1"},
 		MaxTracks:      rtc.DefaultMaxTracks,
+		MaxSessions:    1000,
 		ConnectTimeout: rtc.DefaultConnectTimeout,
 	}
 }
