@@ -51,17 +51,24 @@ func TestChooseForPublisher(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := Media{Mid: "1", Kind: codec.Video, Direction: tc.dir, Codecs: tc.codecs}
 			c, r := m.Choose(prefs)
-			switch {
-			case tc.reason == "" && r != nil:
-				t.Fatalf("refused (%s: %s), want payload type %d", r.Reason, r.Detail, tc.pt)
-			case tc.reason == "" && c.PayloadType != tc.pt:
-				t.Fatalf("chose %d (%s), want %d", c.PayloadType, c.Fmtp, tc.pt)
-			case tc.reason != "" && r == nil:
-				t.Fatalf("chose %d (%s), want refusal %s", c.PayloadType, c.Fmtp, tc.reason)
-			case tc.reason != "" && r.Reason != tc.reason:
-				t.Fatalf("refused with %s (%s), want %s", r.Reason, r.Detail, tc.reason)
-			}
+			checkChoice(t, c, r, tc.pt, tc.reason)
 		})
+	}
+}
+
+// checkChoice checks the outcome of Choose or Accepts: payload type pt, or
+// with reason set, a refusal for that reason.
+func checkChoice(t *testing.T, c OfferedCodec, r *Rejection, pt uint8, reason string) {
+	t.Helper()
+	switch {
+	case reason == "" && r != nil:
+		t.Fatalf("refused (%s: %s), want payload type %d", r.Reason, r.Detail, pt)
+	case reason == "" && c.PayloadType != pt:
+		t.Fatalf("chose %d (%s), want %d", c.PayloadType, c.Fmtp, pt)
+	case reason != "" && r == nil:
+		t.Fatalf("chose %d (%s), want refusal %s", c.PayloadType, c.Fmtp, reason)
+	case reason != "" && r.Reason != reason:
+		t.Fatalf("refused with %s (%s), want %s", r.Reason, r.Detail, reason)
 	}
 }
 
@@ -109,16 +116,7 @@ func TestAcceptsForViewer(t *testing.T) {
 			m := Media{Mid: "0", Kind: codec.Video, Direction: "recvonly", Codecs: tc.offer}
 			tc.stream.ClockRate = 90000
 			c, r := m.Accepts(tc.stream)
-			switch {
-			case tc.reason == "" && r != nil:
-				t.Fatalf("refused (%s: %s), want payload type %d", r.Reason, r.Detail, tc.pt)
-			case tc.reason == "" && c.PayloadType != tc.pt:
-				t.Fatalf("chose %d (%s), want %d", c.PayloadType, c.Fmtp, tc.pt)
-			case tc.reason != "" && r == nil:
-				t.Fatalf("chose %d (%s), want refusal %s", c.PayloadType, c.Fmtp, tc.reason)
-			case tc.reason != "" && r.Reason != tc.reason:
-				t.Fatalf("refused with %s (%s), want %s", r.Reason, r.Detail, tc.reason)
-			}
+			checkChoice(t, c, r, tc.pt, tc.reason)
 		})
 	}
 }
