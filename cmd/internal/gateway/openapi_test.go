@@ -45,4 +45,30 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			t.Errorf("openapi.json describes %s but the gateway does not serve it", core)
 		}
 	}
+	// WHIP and WHEP answers carry the session's headers and the ICE
+	// servers (Link, RFC 9725 section 4.6), as does the offer URL's OPTIONS.
+	for _, offer := range []string{"/whip/{room}/{name}", "/whep/{room}/{name}"} {
+		var desc struct {
+			Post struct {
+				Responses map[string]struct {
+					Headers map[string]any `json:"headers"`
+				} `json:"responses"`
+			} `json:"post"`
+			Options struct {
+				Responses map[string]struct {
+					Headers map[string]any `json:"headers"`
+				} `json:"responses"`
+			} `json:"options"`
+		}
+		raw, _ := json.Marshal(spec.Paths[offer])
+		_ = json.Unmarshal(raw, &desc)
+		for _, h := range []string{"Location", "ETag", "Accept-Patch", "Link"} {
+			if _, ok := desc.Post.Responses["201"].Headers[h]; !ok {
+				t.Errorf("openapi.json: POST %s 201 does not describe the %s header", offer, h)
+			}
+		}
+		if _, ok := desc.Options.Responses["204"].Headers["Link"]; !ok {
+			t.Errorf("openapi.json: OPTIONS %s does not describe the Link header", offer)
+		}
+	}
 }
