@@ -23,8 +23,9 @@ type Params struct {
 	Hub    *relay.Hub
 	// MaxTracks bounds media sections per offer (default 4).
 	MaxTracks int
-	// MaxSessions bounds concurrent viewers (0: unlimited).
-	MaxSessions int
+	// MaxSessions bounds concurrent viewers (0: unlimited; DefaultParams:
+	// 20000).
+	MaxSessions int `flag:"max-viewers" help:"concurrent WHEP sessions (0: unlimited)"`
 	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
 	ConnectTimeout time.Duration
 	// Pull, if set, is asked to make a stream that is not live here
@@ -43,9 +44,10 @@ type Server struct {
 	estimates estimateMemo
 }
 
-// DefaultParams are the settings a zero Params field stands for.
+// DefaultParams are the settings livegate starts with, and those a zero
+// Params field stands for, except MaxSessions (0: unlimited).
 func DefaultParams() Params {
-	return Params{MaxTracks: rtc.DefaultMaxTracks, ConnectTimeout: rtc.DefaultConnectTimeout}
+	return Params{MaxTracks: rtc.DefaultMaxTracks, MaxSessions: 20000, ConnectTimeout: rtc.DefaultConnectTimeout}
 }
 
 // New returns a WHEP server.

@@ -26,7 +26,7 @@ type Params struct {
 	Hub *relay.Hub
 	// Parents are base URLs of parent nodes (http://host:port), tried in
 	// order; any WHEP server works.
-	Parents []string
+	Parents []string `flag:"relay-parents" list:"urls" help:"comma-separated base URLs of parent nodes (http://origin:8080): pull streams this node lacks from them over WHEP"`
 	// Locate, used when Parents is empty, finds the nodes that have path
 	// (the cluster directory: where the stream originates). An empty
 	// answer means no node has it. It is called for every dial, so a
@@ -35,7 +35,7 @@ type Params struct {
 	// Client configures the WHEP client; its Token is the cluster key.
 	Client rtcclient.Options
 	// Linger keeps a pull this long after its last viewer left (default 30 s).
-	Linger time.Duration
+	Linger time.Duration `flag:"relay-linger" help:"keep pulling a stream this long after its last viewer left"`
 	// NotFoundTTL remembers that no parent has a stream, so a burst of
 	// requests for it does not become a burst of pulls (default 2 s).
 	NotFoundTTL time.Duration
@@ -49,7 +49,7 @@ type Params struct {
 	// paused stays where it is; a parent that stops answering its
 	// keepalives is dropped by the Client API's ICE timeouts (the gateway
 	// sets them from DeadAfter, see rtc.Engine.RelayAPI).
-	DeadAfter time.Duration
+	DeadAfter time.Duration `flag:"relay-dead-after" help:"a relay link that carried video and got nothing (media or keepalive answers) for this long is replaced by a pull from another parent (audio-only streams: 4x)"`
 	Logger    *slog.Logger
 }
 
