@@ -2,6 +2,7 @@ package composite
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -43,6 +44,9 @@ type output struct {
 	// published is pub != nil, readable without mu: mu is held while
 	// publishing, which calls into the hub and its event subscribers.
 	published atomic.Bool
+	// taken is why the path could not be published because another
+	// publisher holds it (nil otherwise); readable without mu, as above.
+	taken atomic.Pointer[string]
 }
 
 func newOutput(hub *relay.Hub, path string, log *slog.Logger) *output {
@@ -57,6 +61,15 @@ type nopSource struct{}
 func (nopSource) RequestKeyframe(int) {}
 
 func (o *output) live() bool { return o.published.Load() }
+
+// takenBy says why the output path cannot be published while another
+// publisher holds it ("" if it is not held).
+func (o *output) takenBy() string {
+	if p := o.taken.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // newRun prepares for a new encoder, whose timestamps start anew.
 func (o *output) newRun() {
@@ -150,9 +163,17 @@ func (o *output) publish(au [][]byte) bool {
 			o.pubErr = msg
 			o.log.Warn("composite: cannot publish the output stream", "stream", o.path, "err", err)
 		}
+		if errors.Is(err, relay.ErrAlreadyLive) {
+			// Tried again with every access unit: it is published as soon
+			// as the other publisher leaves.
+			why := fmt.Sprintf("%s is published by someone else (another publisher took the composite's name); "+
+				"the composite publishes it when that stream ends, or stop it and start one with another name", o.path)
+			o.taken.Store(&why)
+		}
 		return false
 	}
 	o.pub, o.pubErr = pub, ""
+	o.taken.Store(nil)
 	o.published.Store(true)
 	return true
 }

@@ -19,7 +19,10 @@ const (
 	StateStarting   = "starting"   // encoder starting, nothing published yet
 	StateLive       = "live"       // ROOM/NAME is published
 	StateRestarting = "restarting" // the encoder failed; waiting to restart it
-	StateStopped    = "stopped"
+	// StateBlocked: the encoder runs but ROOM/NAME is held by another
+	// publisher; LastError says so. Published once it is free.
+	StateBlocked = "blocked"
+	StateStopped = "stopped"
 )
 
 // Info is a composite's state, as the API shows it.
@@ -166,6 +169,11 @@ func (s *session) info() Info {
 		LastError: s.lastErr, FramesSkipped: s.skipped, Tiles: []Tile{}}
 	if in.State == StateStarting && s.out.live() {
 		in.State = StateLive
+	}
+	if in.State == StateStarting {
+		if why := s.out.takenBy(); why != "" {
+			in.State, in.LastError = StateBlocked, why
+		}
 	}
 	for _, h := range s.view {
 		in.Tiles = append(in.Tiles, Tile{Host: h.name, Rect: h.rect, Audio: h.audio != nil, Video: h.video != nil})
