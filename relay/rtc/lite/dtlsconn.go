@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/dtls/v3"
 )
 
 func (p *Peer) verifyFingerprint(raw [][]byte, _ [][]*x509.Certificate) error {
@@ -26,6 +28,62 @@ func (p *Peer) verifyFingerprint(raw [][]byte, _ [][]*x509.Certificate) error {
 	return errors.New("client certificate does not match the offer's fingerprint")
 }
 
+// dtlsServer is a peer's DTLS server during the handshake.
+type dtlsServer struct {
+	vconn *peerConn
+	conn  *dtls.Conn
+}
+
+// dtlsHold is how long a connected peer keeps its DTLS server when the
+// viewer sends no RTCP: long enough for a client that missed our last
+// flight to retransmit its own several times (DTLS doubles its timer from
+// 1 s).
+const dtlsHold = 30 * time.Second
+
+// releasable reports whether the sweeper should release the peer's DTLS
+// server.
+func (p *Peer) releasable(now int64) bool {
+	if p.hs.Load() == nil || !p.connected.Load() {
+		return false
+	}
+	return p.srtcpSeen.Load() || now-p.connectedAt.Load() > int64(dtlsHold)
+}
+
+// release drops the DTLS server of a connected peer and keeps what its
+// close_notify and the viewer's alerts need (dtlsrecord.go). The server's
+// goroutines end when their packet conn closes; closing it does not send
+// anything, so the viewer sees no difference.
+func (p *Peer) release() {
+	p.life.Lock()
+	defer p.life.Unlock()
+	hs := p.hs.Load()
+	if p.closed || hs == nil || !p.connected.Load() {
+		return
+	}
+	hs.vconn.close() // from here on the Conn sends nothing
+	p.hs.Store(nil)
+	rec, err := snapshotDTLS(hs.conn, true)
+	if err != nil {
+		// Keep the handshake's snapshot: alerts still end the peer, but
+		// it will end without a close_notify.
+		p.t.p.Logger.Warn("lite: dtls state after the handshake", "err", err)
+		return
+	}
+	p.rec.Store(rec)
+}
+
+// sendCloseNotify tells the viewer the association is over, with the
+// records kept after release.
+func (p *Peer) sendCloseNotify(rec *dtlsRecords) {
+	r := p.sel.Load()
+	if r == nil {
+		return
+	}
+	if b, err := rec.closeNotify(); err == nil {
+		_ = p.sendTo(r, b)
+	}
+}
+
 // peerConn is the per-peer packet conn the DTLS server runs on: records
 // come from the shared socket's reader, answers go to the peer's selected
 // address.
@@ -37,6 +95,10 @@ type peerConn struct {
 	dl     atomic.Int64
 	closed chan struct{}
 	once   sync.Once
+	// wmu orders sends against close: once close has returned, nothing
+	// more leaves through this conn (see dtlsrecord.go on nonces).
+	wmu      sync.RWMutex
+	isClosed bool
 }
 
 func newPeerConn(p *Peer) *peerConn {
@@ -53,7 +115,12 @@ func (c *peerConn) push(b []byte) {
 	}
 }
 
-func (c *peerConn) close() { c.once.Do(func() { close(c.closed) }) }
+func (c *peerConn) close() {
+	c.wmu.Lock()
+	c.isClosed = true
+	c.wmu.Unlock()
+	c.once.Do(func() { close(c.closed) })
+}
 
 type timeoutError struct{}
 
@@ -94,10 +161,10 @@ func (c *peerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 func (c *peerConn) WriteTo(b []byte, _ net.Addr) (int, error) {
-	select {
-	case <-c.closed:
+	c.wmu.RLock()
+	defer c.wmu.RUnlock()
+	if c.isClosed {
 		return 0, net.ErrClosed
-	default:
 	}
 	r := c.p.sel.Load()
 	if r == nil {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,8 +78,20 @@ type Peer struct {
 	nudges     atomic.Int32
 	tieBreaker uint64
 
-	vconn *peerConn
-	dconn *dtls.Conn
+	// hs is the DTLS server until the viewer has shown it finished the
+	// handshake; then only rec is kept (dtlsrecord.go). Both change under
+	// life, and are read without it on the packet path.
+	hs  atomic.Pointer[dtlsServer]
+	rec atomic.Pointer[dtlsRecords]
+	// srtcpSeen: an SRTCP packet from the viewer opened, so it has our
+	// Finished and will not retransmit its last flight: hs can go.
+	srtcpSeen   atomic.Bool
+	connectedAt atomic.Int64
+
+	// life orders the end of the handshake against Close: a peer closed
+	// during the handshake never becomes connected.
+	life   sync.Mutex
+	closed bool
 
 	// wmu guards out: the worker, the NACK path and sender
 	// reports all encrypt with the same context.
@@ -113,7 +124,7 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 	peer := &Peer{t: t, p: p, created: time.Now().UnixNano(), done: make(chan struct{}), cc: newCC(p.CC)}
 	peer.ice.Store(&iceCreds{localUfrag: randString(8), localPwd: randString(24),
 		remoteUfrag: p.RemoteUfrag, remotePwd: p.RemotePwd})
-	peer.vconn = newPeerConn(peer)
+	vconn := newPeerConn(peer)
 	var tb [8]byte
 	_, _ = rand.Read(tb[:])
 	peer.tieBreaker = binary.BigEndian.Uint64(tb[:])
@@ -125,19 +136,21 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 		SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80},
 		ClientAuth:             dtls.RequireAnyClientCert,
 		ExtendedMasterSecret:   dtls.RequestExtendedMasterSecret,
+		CipherSuites:           dtlsSuites,
 		InsecureSkipVerify:     true, // self-signed: checked against the offer's fingerprint instead
 		VerifyPeerCertificate:  peer.verifyFingerprint,
 	}
-	dc, err := dtls.Server(peer.vconn, peer.vconn.raddr, cfg)
+	dc, err := dtls.Server(vconn, vconn.raddr, cfg)
 	if err != nil {
 		t.unregister(peer)
 		return nil, fmt.Errorf("lite: dtls: %w", err)
 	}
-	peer.dconn = dc
+	hs := &dtlsServer{vconn: vconn, conn: dc}
+	peer.hs.Store(hs)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		peer.handshake()
+		peer.handshake(hs)
 	}()
 	return peer, nil
 }
@@ -163,12 +176,20 @@ func (p *Peer) Close() {
 		if r := p.endReason.Load(); r != nil {
 			why = *r
 		}
+		p.life.Lock()
+		p.closed = true
 		p.connected.Store(false)
+		hs := p.hs.Swap(nil)
+		rec := p.rec.Swap(nil)
+		p.life.Unlock()
 		close(p.done)
-		if p.dconn != nil {
-			_ = p.dconn.Close()
+		switch {
+		case hs != nil:
+			_ = hs.conn.Close() // sends close_notify itself
+			hs.vconn.close()
+		case rec != nil:
+			p.sendCloseNotify(rec)
 		}
-		p.vconn.close()
 		p.t.unregister(p)
 		if p.p.OnClose != nil {
 			p.p.OnClose(why)
@@ -195,56 +216,50 @@ func (p *Peer) expired(now int64) string {
 	return ""
 }
 
-// handshake runs the DTLS handshake, sets up SRTP, and then keeps reading
-// the DTLS connection so that a close_notify (or a retransmitted client
-// flight) is handled. It only reads DTLS records, never media.
-func (p *Peer) handshake() {
+// handshake runs the DTLS handshake and sets up SRTP. Nothing waits on
+// the DTLS connection afterwards: alerts from the viewer are recognised
+// where its datagrams arrive (onPacket), and the connection is released
+// once the viewer has shown it is done with the handshake (release).
+func (p *Peer) handshake(hs *dtlsServer) {
 	ctx, cancel := context.WithTimeout(p.t.ctx, p.t.p.HandshakeTimeout)
-	err := p.dconn.HandshakeContext(ctx)
+	err := hs.conn.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
 		p.end("dtls handshake: " + err.Error())
 		return
 	}
-	if err := p.startSRTP(); err != nil {
+	if err := p.startSRTP(hs.conn); err != nil {
 		p.end("srtp: " + err.Error())
 		return
 	}
+	rec, err := snapshotDTLS(hs.conn, false)
+	if err != nil {
+		p.end(err.Error())
+		return
+	}
+	if testHookConnected != nil {
+		testHookConnected(p)
+	}
+	p.life.Lock()
+	if p.closed {
+		p.life.Unlock()
+		return
+	}
+	p.rec.Store(rec)
+	p.connectedAt.Store(time.Now().UnixNano())
 	p.connected.Store(true)
+	p.life.Unlock()
 	if p.p.OnConnected != nil {
 		p.p.OnConnected()
 	}
-	// The rest runs on a fresh goroutine: this one's stack grew for the
-	// handshake's cryptography, and a parked goroutine keeps its stack.
-	p.t.wg.Add(1)
-	go func() {
-		defer p.t.wg.Done()
-		p.watchDTLS()
-	}()
 }
 
-// watchDTLS reads the DTLS connection until it ends: a close_notify from
-// the viewer ends the peer. Nothing but alerts (and data channel messages,
-// which are dropped) comes this way.
-func (p *Peer) watchDTLS() {
-	b := make([]byte, 1500)
-	for {
-		if _, err := p.dconn.Read(b); err != nil {
-			if strings.Contains(err.Error(), "buffer is too small") {
-				continue
-			}
-			if errors.Is(err, dtls.ErrConnClosed) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "EOF") {
-				p.end("dtls closed by the viewer")
-			} else {
-				p.end("dtls: " + err.Error())
-			}
-			return
-		}
-	}
-}
+// testHookConnected, if set by a test, runs between the handshake and the
+// peer becoming connected.
+var testHookConnected func(*Peer)
 
-func (p *Peer) startSRTP() error {
-	prof, ok := p.dconn.SelectedSRTPProtectionProfile()
+func (p *Peer) startSRTP(dc *dtls.Conn) error {
+	prof, ok := dc.SelectedSRTPProtectionProfile()
 	if !ok {
 		return errors.New("no SRTP profile negotiated")
 	}
@@ -257,7 +272,7 @@ func (p *Peer) startSRTP() error {
 	default:
 		return fmt.Errorf("unsupported SRTP profile %#x", prof)
 	}
-	state, ok := p.dconn.ConnectionState()
+	state, ok := dc.ConnectionState()
 	if !ok {
 		return errors.New("no DTLS state")
 	}
@@ -287,7 +302,12 @@ func (p *Peer) startSRTP() error {
 func (p *Peer) onPacket(b []byte, from netip.AddrPort) {
 	switch {
 	case b[0] >= 20 && b[0] <= 63: // DTLS
-		p.vconn.push(b)
+		if hs := p.hs.Load(); hs != nil {
+			hs.vconn.push(b)
+		}
+		if rec := p.rec.Load(); rec != nil && rec.viewerEnded(b) {
+			p.end("dtls closed by the viewer")
+		}
 	case b[0] >= 128 && b[0] <= 191 && len(b) >= 8 && b[1] >= 192 && b[1] <= 223: // RTCP
 		p.rmu.Lock()
 		var pkts []rtcp.Packet
@@ -304,6 +324,7 @@ func (p *Peer) onPacket(b []byte, from netip.AddrPort) {
 		if err != nil {
 			return
 		}
+		p.srtcpSeen.Store(true)
 		p.Feedback.note(pkts)
 		p.cc.onRTCP(p, pkts)
 		if p.p.OnRTCP != nil {

@@ -128,13 +128,14 @@ func (t *Transport) Peers() int {
 	return len(t.peers)
 }
 
-// sweep ends peers whose consent expired or whose handshake took too long.
+// sweep ends peers whose consent expired or whose handshake took too long,
+// and releases the DTLS servers of connected peers (Peer.release).
 // One goroutine for all peers: a per-peer timer would cost a goroutine
 // wake-up each.
 func (t *Transport) sweep() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var expired []*Peer
+	var expired, release []*Peer
 	for {
 		select {
 		case <-t.ctx.Done():
@@ -142,18 +143,25 @@ func (t *Transport) sweep() {
 		case <-tick.C:
 		}
 		now := time.Now().UnixNano()
-		expired = expired[:0]
+		expired, release = expired[:0], release[:0]
 		t.mu.RLock()
 		for p := range t.peers {
 			if why := p.expired(now); why != "" {
 				p.endReason.CompareAndSwap(nil, &why)
 				expired = append(expired, p)
+			} else if p.releasable(now) {
+				release = append(release, p)
 			}
 		}
 		t.mu.RUnlock()
 		for _, p := range expired {
 			p.Close()
 		}
+		for _, p := range release {
+			p.release()
+		}
+		clear(expired)
+		clear(release)
 	}
 }
 
