@@ -144,24 +144,16 @@ func (s *Session) connect(ctx context.Context, endpoint string, setup func(*webr
 		return err
 	}
 	s.origin = originOf(endpoint)
-	resp, err := s.do(ctx, http.MethodPost, endpoint, "application/sdp", s.PC.LocalDescription().SDP)
+	resp, answer, err := s.exchange(ctx, http.MethodPost, endpoint, "application/sdp", s.PC.LocalDescription().SDP, http.StatusCreated)
 	if err != nil {
 		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return &HTTPError{Status: resp.StatusCode, Body: string(body)}
 	}
 	loc, err := resp.Location()
 	if err != nil {
 		return fmt.Errorf("answer without Location: %w", err)
 	}
 	s.Resource, s.ETag = loc.String(), resp.Header.Get("ETag")
-	return s.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
+	return s.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
 }
 
 // offer sets a new local offer (opts as pion's CreateOffer) and waits
@@ -181,6 +173,24 @@ func (s *Session) offer(ctx context.Context, opts *webrtc.OfferOptions) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// exchange sends a request about the session (see do) and returns the
+// answer and its body, or an *HTTPError when its status is not want.
+func (s *Session) exchange(ctx context.Context, method, u, contentType, body string, want int) (*http.Response, string, error) {
+	resp, err := s.do(ctx, method, u, contentType, body)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode != want {
+		return nil, "", &HTTPError{Status: resp.StatusCode, Body: string(b)}
+	}
+	return resp, string(b), nil
 }
 
 // do sends a request about the session: the offer (POST, with the

@@ -3,7 +3,6 @@ package rtcclient
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -25,25 +24,16 @@ func (s *Session) RestartICE(ctx context.Context) error {
 		}
 	}
 	frag := fragmentOf(s.PC.LocalDescription().SDP)
-	resp, err := s.do(ctx, http.MethodPatch, s.Resource, "application/trickle-ice-sdpfrag", frag)
+	resp, answer, err := s.exchange(ctx, http.MethodPatch, s.Resource, "application/trickle-ice-sdpfrag", frag, http.StatusOK)
 	if err != nil {
 		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &HTTPError{Status: resp.StatusCode, Body: string(body)}
 	}
 	s.ETag = resp.Header.Get("ETag")
 	remote := s.PC.RemoteDescription()
 	if remote == nil {
 		return fmt.Errorf("no remote description")
 	}
-	answer := applyFragment(remote.SDP, string(body))
-	return s.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
+	return s.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: applyFragment(remote.SDP, answer)})
 }
 
 // fragmentOf extracts credentials, media sections' mids and candidates.
