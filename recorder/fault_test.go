@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
 
 // The child half of TestCrashSIGKILL: records until it is killed.
@@ -43,16 +45,12 @@ func TestCrashSIGKILL(t *testing.T) {
 	defer func() { _ = cmd.Process.Kill(); <-done }()
 
 	// Wait for three spooled segments (12 s of media, 3 s at 4x).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if n := spooledSegments(spool); n >= 3 {
-			break
+	testenv.Poll(t, 30*time.Second, func() string {
+		if spooledSegments(spool) >= 3 {
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("child recorded no 3 segments in 30 s:\n%s", dumpDir(dir))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return "child recorded no 3 segments:\n" + dumpDir(dir)
+	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -193,21 +193,19 @@ func newLocalManager(t *testing.T, spool, store string, mutate func(*Params)) (*
 // waitStatus waits until the recording reaches want.
 func waitStatus(t *testing.T, m *Manager, id string, want Status, timeout time.Duration) Info {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		in, err := m.Get(id)
-		if err != nil {
+	var in Info
+	testenv.Poll(t, timeout, func() string {
+		var err error
+		if in, err = m.Get(id); err != nil {
 			t.Fatal(err)
 		}
 		if in.Status == want {
-			return in
+			return ""
 		}
-		if time.Now().After(deadline) {
-			b, _ := json.MarshalIndent(in, "", " ")
-			t.Fatalf("recording %s did not become %s within %s: %s", id, want, timeout, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		b, _ := json.MarshalIndent(in, "", " ")
+		return fmt.Sprintf("recording %s did not become %s: %s", id, want, b)
+	})
+	return in
 }
 
 // needFFprobe returns ffprobe's path or skips (fails with LIVEGATE_E2E=1).

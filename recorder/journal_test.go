@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/recorder/storage"
 )
 
@@ -83,16 +84,12 @@ func TestSpoolCopyKeptWhenManifestFails(t *testing.T) {
 		// directory stands in its place.
 		p.Storage = &hookStorage{Storage: p.Storage, before: func() { _ = os.MkdirAll(filepath.Join(spool, id, journalName), 0o755) }}
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Poll(t, 5*time.Second, func() string {
 		if _, err := os.Stat(filepath.Join(store, "room/up", id, "seg_000002.m4s")); err == nil {
-			break
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("segments not uploaded:\n%s", dumpDir(dir))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return "segments not uploaded:\n" + dumpDir(dir)
+	})
 	m.Close()
 	for _, f := range []string{"init_1.mp4", "seg_000001.m4s", "seg_000002.m4s"} {
 		if _, err := os.Stat(filepath.Join(spool, id, f)); err != nil {

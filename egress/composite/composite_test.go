@@ -123,17 +123,11 @@ type capture struct {
 func startCapture(t *testing.T, fl *frames.Layer, hub *relay.Hub, path string) *capture {
 	t.Helper()
 	var st *relay.Stream
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if s, ok := hub.Get(path); ok && s.Live() {
-			st = s
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not live within 20 s", path)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 20*time.Second, path+" live", func() bool {
+		s, ok := hub.Get(path)
+		st = s
+		return ok && s.Live()
+	})
 	tracks := st.Tracks()
 	vr, err := fl.Subscribe(st, tracks[0])
 	if err != nil {
@@ -359,16 +353,10 @@ func TestRuleFollowsHosts(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	stop()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := m.Get("party-1"); err == ErrNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the rule composite did not stop after its room emptied")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "the rule composite to stop after its room emptied", func() bool {
+		_, err := m.Get("party-1")
+		return err == ErrNotFound
+	})
 	c.finish()
 	if c.videoAUs.Load() == 0 {
 		t.Error("no video from the rule composite")

@@ -2,6 +2,7 @@ package composite
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
@@ -96,17 +98,13 @@ func TestPlaceholderAndEncoderRestart(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testenv.Poll(t, 15*time.Second, func() string {
 		in, _ = m.Get("pod")
 		if in.EncoderStarts == 2 && in.State == StateLive && c.videoAUs.Load() > before+25 {
-			break
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the encoder was killed: %+v, %d frames after", in, c.videoAUs.Load()-before)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Sprintf("after the encoder was killed: %+v, %d frames after", in, c.videoAUs.Load()-before)
+	})
 	t.Logf("encoder restarted (%s); output frames flowing again", in.LastError)
 	c.finish()
 	if c.ended {

@@ -3,6 +3,7 @@ package hls
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -210,13 +211,12 @@ func TestAACRendition(t *testing.T) {
 	if n := tc.Started(); n != 1 {
 		t.Fatalf("%d transcoders started, want 1", n)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for f.srv.Muxers() != 0 || f.srv.p.Frames.Active() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after idle: %d muxers, %d depacketisers (the transcoder's included)", f.srv.Muxers(), f.srv.p.Frames.Active())
+	testenv.Poll(t, 10*time.Second, func() string {
+		if f.srv.Muxers() == 0 && f.srv.p.Frames.Active() == 0 {
+			return ""
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Sprintf("after idle: %d muxers, %d depacketisers (the transcoder's included)", f.srv.Muxers(), f.srv.p.Frames.Active())
+	})
 }
 
 func TestIdleMuxerStops(t *testing.T) {
@@ -227,13 +227,7 @@ func TestIdleMuxerStops(t *testing.T) {
 	if f.srv.Muxers() != 1 {
 		t.Fatalf("muxers = %d", f.srv.Muxers())
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for f.srv.Muxers() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("idle muxer still running")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "the idle muxer to stop", func() bool { return f.srv.Muxers() == 0 })
 	if n := f.srv.p.Frames.Active(); n != 0 {
 		t.Fatalf("%d depacketizers still running after the muxer stopped", n)
 	}

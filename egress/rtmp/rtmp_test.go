@@ -73,20 +73,18 @@ func (f *fixture) manager(t *testing.T, p Params) *Manager {
 
 func waitState(t *testing.T, m *Manager, id, state string, timeout time.Duration) Info {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		in, err := m.Get(id)
-		if err != nil {
+	var in Info
+	testenv.Poll(t, timeout, func() string {
+		var err error
+		if in, err = m.Get(id); err != nil {
 			t.Fatal(err)
 		}
 		if in.State == state {
-			return in
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s: state %s (last error %q), want %s", id, in.State, in.LastError, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Sprintf("job %s: state %s (last error %q), want %s", id, in.State, in.LastError, state)
+	})
+	return in
 }
 
 // probe reads url for a few seconds with ffprobe and checks H.264 + AAC

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/livegate/livegate/egress/whep"
 	"github.com/livegate/livegate/ingest/whip"
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/cluster"
 	"github.com/livegate/livegate/relay/cluster/clustertest"
@@ -153,17 +155,13 @@ func TestEdgeLocatesOriginInRedis(t *testing.T) {
 	defer func() { stopPlay(); <-played }()
 
 	// The origin advertises the stream once it is live.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Poll(t, 5*time.Second, func() string {
 		n, ok, err := dir.Locate(ctx, "e2e/cam")
 		if err == nil && ok && n.URL == origin.base {
-			break
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream never registered in Redis: %v %v %v", n, ok, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Sprintf("stream never registered in Redis: %v %v %v", n, ok, err)
+	})
 
 	var packets atomic.Int64
 	sess, err := rtcclient.Connect(ctx, edge.base+"/whep/e2e/cam", opts, func(pc *webrtc.PeerConnection) error {

@@ -69,16 +69,13 @@ func NewEnv(t testing.TB) *Env {
 // WaitLive waits until path is live.
 func (e *Env) WaitLive(t testing.TB, path string, timeout time.Duration) *relay.Stream {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if st, ok := e.Hub.Get(path); ok && st.Live() {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not live after %v", path, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var st *relay.Stream
+	testenv.WaitFor(t, timeout, path+" live", func() bool {
+		s, ok := e.Hub.Get(path)
+		st = s
+		return ok && s.Live()
+	})
+	return st
 }
 
 // ExpectTestPattern waits until path is live with two tracks (H.264 and
@@ -205,18 +202,15 @@ func (v *Viewer) Snapshot() ([]Frame, int) {
 // first a keyframe) and audio packets.
 func (v *Viewer) WaitMedia(t testing.TB, frames, audio int, timeout time.Duration) ([]Frame, int) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		f, a := v.Snapshot()
-		if len(f) >= frames && a >= audio {
-			return f, a
+	var f []Frame
+	var a int
+	testenv.Poll(t, timeout, func() string {
+		if f, a = v.Snapshot(); len(f) >= frames && a >= audio {
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v the viewer has %d video frames (want %d) and %d audio packets (want %d)",
-				timeout, len(f), frames, a, audio)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Sprintf("the viewer has %d video frames (want %d) and %d audio packets (want %d)", len(f), frames, a, audio)
+	})
+	return f, a
 }
 
 // SplitAnnexB returns the NAL units of an Annex-B buffer.
