@@ -180,11 +180,11 @@ func (c *cc) sendRate() float64 {
 		return 0
 	}
 	const over = 500 * time.Millisecond
-	now := int64(time.Since(c.base))
+	now := uint32(time.Since(c.base).Microseconds())
 	bytes := 0
 	for i := range uint16(ccHist) {
 		e := &c.hist[(c.next-1-i)%ccHist]
-		if e.state == sentNone || e.seq != c.next-1-i || now-e.at > int64(over) {
+		if e.state == sentNone || e.seq != c.next-1-i || now-e.at > uint32(over.Microseconds()) {
 			break
 		}
 		bytes += int(e.size)

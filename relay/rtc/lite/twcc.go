@@ -66,9 +66,10 @@ type Estimate struct {
 	ProbeRate float64
 }
 
-// ccHist is the number of sent packets remembered (a power of two): about
-// 3 s of a 2.5 Mbit/s stream, far more than feedback lags.
-const ccHist = 1024
+// ccHist is the number of sent packets remembered (a power of two): 2 s
+// of a 2.5 Mbit/s stream, several times what feedback lags. 12 bytes each:
+// 6 KB per viewer with transport-cc.
+const ccHist = 512
 
 // Estimation constants.
 const (
@@ -90,7 +91,7 @@ const (
 )
 
 type sentPacket struct {
-	at      int64 // ns since cc.base
+	at      uint32 // µs since cc.base, modulo 2^32 (see sentAt)
 	seq     uint16
 	size    uint16 // bytes on the wire before SRTP
 	cluster uint16 // probe cluster, 0 for media
@@ -173,7 +174,7 @@ func (c *cc) stamp(h *rtp.Header, payload int) *rtp.Header {
 	}
 	c.next++
 	size := min(c.hdr.MarshalSize()+payload, math.MaxUint16)
-	c.hist[seq%ccHist] = sentPacket{at: int64(time.Since(c.base)), seq: seq, size: uint16(size),
+	c.hist[seq%ccHist] = sentPacket{at: uint32(time.Since(c.base).Microseconds()), seq: seq, size: uint16(size),
 		cluster: c.cluster, state: sentOut}
 	if c.cluster != 0 {
 		c.probe.noteSent(seq)
@@ -240,6 +241,7 @@ func (c *cc) feedback(wmu *sync.Mutex, t *rtcp.TransportLayerCC, now time.Time) 
 	c.mu.Lock()
 	c.res = parseTWCC(c.res[:0], t)
 	res := c.res
+	nowUs := time.Since(c.base).Microseconds()
 	wmu.Lock()
 	if c.hist != nil {
 		for i := range res {
@@ -248,7 +250,7 @@ func (c *cc) feedback(wmu *sync.Mutex, t *rtcp.TransportLayerCC, now time.Time) 
 			if e.state == sentNone || e.seq != r.seq || e.state == sentReceived || (e.state == sentLost && !r.recv) {
 				continue // unknown, or reported before
 			}
-			r.known, r.at, r.size, r.cluster = true, e.at, int(e.size), e.cluster
+			r.known, r.at, r.size, r.cluster = true, sentAt(nowUs, e.at), int(e.size), e.cluster
 			r.wasLost = e.state == sentLost
 			if r.recv {
 				e.state = sentReceived
@@ -329,4 +331,10 @@ func (c *cc) window(res []fbResult, pr probeSnap, now time.Time) (Estimate, bool
 	any := w.total > 0
 	c.win = ccWin{start: now}
 	return est, any
+}
+
+// sentAt restores a send time kept modulo 2^32 µs (71 minutes) as ns
+// since cc.base: a remembered packet is at most seconds older than nowUs.
+func sentAt(nowUs int64, at uint32) int64 {
+	return (nowUs - int64(uint32(nowUs)-at)) * 1000
 }

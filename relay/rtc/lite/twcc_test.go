@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -58,6 +59,8 @@ func newSim(t *testing.T) *sim {
 	s := &sim{t: t, now: time.Unix(1000, 0)}
 	s.c = newCC(CC{ExtID: 3, OnEstimate: func(e Estimate) { s.got = append(s.got, e) }})
 	s.c.hist = new([ccHist]sentPacket)
+	// Send times are kept relative to base: the sim's start, 10 s ago.
+	s.c.base = time.Now().Add(-10 * time.Second)
 	return s
 }
 
@@ -66,7 +69,7 @@ func (s *sim) send(ms float64, size int, cluster uint16) uint16 {
 	c := s.c
 	seq := c.next
 	c.next++
-	c.hist[seq%ccHist] = sentPacket{at: int64(ms * 1e6), seq: seq, size: uint16(size), cluster: cluster, state: sentOut}
+	c.hist[seq%ccHist] = sentPacket{at: uint32(ms * 1e3), seq: seq, size: uint16(size), cluster: cluster, state: sentOut}
 	if cluster != 0 {
 		c.probe.noteSent(seq)
 	}
@@ -264,5 +267,20 @@ func TestProbeOutcome(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSentAt(t *testing.T) {
+	for _, tc := range []struct {
+		now int64
+		at  uint32
+		ago int64 // µs
+	}{{5_000_000, 4_000_000, 1_000_000}, {1<<32 + 1000, 1<<32 - 2000, 3000}, {10, 10, 0}} {
+		if got := sentAt(tc.now, tc.at); got != (tc.now-tc.ago)*1000 {
+			t.Errorf("sentAt(%d, %d) = %d ns, want %d", tc.now, tc.at, got, (tc.now-tc.ago)*1000)
+		}
+	}
+	if s := unsafe.Sizeof(sentPacket{}); s > 12 {
+		t.Errorf("a sent packet takes %d bytes, want <= 12 (per viewer: %d of them)", s, ccHist)
 	}
 }
