@@ -39,12 +39,12 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 		sinks[i] = &liteSink{tr: tr, ssrc: secs[i].ssrc, pt: pl.codec.PayloadType, relay: relay.IsRelayReader(ctx),
 			rtxSSRC: secs[i].rtxSSRC, rtxPT: secs[i].rtxPT}
 	}
-	connected := make(chan struct{})
+	v := &liteLife{s: s, st: st, plans: plans, sinks: sinks}
 	var sess atomic.Pointer[rtc.Session]
 	rs := &liteRTCPState{}
 	lp, err := tr.NewPeer(lite.PeerParams{
 		RemoteUfrag: ri.ufrag, RemotePwd: ri.pwd, Fingerprints: ri.fingerprints,
-		OnConnected: func() { close(connected) },
+		OnConnected: v.onConnected,
 		OnRTCP:      func(pkts []rtcp.Packet) { rs.handle(sinks, pkts) },
 		CC:          lite.CC{ExtID: ccID, OnEstimate: func(e lite.Estimate) { liteEstimate(sinks, e) }},
 		OnClose: func(why string) {
@@ -80,43 +80,11 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 	}
 	log = log.With("session", logID(ss.ID))
 	log.Info("viewer connected", "tracks", len(plans), "refused_sections", len(rejected), "transport", "lite")
-	s.runLite(ss, lp, st, plans, sinks, connected, log)
+	v.mu.Lock()
+	v.sess, v.lp, v.log = ss, lp, log
+	v.mu.Unlock()
+	v.start()
 	return ss, nil
-}
-
-// runLite attaches the viewer's readers once SRTP is up, and detaches
-// them when the session or the stream ends. One goroutine per viewer,
-// parked off the packet path.
-func (s *Server) runLite(sess *rtc.Session, lp *lite.Peer, st *relay.Stream, plans []plan, sinks []*liteSink,
-	connected <-chan struct{}, log *slog.Logger,
-) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if !s.awaitConnect(sess, st, connected, log) {
-			return
-		}
-		if err := st.Join(); err != nil {
-			log.Warn("cannot attach viewer", "err", err)
-			sess.Close()
-			return
-		}
-		defer st.Leave()
-		var attached []viewerReader
-		for i, pl := range plans {
-			r, err := attach(st, pl, sinks[i], log)
-			if err != nil {
-				log.Warn("cannot attach viewer", "err", err)
-				break
-			}
-			sinks[i].reader.Store(&readerRef{r})
-			attached = append(attached, r)
-		}
-		holdViewer(sess, st, attached, len(attached) == len(plans), log)
-		fb := &lp.Feedback
-		log.Info("viewer session ended", "nacks", fb.NACKs.Load(), "keyframe_requests", fb.KeyframeReqs.Load(),
-			"receiver_reports", fb.ReceiverReports.Load(), "fraction_lost", fb.FractionLost.Load())
-	}()
 }
 
 // liteRTCPState is one lite viewer's RTCP handling state. RTCP comes from

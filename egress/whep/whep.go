@@ -40,6 +40,7 @@ type Server struct {
 	sessions *rtc.Registry
 	rejects  rtc.RejectCounter
 	wg       sync.WaitGroup
+	ends     streamEnds // lite viewers' stream-end watchers (litelife.go)
 	// estimates remembers viewers' link estimates for their next session.
 	estimates estimateMemo
 }
