@@ -373,6 +373,17 @@ func (b *browser) tab(t *testing.T, name string) (ctx context.Context, closeTab 
 		}
 	}
 	b.used = true
+	b.onConsole(ctx, func(m chromedp.ConsoleMessage) {
+		b.mu.Lock()
+		b.console = append(b.console, fmt.Sprintf("console %s: %s", name, m))
+		b.mu.Unlock()
+	})
+	return ctx, closeTab
+}
+
+// onConsole calls f with each console message of the tab at ctx until the
+// tab closes; the browser waits for it before it stops.
+func (b *browser) onConsole(ctx context.Context, f func(chromedp.ConsoleMessage)) {
 	msgs := chromedp.Console(ctx)
 	b.wg.Add(1)
 	go func() {
@@ -381,12 +392,9 @@ func (b *browser) tab(t *testing.T, name string) (ctx context.Context, closeTab 
 			if err != nil {
 				return
 			}
-			b.mu.Lock()
-			b.console = append(b.console, fmt.Sprintf("console %s: %s", name, m))
-			b.mu.Unlock()
+			f(m)
 		}
 	}()
-	return ctx, closeTab
 }
 
 func (b *browser) do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {

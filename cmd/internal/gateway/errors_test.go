@@ -188,16 +188,7 @@ func TestShutdownEndsSessions(t *testing.T) {
 	v := g.view(t, "bye/cam")
 	waitConnected(t, v.PC)
 	start := time.Now()
-	g.cancel()
-	select {
-	case err := <-g.done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-		g.done <- nil // for the cleanup's stop
-	case <-time.After(5 * time.Second):
-		t.Fatal("gateway did not stop within 5 s")
-	}
+	g.shutdown(t)
 	t.Logf("shutdown took %v", time.Since(start))
 	// Peers are told over DTLS (close_notify) and normally notice at once;
 	// if that datagram is lost on a loaded machine, ICE consent notices

@@ -22,3 +22,19 @@ func (g *testGateway) waitStreamLive(t *testing.T, timeout time.Duration, path s
 		return ok && st.Live()
 	})
 }
+
+// shutdown stops g as a signal does and fails the test unless Run returns
+// cleanly within 5 s.
+func (g *testGateway) shutdown(t *testing.T) {
+	t.Helper()
+	g.cancel()
+	select {
+	case err := <-g.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		g.done <- nil // for the cleanup's stop
+	case <-time.After(5 * time.Second):
+		t.Fatal("gateway did not stop within 5 s")
+	}
+}

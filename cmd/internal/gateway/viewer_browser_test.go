@@ -185,17 +185,8 @@ func TestBrowserViewerTruth(t *testing.T) {
 	b.do(t, pTab, "click Go live", chromedp.Click(chromedp.ID("go-live")))
 	waitPage(t, pTab, 10*time.Second, "the browser publisher live", `livegate.publisher.state`,
 		func(s string) (bool, error) { return s == "live", nil })
-	g.cancel()
 	shutdown := time.Now()
-	select {
-	case err := <-g.done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-		g.done <- nil // for the cleanup's stop
-	case <-time.After(5 * time.Second):
-		t.Fatal("gateway did not stop within 5 s")
-	}
+	g.shutdown(t)
 	t.Logf("gateway stopped in %v", time.Since(shutdown).Round(time.Millisecond))
 	v = waitViewer(t, vTab, remaining(shutdown), "the player to notice the shutdown", func(v viewerState) bool {
 		return v.State == "disconnected" || v.State == "ended" || v.State == "error"
@@ -263,17 +254,8 @@ func TestBrowserViewerLostDTLSClose(t *testing.T) {
 			t.Fatalf("nft %v: %v: %s", args, err, out)
 		}
 	}
-	g.cancel()
 	shutdown := time.Now()
-	select {
-	case err := <-g.done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-		g.done <- nil // for the cleanup's stop
-	case <-time.After(5 * time.Second):
-		t.Fatal("gateway did not stop within 5 s")
-	}
+	g.shutdown(t)
 	v := waitViewer(t, vTab, remaining(shutdown), "the player to notice the shutdown without its DTLS close",
 		func(v viewerState) bool { return v.State == "disconnected" })
 	t.Logf("shutdown with every datagram dropped: the player said %q after %v", v.Message, time.Since(shutdown).Round(time.Millisecond))
@@ -405,20 +387,12 @@ func (c *consoleErrors) list() []string {
 
 func watchConsoleErrors(b *browser, ctx context.Context, name string) *consoleErrors {
 	c := &consoleErrors{}
-	msgs := chromedp.Console(ctx)
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				c.mu.Lock()
-				c.errs = append(c.errs, fmt.Sprintf("%s %s: %s (%s)", m.Time.Format("15:04:05.000"), name, m.Text, m.URL))
-				c.mu.Unlock()
-			}
+	b.onConsole(ctx, func(m chromedp.ConsoleMessage) {
+		if m.Type == chromedp.ConsoleError || m.IsException() {
+			c.mu.Lock()
+			c.errs = append(c.errs, fmt.Sprintf("%s %s: %s (%s)", m.Time.Format("15:04:05.000"), name, m.Text, m.URL))
+			c.mu.Unlock()
 		}
-	}()
+	})
 	return c
 }
