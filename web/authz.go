@@ -134,10 +134,8 @@ func (s *Server) authorize(c echo.Context, action auth.Action, proto auth.Protoc
 	d, err := s.policy.Authorize(auth.Access{
 		Action: action, Protocol: proto, Room: c.Param("room"), Name: c.Param("name"),
 		Credential: tok, CredentialInURL: inURL,
-		// Recording playlists and segments are fetched by the browser's
-		// player, which sends no header (see withToken).
-		AdminInURL: action == auth.ActionAdmin && strings.HasPrefix(r.URL.Path, "/recordings/"),
-		Client:     peerAddr(r), Forwarded: forwarded(r), Host: hostOnly(r.Host), CrossOrigin: crossOrigin(r),
+		Recording: recordingOf(action, c),
+		Client:    peerAddr(r), Forwarded: forwarded(r), Host: hostOnly(r.Host), CrossOrigin: crossOrigin(r),
 	})
 	if err != nil {
 		return d, s.accessError(c, err)
@@ -146,6 +144,14 @@ func (s *Server) authorize(c echo.Context, action auth.Action, proto auth.Protoc
 		c.Set("claims", d.Claims)
 	}
 	return d, nil
+}
+
+// recordingOf is the recording a playback request is for.
+func recordingOf(action auth.Action, c echo.Context) string {
+	if action != auth.ActionPlayback {
+		return ""
+	}
+	return c.Param("id")
 }
 
 // accessError maps a refusal to its status.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/livegate/livegate/recorder"
 	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/web/auth"
 )
 
 // RecordingsAPI is what the HTTP layer needs of the recorder
@@ -35,8 +36,11 @@ var (
 
 // registerRecordings adds the recording API, HLS VOD playback and the
 // /recordings page. Managing and listing recordings needs the admin key or
-// grant (or a local client in auto mode); so does playback, whose token may
-// be passed as ?access_token= (it is carried into the playlist's URIs).
+// grant (or a local client of an open gateway). Playback needs the same in
+// the Authorization header, or the playback token that the API hands out
+// with each recording (playbackUrl): bound to that recording, read-only and
+// short-lived, it may come as ?access_token= because a browser's player
+// cannot send a header, and it is carried into the playlist's URIs.
 func (s *Server) registerRecordings(m RecordingsAPI) {
 	e := s.echo
 	e.POST("/api/v1/recordings", s.admin(func(c echo.Context) error {
@@ -55,7 +59,7 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 			return recordingError(err)
 		}
 		c.Response().Header().Set("Location", "/api/v1/recordings/"+in.ID)
-		return c.JSON(http.StatusCreated, in)
+		return c.JSON(http.StatusCreated, s.recordingView(in))
 	}))
 	e.GET("/api/v1/recordings", s.admin(func(c echo.Context) error {
 		f := recorder.Filter{Stream: c.QueryParam("stream")}
@@ -71,14 +75,19 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 				*q.dst = t
 			}
 		}
-		return c.JSON(http.StatusOK, map[string]any{"recordings": m.List(f)})
+		list := m.List(f)
+		views := make([]recordingView, len(list))
+		for i, in := range list {
+			views[i] = s.recordingView(in)
+		}
+		return c.JSON(http.StatusOK, map[string]any{"recordings": views})
 	}))
 	e.GET("/api/v1/recordings/:id", s.admin(func(c echo.Context) error {
 		in, err := m.Get(c.Param("id"))
 		if err != nil {
 			return recordingError(err)
 		}
-		return c.JSON(http.StatusOK, in)
+		return c.JSON(http.StatusOK, s.recordingView(in))
 	}))
 	// DELETE stops a recording; with ?purge=true it also deletes its files.
 	e.DELETE("/api/v1/recordings/:id", s.admin(func(c echo.Context) error {
@@ -95,7 +104,10 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 		}
 		return c.JSON(http.StatusOK, in)
 	}))
-	e.GET("/recordings/:id/:file", s.admin(func(c echo.Context) error {
+	e.GET("/recordings/:id/:file", func(c echo.Context) error {
+		if _, err := s.authorize(c, auth.ActionPlayback, auth.ProtoAPI); err != nil {
+			return err
+		}
 		id, file := c.Param("id"), c.Param("file")
 		if !recordingID.MatchString(id) || !recordingFile.MatchString(file) {
 			return newError(http.StatusNotFound, "not_found", "no such recording file")
@@ -122,8 +134,35 @@ func (s *Server) registerRecordings(m RecordingsAPI) {
 		// connection and file open forever.
 		_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(s.downloadTimeout(size)))
 		return c.Stream(http.StatusOK, ctype, rc)
-	}))
+	})
 	e.GET("/recordings", s.page("recordings.html"))
+}
+
+// recordingView is a recording as the API shows it: with a playback URL
+// that a browser's player can open as it is.
+type recordingView struct {
+	recorder.Info
+	// PlaybackURL is Playlist with a playback token when tokens are in
+	// use; it expires at PlaybackExpiresAt (ask the API again for a new
+	// one).
+	PlaybackURL       string     `json:"playbackUrl"`
+	PlaybackExpiresAt *time.Time `json:"playbackExpiresAt,omitempty"`
+}
+
+func (s *Server) recordingView(in recorder.Info) recordingView {
+	v := recordingView{Info: in, PlaybackURL: in.Playlist}
+	if s.policy == nil || !s.policy.CanMint() || in.Playlist == "" {
+		return v // an open gateway: its own machine plays without a token
+	}
+	now := time.Now()
+	tok, err := auth.MintPlayback(s.policy.SigningKey(), in.ID, s.p.PlaybackTokenTTL, now)
+	if err != nil {
+		s.log.Error("cannot sign a playback token", "recording", in.ID, "err", err)
+		return v
+	}
+	exp := now.Add(s.p.PlaybackTokenTTL).UTC()
+	v.PlaybackURL, v.PlaybackExpiresAt = in.Playlist+"?access_token="+url.QueryEscape(tok), &exp
+	return v
 }
 
 // downloadTimeout bounds sending size bytes: a base plus the time at a

@@ -103,8 +103,9 @@ func TestOpenModeAnswersOnlyThisMachine(t *testing.T) {
 }
 
 // The admin key and tokens with the admin grant work only in the
-// Authorization header (URLs end up in logs and histories), except for
-// recording playback, whose player cannot send one.
+// Authorization header (URLs end up in logs and histories), recording
+// playback included: its player, which cannot send a header, gets a
+// playback token of its own from the recordings API (TestPlaybackToken).
 func TestAdminKeyNotInURL(t *testing.T) {
 	s := newTestServer(t, Params{Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey), AdminKey: testAdminKey}})
 	const remote = "198.51.100.7:5000"
@@ -124,10 +125,14 @@ func TestAdminKeyNotInURL(t *testing.T) {
 	if rec := call(s, http.MethodGet, "/api/v1/streams?access_token="+tok, remote, "gw", nil, ""); rec.Code != 401 {
 		t.Fatalf("admin token in the URL: %d", rec.Code)
 	}
-	s = newTestServer(t, Params{Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey), AdminKey: testAdminKey}, Recordings: pageOnlyRecordings{}})
-	// Past the access check, a file name no recording has is a 404.
-	if rec := call(s, http.MethodGet, "/recordings/r1/none.txt?access_token="+tok, remote, "gw", nil, ""); rec.Code != 404 {
-		t.Fatalf("recording playback with the admin token in the URL: %d %s", rec.Code, rec.Body)
+	s = newTestServer(t, Params{Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey), AdminKey: testAdminKey}, Recordings: fakeRecordings{}})
+	for _, cred := range []string{tok, testAdminKey} {
+		if rec := call(s, http.MethodGet, "/recordings/r1/index.m3u8?access_token="+cred, remote, "gw", nil, ""); rec.Code != 401 {
+			t.Fatalf("recording playback with an admin credential in the URL: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if rec := call(s, http.MethodGet, "/recordings/r1/index.m3u8", remote, "gw", map[string]string{"Authorization": "Bearer " + tok}, ""); rec.Code != 200 {
+		t.Fatalf("recording playback with the admin token in the header: %d %s", rec.Code, rec.Body)
 	}
 	if rec := call(s, http.MethodGet, "/api/v1/recordings?access_token="+tok, remote, "gw", nil, ""); rec.Code != 401 {
 		t.Fatalf("recording list with the admin token in the URL: %d", rec.Code)

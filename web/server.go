@@ -79,7 +79,10 @@ type Params struct {
 	// DownloadTimeout bounds writing a recording segment or an HLS
 	// response, plus 1 s per 256 KB (default 30 s).
 	DownloadTimeout time.Duration
-	Logger          *slog.Logger
+	// PlaybackTokenTTL is the life of the playback tokens in the
+	// recordings API's playback URLs (one recording, read-only).
+	PlaybackTokenTTL time.Duration `flag:"recording-playback-ttl" help:"how long the playback URL of a recording that the recordings API hands out stays valid (its token plays back that one recording, nothing else)"`
+	Logger           *slog.Logger
 }
 
 // Server is the HTTP handler.
@@ -108,10 +111,11 @@ const (
 // Params field stands for (Limits: see DefaultLimits).
 func DefaultParams() Params {
 	return Params{
-		MaxBody:      128 << 10,
-		CORSOrigin:   "*",
-		Limits:       DefaultLimits(),
-		OfferTimeout: 10 * time.Second,
+		MaxBody:          128 << 10,
+		CORSOrigin:       "*",
+		Limits:           DefaultLimits(),
+		OfferTimeout:     10 * time.Second,
+		PlaybackTokenTTL: time.Hour,
 	}
 }
 
@@ -126,6 +130,9 @@ func New(p Params) *Server {
 	}
 	if p.OfferTimeout <= 0 {
 		p.OfferTimeout = d.OfferTimeout
+	}
+	if p.PlaybackTokenTTL <= 0 {
+		p.PlaybackTokenTTL = d.PlaybackTokenTTL
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()

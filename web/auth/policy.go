@@ -36,6 +36,9 @@ const (
 	ActionChat    Action = "chat"    // post to a room's chat
 	ActionAdmin   Action = "admin"   // mint tokens, list and manage streams, rooms, recordings, egress, metrics
 	ActionWhoami  Action = "whoami"  // ask what the credential allows
+	// ActionPlayback fetches a recording's playlist or segments: admins,
+	// or a playback token for that recording (which may come in the URL).
+	ActionPlayback Action = "playback"
 )
 
 // Protocol is how the request arrived.
@@ -60,7 +63,7 @@ var allowed = map[Protocol][]Action{
 	ProtoHLS:    {ActionRead},
 	ProtoRTMP:   {ActionPublish},
 	ProtoRTSP:   {ActionPublish, ActionRead},
-	ProtoAPI:    {ActionRead, ActionRoom, ActionChat, ActionAdmin, ActionWhoami},
+	ProtoAPI:    {ActionRead, ActionRoom, ActionChat, ActionAdmin, ActionWhoami, ActionPlayback},
 	ProtoEvents: {ActionRoom},
 }
 
@@ -81,11 +84,8 @@ type Access struct {
 	// (?access_token=, ?token=): URLs end up in logs, histories and
 	// copied links, so the long-lived keys are refused there.
 	CredentialInURL bool
-	// AdminInURL lets a token with the admin grant come in the URL: only
-	// for recording playback, whose player (the browser's own) cannot
-	// send a header. Elsewhere such a token in a URL is refused like the
-	// keys.
-	AdminInURL bool
+	// Recording is the recording ID of ActionPlayback.
+	Recording string
 	// Client is the TCP peer's address.
 	Client netip.Addr
 	// Forwarded is set when the request carries proxy headers: the TCP
@@ -264,6 +264,9 @@ func (p *Policy) Authorize(r Access) (Decision, error) {
 			return Decision{}, fmt.Errorf("%w: stream path must be ROOM/NAME", ErrForbidden)
 		}
 	}
+	if r.Action == ActionPlayback && r.Recording == "" {
+		return Decision{}, fmt.Errorf("%w: no recording named", ErrForbidden)
+	}
 	if r.Action == ActionRoom || r.Action == ActionChat {
 		if !validSegment(r.Room) {
 			return Decision{}, fmt.Errorf("%w: bad room", ErrForbidden)
@@ -302,8 +305,17 @@ func (p *Policy) Authorize(r Access) (Decision, error) {
 		return Decision{}, err
 	}
 	d := Decision{Claims: cl, Admin: cl.Has(GrantAdmin)}
-	if d.Admin && r.CredentialInURL && !r.AdminInURL {
-		return Decision{}, fmt.Errorf("%w: a token with the admin grant is accepted only in the Authorization header, not in a URL", ErrInvalidToken)
+	if d.Admin && r.CredentialInURL {
+		return Decision{}, fmt.Errorf("%w: a token with the admin grant is accepted only in the Authorization header, not in a URL "+
+			"(recording playback URLs carry a playback token of their own)", ErrInvalidToken)
+	}
+	if cl.Recording != "" {
+		// A playback token (short-lived, in URLs) plays one recording back
+		// and is worth nothing anywhere else.
+		if r.Action != ActionPlayback || cl.Recording != r.Recording {
+			return Decision{}, fmt.Errorf("%w: token is for playing back recording %s only", ErrForbidden, cl.Recording)
+		}
+		return d, nil
 	}
 	if cl.Stream != "" && (r.Action != ActionRead || cl.Stream != r.Room+"/"+r.Name) {
 		return Decision{}, fmt.Errorf("%w: token is for watching %s only", ErrForbidden, cl.Stream)
@@ -327,6 +339,10 @@ func (p *Policy) Authorize(r Access) (Decision, error) {
 		if !d.Admin {
 			err = fmt.Errorf("%w: the admin grant or the admin key is required", ErrForbidden)
 		}
+	case ActionPlayback:
+		if !d.Admin {
+			err = fmt.Errorf("%w: playing a recording back needs its playback token (from the recordings API) or the admin grant", ErrForbidden)
+		}
 	case ActionWhoami:
 	}
 	if err != nil {
@@ -347,7 +363,7 @@ func (p *Policy) keyCredential(r Access) (d Decision, matched bool, err error) {
 		return Decision{}, false, nil
 	case r.CredentialInURL:
 		return Decision{}, true, fmt.Errorf("%w: the admin and cluster keys are accepted only in the Authorization header, never in a URL", ErrInvalidToken)
-	case isAdmin && (r.Action == ActionAdmin || r.Action == ActionRoom || r.Action == ActionWhoami):
+	case isAdmin && (r.Action == ActionAdmin || r.Action == ActionRoom || r.Action == ActionWhoami || r.Action == ActionPlayback):
 		return Decision{Admin: true}, true, nil
 	// Relay links are WHEP reads (and the stream info a parent is asked).
 	case isCluster && ((r.Action == ActionRead && (r.Protocol == ProtoWHEP || r.Protocol == ProtoAPI)) || r.Action == ActionWhoami):

@@ -29,7 +29,7 @@ var ops = []op{
 	{ProtoWHIP, ActionPublish}, {ProtoRTMP, ActionPublish}, {ProtoRTSP, ActionPublish},
 	{ProtoWHEP, ActionRead}, {ProtoHLS, ActionRead}, {ProtoRTSP, ActionRead}, {ProtoAPI, ActionRead},
 	{ProtoAPI, ActionRoom}, {ProtoEvents, ActionRoom}, {ProtoAPI, ActionChat},
-	{ProtoAPI, ActionAdmin}, {ProtoAPI, ActionWhoami},
+	{ProtoAPI, ActionAdmin}, {ProtoAPI, ActionWhoami}, {ProtoAPI, ActionPlayback},
 }
 
 func (o op) String() string { return string(o.proto) + "/" + string(o.action) }
@@ -43,8 +43,9 @@ type cred struct {
 	value string
 	inURL bool
 	// may lists what it grants where tokens are required: "publish",
-	// "read", "room", "chat", "admin", "whoami", and "whep" for reads
-	// over WHEP and the API only. Empty: nothing (401).
+	// "read", "room", "chat", "admin", "whoami", "playback" (of recording
+	// rec1), and "whep" for reads over WHEP and the API only. Empty:
+	// nothing (401).
 	may []string
 	// forbidden: refused with 403 (a valid credential lacking the right);
 	// otherwise a credential that grants nothing is refused with 401.
@@ -65,6 +66,14 @@ func credentials(t *testing.T) []cred {
 		return Request{Room: "r", Identity: id, Grants: grants, TTL: time.Hour}
 	}
 	screen := forgeScreenToken(t)
+	playback := func(id string) string {
+		t.Helper()
+		s, err := MintPlayback(key, id, time.Hour, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 	return []cred{
 		{name: "none"},
 		{name: "publisher", value: tok(key, req("alice", GrantPublish), now), may: []string{"publish", "read", "room", "whoami"}, forbidden: true},
@@ -72,11 +81,17 @@ func credentials(t *testing.T) []cred {
 		{name: "viewer", value: tok(key, req("bob", GrantSubscribe), now), may: []string{"read", "room", "whoami"}, forbidden: true},
 		{name: "chatter", value: tok(key, req("carol", GrantChat), now), may: []string{"chat", "whoami"}, forbidden: true},
 		{name: "other room", value: tok(key, Request{Room: "x", Identity: "alice", Grants: AllGrants[:3], TTL: time.Hour}, now), may: []string{"whoami"}, forbidden: true},
-		{name: "admin grant", value: tok(key, Request{Identity: "ops", Grants: []string{GrantAdmin}, TTL: time.Hour}, now), may: []string{"room", "admin", "whoami"}, forbidden: true},
+		{name: "admin grant", value: tok(key, Request{Identity: "ops", Grants: []string{GrantAdmin}, TTL: time.Hour}, now), may: []string{"room", "admin", "whoami", "playback"}, forbidden: true},
 		{name: "admin grant in URL", value: tok(key, Request{Identity: "ops", Grants: []string{GrantAdmin}, TTL: time.Hour}, now), inURL: true},
 		{name: "admin and publish grants in URL", value: tok(key, Request{Room: "r", Identity: "alice", Grants: []string{GrantAdmin, GrantPublish}, TTL: time.Hour}, now), inURL: true},
 		{name: "identity with the screen suffix", value: screen, may: []string{"read", "room", "whoami"}, forbidden: true},
-		{name: "admin key", value: adminKey, may: []string{"room", "admin", "whoami"}, forbidden: true},
+		{name: "admin key", value: adminKey, may: []string{"room", "admin", "whoami", "playback"}, forbidden: true},
+		// Recording playback URLs carry a playback token: that recording
+		// only, nothing else, in the URL or the header.
+		{name: "playback token in URL", value: playback("rec1"), inURL: true, may: []string{"playback"}, forbidden: true},
+		{name: "playback token", value: playback("rec1"), may: []string{"playback"}, forbidden: true},
+		{name: "playback token of another recording in URL", value: playback("rec2"), inURL: true, forbidden: true},
+		{name: "expired playback token in URL", value: playback2(t, "rec1", now.Add(-2*time.Hour)), inURL: true},
 		{name: "admin key in URL", value: adminKey, inURL: true},
 		{name: "cluster key", value: clusterKey, may: []string{"whep", "whoami"}, forbidden: true},
 		{name: "cluster key in URL", value: clusterKey, inURL: true},
@@ -85,6 +100,16 @@ func credentials(t *testing.T) []cred {
 		{name: "revoked key", value: tok([]byte("a-revoked-signing-key-0123456789ab"), req("alice", GrantPublish), now)},
 		{name: "garbage", value: "not-a-token"},
 	}
+}
+
+// playback2 is a playback token issued at a given time.
+func playback2(t *testing.T, id string, at time.Time) string {
+	t.Helper()
+	s, err := MintPlayback(key, id, time.Hour, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // forgeScreenToken signs a token for identity alice-screen as an app
@@ -235,6 +260,9 @@ func TestPolicyTable(t *testing.T) {
 						inURL := c.inURL || (o.urlOnly() && c.value != "")
 						a := Access{Action: o.action, Protocol: o.proto, Room: "r", Name: name,
 							Credential: c.value, CredentialInURL: inURL, Client: netip.MustParseAddr(cl.addr), Forwarded: cl.forwarded}
+						if o.action == ActionPlayback {
+							a.Recording = "rec1"
+						}
 						if !o.urlOnly() {
 							a.Host, a.CrossOrigin = cl.host, cl.crossOrigin
 						}

@@ -47,6 +47,10 @@ type Claims struct {
 	// Stream, if set, limits the token to watching that one stream
 	// (ROOM/NAME): a redirect token (see RedirectTTL).
 	Stream string `json:"stream,omitempty"`
+	// Recording, if set, limits the token to playing back that one
+	// recording: a playback token (see MintPlayback). It grants nothing
+	// else.
+	Recording string `json:"recording,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -127,6 +131,33 @@ func Mint(key []byte, r Request, now time.Time) (string, error) {
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 	// The key ID lets a gateway verify tokens of several keys during a
 	// rotation, and refuse (revoke) every token of a key it dropped.
+	t.Header["kid"] = KeyID(key)
+	return t.SignedString(key)
+}
+
+// MintPlayback signs a playback token: it lets the holder fetch recording
+// id's playlist and segments (read-only) until ttl has passed, and nothing
+// else. The recordings API hands it out in playback URLs, because a
+// browser's media player cannot send an Authorization header, and a
+// long-lived admin credential must never sit in a URL.
+func MintPlayback(key []byte, id string, ttl time.Duration, now time.Time) (string, error) {
+	if len(key) < MinKeyLen {
+		return "", fmt.Errorf("signing key must be at least %d bytes", MinKeyLen)
+	}
+	if id == "" || ttl <= 0 {
+		return "", errors.New("a playback token needs a recording ID and a positive lifetime")
+	}
+	c := Claims{
+		Recording: id,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    "livegate",
+			Subject:   "recording:" + id,
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 	t.Header["kid"] = KeyID(key)
 	return t.SignedString(key)
 }

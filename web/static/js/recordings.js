@@ -5,9 +5,9 @@ import { api } from './api.js';
 
 const list = document.getElementById('list'), player = document.getElementById('player');
 const token = new URLSearchParams(location.search).get('access_token');
-const q = token ? '?access_token=' + encodeURIComponent(token) : '';
-// The list goes with a header (the API refuses admin tokens in URLs); only
-// playback, by the browser's player, carries the token in its URL.
+// The list goes with a header (the API refuses admin tokens in URLs); the
+// player, which cannot send one, gets each recording's playbackUrl: a
+// short-lived token for that recording only.
 if (token) history.replaceState(null, '', location.pathname + location.hash);
 const res = await api('/api/v1/recordings', token);
 const body = await res.json();
@@ -20,7 +20,7 @@ for (const r of body.recordings || []) {
     const td = document.createElement('td'); td.textContent = v; tr.append(td);
   }
   const td = document.createElement('td'), a = document.createElement('a');
-  a.href = r.playlist + q; a.textContent = 'play';
+  a.href = r.playbackUrl || r.playlist; a.textContent = 'play';
   a.onclick = ev => { ev.preventDefault(); player.src = a.href; player.play().catch(() => {}); };
   td.append(a); tr.append(td); list.append(tr);
 }
