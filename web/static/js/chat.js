@@ -5,13 +5,27 @@ import { MAX_CHAT_BYTES, utf8Length } from './room.js';
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
 /**
- * ChatPanel shows a room's messages in list and sends what is typed in
- * form's input. sender() returns {identity, name} for open gateways (the
- * token says who we are otherwise); me() is our identity, to mark our own
- * messages.
+ * ChatPanel shows a room's messages and sends what is typed. It fills
+ * section (an empty <section class="card chat">) with the list of messages
+ * (#chat-list), with askName a name field for open gateways (#chat-name in
+ * #chat-name-row, hidden until the page shows it), the form (#chat-text,
+ * #chat-send) and a status line (#chat-msg). sender() returns {identity,
+ * name} for open gateways (the token says who we are otherwise); me() is
+ * our identity, to mark our own messages.
  */
 export class ChatPanel {
-  constructor({ list, form, input, status, sender = () => ({}), me = () => '' }) {
+  constructor(section, { sender = () => ({}), me = () => '', askName = false } = {}) {
+    section.setAttribute('aria-labelledby', 'chat-title');
+    section.innerHTML = `<h2 id="chat-title">Chat</h2>
+      <ol id="chat-list" class="chat-list" aria-live="polite"></ol>
+      ${askName ? `<label id="chat-name-row" class="chat-name" hidden>Your name
+        <input id="chat-name" maxlength="64" placeholder="Guest" autocomplete="nickname"></label>` : ''}
+      <form id="chat-form" class="chat-form">
+        <textarea id="chat-text" rows="2" placeholder="Say something…" aria-label="Message"></textarea>
+        <button type="submit" id="chat-send">Send</button>
+      </form>
+      <p id="chat-msg" class="msg"></p>`;
+    const [list, form, input, status] = ['.chat-list', 'form', 'textarea', '.msg'].map((q) => section.querySelector(q));
     Object.assign(this, { list, form, input, status, sender, me });
     this.room = null;
     this.sending = false;

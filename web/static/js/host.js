@@ -179,11 +179,7 @@ async function leave({ keepalive = false } = {}) {
 
 // ---- chat ----
 
-const chat = new ChatPanel({
-  list: $('chat-list'),
-  form: $('chat-form'),
-  input: $('chat-text'),
-  status: $('chat-msg'),
+const chat = new ChatPanel($('chat'), {
   sender: () => ({ identity: st.identity, name: st.name }),
   me: () => st.identity,
 });

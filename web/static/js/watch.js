@@ -33,11 +33,8 @@ function status(state, msg = '') {
   $('room-msg').classList.toggle('error', state === 'error');
 }
 
-const chat = new ChatPanel({
-  list: $('chat-list'),
-  form: $('chat-form'),
-  input: $('chat-text'),
-  status: $('chat-msg'),
+const chat = new ChatPanel($('chat'), {
+  askName: true,
   sender: () => ({ identity: st.guest, name: $('chat-name').value.trim() }),
   me: () => st.me?.identity || st.guest,
 });
