@@ -29,6 +29,9 @@ type Config struct {
 	// every session; empty: no TCP candidates. Networks that drop UDP
 	// (offices, hotels) reach media through it.
 	TCPAddr string
+	// TCPConnsPerIP bounds the ICE-TCP connections one client address
+	// (IPv6: /64) holds at once; 0: DefaultTCPConnsPerIP.
+	TCPConnsPerIP int
 	// IPs are advertised as host candidates instead of the interface
 	// addresses (a public IP behind 1:1 NAT; 127.0.0.1 in tests). An entry
 	// PUBLIC/LOCAL replaces only the interface address LOCAL.
@@ -128,6 +131,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("webrtc-tcp: %w", err)
 		}
 		e.tcp = ln
+		if cfg.TCPConnsPerIP <= 0 {
+			cfg.TCPConnsPerIP = DefaultTCPConnsPerIP
+		}
+		ln = limitPerAddr(ln, cfg.TCPConnsPerIP, cfg.Logger)
 		if e.lite != nil {
 			// Lite viewers' connections are kept; the rest reach pion.
 			ln = e.lite.WrapTCP(ln)

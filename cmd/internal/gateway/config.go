@@ -50,6 +50,9 @@ type Config struct {
 	// WebRTCTCP is the ICE-TCP address; empty: the same as WebRTCUDP
 	// (another free port when that one is port 0); "off": none.
 	WebRTCTCP string `flag:"webrtc-tcp" help:"the one TCP address for WebRTC media over ICE-TCP (networks that drop UDP); empty: the webrtc-udp address; off: none"`
+	// WebRTCTCPConnsPerIP bounds the ICE-TCP connections of one client
+	// address (IPv6: /64); 0: rtc.DefaultTCPConnsPerIP.
+	WebRTCTCPConnsPerIP int `flag:"webrtc-tcp-conns-per-ip" help:"concurrent ICE-TCP connections from one address (IPv6: one /64); more are closed at once"`
 	// WHEPTransport is how WHEP viewers are served: "lite" (or empty),
 	// livegate's own transport; "pion", a PeerConnection each (fallback).
 	WHEPTransport string   `flag:"whep-transport" help:"how WHEP viewers are served: lite (livegate's own ICE-lite/DTLS/SRTP transport with batched sends) or pion (a PeerConnection per viewer, the fallback)"`
@@ -112,31 +115,32 @@ type Config struct {
 // own defaults.
 func DefaultConfig() Config {
 	return Config{
-		HTTP:            ":8080",
-		WebRTCUDP:       ":8189",
-		WHEPTransport:   "lite",
-		MaxTracks:       rtc.DefaultMaxTracks,
-		ConnectTimeout:  rtc.DefaultConnectTimeout,
-		ICE:             ICEConfig{TURNCredentialTTL: 24 * time.Hour},
-		AuthMode:        "auto",
-		RecordDir:       "./data/recordings",
-		RecordS3:        storage.S3Config{Region: storage.DefaultRegion},
-		HLS:             true,
-		RTMPAddr:        ":1935",
-		RTSPAddr:        ":8554",
-		CompositeSize:   fmt.Sprintf("%dx%d", composite.DefaultWidth, composite.DefaultHeight),
-		CompositeFPS:    composite.DefaultFPS,
-		CompositePreset: composite.DefaultPreset,
-		ShutdownTimeout: 3 * time.Second,
-		RelayParams:     relay.DefaultParams(),
-		WHIPParams:      whip.DefaultParams(),
-		WHEPParams:      whep.DefaultParams(),
-		TreeParams:      tree.DefaultParams(),
-		RoomsParams:     rooms.DefaultParams(),
-		WebParams:       web.DefaultParams(),
-		RecorderParams:  recorder.DefaultParams(),
-		HLSParams:       hls.DefaultParams(),
-		RTMPInParams:    ingestrtmp.DefaultParams(),
-		WebhookParams:   webhooks.DefaultParams(),
+		HTTP:                ":8080",
+		WebRTCUDP:           ":8189",
+		WHEPTransport:       "lite",
+		WebRTCTCPConnsPerIP: rtc.DefaultTCPConnsPerIP,
+		MaxTracks:           rtc.DefaultMaxTracks,
+		ConnectTimeout:      rtc.DefaultConnectTimeout,
+		ICE:                 ICEConfig{TURNCredentialTTL: 24 * time.Hour},
+		AuthMode:            "auto",
+		RecordDir:           "./data/recordings",
+		RecordS3:            storage.S3Config{Region: storage.DefaultRegion},
+		HLS:                 true,
+		RTMPAddr:            ":1935",
+		RTSPAddr:            ":8554",
+		CompositeSize:       fmt.Sprintf("%dx%d", composite.DefaultWidth, composite.DefaultHeight),
+		CompositeFPS:        composite.DefaultFPS,
+		CompositePreset:     composite.DefaultPreset,
+		ShutdownTimeout:     3 * time.Second,
+		RelayParams:         relay.DefaultParams(),
+		WHIPParams:          whip.DefaultParams(),
+		WHEPParams:          whep.DefaultParams(),
+		TreeParams:          tree.DefaultParams(),
+		RoomsParams:         rooms.DefaultParams(),
+		WebParams:           web.DefaultParams(),
+		RecorderParams:      recorder.DefaultParams(),
+		HLSParams:           hls.DefaultParams(),
+		RTMPInParams:        ingestrtmp.DefaultParams(),
+		WebhookParams:       webhooks.DefaultParams(),
 	}
 }

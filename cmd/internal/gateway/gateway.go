@@ -142,6 +142,7 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	}
 	g.engine, err = rtc.NewEngine(rtc.Config{
 		UDPAddr: udpAddr, TCPAddr: tcpAddr, IPs: g.ips, STUNServers: cfg.STUNServers, Logger: log,
+		TCPConnsPerIP: cfg.WebRTCTCPConnsPerIP,
 		// Without configured IPs, also offer loopback so a browser on the
 		// same machine connects even when it has no other interface.
 		IncludeLoopback: len(cfg.WebRTCIPs) == 0,
