@@ -33,11 +33,11 @@ var (
 	egressID = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
 )
 
-// RegisterBypass adds the CDN bypass routes: live HLS at
+// registerBypass adds the CDN bypass routes: live HLS at
 // /hls/ROOM/NAME/index.m3u8 (same access as WHEP; a token may be passed as
 // ?access_token=, which the playlists carry on), and the RTMP push API
 // under /api/v1/egress (admin). Either argument may be nil.
-func (s *Server) RegisterBypass(h HLSServer, egress EgressAPI) {
+func (s *Server) registerBypass(h HLSServer, egress EgressAPI) {
 	e := s.echo
 	if h != nil {
 		serve := func(c echo.Context) error {

@@ -37,8 +37,7 @@ func TestBypassRoutes(t *testing.T) {
 	defer hs.Close()
 	rm := rtmp.New(rtmp.Params{Hub: hub, Frames: fl, FFmpeg: "-", MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
 	defer rm.Close()
-	s := New(Params{Hub: hub, Auth: AuthParams{Mode: AuthAuto}})
-	s.RegisterBypass(hs, rm)
+	s := New(Params{Hub: hub, Auth: AuthParams{Mode: AuthAuto}, HLS: hs, Egress: rm})
 
 	do := func(method, target, body, remote string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, target, strings.NewReader(body))

@@ -43,14 +43,11 @@ type compositeView struct {
 	Pushes []rtmp.Info `json:"pushes"`
 }
 
-// RegisterComposite adds the room composite API: POST starts a room's
+// registerComposite adds the room composite API: POST starts a room's
 // composite or changes its layout, DELETE stops it (admin); GET shows it
-// to anyone who may read the room (its hosts). api may be nil (no routes);
-// egress, if not nil, lists the pushes of the composite stream.
-func (s *Server) RegisterComposite(api CompositeAPI, egress EgressAPI) {
-	if api == nil {
-		return
-	}
+// to anyone who may read the room (its hosts). egress, if not nil, lists
+// the pushes of the composite stream.
+func (s *Server) registerComposite(api CompositeAPI, egress EgressAPI) {
 	e := s.echo
 	room := func(c echo.Context) (string, error) {
 		if err := s.isAdmin(c); err != nil {

@@ -30,10 +30,10 @@ func (p onePush) Stop(string) (rtmp.Info, error)                { return p.j, ni
 // composite's push targets (the CDN's app path) and their errors (which
 // can name the stream) are for admins; viewers see only where it goes.
 func TestCompositePushDetailsAreForAdmins(t *testing.T) {
-	s := newTestServer(t, Params{Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey), AdminKey: testAdminKey}})
 	const full = "rtmp://live.example.com/app/****"
-	s.RegisterComposite(oneComposite{composite.Info{Room: "show", Stream: "show/composite", State: "live"}},
-		onePush{rtmp.Info{ID: "1", Stream: "show/composite", URL: full, State: "reconnecting", LastError: "stream show-secret-name refused"}})
+	s := newTestServer(t, Params{Auth: AuthParams{Mode: AuthOn, Key: []byte(testSigningKey), AdminKey: testAdminKey},
+		Composite: oneComposite{composite.Info{Room: "show", Stream: "show/composite", State: "live"}},
+		Egress:    onePush{rtmp.Info{ID: "1", Stream: "show/composite", URL: full, State: "reconnecting", LastError: "stream show-secret-name refused"}}})
 	viewer, err := auth.Mint([]byte(testSigningKey), auth.Request{Room: "show", Identity: "v", Grants: []string{auth.GrantSubscribe}, TTL: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)

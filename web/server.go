@@ -57,6 +57,13 @@ type Params struct {
 	Cluster ClusterAPI
 	// Recordings serves the recording API and playback; nil disables them.
 	Recordings RecordingsAPI
+	// HLS, if set, serves live streams as LL-HLS (/hls/ROOM/NAME/FILE).
+	HLS HLSServer
+	// Egress, if set, serves the RTMP push API (/api/v1/egress) and lists
+	// the pushes of a room's composite.
+	Egress EgressAPI
+	// Composite, if set, serves the room composite API.
+	Composite CompositeAPI
 	// Metrics serves /metrics and times requests; nil disables them.
 	Metrics *metrics.Metrics
 	// RelayParent, if set, tells which parent a relayed stream comes from.
@@ -184,6 +191,10 @@ func New(p Params) *Server {
 
 	if p.Recordings != nil {
 		s.registerRecordings(p.Recordings)
+	}
+	s.registerBypass(p.HLS, p.Egress)
+	if p.Composite != nil {
+		s.registerComposite(p.Composite, p.Egress)
 	}
 	if p.SelfTest != nil {
 		s.registerCheck(p.SelfTest)

@@ -200,9 +200,8 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	p := cfg.WebParams
 	p.WHIP, p.WHEP, p.Hub, p.Rooms, p.Cluster, p.Recordings, p.RelayParent = g.whip, g.whep, g.hub, g.rooms, g.member, g.rec, g.relayParent
 	p.Metrics, p.Policy, p.TrustedProxies, p.ICEServers, p.SelfTest, p.Logger = g.metrics(), g.policy, proxies, g.linkHeaders, g.check, log
+	p.HLS, p.Egress, p.Composite = hlsSrv, g.push, g.comp
 	g.web = web.New(p)
-	g.web.RegisterBypass(hlsSrv, g.push)
-	g.web.RegisterComposite(g.comp, g.push)
 	if err := g.checkAuth(); err != nil {
 		return nil, err
 	}
