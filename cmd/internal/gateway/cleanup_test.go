@@ -9,23 +9,16 @@ import (
 	"go.uber.org/goleak"
 )
 
-// freePort is a loopback port that was free a moment ago.
-func freePort(t *testing.T, network string) string {
+// freeUDP is a loopback UDP address that was free a moment ago (freeTCP's
+// counterpart).
+func freeUDP(t *testing.T) string {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().String()
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	defer c.Close()
+	return c.LocalAddr().String()
 }
 
 // A New that fails at its last step (the HTTP port is taken) has already
@@ -39,8 +32,7 @@ func TestFailedNewReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	udp, turnUDP := freePort(t, "udp"), freePort(t, "udp")
-	rtmp, rtsp := freePort(t, "tcp"), freePort(t, "tcp")
+	udp, turnUDP, rtmp, rtsp := freeUDP(t), freeUDP(t), freeTCP(t), freeTCP(t)
 	cfg := Config{HTTP: taken.Addr().String(), WebRTCUDP: udp, WebRTCTCP: "off", WebRTCIPs: []string{"127.0.0.1"},
 		RTMPAddr: rtmp, RTSPAddr: rtsp, HLS: true, RecordDir: t.TempDir(),
 		RecorderParams: RecorderParams{SpoolDir: t.TempDir()}}
