@@ -48,8 +48,14 @@ type Config struct {
 	// (the gateway's media port). The permission check sees addresses
 	// only, so without this a client could reach every UDP service on the
 	// allowed addresses (a DNS resolver or a metrics agent on loopback).
-	Ports  []int
-	Logger *slog.Logger
+	Ports []int
+	// AllocationsPerUser and AllocationsPerIP bound the relay allocations
+	// one user (the identity of its REST username) and one client address
+	// (IPv6: /64) hold at once; beyond, an Allocate gets 486 Allocation
+	// Quota Reached. 0: the defaults; negative: unlimited.
+	AllocationsPerUser int
+	AllocationsPerIP   int
+	Logger             *slog.Logger
 }
 
 // Server is a running TURN server.
@@ -86,6 +92,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Realm == "" {
 		cfg.Realm = "livegate"
 	}
+	if cfg.AllocationsPerUser == 0 {
+		cfg.AllocationsPerUser = DefaultAllocationsPerUser
+	}
+	if cfg.AllocationsPerIP == 0 {
+		cfg.AllocationsPerIP = DefaultAllocationsPerIP
+	}
 	perm := pionturn.DefaultPermissionHandler
 	if cfg.Allowed != nil {
 		perm = func(_ net.Addr, ip net.IP) bool { return cfg.Allowed(ip) }
@@ -107,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		AuthHandler:   pionturn.LongTermTURNRESTAuthHandler(cfg.Secret, rtc.PionLoggerFactory(cfg.Logger).NewLogger("turn")),
 		LoggerFactory: rtc.PionLoggerFactory(cfg.Logger),
 	}
+	newQuota(cfg.AllocationsPerUser, cfg.AllocationsPerIP, cfg.Logger).install(&sc)
 	var err error
 	if cfg.UDPAddr != "" {
 		if s.udp, err = net.ListenPacket("udp", cfg.UDPAddr); err != nil {

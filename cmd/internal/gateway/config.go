@@ -14,6 +14,7 @@ import (
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/relay/tree"
+	"github.com/livegate/livegate/relay/turn"
 	"github.com/livegate/livegate/web"
 	"github.com/livegate/livegate/web/rooms"
 	"github.com/livegate/livegate/web/webhooks"
@@ -121,26 +122,27 @@ func DefaultConfig() Config {
 		WebRTCTCPConnsPerIP: rtc.DefaultTCPConnsPerIP,
 		MaxTracks:           rtc.DefaultMaxTracks,
 		ConnectTimeout:      rtc.DefaultConnectTimeout,
-		ICE:                 ICEConfig{TURNCredentialTTL: 24 * time.Hour},
-		AuthMode:            "auto",
-		RecordDir:           "./data/recordings",
-		RecordS3:            storage.S3Config{Region: storage.DefaultRegion},
-		HLS:                 true,
-		RTMPAddr:            ":1935",
-		RTSPAddr:            ":8554",
-		CompositeSize:       fmt.Sprintf("%dx%d", composite.DefaultWidth, composite.DefaultHeight),
-		CompositeFPS:        composite.DefaultFPS,
-		CompositePreset:     composite.DefaultPreset,
-		ShutdownTimeout:     3 * time.Second,
-		RelayParams:         relay.DefaultParams(),
-		WHIPParams:          whip.DefaultParams(),
-		WHEPParams:          whep.DefaultParams(),
-		TreeParams:          tree.DefaultParams(),
-		RoomsParams:         rooms.DefaultParams(),
-		WebParams:           web.DefaultParams(),
-		RecorderParams:      recorder.DefaultParams(),
-		HLSParams:           hls.DefaultParams(),
-		RTMPInParams:        ingestrtmp.DefaultParams(),
-		WebhookParams:       webhooks.DefaultParams(),
+		ICE: ICEConfig{TURNCredentialTTL: 24 * time.Hour,
+			TURNAllocationsPerUser: turn.DefaultAllocationsPerUser, TURNAllocationsPerIP: turn.DefaultAllocationsPerIP},
+		AuthMode:        "auto",
+		RecordDir:       "./data/recordings",
+		RecordS3:        storage.S3Config{Region: storage.DefaultRegion},
+		HLS:             true,
+		RTMPAddr:        ":1935",
+		RTSPAddr:        ":8554",
+		CompositeSize:   fmt.Sprintf("%dx%d", composite.DefaultWidth, composite.DefaultHeight),
+		CompositeFPS:    composite.DefaultFPS,
+		CompositePreset: composite.DefaultPreset,
+		ShutdownTimeout: 3 * time.Second,
+		RelayParams:     relay.DefaultParams(),
+		WHIPParams:      whip.DefaultParams(),
+		WHEPParams:      whep.DefaultParams(),
+		TreeParams:      tree.DefaultParams(),
+		RoomsParams:     rooms.DefaultParams(),
+		WebParams:       web.DefaultParams(),
+		RecorderParams:  recorder.DefaultParams(),
+		HLSParams:       hls.DefaultParams(),
+		RTMPInParams:    ingestrtmp.DefaultParams(),
+		WebhookParams:   webhooks.DefaultParams(),
 	}
 }

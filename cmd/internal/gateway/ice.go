@@ -47,6 +47,10 @@ type ICEConfig struct {
 	// Link headers; "{host}" is the name the client reached HTTP at.
 	// Empty: the built-in TURN server's listeners.
 	ICEServers []string `flag:"ice-servers" help:"comma-separated stun:/turn:/turns: URLs handed to clients (Link headers, pages); {host} is the name the client used for HTTP; turn URLs get credentials from turn-secret; empty: the built-in TURN listeners"`
+	// TURNAllocationsPerUser and TURNAllocationsPerIP are the built-in
+	// server's allocation quotas (see turn.Config).
+	TURNAllocationsPerUser int `flag:"turn-allocations-per-user" help:"relay allocations one user (the identity in its TURN username) holds at once on the built-in TURN server; beyond, 486 Allocation Quota Reached (a browser connection takes one per TURN URL; negative: unlimited)"`
+	TURNAllocationsPerIP   int `flag:"turn-allocations-per-ip" help:"relay allocations one client address (IPv6: one /64) holds at once on the built-in TURN server; beyond, 486 (negative: unlimited)"`
 }
 
 // resolveIPs replaces "auto" in the advertised addresses with the address
@@ -189,7 +193,8 @@ func (g *Gateway) startTURN(cfg Config) error {
 	}
 	srv, err := turn.New(turn.Config{UDPAddr: c.TURNUDP, TCPAddr: c.TURNTCP, TLSAddr: c.TURNTLS, Cert: cert,
 		RelayIP: rip, RelayBind: bind, Secret: g.turnSecret, Mapped: mapped, Logger: g.log,
-		Ports: mediaPorts(g.engine.LocalAddr()),
+		Ports:              mediaPorts(g.engine.LocalAddr()),
+		AllocationsPerUser: c.TURNAllocationsPerUser, AllocationsPerIP: c.TURNAllocationsPerIP,
 		Allowed: func(ip net.IP) bool {
 			a, ok := netip.AddrFromSlice(ip)
 			return ok && allowed[a.Unmap()]
