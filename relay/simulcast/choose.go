@@ -91,8 +91,9 @@ const (
 	// after a probe said yes does); failed probes double the clean spell
 	// (probeWait, up to maxProbeWait) as failed tries do.
 	probeTimeout = 3 * time.Second
-	// probeQuiet: loss right after a probe is the probe's own (it filled
-	// the queue for a moment), not news about the link.
+	// probeQuiet: loss while a probe is out and right after one failed is
+	// the probe's own (it filled the queue for a moment), not news about
+	// the link.
 	probeQuiet = 1500 * time.Millisecond
 )
 
@@ -115,11 +116,14 @@ type chooser struct {
 	lastLoss  float64
 	limitTry  bool // the limit comes from a move up that failed
 
-	probing  bool      // the viewer's transport probes before a move up
-	probeTo  int       // layer a probe is out for; -1: none
-	probeAt  time.Time // when it was asked for (zero: none yet)
-	askProbe float64   // rate of a probe to start (the Switcher takes it)
-	measured bool      // estimate is from the send side (overuse or probe)
+	probing   bool      // the viewer's transport probes before a move up
+	probeTo   int       // layer a probe is out for; -1: none
+	probeAt   time.Time // when it was asked for (zero: none yet)
+	askProbe  float64   // rate of a probe to start (the Switcher takes it)
+	nextProbe time.Time // no probe on a receiver's estimate before this
+	probedUp  time.Time // last move up a probe approved
+	quietTo   time.Time // loss before this is a failed probe's own
+	measured  bool      // estimate is from the send side (overuse or probe)
 	// start is a known estimate for a new viewer (see startCap); 0: none.
 	start float64
 }
@@ -196,6 +200,12 @@ func (c *chooser) congested(now time.Time, to, from int) {
 		c.limitIdx, c.limitAt = from, now
 		c.limitTry = !c.lastUp.IsZero() && now.Sub(c.lastUp) < probeFail
 	}
+	if !c.probedUp.IsZero() && now.Sub(c.probedUp) < probeFail {
+		// A probe said yes and the layer did not hold: probe less often.
+		// (Not a blind try: the limit above stays as it was.)
+		c.wait = min(2*c.wait, maxProbeWait)
+		c.nextProbe, c.probedUp = now.Add(c.wait), time.Time{}
+	}
 	to = max(to, 0)
 	if c.cap < 0 || to < c.cap {
 		c.cap = to
@@ -214,7 +224,7 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 		cur = -1
 	}
 	settled := !now.Before(c.settleTo)
-	quiet := !c.probeAt.IsZero() && now.Sub(c.probeAt) < probeQuiet
+	quiet := c.probeTo >= 0 || now.Before(c.quietTo)
 	if c.probeTo >= 0 && now.Sub(c.probeAt) > probeTimeout {
 		fb.Probe = ProbeFailed // no outcome came: as good as failed
 	}
@@ -249,9 +259,14 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 			b := float64(infos[cur].Bitrate)
 			if b > 0 && fb.Bitrate < b*keepHeadroom && falling {
 				c.congested(now, fit(infos, fb.Bitrate, cur), cur)
-			} else if c.cap >= 0 && !c.probing {
+			} else if c.cap >= 0 {
 				if f := fit(infos, fb.Bitrate, cur); f > c.cap {
-					c.raise(f, len(infos))
+					if c.probing {
+						// The receiver says its link carries more: see.
+						c.askFor(now, f, infos)
+					} else {
+						c.raise(f, len(infos))
+					}
 				}
 			}
 		}
@@ -271,9 +286,8 @@ func (c *chooser) feedback(now time.Time, fb Feedback, cur int, infos []relay.La
 	}
 	// A clean spell: try the next layer up (with a Prober: probe it).
 	if c.cap >= 0 && cur >= c.cap && c.probeTo < 0 && !c.goodSince.IsZero() && now.Sub(c.goodSince) >= c.wait && !c.limited(now, infos, c.cap+1) {
-		next := c.cap + 1
-		if b := float64(infos[min(next, len(infos)-1)].Bitrate); c.probing && b > 0 {
-			c.probeTo, c.probeAt, c.askProbe = next, now, b*upHeadroom
+		if next := c.cap + 1; c.probing {
+			c.askFor(now, next, infos)
 		} else {
 			c.raise(next, len(infos))
 			// The receiver's estimate starts following the new layer now.
@@ -353,13 +367,28 @@ func (c *chooser) probed(now time.Time, fb Feedback, layers int) {
 		}
 		if c.cap >= 0 && to > c.cap {
 			c.raise(to, layers)
-			c.lastUp = now
+			c.probedUp = now
 		}
-		c.goodSince = now
+		c.goodSince, c.nextProbe = now, time.Time{}
 		return
 	}
 	c.wait = min(2*c.wait, maxProbeWait)
-	c.goodSince = now
+	c.goodSince, c.nextProbe, c.quietTo = now, now.Add(c.wait), now.Add(probeQuiet)
+}
+
+// askFor asks for a probe of layer to (unless one is out, or the last
+// failed lately); a layer of unknown bitrate is moved to without one.
+func (c *chooser) askFor(now time.Time, to int, infos []relay.LayerInfo) {
+	if c.probeTo >= 0 || now.Before(c.nextProbe) || to < 0 || to >= len(infos) {
+		return
+	}
+	b := float64(infos[to].Bitrate)
+	if b == 0 {
+		c.raise(to, len(infos))
+		c.lastUp, c.goodSince = now, now
+		return
+	}
+	c.probeTo, c.probeAt, c.askProbe = to, now, b*upHeadroom
 }
 
 // takeProbe returns the rate of a probe to start now, 0 if none.

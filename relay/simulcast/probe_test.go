@@ -135,3 +135,51 @@ func TestChooserStartsOnKnownEstimate(t *testing.T) {
 		t.Fatal("remembered an estimate of a viewer on the top layer")
 	}
 }
+
+// A receiver's estimate that covers a higher layer asks for a probe of it
+// at once (no clean spell); a move a probe approved that then loses is no
+// blind try: the layer is probed again after the (doubled) wait, not held
+// back for limitTTL.
+func TestChooserProbesOnReceiverEstimate(t *testing.T) {
+	in := ladder()
+	c := newChooser("")
+	c.probing = true
+	now := time.Unix(1000, 0)
+	step := func(d time.Duration, fb Feedback, cur int) int {
+		now = now.Add(d)
+		c.feedback(now, fb, cur, in)
+		return c.choose(now, in, cur)
+	}
+	step(0, Feedback{Bitrate: 2_000_000, Loss: -1}, 2)
+	cur := step(time.Second, Feedback{Bitrate: 200_000, Loss: -1}, 2)
+	if cur != 0 {
+		t.Fatalf("estimate 200 kbit/s on f: layer %d, want q", cur)
+	}
+	step(settle, Feedback{Bitrate: 200_000, Loss: -1}, cur)
+	if c.takeProbe() != 0 {
+		t.Fatal("a probe before the estimate covered a higher layer")
+	}
+	step(100*time.Millisecond, Feedback{Bitrate: 20_000_000, Loss: -1}, cur)
+	if got, want := c.takeProbe(), 1_500_000*upHeadroom; got != want {
+		t.Fatalf("estimate 20 Mbit/s on q: probe at %v, want one of f at %v", got, want)
+	}
+	if cur = step(300*time.Millisecond, Feedback{Probe: ProbeCarried, Bitrate: 1_900_000, Loss: -1}, cur); cur != 2 {
+		t.Fatalf("carried probe of f: layer %d, want f", cur)
+	}
+	// f loses right away: down, and probed again after the doubled wait.
+	wait := c.wait
+	if cur = step(time.Second, Feedback{Loss: 0.3}, cur); cur != 1 {
+		t.Fatalf("30 %% loss on f: layer %d, want h", cur)
+	}
+	start := now
+	var asked time.Duration
+	for asked == 0 && now.Sub(start) < time.Minute {
+		step(250*time.Millisecond, Feedback{Loss: 0}, cur)
+		if c.takeProbe() > 0 {
+			asked = now.Sub(start)
+		}
+	}
+	if asked == 0 || asked > 2*wait+time.Second || asked >= limitTTL {
+		t.Fatalf("probe of f again after %v, want about %v (not the %v limit)", asked, 2*wait, limitTTL)
+	}
+}
