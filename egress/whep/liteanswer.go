@@ -31,17 +31,19 @@ func offerICE(raw string) (remoteICE, error) {
 	take := func(attrs []sdp.Attribute) {
 		for _, a := range attrs {
 			switch a.Key {
+			// Copies: pion/sdp's strings share a buffer of up to 4 KB
+			// that the peer would otherwise keep for its whole life.
 			case "ice-ufrag":
 				if r.ufrag == "" {
-					r.ufrag = a.Value
+					r.ufrag = strings.Clone(a.Value)
 				}
 			case "ice-pwd":
 				if r.pwd == "" {
-					r.pwd = a.Value
+					r.pwd = strings.Clone(a.Value)
 				}
 			case "fingerprint":
 				if !slices.Contains(r.fingerprints, a.Value) {
-					r.fingerprints = append(r.fingerprints, a.Value)
+					r.fingerprints = append(r.fingerprints, strings.Clone(a.Value))
 				}
 			}
 		}
@@ -285,7 +287,9 @@ func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, f
 			}
 		}
 	}
-	return b.String(), nil
+	// The session keeps the answer as long as the viewer stays: an exact
+	// copy, not the builder's doubled buffer.
+	return strings.Clone(b.String()), nil
 }
 
 // randomSSRC is a viewer's SSRC for one section.
