@@ -93,18 +93,9 @@ func TestTokensGuardPublishAndPlay(t *testing.T) {
 	}
 
 	// App backends mint tokens with the admin key; others cannot.
-	mint := func(bearer string) int {
-		req, _ := http.NewRequest(http.MethodPost, g.base+"/api/v1/tokens",
-			strings.NewReader(`{"room":"r1","identity":"carol","grants":["publish"],"ttl":"10m"}`))
-		req.Header.Set("Content-Type", "application/json")
-		if bearer != "" {
-			req.Header.Set("Authorization", "Bearer "+bearer)
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+	mint := func(key string) int {
+		resp, _ := fetch(t, http.MethodPost, g.base+"/api/v1/tokens", `{"room":"r1","identity":"carol","grants":["publish"],"ttl":"10m"}`,
+			"Content-Type", "application/json", "Authorization", bearer(key))
 		return resp.StatusCode
 	}
 	if got := mint("admin-secret-0123456789"); got != 201 {
@@ -122,14 +113,7 @@ func TestTokensGuardPublishAndPlay(t *testing.T) {
 // came through a proxy is not local.
 func TestNoKeyIsLoopbackOnly(t *testing.T) {
 	g := startGateway(t, nil)
-	req, _ := http.NewRequest(http.MethodPost, g.base+"/whip/r1/alice", strings.NewReader("v=0\r\n"))
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("X-Forwarded-For", "198.51.100.7")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := fetch(t, http.MethodPost, g.base+"/whip/r1/alice", "v=0\r\n", "Content-Type", "application/sdp", "X-Forwarded-For", "198.51.100.7")
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("proxied request without token: %d, want 401", resp.StatusCode)
 	}

@@ -2,7 +2,7 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -44,33 +44,18 @@ func TestBypassHLSAndRTMPPush(t *testing.T) {
 	}
 
 	body := `{"stream":"room/cam","url":"rtmp://` + ng.Addr() + `/live/cam"}`
-	res, err := httpClient.Post(g.base+"/api/v1/egress", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
+	if res, _ := fetch(t, http.MethodPost, g.base+"/api/v1/egress", body, "Content-Type", "application/json"); res.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /api/v1/egress: %d", res.StatusCode)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		res, err := httpClient.Get(g.base + "/api/v1/egress")
-		if err != nil {
-			t.Fatal(err)
-		}
+	testenv.Poll(t, 20*time.Second, func() string {
 		var list struct {
 			Egress []struct{ State, LastError string }
 		}
-		_ = json.NewDecoder(res.Body).Decode(&list)
-		res.Body.Close()
-		if len(list.Egress) == 1 && list.Egress[0].State == "live" {
-			break
+		if getJSON(t, g.base+"/api/v1/egress", &list) == http.StatusOK && len(list.Egress) == 1 && list.Egress[0].State == "live" {
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("push not live: %+v", list)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Sprintf("push not live: %+v", list)
+	})
 	out, err = exec.CommandContext(pctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
 		"-show_entries", "stream=index,codec_name:packet=stream_index,pts_time", "-read_intervals", "%+3",
 		"-of", "csv=p=1", "rtmp://"+ng.Addr()+"/live/cam").CombinedOutput()

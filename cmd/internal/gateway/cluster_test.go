@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -65,18 +64,12 @@ func TestClusterRedis(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "frames on the spare edge", func() bool { f, _, _ := v2.snapshot(); return len(f) > 30 })
 
-	req, _ := http.NewRequest(http.MethodGet, origin.base+"/api/v1/cluster", nil)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Directory string         `json:"directory"`
 		Nodes     []cluster.Node `json:"nodes"`
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
-		t.Fatalf("GET /api/v1/cluster: %d", resp.StatusCode)
+	if code := getJSON(t, origin.base+"/api/v1/cluster", &body); code != http.StatusOK {
+		t.Fatalf("GET /api/v1/cluster: %d", code)
 	}
 	if body.Directory != "redis" || len(body.Nodes) != 3 {
 		t.Fatalf("cluster: %+v", body)

@@ -35,23 +35,14 @@ type compositeState struct {
 
 func (g *testGateway) compositeAPI(t *testing.T, method, room, body string) (int, compositeState, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, g.base+"/api/v1/rooms/"+room+"/composite", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	contentType := ""
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		contentType = "application/json"
 	}
-	res, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(res.Body)
+	res, text := fetch(t, method, g.base+"/api/v1/rooms/"+room+"/composite", body, "Content-Type", contentType)
 	var st compositeState
-	_ = json.Unmarshal(buf.Bytes(), &st)
-	return res.StatusCode, st, buf.String()
+	_ = json.Unmarshal([]byte(text), &st)
+	return res.StatusCode, st, text
 }
 
 // playClip publishes the test clip at path until the test ends; the

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,22 +59,10 @@ func post(t *testing.T, url, contentType, body string) (*http.Response, map[stri
 
 func request(t *testing.T, method, url, contentType, body string) (*http.Response, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := fetch(t, method, url, body, "Content-Type", contentType)
 	var m map[string]any
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(b, &m); err != nil {
+		if err := json.Unmarshal([]byte(b), &m); err != nil {
 			t.Fatalf("%s %s: invalid JSON %q: %v", method, url, b, err)
 		}
 	}
@@ -230,14 +217,8 @@ func TestICERestart(t *testing.T) {
 	waitFor(t, 5*time.Second, "frames after the ICE restart", func() bool { f, _, _ := v.snapshot(); return len(f) > n+30 })
 
 	// A PATCH with a stale ETag is refused.
-	req, _ := http.NewRequest(http.MethodPatch, v.Resource, strings.NewReader("a=ice-ufrag:zzzz\r\na=ice-pwd:zzzzzzzzzzzzzzzzzzzzzzzz\r\n"))
-	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
-	req.Header.Set("If-Match", old)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := fetch(t, http.MethodPatch, v.Resource, "a=ice-ufrag:zzzz\r\na=ice-pwd:zzzzzzzzzzzzzzzzzzzzzzzz\r\n",
+		"Content-Type", "application/trickle-ice-sdpfrag", "If-Match", old)
 	if resp.StatusCode != http.StatusPreconditionFailed {
 		t.Fatalf("PATCH with a stale ETag: %d, want 412", resp.StatusCode)
 	}
@@ -257,16 +238,8 @@ func TestICERestartRetryAfterLostAnswer(t *testing.T) {
 	// The same restart fragment again, as a client would resend it.
 	frag := "a=ice-ufrag:" + ufrag(pub.PC.LocalDescription().SDP) + "\r\na=ice-pwd:" +
 		pwd(pub.PC.LocalDescription().SDP) + "\r\n"
-	req, _ := http.NewRequest(http.MethodPatch, pub.Resource, strings.NewReader(frag))
-	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
-	req.Header.Set("If-Match", "*")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "a=ice-ufrag:") {
+	resp, b := fetch(t, http.MethodPatch, pub.Resource, frag, "Content-Type", "application/trickle-ice-sdpfrag", "If-Match", "*")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(b, "a=ice-ufrag:") {
 		t.Fatalf("repeated restart: %d %q, want 200 with the answer fragment", resp.StatusCode, b)
 	}
 }

@@ -277,15 +277,10 @@ func TestMetricsShowWhatOperatorsNeed(t *testing.T) {
 	if resp, _ := request(t, http.MethodGet, g.base+"/api/v1/streams/bad.room/x", "", ""); resp.StatusCode != 400 {
 		t.Fatalf("bad path: %d", resp.StatusCode)
 	}
-	resp, err := httpClient.Get(g.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	b := g.metricsPage(t)
 	for _, want := range []string{`status="400"`, `livegate_webhook_events_total{result="dropped"}`, "livegate_recorder_spool_errors_total",
 		"livegate_recorder_spool_bytes", "livegate_rtmp_connections", "livegate_rtsp_sessions"} {
-		if !strings.Contains(string(b), want) {
+		if !strings.Contains(b, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

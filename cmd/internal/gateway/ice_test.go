@@ -6,7 +6,6 @@ import (
 	"crypto/sha1" //nolint:gosec // the TURN REST convention
 	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay/rtcclient"
 	"github.com/livegate/livegate/relay/rtcclient/clip"
 	"github.com/livegate/livegate/relay/turn"
@@ -119,34 +119,13 @@ var candRE = regexp.MustCompile(`a=candidate:\S+ 1 (udp|tcp) \d+ (\S+) (\d+) typ
 // candidates as "udp IP" / "tcp IP" and the Link headers.
 func answerCandidates(t *testing.T, g *testGateway, path, tok string) ([]string, []string) {
 	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, g.base+"/whep/"+path, strings.NewReader(offer.SDP))
-	req.Header.Set("Content-Type", "application/sdp")
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	res, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
+	offer := pionOffer(t, webrtc.RTPTransceiverDirectionRecvonly, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, nil)
+	res, body := fetch(t, http.MethodPost, g.base+"/whep/"+path, offer, "Content-Type", "application/sdp", "Authorization", bearer(tok))
 	if res.StatusCode != http.StatusCreated {
 		t.Fatalf("WHEP: %d %s", res.StatusCode, body)
 	}
 	var cands []string
-	for _, m := range candRE.FindAllStringSubmatch(string(body), -1) {
+	for _, m := range candRE.FindAllStringSubmatch(body, -1) {
 		if m[1] == "tcp" && m[4] == "" {
 			t.Errorf("TCP candidate without tcptype passive: %s", m[0])
 		}
@@ -154,13 +133,7 @@ func answerCandidates(t *testing.T, g *testGateway, path, tok string) ([]string,
 	}
 	// The session is not needed further.
 	if loc := res.Header.Get("Location"); loc != "" {
-		del, _ := http.NewRequest(http.MethodDelete, g.base+loc, nil)
-		if tok != "" {
-			del.Header.Set("Authorization", "Bearer "+tok)
-		}
-		if r, err := httpClient.Do(del); err == nil {
-			r.Body.Close()
-		}
+		fetch(t, http.MethodDelete, g.base+loc, "", "Authorization", bearer(tok))
 	}
 	return cands, res.Header.Values("Link")
 }
@@ -224,15 +197,7 @@ func TestICEServerLinks(t *testing.T) {
 		"turn:127.0.0.1:" + port(udp) + "?transport=udp", "turn:127.0.0.1:" + port(tcp) + "?transport=tcp"})
 
 	options := func(tok string) []string {
-		req, _ := http.NewRequest(http.MethodOptions, g.base+"/whep/links/cam", nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		res, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
+		res, _ := fetch(t, http.MethodOptions, g.base+"/whep/links/cam", "", "Authorization", bearer(tok))
 		if res.StatusCode != http.StatusNoContent {
 			t.Fatalf("OPTIONS: %d", res.StatusCode)
 		}
@@ -313,8 +278,8 @@ func TestStartupLogSaysWhatClientsAreTold(t *testing.T) {
 		{"0.0.0.0:0", []string{"203.0.113.7/10.1.2.3"}, false},
 		{"127.0.0.1:0", []string{"127.0.0.1"}, false},
 	} {
-		var buf strings.Builder
-		log := slog.New(slog.NewTextHandler(&syncWriter{w: &buf}, nil))
+		var buf testenv.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, nil))
 		g, err := New(Config{HTTP: tc.http, WebRTCUDP: "127.0.0.1:0", WebRTCIPs: tc.ips, AuthMode: "on", AuthKey: testKey,
 			RecordDir: t.TempDir(), RecorderParams: RecorderParams{SpoolDir: t.TempDir()}}, log)
 		if err != nil {
@@ -333,17 +298,6 @@ func TestStartupLogSaysWhatClientsAreTold(t *testing.T) {
 			t.Errorf("http %s, ips %v: warning %v, want %v:\n%s", tc.http, tc.ips, got, tc.warn, out)
 		}
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // TestDiagnoseRunningGateway: next to a running gateway, the server-side
@@ -456,25 +410,10 @@ func TestGatewayDialsNoClientTCPCandidate(t *testing.T) {
 			dialed <- struct{}{}
 		}
 	}()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	offer := pionOffer(t, webrtc.RTPTransceiverDirectionRecvonly, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, nil)
 	port := target.Addr().(*net.TCPAddr).Port
-	sdp := strings.Replace(offer.SDP, "a=mid:", fmt.Sprintf("a=candidate:1 1 tcp 1518280447 127.0.0.1 %d typ host tcptype passive\r\na=mid:", port), 1)
-	res, err := httpClient.Post(g.base+"/whep/dial/cam", "application/sdp", strings.NewReader(sdp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	sdp := strings.Replace(offer, "a=mid:", fmt.Sprintf("a=candidate:1 1 tcp 1518280447 127.0.0.1 %d typ host tcptype passive\r\na=mid:", port), 1)
+	res, _ := fetch(t, http.MethodPost, g.base+"/whep/dial/cam", sdp, "Content-Type", "application/sdp")
 	if res.StatusCode != http.StatusCreated {
 		t.Fatalf("WHEP: %d", res.StatusCode)
 	}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -211,21 +210,8 @@ func (f clientFixture) check(t *testing.T, offer, answer, direction string) {
 
 func postSDP(t *testing.T, url, offer string) (int, string, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(offer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b), resp.Header.Get("Location")
+	resp, answer := fetch(t, http.MethodPost, url, offer, "Content-Type", "application/sdp")
+	return resp.StatusCode, answer, resp.Header.Get("Location")
 }
 
 // pionOffer is the offer of a pion peer with the default codecs and a
@@ -277,16 +263,8 @@ func answerOf(t *testing.T, g *testGateway, url, offer string) string {
 
 func httpGetText(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	resp, body := fetch(t, http.MethodGet, url, "", "")
+	return resp.StatusCode, body
 }
 
 func grepLines(text, substr string) string {

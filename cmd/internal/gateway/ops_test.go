@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -20,13 +19,7 @@ import (
 // A WHIP-published stream is recorded on request and plays back as HLS VOD
 // through the gateway; ffprobe reads it with the expected duration.
 func TestRecordWebRTCStream(t *testing.T) {
-	ffprobe, err := exec.LookPath("ffprobe")
-	if err != nil {
-		if os.Getenv("LIVEGATE_E2E") == "1" {
-			t.Fatal("ffprobe is required (apt-get install ffmpeg)")
-		}
-		t.Skip("ffprobe not installed (apt-get install ffmpeg); skipping")
-	}
+	ffprobe := needProgram(t, "ffprobe")
 	var mu sync.Mutex
 	var events []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -106,15 +99,10 @@ func TestMetricsAndWebhooks(t *testing.T) {
 	st, _ := g.Hub().Get("ops/cam")
 	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Viewers() == 1 })
 
-	resp, err := httpClient.Get(g.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	b := g.metricsPage(t)
 	for _, want := range []string{`livegate_stream_viewers{stream="ops/cam"} 1`, "livegate_publisher_sessions 1",
 		"livegate_viewer_sessions 1", `livegate_streams{state="live"} 1`, "livegate_http_request_duration_seconds_bucket"} {
-		if !strings.Contains(string(b), want) {
+		if !strings.Contains(b, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}

@@ -117,15 +117,11 @@ func TestRedirectCarriesToken(t *testing.T) {
 		{"publishing", "POST", tc.spare.base + "/whip/redir/cam?access_token=" + rt, offer, http.StatusUnauthorized},
 		{"an ordinary token in a WHEP URL", "POST", tc.spare.base + "/whep/" + path + "?access_token=" + token(t, "redir", "x", time.Hour, "subscribe"), offer, http.StatusForbidden},
 	} {
-		req, _ := http.NewRequest(c.method, c.url, strings.NewReader(c.body))
+		contentType := ""
 		if c.body != "" {
-			req.Header.Set("Content-Type", "application/sdp")
+			contentType = "application/sdp"
 		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := fetch(t, c.method, c.url, c.body, "Content-Type", contentType)
 		if resp.StatusCode != c.want {
 			t.Errorf("redirect token for %s: %d, want %d", c.what, resp.StatusCode, c.want)
 		}

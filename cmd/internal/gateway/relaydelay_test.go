@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"sort"
@@ -72,15 +70,9 @@ func median(v []float64) float64 {
 // videoDelay reads the video track's delay from a node's stream API.
 func videoDelay(t *testing.T, g *testGateway, path string) *relay.DelayStats {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, g.base+"/api/v1/streams/"+path, nil)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st relay.StreamStats
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
-		t.Fatalf("stream info at %s: HTTP %d", g.base, resp.StatusCode)
+	if code := getJSON(t, g.base+"/api/v1/streams/"+path, &st); code != http.StatusOK {
+		t.Fatalf("stream info at %s: HTTP %d", g.base, code)
 	}
 	for _, tr := range st.Tracks {
 		if tr.Kind == "video" {
@@ -166,16 +158,10 @@ func TestRelayDelayPerHop(t *testing.T) {
 		parentP50 = d.P50Ms
 	}
 	// The same in /metrics.
-	resp, err := httpClient.Get(leaf.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body := make([]byte, 1<<20)
-	n, _ := io.ReadFull(resp.Body, body)
+	metrics := leaf.metricsPage(t)
 	for _, want := range []string{`livegate_stream_delay_seconds_bucket{kind="video",stream="delay/cam",le="0.005"}`,
 		`livegate_relay_hop_delay_seconds{kind="video",stream="delay/cam"}`} {
-		if !strings.Contains(string(body[:n]), want) {
+		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,30 +27,15 @@ func roomToken(t *testing.T, room, identity, name string, grants ...string) stri
 
 // apiCall sends a request and returns the status, the decoded JSON body and
 // the response headers.
-func apiCall(t *testing.T, method, url, bearer, body string) (int, map[string]any, http.Header) {
+func apiCall(t *testing.T, method, url, tok, body string) (int, map[string]any, http.Header) {
 	t.Helper()
-	var r io.Reader
+	contentType := ""
 	if body != "" {
-		r = strings.NewReader(body)
+		contentType = "application/json"
 	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, b := fetch(t, method, url, body, "Content-Type", contentType, "Authorization", bearer(tok))
 	var out map[string]any
-	b, _ := io.ReadAll(resp.Body)
-	if len(b) > 0 && json.Unmarshal(b, &out) != nil {
+	if len(b) > 0 && json.Unmarshal([]byte(b), &out) != nil {
 		t.Fatalf("%s %s: %d with a body that is not JSON: %q", method, url, resp.StatusCode, b)
 	}
 	return resp.StatusCode, out, resp.Header

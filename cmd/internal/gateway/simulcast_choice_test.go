@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -80,17 +78,9 @@ func videoSSRC(v *viewer) uint32 {
 // streamLayers reads a stream's video layers from /api/v1/streams.
 func streamLayers(t *testing.T, g *testGateway, path string) []relay.LayerStats {
 	t.Helper()
-	resp, err := httpClient.Get(g.base + "/api/v1/streams/" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /api/v1/streams/%s: %s", path, resp.Status)
-	}
 	var st relay.StreamStats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
+	if code := getJSON(t, g.base+"/api/v1/streams/"+path, &st); code != http.StatusOK {
+		t.Fatalf("GET /api/v1/streams/%s: %d", path, code)
 	}
 	for _, tr := range st.Tracks {
 		if len(tr.Layers) > 0 {
@@ -251,15 +241,10 @@ func TestSimulcastViewerPinsLayer(t *testing.T) {
 		checkOneStream(t, hdrs)
 	}
 	// The layers and their viewers are in /metrics.
-	resp, err := httpClient.Get(g.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := g.metricsPage(t)
 	for _, want := range []string{`livegate_simulcast_layer_bitrate_bits{height="90",rid="q",stream="sim/pin",width="160"}`,
 		`livegate_simulcast_layer_viewers{rid="h",stream="sim/pin"} 1`} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
