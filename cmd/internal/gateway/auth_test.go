@@ -40,17 +40,6 @@ func statusOf(err error) int {
 
 func TestTokensGuardPublishAndPlay(t *testing.T) {
 	g := startGateway(t, func(c *Config) { c.AuthMode = "on"; c.AuthKey = testKey; c.AdminKey = "admin-secret-0123456789" })
-	publish := func(path, tok string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		o := clientOpts(t)
-		o.Token = tok
-		p, err := rtcclient.Publish(ctx, g.base+"/whip/"+path, o, rtcclient.H264ConstrainedBaseline, true)
-		if err == nil {
-			t.Cleanup(func() { _ = p.Close(context.Background()) })
-		}
-		return err
-	}
 	expired, _ := auth.Mint([]byte(testKey), auth.Request{Room: "r1", Identity: "alice", Grants: []string{"publish"}, TTL: time.Minute}, time.Now().Add(-time.Hour))
 	forged, _ := auth.Mint([]byte("some-other-key-0123456789abcdefgh"), auth.Request{Room: "r1", Identity: "alice", Grants: []string{"publish"}, TTL: time.Hour}, time.Now())
 	for _, tc := range []struct {
@@ -66,7 +55,7 @@ func TestTokensGuardPublishAndPlay(t *testing.T) {
 		{"valid", "r1/alice", token(t, "r1", "alice", time.Hour, "publish"), 201},
 		{"screen share", "r1/alice-screen", token(t, "r1", "alice", time.Hour, "publish"), 201},
 	} {
-		if got := statusOf(publish(tc.path, tc.tok)); got != tc.want {
+		if got := g.tryPublish(t, tc.path, tc.tok, true); got != tc.want {
 			t.Errorf("publish %s (%s): status %d, want %d", tc.path, tc.name, got, tc.want)
 		}
 	}
@@ -140,15 +129,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // Per-address limits answer 429 before any WebRTC work is done.
 func TestPerAddressLimits(t *testing.T) {
 	g := startGateway(t, func(c *Config) { c.Limits.PublishesPerMinute = 2; c.Limits.SessionsPerIP = 3 })
-	publish := func(path string) int {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p, err := rtcclient.Publish(ctx, g.base+"/whip/"+path, clientOpts(t), rtcclient.H264ConstrainedBaseline, false)
-		if err == nil {
-			t.Cleanup(func() { _ = p.Close(context.Background()) })
-		}
-		return statusOf(err)
-	}
+	publish := func(path string) int { return g.tryPublish(t, path, "", false) }
 	if a, b, c := publish("lim/a"), publish("lim/b"), publish("lim/c"); a != 201 || b != 201 || c != 429 {
 		t.Fatalf("publishes: %d %d %d, want 201 201 429", a, b, c)
 	}

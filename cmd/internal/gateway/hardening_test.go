@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -88,19 +87,7 @@ func TestOpenGatewayRefusesProxiesAndOtherHosts(t *testing.T) {
 func TestRTMPIdleConnectionsCannotLockOthersOut(t *testing.T) {
 	g := startGateway(t, func(c *Config) { c.RTMPAddr = "127.0.0.1:0"; c.AuthMode, c.AuthKey = "on", testKey })
 	addr := g.RTMPAddr().String()
-	var idle []net.Conn
-	defer func() {
-		for _, c := range idle {
-			_ = c.Close()
-		}
-	}()
-	for range 260 {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			break
-		}
-		idle = append(idle, c)
-	}
+	idle := idleConns(t, addr, 260)
 	// A publisher from another address still gets its handshake.
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
 	c, err := d.Dial("tcp", addr)
@@ -228,17 +215,7 @@ func TestScreenSuffixIsReserved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish := func(path, tok string) int {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		o := clientOpts(t)
-		o.Token = tok
-		p, err := rtcclient.Publish(ctx, g.base+"/whip/"+path, o, rtcclient.H264ConstrainedBaseline, true)
-		if err == nil {
-			t.Cleanup(func() { _ = p.Close(context.Background()) })
-		}
-		return statusOf(err)
-	}
+	publish := func(path, tok string) int { return g.tryPublish(t, path, tok, true) }
 	if got := publish("roomA/alice-screen", old); got != 403 {
 		t.Fatalf("alice-screen identity publishing roomA/alice-screen: %d", got)
 	}
@@ -291,19 +268,7 @@ func TestMetricsShowWhatOperatorsNeed(t *testing.T) {
 func TestRTSPIdleConnectionsCapped(t *testing.T) {
 	g := startGateway(t, func(c *Config) { c.RTSPAddr = "127.0.0.1:0" })
 	addr := g.RTSPAddr().String()
-	var idle []net.Conn
-	defer func() {
-		for _, c := range idle {
-			_ = c.Close()
-		}
-	}()
-	for range 60 {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			break
-		}
-		idle = append(idle, c)
-	}
+	idle := idleConns(t, addr, 60)
 	time.Sleep(200 * time.Millisecond)
 	open := 0
 	for _, ic := range idle {

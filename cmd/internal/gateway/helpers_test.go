@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/relay/rtcclient"
 )
 
 // waitFrames waits until v has reassembled at least n frames.
@@ -98,4 +102,41 @@ func (g *testGateway) metricsPage(t *testing.T) string {
 		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
 	return body
+}
+
+// tryPublish publishes the clip's tracks (video only without audio) to
+// path with token tok ("" for none) and returns the WHIP status (201 when
+// it worked, -1 when no answer came); a publisher that connected is closed
+// when the test ends.
+func (g *testGateway) tryPublish(t *testing.T, path, tok string, audio bool) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o := clientOpts(t)
+	o.Token = tok
+	p, err := rtcclient.Publish(ctx, g.base+"/whip/"+path, o, rtcclient.H264ConstrainedBaseline, audio)
+	if err == nil {
+		t.Cleanup(func() { _ = p.Close(context.Background()) })
+	}
+	return statusOf(err)
+}
+
+// idleConns opens up to n TCP connections to addr that send nothing; they
+// are closed when the test ends. It stops at the first refused one.
+func idleConns(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
+	var idle []net.Conn
+	t.Cleanup(func() {
+		for _, c := range idle {
+			_ = c.Close()
+		}
+	})
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		idle = append(idle, c)
+	}
+	return idle
 }

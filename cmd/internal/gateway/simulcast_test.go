@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -348,7 +349,7 @@ func TestSimulcastPublisherTopLayerReachesViewer(t *testing.T) {
 // served get a 4xx that says why, never an answer the client would reject.
 func TestSimulcastOfferRefusedWithReason(t *testing.T) {
 	g := startGateway(t, nil)
-	base := chromeLikeSimulcastOffer
+	base := chromeLikeSimulcastOffer(t)
 	replace := func(pairs ...string) func(string) string {
 		return func(o string) string { return strings.NewReplacer(pairs...).Replace(o) }
 	}
@@ -388,57 +389,14 @@ func TestSimulcastOfferRefusedWithReason(t *testing.T) {
 
 // chromeLikeSimulcastOffer is the video section Chromium offers for three
 // sendEncodings (trimmed to one codec), with an audio section.
-var chromeLikeSimulcastOffer = strings.ReplaceAll(`v=0
-o=- 4215775240449105457 2 IN IP4 127.0.0.1
-s=-
-t=0 0
-a=group:BUNDLE 0 1
-a=extmap-allow-mixed
-a=msid-semantic: WMS stream
-m=audio 9 UDP/TLS/RTP/SAVPF 111
-c=IN IP4 0.0.0.0
-a=rtcp:9 IN IP4 0.0.0.0
-a=ice-ufrag:abcd
-a=ice-pwd:abcdefghijklmnopqrstuvwx
-a=ice-options:trickle
-a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC
-a=setup:actpass
-a=mid:0
-a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid
-a=sendonly
-a=msid:stream audio0
-a=rtcp-mux
-a=rtpmap:111 opus/48000/2
-a=fmtp:111 minptime=10;useinbandfec=1
-a=ssrc:1001 cname:x
-a=ssrc:1001 msid:stream audio0
-m=video 9 UDP/TLS/RTP/SAVPF 96 97
-c=IN IP4 0.0.0.0
-a=rtcp:9 IN IP4 0.0.0.0
-a=ice-ufrag:abcd
-a=ice-pwd:abcdefghijklmnopqrstuvwx
-a=ice-options:trickle
-a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC
-a=setup:actpass
-a=mid:1
-a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid
-a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id
-a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id
-a=sendonly
-a=msid:stream video0
-a=rtcp-mux
-a=rtcp-rsize
-a=rtpmap:96 H264/90000
-a=rtcp-fb:96 nack
-a=rtcp-fb:96 nack pli
-a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f
-a=rtpmap:97 rtx/90000
-a=fmtp:97 apt=96
-a=rid:q send
-a=rid:h send
-a=rid:f send
-a=simulcast:send q;h;f
-`, "\n", "\r\n")
+func chromeLikeSimulcastOffer(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/chrome-like-simulcast.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "\n", "\r\n")
+}
 
 // TestSimulcastThroughRelayLink: an edge's viewer of a simulcast stream gets
 // the top layer too (a relay link is a WHEP reader of the origin), intact.
