@@ -58,6 +58,17 @@ func attach(st *relay.Stream, pl plan, sk relay.Sink, log *slog.Logger) (viewerR
 	return rememberingSwitcher{sw, pl.remember}, nil
 }
 
+// choosesLayers reports whether a viewer with these plans gets a Switcher
+// (see attach): a simulcast video track, not read as a relay link.
+func choosesLayers(plans []plan) bool {
+	for _, pl := range plans {
+		if pl.track.Info().Kind == codec.Video && pl.layer != relay.TrackLayer && pl.track.HasLayers() {
+			return true
+		}
+	}
+	return false
+}
+
 // rememberingSwitcher keeps the viewer's link estimate when it leaves.
 type rememberingSwitcher struct {
 	*simulcast.Switcher

@@ -31,7 +31,7 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 	for i, pl := range plans {
 		secs[i] = liteSection{plan: pl, ssrc: randomSSRC()}
 	}
-	ccID, err := offerCC(o.SDP, o, secs)
+	ccID, err := offerCC(o.SDP, o, secs, choosesLayers(plans))
 	if err != nil {
 		return nil, err
 	}

@@ -75,8 +75,13 @@ type liteSection struct {
 // the accepted sections: the transport-cc extension's id (one per bundle;
 // the one-byte form, 1-14) and, per video section, the RTX payload type
 // paired with its codec. It fills the sections' twcc, rtxPT and rtxSSRC
-// and returns the id, 0 if transport-cc is not negotiated.
-func offerCC(offerSDP string, o *rtc.Offer, secs []liteSection) (uint8, error) {
+// and returns the id, 0 if transport-cc is not negotiated. Only viewers
+// that choose simulcast layers (want) use the estimate: others get no
+// transport-cc, and their packets no extension.
+func offerCC(offerSDP string, o *rtc.Offer, secs []liteSection, want bool) (uint8, error) {
+	if !want {
+		return 0, nil
+	}
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offerSDP); err != nil {
 		return 0, fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)

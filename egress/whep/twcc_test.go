@@ -15,14 +15,15 @@ import (
 // A Chromium offer gets transport-cc (its extension id, rtcp-fb) and an RTX
 // stream paired with the chosen codec for the video section, which probes
 // pad on; the audio section gets the same extension id. An offer without
-// the extension gets neither: viewers fall back to REMB and loss.
+// the extension gets neither (viewers fall back to REMB and loss), nor does
+// a viewer of a stream without simulcast.
 func TestLiteAnswerTransportCC(t *testing.T) {
 	raw, err := os.ReadFile("../../relay/rtc/testdata/offers/chromium-156-whep.sdp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	offer := string(raw)
-	answer := func(offer string) (string, []liteSection, uint8) {
+	answer := func(offer string, want bool) (string, []liteSection, uint8) {
 		t.Helper()
 		o, err := rtc.ParseOffer(offer, 4)
 		if err != nil {
@@ -37,7 +38,7 @@ func TestLiteAnswerTransportCC(t *testing.T) {
 				}
 			}
 		}
-		id, err := offerCC(offer, o, secs)
+		id, err := offerCC(offer, o, secs, want)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +52,7 @@ func TestLiteAnswerTransportCC(t *testing.T) {
 		}
 		return a, secs, id
 	}
-	a, secs, id := answer(offer)
+	a, secs, id := answer(offer, true)
 	if id != 4 {
 		t.Fatalf("transport-cc id %d, want the offer's 4", id)
 	}
@@ -85,13 +86,22 @@ func TestLiteAnswerTransportCC(t *testing.T) {
 			kept = append(kept, l)
 		}
 	}
-	a, secs, id = answer(strings.Join(kept, "\r\n"))
-	if id != 0 || strings.Contains(a, "transport-cc") || strings.Contains(a, "rtx/") {
-		t.Fatalf("offer without transport-cc: id %d, answer:\n%s", id, a)
-	}
-	for _, s := range secs {
-		if s.rtxSSRC != 0 {
-			t.Fatalf("RTX without transport-cc: %+v", s)
+	for _, tc := range []struct {
+		name  string
+		offer string
+		want  bool
+	}{
+		{"offer without transport-cc", strings.Join(kept, "\r\n"), true},
+		{"a stream without simulcast (nothing uses the estimate)", offer, false},
+	} {
+		a, secs, id = answer(tc.offer, tc.want)
+		if id != 0 || strings.Contains(a, "transport-cc") || strings.Contains(a, "rtx/") {
+			t.Fatalf("%s: id %d, answer:\n%s", tc.name, id, a)
+		}
+		for _, s := range secs {
+			if s.rtxSSRC != 0 || s.twcc != 0 {
+				t.Fatalf("%s: %+v", tc.name, s)
+			}
 		}
 	}
 }
