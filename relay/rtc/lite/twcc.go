@@ -79,6 +79,7 @@ const (
 	ccQueueLimit  = 150 * time.Millisecond // a queue above this, standing...
 	ccQueueWins   = 2                      // ...for this many windows, is overuse
 	ccBaseRefresh = 5 * time.Second        // the lowest delay is kept for 2x this
+	ccQuietEmit   = time.Second            // clean windows are reported this often
 )
 
 type sentState uint8
@@ -143,6 +144,7 @@ type cc struct {
 	basePrev int64
 	baseAt   time.Time
 	overWins int
+	lastEmit time.Time
 	eval     probeEval
 }
 
@@ -328,9 +330,14 @@ func (c *cc) window(res []fbResult, pr probeSnap, now time.Time) (Estimate, bool
 		c.overWins = 0
 	}
 	est.Overuse = est.Loss > ccOverLoss || c.overWins >= ccQueueWins
-	any := w.total > 0
+	// A clean window is news once a second: the layer choice acts on
+	// loss and overuse at once, and needs no more to time a clean spell.
+	emit := w.total > 0 && (est.Loss > 0 || est.Overuse || now.Sub(c.lastEmit) >= ccQuietEmit)
 	c.win = ccWin{start: now}
-	return est, any
+	if emit {
+		c.lastEmit = now
+	}
+	return est, emit
 }
 
 // sentAt restores a send time kept modulo 2^32 µs (71 minutes) as ns

@@ -167,8 +167,14 @@ func TestTWCCWindows(t *testing.T) {
 				s.now = s.now.Add(400 * time.Millisecond)
 				s.feedback(base, arr)
 			}
-			if len(s.got) != 2 {
-				t.Fatalf("%d estimates, want 2", len(s.got))
+			// Two windows closed 400 ms apart: both reported when they say
+			// something, only the first when both are clean (once a second).
+			want := 2
+			if tc.wantLoss == 0 && !tc.wantOveruse {
+				want = 1
+			}
+			if len(s.got) != want {
+				t.Fatalf("%d estimates, want %d", len(s.got), want)
 			}
 			e := s.got[len(s.got)-1]
 			if e.Loss < tc.wantLoss-0.01 || e.Loss > tc.wantLoss+0.01 {
