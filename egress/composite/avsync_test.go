@@ -13,9 +13,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 
-	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
-	"github.com/livegate/livegate/relay/frames"
 )
 
 // TestAVSync: a host's picture turns blue at the moment its tone starts;
@@ -35,11 +33,7 @@ func TestAVSync(t *testing.T) {
 		"-f", "h264", filepath.Join(dir, "clip.h264"))
 	run("-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo:d=3[s];sine=f=1000:r=48000:d=3,aformat=channel_layouts=stereo[t];[s][t]concat=n=2:v=0:a=1",
 		"-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", "-page_duration", "20000", "-f", "ogg", filepath.Join(dir, "clip.ogg"))
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
-	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, _ := newManager(t, Params{})
 	// The encoder's output with its own timestamps: both tracks are on
 	// the MPEG-TS clock, so a skew between them is one in the content.
 	var mu sync.Mutex

@@ -94,6 +94,23 @@ func makeClip(t *testing.T, color string, hz int) string {
 	return dir
 }
 
+// newManager starts a composite manager with p on a new hub and frame
+// layer; all close when the test ends. The test clips cannot answer
+// keyframe requests, so the hub starts new readers from the GOP cache at
+// once, as after a WebRTC host's quick answer.
+func newManager(t *testing.T, p Params) (*Manager, *relay.Hub, *frames.Layer) {
+	t.Helper()
+	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
+	t.Cleanup(hub.Close)
+	p.Hub, p.Frames = hub, frames.New(frames.Params{})
+	if p.Logger == nil {
+		p.Logger = quietLogger()
+	}
+	m := New(p)
+	t.Cleanup(m.Close)
+	return m, p.Hub, p.Frames
+}
+
 // publishClip plays dir's clip into path until the test ends or stop.
 func publishClip(t *testing.T, hub *relay.Hub, path, dir string) (stop func()) {
 	t.Helper()
@@ -257,11 +274,7 @@ func TestCompositeHostsJoin(t *testing.T) {
 	// The clips cannot answer keyframe requests: new readers start from
 	// the GOP cache at once, as they would after a WebRTC host's quick
 	// answer.
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
-	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, fl := newManager(t, Params{})
 	const w, h = 640, 360
 	if _, created, err := m.Start("show", Options{Width: w, Height: h, FPS: 25, VideoBitrate: 800_000}); err != nil || !created {
 		t.Fatalf("start: %v %v", created, err)
@@ -332,15 +345,11 @@ func TestCompositeHostsJoin(t *testing.T) {
 func TestRuleFollowsHosts(t *testing.T) {
 	needFFmpeg(t)
 	clip := makeClip(t, "red", 440)
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
 	rule, err := ParseRule("party-*?size=320x180&fps=15")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New(Params{Hub: hub, Frames: fl, Rules: []Rule{rule}, Linger: time.Second, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, fl := newManager(t, Params{Rules: []Rule{rule}, Linger: time.Second})
 	publishClip(t, hub, "other/alice", clip)
 	stop := publishClip(t, hub, "party-1/alice", clip)
 	c := startCapture(t, fl, hub, "party-1/composite")
@@ -367,11 +376,7 @@ func TestRuleFollowsHosts(t *testing.T) {
 func TestSpeakerFollowsScreenShare(t *testing.T) {
 	needFFmpeg(t)
 	red, blue := makeClip(t, "red", 440), makeClip(t, "blue", 1000)
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
-	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, fl := newManager(t, Params{})
 	const w, h = 640, 360
 	if _, _, err := m.Start("talk", Options{Layout: Speaker, Speaker: "bob", Width: w, Height: h, FPS: 25}); err != nil {
 		t.Fatal(err)

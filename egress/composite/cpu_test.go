@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/livegate/livegate/relay"
-	"github.com/livegate/livegate/relay/frames"
 )
 
 // cpuTicks is utime+stime of pid in clock ticks (1/100 s).
@@ -69,11 +66,7 @@ func TestCompositeCPU(t *testing.T) {
 	if _, err := fmt.Sscanf(strings.NewReplacer("x", " ", "@", " ", "/", " ").Replace(spec), "%d %d %d %s", &w, &h, &fps, &preset); err != nil {
 		t.Fatalf("LIVEGATE_COMPOSITE_CPU=%q: %v", spec, err)
 	}
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
-	m := New(Params{Hub: hub, Frames: fl, Preset: preset, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, fl := newManager(t, Params{Preset: preset})
 	for i, hz := range []int{440, 660, 880, 1100} {
 		dir := t.TempDir()
 		src := fmt.Sprintf("testsrc2=s=1280x720:r=30,hue=h=%d", i*90)

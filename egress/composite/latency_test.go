@@ -35,11 +35,7 @@ func TestCompositeLatency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
-	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, fl := newManager(t, Params{})
 	const w, h = 640, 360
 	if _, _, err := m.Start("lat", Options{Width: w, Height: h, FPS: 30}); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/livegate/livegate/internal/testenv"
-	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/frames/framestest"
@@ -36,11 +35,7 @@ func TestPlaceholderAndEncoderRestart(t *testing.T) {
 	needFFmpeg(t)
 	red := makeClip(t, "red", 440)
 	voice := makeClip(t, "black", 1000)
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
-	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, fl := newManager(t, Params{})
 	const w, h = 640, 360
 	if _, _, err := m.Start("pod", Options{Width: w, Height: h, FPS: 25}); err != nil {
 		t.Fatal(err)
@@ -122,11 +117,7 @@ func TestChurnKeepsOneEncoder(t *testing.T) {
 		secs = v
 	}
 	clips := []string{makeClip(t, "red", 440), makeClip(t, "blue", 660), makeClip(t, "lime", 880)}
-	hub := relay.NewHub(relay.Params{KeyframeWait: -1})
-	defer hub.Close()
-	fl := frames.New(frames.Params{})
-	m := New(Params{Hub: hub, Frames: fl, Logger: quietLogger()})
-	defer m.Close()
+	m, hub, fl := newManager(t, Params{})
 	const fps = 20
 	if _, _, err := m.Start("churn", Options{Width: 640, Height: 360, FPS: fps}); err != nil {
 		t.Fatal(err)
