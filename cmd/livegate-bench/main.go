@@ -48,6 +48,7 @@ type config struct {
 	replayWindow   uint
 	keyframeOnPLI  bool
 	quiet          bool
+	settle         time.Duration
 }
 
 func main() {
@@ -73,6 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.UintVar(&c.replayWindow, "srtp-replay-window", 0, "viewers' SRTP replay window in packets (0: pion's default, 64; browsers use 1024)")
 	fs.BoolVar(&c.keyframeOnPLI, "keyframe-on-pli", false, "publisher answers keyframe requests by skipping to the clip's next keyframe, as an encoder would")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress on stderr")
+	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "how long the stream runs before the first viewer and the base RSS sample "+
+		"(25s lets the relay's per-track packet history fill, which rss_per_viewer_kb would otherwise count)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -88,6 +91,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--duration must be positive")
 	case c.connectTimeout <= 0:
 		return c, errors.New("--connect-timeout must be positive")
+	case c.settle < 0:
+		return c, errors.New("--settle must not be negative")
 	case c.timeout < 0:
 		return c, errors.New("--timeout must not be negative")
 	case strings.Count(strings.Trim(c.path, "/"), "/") != 1:
@@ -95,7 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.path = strings.Trim(c.path, "/")
 	if c.timeout == 0 {
-		c.timeout = c.rampTime() + c.duration + 60*time.Second
+		c.timeout = c.settle + c.rampTime() + c.duration + 60*time.Second
 	}
 	return c, nil
 }
@@ -211,7 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer pub.stop()
 		// Let the gateway see the first keyframe before viewers ask.
 		select {
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(cfg.settle):
 		case <-ctx.Done():
 		}
 	}

@@ -12,15 +12,17 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.url != "http://127.0.0.1:8080" || c.path != "bench/cam" || c.viewers != 50 || c.ramp != 50 ||
-		c.duration != 20*time.Second || !c.publish || c.timeout != time.Second+20*time.Second+60*time.Second {
+		c.duration != 20*time.Second || !c.publish || c.settle != 500*time.Millisecond ||
+		c.timeout != 500*time.Millisecond+time.Second+20*time.Second+60*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
-	c, err = parseFlags([]string{"--viewers", "200", "--ramp", "20", "--duration", "5s", "--path", "/a/b/"}, io.Discard)
-	if err != nil || c.timeout != 10*time.Second+5*time.Second+60*time.Second || c.path != "a/b" {
+	c, err = parseFlags([]string{"--viewers", "200", "--ramp", "20", "--duration", "5s", "--path", "/a/b/", "--settle", "25s"}, io.Discard)
+	if err != nil || c.timeout != 25*time.Second+10*time.Second+5*time.Second+60*time.Second || c.path != "a/b" {
 		t.Errorf("got %+v, %v", c, err)
 	}
 	for _, bad := range [][]string{
 		{"--viewers", "0"}, {"--ramp", "0"}, {"--duration", "0s"}, {"--path", "nope"}, {"--path", "a/b/c"}, {"extra"},
+		{"--settle", "-1s"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("%q accepted", bad)
