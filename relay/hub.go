@@ -46,7 +46,11 @@ type Params struct {
 	GOPCachePackets int
 	// MaxViewersPerStream limits viewers (Join) per stream; 0 is unlimited.
 	MaxViewersPerStream int `flag:"max-viewers-per-stream" help:"viewers per stream (0: unlimited)"`
-	Logger              *slog.Logger
+	// TakeoverAfter is how long a publisher must have sent nothing before
+	// a new session of its owner takes its stream over (see PublishAs;
+	// default 1 s; negative: never, ErrAlreadyLive until it leaves).
+	TakeoverAfter time.Duration `flag:"publisher-takeover-after" help:"a WHIP publisher silent (no media) this long is replaced by a new offer of the same identity for its stream, viewers continuing (instead of 409 until its ICE times out); negative: never"`
+	Logger        *slog.Logger
 }
 
 // DefaultParams are the settings livegate starts with, and those a zero
@@ -62,6 +66,7 @@ func DefaultParams() Params {
 		KeyframeMaxInterval: 2 * time.Second,
 		HistoryPackets:      1024,
 		GOPCachePackets:     2048,
+		TakeoverAfter:       DefaultTakeoverAfter,
 	}
 }
 
@@ -90,6 +95,9 @@ func (p *Params) defaults() {
 	}
 	if p.GOPCachePackets == 0 {
 		p.GOPCachePackets = d.GOPCachePackets
+	}
+	if p.TakeoverAfter == 0 {
+		p.TakeoverAfter = d.TakeoverAfter
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
@@ -217,6 +225,11 @@ func (h *Hub) emit(e Event) {
 // its grace period, or whose publisher is stalled, is continued; a stream
 // with a live publisher returns ErrAlreadyLive.
 func (h *Hub) Publish(path string, tracks []TrackInfo, src Source) (*Publication, error) {
+	return h.publish(path, tracks, src, nil)
+}
+
+// publish is Publish, or PublishAs for owner (non-nil).
+func (h *Hub) publish(path string, tracks []TrackInfo, src Source, owner *string) (*Publication, error) {
 	if len(tracks) == 0 {
 		return nil, ErrNoTracks
 	}
@@ -228,11 +241,16 @@ func (h *Hub) Publish(path string, tracks []TrackInfo, src Source) (*Publication
 	if s := h.streams[path]; s != nil {
 		s.mu.Lock()
 		if s.pub != nil && !s.pub.stalled.Load() {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("%w: %s", ErrAlreadyLive, path)
+			silent, ok := h.mayTakeOver(s.pub, owner)
+			if !ok {
+				s.mu.Unlock()
+				return nil, fmt.Errorf("%w: %s", ErrAlreadyLive, path)
+			}
+			h.log.Info("publisher silent; its owner's new session takes the stream over", "stream", path,
+				"publication", s.pub.gen, "silent", silent.Round(time.Millisecond))
 		}
 		if s.compatible(tracks) {
-			p := s.attach(tracks, src)
+			p := s.attach(tracks, src, owner)
 			s.mu.Unlock()
 			h.log.Info("publisher continues stream", "stream", path, "publication", p.gen)
 			h.emit(Event{Type: PublisherBack, Path: path})
@@ -248,7 +266,7 @@ func (h *Hub) Publish(path string, tracks []TrackInfo, src Source) (*Publication
 	}
 	s := &Stream{path: path, hub: h, created: time.Now(), done: make(chan struct{})}
 	s.mu.Lock()
-	p := s.attach(tracks, src)
+	p := s.attach(tracks, src, owner)
 	s.mu.Unlock()
 	h.streams[path] = s
 	h.emit(Event{Type: StreamStarted, Path: path})

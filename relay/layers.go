@@ -86,6 +86,7 @@ func (p *Publication) WriteLayerRTP(lt *Track, h *rtp.Header, payload []byte) {
 	if lt == nil || !p.active.Load() {
 		return
 	}
+	p.noteIn()
 	lt.write(h, payload)
 }
 

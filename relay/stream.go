@@ -145,13 +145,13 @@ func (s *Stream) compatible(infos []TrackInfo) bool {
 // attach makes p the stream's publication, mapping its tracks onto the
 // stream's by kind and codec (adding tracks the stream did not have).
 // Caller holds s.mu.
-func (s *Stream) attach(infos []TrackInfo, src Source) *Publication {
+func (s *Stream) attach(infos []TrackInfo, src Source, owner *string) *Publication {
 	if s.grace != nil {
 		s.grace.Stop()
 		s.grace = nil
 	}
 	s.gen++
-	p := &Publication{stream: s, gen: s.gen, src: src, superseded: make(chan struct{})}
+	p := &Publication{stream: s, gen: s.gen, src: src, superseded: make(chan struct{}), owner: owner, start: time.Now()}
 	used := make(map[*Track]bool)
 	for i, in := range infos {
 		var match *Track
@@ -231,6 +231,12 @@ type Publication struct {
 	stalled    atomic.Bool
 	active     atomic.Bool // false once ended or superseded: late packets are dropped
 	superseded chan struct{}
+	// owner is who published with PublishAs (nil: Publish, never taken
+	// over by another session); start and lastIn (time since start of
+	// the last packet) measure its silence.
+	owner  *string
+	start  time.Time
+	lastIn atomic.Int64
 }
 
 // Source is the publisher side of a publication.
@@ -248,6 +254,7 @@ func (p *Publication) WriteRTP(i int, h *rtp.Header, payload []byte) {
 	if i < 0 || i >= len(p.tracks) || !p.active.Load() {
 		return
 	}
+	p.noteIn()
 	p.tracks[i].write(h, payload)
 }
 

@@ -346,6 +346,15 @@ func (s *Server) offer(ep Endpoint, action auth.Action, proto auth.Protocol) ech
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.p.OfferTimeout)
 		defer cancel()
+		if ep == s.p.WHIP {
+			// Who publishes: a new session of the same identity may take
+			// over its stream from a silent publisher (relay.PublishAs).
+			owner := ""
+			if d.Claims != nil {
+				owner = d.Claims.Identity
+			}
+			ctx = relay.WithOwner(ctx, owner)
+		}
 		if d.Relay && c.Request().Header.Get(relay.RelayResumeHeader) != "" {
 			ctx = relay.WithRelayReader(ctx) // see relay.CacheStartSink
 		}

@@ -181,7 +181,9 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		index[ch.mid] = i
 	}
 	sim := newSimTracks(pc, simSections, index, infos, log)
-	pub, err := s.p.Hub.Publish(path, infos, &source{pc: pc, chosen: index, sim: sim})
+	// The owner's new session may take over its own silent stream (a
+	// publisher killed without a DELETE): see relay.PublishAs.
+	pub, err := s.p.Hub.PublishAs(relay.OwnerOf(ctx), path, infos, &source{pc: pc, chosen: index, sim: sim})
 	if err != nil {
 		_ = pc.Close()
 		return nil, err
