@@ -26,8 +26,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func testLogger() *slog.Logger { return testenv.Logger(slog.LevelError) }
 
-var needTool = testenv.Need
-
 type fixture struct {
 	hub  *relay.Hub
 	srv  *Server
@@ -160,8 +158,8 @@ func TestPlaylistSegmentsAndCacheHeaders(t *testing.T) {
 }
 
 func TestFFprobeReadsHLS(t *testing.T) {
-	ffprobe := needTool(t, "ffprobe")
-	ffmpeg := needTool(t, "ffmpeg")
+	ffprobe := testenv.Need(t, "ffprobe")
+	ffmpeg := testenv.Need(t, "ffmpeg")
 	f := start(t, Params{})
 	url := f.base + "/hls/room/cam/index.m3u8"
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -191,8 +189,8 @@ func TestFFprobeReadsHLS(t *testing.T) {
 // (Safari and iOS play it) and decodes; the transcoder stops with the
 // muxer.
 func TestAACRendition(t *testing.T) {
-	ffprobe := needTool(t, "ffprobe")
-	needTool(t, "ffmpeg")
+	ffprobe := testenv.Need(t, "ffprobe")
+	testenv.Need(t, "ffmpeg")
 	fl := frames.New(frames.Params{Logger: testLogger()})
 	tc := aac.New(aac.Params{Frames: fl, Logger: testLogger()})
 	f := start(t, Params{Frames: fl, AAC: tc, IdleTimeout: 2 * time.Second})

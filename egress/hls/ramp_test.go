@@ -16,6 +16,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay/frames/framestest"
 	"github.com/livegate/livegate/relay/rtcclient/clip"
 )
@@ -26,7 +27,7 @@ import (
 // host's.
 func rampClip(t *testing.T) *framestest.Clip {
 	t.Helper()
-	ffmpeg := needTool(t, "ffmpeg")
+	ffmpeg := testenv.Need(t, "ffmpeg")
 	c, err := framestest.Load("../../testdata")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func parseSegments(pl string) []segment {
 // each step, numbered the same in every reload; every segment decodes with
 // the init its playlist names, and ffmpeg plays across the steps.
 func TestResolutionStepsKeepThePlaylist(t *testing.T) {
-	ffprobe := needTool(t, "ffprobe")
+	ffprobe := testenv.Need(t, "ffprobe")
 	f := startClip(t, Params{}, rampClip(t))
 	url := f.base + "/hls/room/cam/video1_stream.m3u8"
 	if res, body := get(t, f.base+"/hls/room/cam/index.m3u8"); res.StatusCode != 200 {
@@ -193,7 +194,7 @@ func TestResolutionStepsKeepThePlaylist(t *testing.T) {
 	// ffmpeg plays 6 s across the steps.
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, needTool(t, "ffmpeg"), "-hide_banner", "-nostdin", "-v", "info", "-rw_timeout", "5000000",
+	out, err := exec.CommandContext(ctx, testenv.Need(t, "ffmpeg"), "-hide_banner", "-nostdin", "-v", "info", "-rw_timeout", "5000000",
 		"-i", f.base+"/hls/room/cam/index.m3u8", "-t", "6", "-vf", "showinfo", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
@@ -315,7 +316,7 @@ func TestPublisherReconnectKeepsThePlaylist(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel2()
-	out, err := exec.CommandContext(ctx2, needTool(t, "ffmpeg"), "-hide_banner", "-nostdin", "-v", "error", "-rw_timeout", "5000000",
+	out, err := exec.CommandContext(ctx2, testenv.Need(t, "ffmpeg"), "-hide_banner", "-nostdin", "-v", "error", "-rw_timeout", "5000000",
 		"-live_start_index", "0", "-i", f.base+"/hls/room/cam/index.m3u8", "-t", "8", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffmpeg across the reconnect: %v\n%s", err, out)

@@ -15,6 +15,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/livegate/livegate/egress/rtmp/rtmptest"
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay/frames/framestest"
 	"github.com/livegate/livegate/relay/rtcclient/clip"
 )
@@ -26,7 +27,7 @@ import (
 // changes (and a third where the loop wraps). Audio is the shipped clip's.
 func rampClip(t *testing.T) *framestest.Clip {
 	t.Helper()
-	ffmpeg := needTool(t, "ffmpeg")
+	ffmpeg := testenv.Need(t, "ffmpeg")
 	dir := t.TempDir()
 	var all []byte
 	for i, part := range []struct {
@@ -81,7 +82,7 @@ type probedFrame struct {
 // probeFrames decodes secs seconds of video from url with ffprobe.
 func probeFrames(t *testing.T, url string, secs int) []probedFrame {
 	t.Helper()
-	ffprobe := needTool(t, "ffprobe")
+	ffprobe := testenv.Need(t, "ffprobe")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+20)*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
@@ -153,7 +154,7 @@ func TestPushAcrossResolutionSteps(t *testing.T) {
 // blip of the server costs less than 3 s: attempts come every 500 ms
 // again. The error shows while it retries and clears when live.
 func TestBackoffResetsAfterCDNBlip(t *testing.T) {
-	needTool(t, "ffmpeg")
+	testenv.Need(t, "ffmpeg")
 	ng := rtmptest.StartNginx(t)
 	ng.Stop()
 	f := startClip(t)

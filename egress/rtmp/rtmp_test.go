@@ -28,8 +28,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func testLogger() *slog.Logger { return testenv.Logger(slog.LevelError) }
 
-var needTool = testenv.Need
-
 // fixture publishes the test clip at room/cam in real time.
 type fixture struct {
 	hub *relay.Hub
@@ -91,7 +89,7 @@ func waitState(t *testing.T, m *Manager, id, state string, timeout time.Duration
 // with increasing timestamps.
 func probe(t *testing.T, url string, wantAudio bool) {
 	t.Helper()
-	ffprobe := needTool(t, "ffprobe")
+	ffprobe := testenv.Need(t, "ffprobe")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, ffprobe, "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
@@ -134,7 +132,7 @@ func probe(t *testing.T, url string, wantAudio bool) {
 }
 
 func TestPushToNginxAndRecover(t *testing.T) {
-	needTool(t, "ffmpeg")
+	testenv.Need(t, "ffmpeg")
 	ng := rtmptest.StartNginx(t)
 	f := startClip(t)
 	m := f.manager(t, Params{})
@@ -172,7 +170,7 @@ func TestPushToNginxAndRecover(t *testing.T) {
 }
 
 func TestTenJobsOneTranscode(t *testing.T) {
-	needTool(t, "ffmpeg")
+	testenv.Need(t, "ffmpeg")
 	ng := rtmptest.StartNginx(t)
 	f := startClip(t)
 	m := f.manager(t, Params{})
