@@ -83,6 +83,13 @@ const (
 	// settle: feedback right after a switch down still describes the layer
 	// the viewer left.
 	settle = 1500 * time.Millisecond
+	// switchGrace: a switch starts the new layer with a keyframe, often the
+	// largest burst the viewer's link sees (a 640x360 one is 15-30 KB: half
+	// a second of a 400 kbit/s link, more than its queue may hold). Loss
+	// and queueing while it drains are the keyframe's, not news that the
+	// layer does not fit (acting on them took viewers a layer too far down
+	// on the test's slow link).
+	switchGrace = 1500 * time.Millisecond
 
 	// With a Prober, a try up is a probe at the next layer's bitrate times
 	// upHeadroom first; the viewer moves only if the link carried it. A
@@ -441,4 +448,11 @@ func (c *chooser) remembered() float64 {
 		return 0
 	}
 	return c.estimate
+}
+
+// switched notes that the viewer's switch to another layer took effect.
+func (c *chooser) switched(now time.Time) {
+	if t := now.Add(switchGrace); t.After(c.settleTo) {
+		c.settleTo = t
+	}
 }

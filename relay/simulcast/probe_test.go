@@ -183,3 +183,23 @@ func TestChooserProbesOnReceiverEstimate(t *testing.T) {
 		t.Fatalf("probe of f again after %v, want about %v (not the %v limit)", asked, 2*wait, limitTTL)
 	}
 }
+
+// Loss while the new layer's first keyframe drains is the keyframe's: the
+// viewer stays for switchGrace after a switch took effect, then loss
+// counts again.
+func TestChooserGraceAfterSwitch(t *testing.T) {
+	in := ladder()
+	c := newChooser("")
+	now := time.Unix(1000, 0)
+	c.switched(now)
+	for d := 250 * time.Millisecond; d < switchGrace; d += 250 * time.Millisecond {
+		c.feedback(now.Add(d), Feedback{Loss: 0.3}, 2, in)
+		if got := c.choose(now.Add(d), in, 2); got != 2 {
+			t.Fatalf("30 %% loss %v after the switch: layer %d, want f still", d, got)
+		}
+	}
+	c.feedback(now.Add(switchGrace), Feedback{Loss: 0.3}, 2, in)
+	if got := c.choose(now.Add(switchGrace), in, 2); got != 1 {
+		t.Fatalf("30 %% loss after the grace: layer %d, want h", got)
+	}
+}

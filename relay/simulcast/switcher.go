@@ -436,6 +436,7 @@ func (s *Switcher) packet(lr *layerReader, worker int, h *rtp.Header, payload []
 		s.cur, s.pend = lr, nil
 		s.lastSwitch = now
 		s.switches++
+		s.ch.switched(now)
 		if old != nil {
 			old.dead = true
 			closeR = old.reader

@@ -34,11 +34,29 @@ type shapedStats struct {
 	Freezes  float64 `json:"freezes"`
 }
 
-// shapeFrom limits what leaves UDP port port in this (loopback-only test)
-// namespace to rate, with a queue of about 200 ms, as a slow access link
-// would (tc htb: those packets in a class of that rate, everything else in
-// an unlimited one).
-func shapeFrom(t *testing.T, port int, rate string) (unshape func()) {
+// viewerPortJS is the UDP port of the page viewer's (simViewerJS) selected
+// candidate pair: where the gateway sends it media.
+const viewerPortJS = `(async () => {
+  const pc = window.viewer.pc;
+  if (!pc) return 0;
+  const st = await pc.getStats();
+  let port = 0;
+  st.forEach(s => {
+    if (s.type !== 'candidate-pair' || s.state !== 'succeeded' || !s.nominated) return;
+    const l = st.get(s.localCandidateId);
+    if (l && l.port) port = l.port;
+  });
+  return port;
+})()`
+
+// shapeFrom limits what goes from UDP port port to UDP port to in this
+// (loopback-only test) namespace to rate, with a queue of about 200 ms, as
+// the viewer's slow access link would (tc htb: those packets in a class of
+// that rate, everything else in an unlimited one). Only the viewer's
+// packets: the gateway's RTCP to the publisher leaves the same port, and a
+// keyframe request stuck in the viewer's queue would be no slow link of the
+// viewer's but a slow publisher.
+func shapeFrom(t *testing.T, port, to int, rate string) (unshape func()) {
 	t.Helper()
 	if only, _, ifaces, err := loopbackOnly(); err != nil || !only {
 		t.Fatalf("refusing to shape traffic outside the test's loopback-only namespace (interfaces %v, %v)", ifaces, err)
@@ -62,7 +80,7 @@ func shapeFrom(t *testing.T, port int, rate string) (unshape func()) {
 		"class add dev lo parent 1: classid 1:20 htb rate " + rate + " ceil " + rate + " burst 8kb",
 		// About 200 ms of queue at 400 kbit/s.
 		"qdisc add dev lo parent 1:20 handle 20: pfifo limit 10",
-		fmt.Sprintf("filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip sport %d 0xffff flowid 1:20", port),
+		fmt.Sprintf("filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip sport %d 0xffff match ip dport %d 0xffff flowid 1:20", port, to),
 	} {
 		if err := run(c); err != nil {
 			_ = run("qdisc del dev lo root")
@@ -140,7 +158,11 @@ func TestBrowserSimulcastViewerOnSlowLink(t *testing.T) {
 	}
 	wait("the top layer", 30*time.Second, func(v shapedStats) bool { return v.Width == 1280 && v.Frames > 30 })
 
-	unshape := shapeFrom(t, g.UDPAddr().(*net.UDPAddr).Port, "400kbit")
+	vport, err := evalAsync[int](ctx, viewerPortJS)
+	if err != nil || vport == 0 {
+		t.Fatalf("the viewer's UDP port: %d, %v", vport, err)
+	}
+	unshape := shapeFrom(t, g.UDPAddr().(*net.UDPAddr).Port, vport, "400kbit")
 	shaped := time.Now()
 	poll = 20 * time.Millisecond
 	low := wait("a lower layer on a 400 kbit/s link", 30*time.Second, func(v shapedStats) bool { return v.Width > 0 && v.Width < 1280 })
