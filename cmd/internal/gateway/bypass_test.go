@@ -25,15 +25,7 @@ func TestBypassHLSAndRTMPPush(t *testing.T) {
 	needProgram(t, "ffmpeg")
 	ng := rtmptest.StartNginx(t)
 	g := startGateway(t, func(c *Config) { c.HLS = true })
-	c := loadClip(t)
-	p := g.publish(t, "room/cam")
-	ctx, cancel := context.WithCancel(context.Background())
-	played := make(chan struct{})
-	go func() {
-		defer close(played)
-		play(ctx, p, c, 0)
-	}()
-	defer func() { cancel(); <-played; _ = p.Close(context.Background()) }()
+	g.playing(t, "room/cam")
 
 	pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer pcancel()

@@ -31,26 +31,21 @@ func TestClusterRedis(t *testing.T) {
 	origin := clusterNode(t, rs.URL(), cluster.RoleOrigin, 0)
 	full := clusterNode(t, rs.URL(), cluster.RoleEdge, 1)
 	spare := clusterNode(t, rs.URL(), cluster.RoleEdge, 0)
-	c := loadClip(t)
-
-	pub := origin.publish(t, "cl/cam")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, c, 0)
+	origin.playing(t, "cl/cam")
 	waitFor(t, 5*time.Second, "the origin registers the stream", func() bool {
-		_, ok := full.Member().Locate(ctx, "cl/cam")
+		_, ok := full.Member().Locate(context.Background(), "cl/cam")
 		return ok
 	})
 
 	v1 := full.view(t, "cl/cam")
-	waitFor(t, 5*time.Second, "frames on the edge", func() bool { f, _, _ := v1.snapshot(); return len(f) > 30 })
+	v1.waitFrames(t, 5*time.Second, 31, "frames on the edge")
 	if l := full.Puller().Links(); len(l) != 1 || l[0].Parent != origin.base {
 		t.Fatalf("edge links %+v, want one from the origin %s", l, origin.base)
 	}
 
 	// The full edge's next heartbeat knows the spare edge's room.
 	waitFor(t, 6*time.Second, "the full edge would redirect", func() bool {
-		for _, n := range full.Member().Nodes(ctx) {
+		for _, n := range full.Member().Nodes(context.Background()) {
 			if n.URL == spare.base {
 				return true
 			}
@@ -62,7 +57,7 @@ func TestClusterRedis(t *testing.T) {
 	if v2.Resource == "" || v2.Resource[:len(spare.base)] != spare.base {
 		t.Fatalf("second viewer's session %q is not on the spare edge %s", v2.Resource, spare.base)
 	}
-	waitFor(t, 5*time.Second, "frames on the spare edge", func() bool { f, _, _ := v2.snapshot(); return len(f) > 30 })
+	v2.waitFrames(t, 5*time.Second, 31, "frames on the spare edge")
 
 	var body struct {
 		Directory string         `json:"directory"`

@@ -45,32 +45,6 @@ func (g *testGateway) compositeAPI(t *testing.T, method, room, body string) (int
 	return res.StatusCode, st, text
 }
 
-// playClip publishes the test clip at path until the test ends; the
-// returned function stops it early (the host leaves).
-func (g *testGateway) playClip(t *testing.T, path string) (leave func()) {
-	t.Helper()
-	c := loadClip(t)
-	p := g.publish(t, path)
-	ctx, cancel := context.WithCancel(context.Background())
-	played := make(chan struct{})
-	go func() {
-		defer close(played)
-		play(ctx, p, c, 0)
-	}()
-	var once bool
-	leave = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		<-played
-		_ = p.Close(context.Background())
-	}
-	t.Cleanup(leave)
-	return leave
-}
-
 // TestCompositeHLSAndRTMPPush: two hosts in a room, a composite asked for
 // by API at 960x540. Its HLS decodes in ffprobe as H.264 of that size with
 // audio; it is pushed to a real nginx-rtmp. A third host joins, then the
@@ -82,8 +56,8 @@ func TestCompositeHLSAndRTMPPush(t *testing.T) {
 	needProgram(t, "ffmpeg")
 	ng := rtmptest.StartNginx(t)
 	g := startGateway(t, func(c *Config) { c.HLS = true })
-	leaveAlice := g.playClip(t, "show/alice")
-	g.playClip(t, "show/bob")
+	alice := g.playing(t, "show/alice")
+	g.playing(t, "show/bob")
 	code, st, body := g.compositeAPI(t, "POST", "show", `{"width":960,"height":540,"fps":25}`)
 	if code != http.StatusCreated || st.Stream != "show/composite" {
 		t.Fatalf("POST composite: %d %s", code, body)
@@ -129,7 +103,7 @@ func TestCompositeHLSAndRTMPPush(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	_, before, _ := g.compositeAPI(t, "GET", "show", "")
 	joined := time.Now()
-	g.playClip(t, "show/carol")
+	g.playing(t, "show/carol")
 	var after compositeState
 	waitFor(t, 5*time.Second, "three tiles", func() bool {
 		_, after, _ = g.compositeAPI(t, "GET", "show", "")
@@ -143,7 +117,7 @@ func TestCompositeHLSAndRTMPPush(t *testing.T) {
 	// A host leaves: its tile goes within a second, the output runs on.
 	time.Sleep(2 * time.Second)
 	left := time.Now()
-	leaveAlice()
+	alice.leave()
 	waitFor(t, 5*time.Second, "two tiles after alice left", func() bool {
 		_, after, _ = g.compositeAPI(t, "GET", "show", "")
 		return len(after.Tiles) == 2
@@ -226,7 +200,7 @@ func TestBrowserCompositeChromeHost(t *testing.T) {
 	g := startGateway(t, nil)
 	h := g.startChromeHost(t, b, "duo/chrome", chromeHostOpts{Width: 640, Height: 360})
 	h.waitLive(t, 30*time.Second)
-	g.playClip(t, "duo/clip")
+	g.playing(t, "duo/clip")
 	if code, _, body := g.compositeAPI(t, "POST", "duo", `{"width":640,"height":360,"fps":20}`); code != http.StatusCreated {
 		t.Fatalf("POST composite: %d %s", code, body)
 	}

@@ -31,10 +31,7 @@ func TestPublisherReconnectKeepsViewers(t *testing.T) {
 	t.Cleanup(func() { _ = second.Close(context.Background()) })
 	play(ctx, second, c, 75)
 
-	waitFor(t, 3*time.Second, "frames from the second publisher", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) >= len(before)+70
-	})
+	v.waitFrames(t, 3*time.Second, len(before)+70, "frames from the second publisher")
 	frames, _, pkts := v.snapshot()
 	if v.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
 		t.Fatalf("viewer connection is %s after the publisher came back", v.PC.ConnectionState())

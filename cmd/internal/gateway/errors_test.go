@@ -194,14 +194,9 @@ func TestShutdownEndsSessions(t *testing.T) {
 // media keeps flowing.
 func TestICERestart(t *testing.T) {
 	g := startGateway(t, nil)
-	c := loadClip(t)
-	pub := g.publish(t, "ice/cam")
-	t.Cleanup(func() { _ = pub.Close(context.Background()) })
+	g.playing(t, "ice/cam")
 	v := g.view(t, "ice/cam")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, c, 0)
-	waitFor(t, 3*time.Second, "frames", func() bool { f, _, _ := v.snapshot(); return len(f) > 5 })
+	v.waitFrames(t, 3*time.Second, 6, "frames")
 
 	old := v.ETag
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)

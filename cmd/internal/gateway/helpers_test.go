@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,4 +140,51 @@ func idleConns(t *testing.T, addr string, n int) []net.Conn {
 		idle = append(idle, c)
 	}
 	return idle
+}
+
+// player is a WHIP publisher of the clip, playing it in real time.
+type player struct {
+	*rtcclient.Publisher
+	cancel context.CancelFunc
+	done   chan struct{}
+	end    sync.Once
+}
+
+// playing publishes path on g and plays the clip, looping, until the
+// player stops, leaves or drops; at the test's end it leaves.
+func (g *testGateway) playing(t *testing.T, path string) *player {
+	t.Helper()
+	c := loadClip(t)
+	p := &player{Publisher: g.publish(t, path), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	go func() {
+		defer close(p.done)
+		play(ctx, p.Publisher, c, 0)
+	}()
+	t.Cleanup(p.leave)
+	return p
+}
+
+// stop ends the playing and waits for it; the session stays.
+func (p *player) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// leave stops and ends the session with a DELETE, as a host that leaves.
+func (p *player) leave() {
+	p.end.Do(func() {
+		p.stop()
+		_ = p.Close(context.Background())
+	})
+}
+
+// drop stops and closes the connection without a DELETE, as when a
+// host's network goes.
+func (p *player) drop() {
+	p.end.Do(func() {
+		p.stop()
+		_ = p.PC.Close()
+	})
 }

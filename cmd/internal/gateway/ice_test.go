@@ -73,7 +73,7 @@ func TestICETCPOnlyOriginRelays(t *testing.T) {
 	go play(pctx, pub, loadClip(t), 0)
 	v := e.view(t, "tcp/cam")
 	defer v.close()
-	waitFor(t, 10*time.Second, "frames at the edge's viewer", func() bool { f, _, _ := v.snapshot(); return len(f) > 30 })
+	v.waitFrames(t, 10*time.Second, 31, "frames at the edge's viewer")
 	if n := len(e.Puller().Links()); n != 1 {
 		t.Fatalf("%d relay links, want 1", n)
 	}

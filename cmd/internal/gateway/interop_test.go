@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -89,11 +88,7 @@ func TestClientOfferFixtures(t *testing.T) {
 
 	// WHEP: a live stream as browsers publish it (the clip: H.264
 	// Constrained Baseline + Opus).
-	pub := g.publish(t, "fixtures/live")
-	defer pub.Close(context.Background())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, loadClip(t), 0)
+	g.playing(t, "fixtures/live")
 	for _, f := range whepFixtures {
 		t.Run("whep/"+f.file, func(t *testing.T) {
 			offer := readFixture(t, f.file)

@@ -31,10 +31,7 @@ func TestViewersReceiveEveryAccessUnit(t *testing.T) {
 	}
 
 	for i, v := range vs {
-		waitFor(t, 3*time.Second, "all frames at a viewer", func() bool {
-			f, _, _ := v.snapshot()
-			return len(f) >= frames
-		})
+		v.waitFrames(t, 3*time.Second, frames, "all frames at a viewer")
 		got, audio, _ := v.snapshot()
 		for n := range frames {
 			if !got[n].complete {
@@ -61,19 +58,12 @@ func TestViewersReceiveEveryAccessUnit(t *testing.T) {
 // cache, without waiting for the publisher's next one.
 func TestLateViewerGetsKeyframeFast(t *testing.T) {
 	g := startGateway(t, nil)
-	c := loadClip(t)
-	pub := g.publish(t, "room1/late")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, c, 0)
+	g.playing(t, "room1/late")
 	time.Sleep(2700 * time.Millisecond) // 0.7 s into the second GOP
 
 	start := time.Now()
 	v := g.view(t, "room1/late")
-	waitFor(t, 2*time.Second, "a keyframe at the late viewer", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) > 0
-	})
+	v.waitFrames(t, 2*time.Second, 1, "a keyframe at the late viewer")
 	f, _, _ := v.snapshot()
 	first := f[0]
 	if !first.keyframe() || !first.complete {
@@ -92,10 +82,7 @@ func TestLateViewerGetsKeyframeFast(t *testing.T) {
 	}
 	t.Logf("late viewer: first keyframe %v after the WHEP request", first.at.Sub(start))
 	// The cached frames are followed by live ones without a gap.
-	waitFor(t, 3*time.Second, "live frames after the cached GOP", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) > 40
-	})
+	v.waitFrames(t, 3*time.Second, 41, "live frames after the cached GOP")
 	f, _, _ = v.snapshot()
 	for i, fr := range f[:40] {
 		if !fr.complete {
@@ -118,7 +105,7 @@ func TestStalledViewerDoesNotDelayOthers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go play(ctx, pub, c, 0)
-	waitFor(t, 3*time.Second, "first frames", func() bool { f, _, _ := slow.snapshot(); return len(f) > 10 })
+	slow.waitFrames(t, 3*time.Second, 11, "first frames")
 
 	resume := slow.Pause()
 	stallStart := time.Now()

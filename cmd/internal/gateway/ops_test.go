@@ -32,11 +32,7 @@ func TestRecordWebRTCStream(t *testing.T) {
 		c.RecorderParams.SegmentDuration = 2 * time.Second
 		c.WebhookParams.URLs = []string{hook.URL}
 	})
-	c := loadClip(t)
-	pub := g.publish(t, "rec/cam")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, c, 0)
+	g.playing(t, "rec/cam")
 
 	resp, body := post(t, g.base+"/api/v1/recordings", "application/json", `{"stream":"rec/cam"}`)
 	if resp.StatusCode != http.StatusCreated {

@@ -53,7 +53,7 @@ func startTokenCluster(t *testing.T, path string) *tokenCluster {
 
 	// One viewer fills the full edge; its next heartbeat knows the spare.
 	first := tc.viewWith(t, tc.full.base, path, token(t, room, "first", time.Hour, "subscribe"), nil)
-	waitFor(t, 10*time.Second, "frames for the first viewer", func() bool { f, _, _ := first.snapshot(); return len(f) > 10 })
+	first.waitFrames(t, 10*time.Second, 11, "frames for the first viewer")
 	waitFor(t, 8*time.Second, "the full edge to know the spare edge", func() bool {
 		u, ok := tc.full.Member().LeastLoaded(ctx, tc.full.Member().Self().ID)
 		return ok && u.URL == tc.spare.base
@@ -101,7 +101,7 @@ func TestRedirectCarriesToken(t *testing.T) {
 	if !strings.HasPrefix(v.Resource, tc.spare.base+"/whep/"+path+"/") {
 		t.Fatalf("session resource %q is not an absolute URL on the spare edge", v.Resource)
 	}
-	waitFor(t, 10*time.Second, "frames for the redirected viewer", func() bool { f, _, _ := v.snapshot(); return len(f) > 30 })
+	v.waitFrames(t, 10*time.Second, 31, "frames for the redirected viewer")
 	t.Logf("redirected with %s", location[:strings.Index(location, "?")]+"?access_token=…")
 
 	// The redirect token is for this stream only.

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/sha256"
 	"sort"
 	"sync"
@@ -54,16 +53,13 @@ func TestRelayTree(t *testing.T) {
 	c := loadClip(t)
 	index := clipIndex(c)
 
-	pub := origin.publish(t, "tree/cam")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, c, 0)
+	origin.playing(t, "tree/cam")
 	time.Sleep(300 * time.Millisecond)
 
 	vo := origin.view(t, "tree/cam")
 	v1 := e1.view(t, "tree/cam")
 	vl := leaf.view(t, "tree/cam")
-	waitFor(t, 10*time.Second, "frames at the leaf", func() bool { f, _, _ := vl.snapshot(); return len(f) > 60 })
+	vl.waitFrames(t, 10*time.Second, 61, "frames at the leaf")
 
 	// Intact and in order: consecutive frames are consecutive clip frames.
 	frames, _, _ := vl.snapshot()
@@ -137,10 +133,7 @@ func TestRelayTree(t *testing.T) {
 	before, _, _ := vl.snapshot()
 	killedAt := time.Now()
 	killed.stop()
-	waitFor(t, 5*time.Second, "frames after failover", func() bool {
-		f, _, _ := vl.snapshot()
-		return len(f) > len(before)+30
-	})
+	vl.waitFrames(t, 5*time.Second, len(before)+30+1, "frames after failover")
 	after, _, _ := vl.snapshot()
 	var gap time.Duration
 	last := before[len(before)-1].at
@@ -165,14 +158,10 @@ func TestRelayTree(t *testing.T) {
 func TestRelayLingerAndNotFound(t *testing.T) {
 	origin := startGateway(t, func(c *Config) { c.ClusterKey = clusterKey })
 	e := edge(t, 700*time.Millisecond, origin)
-	c := loadClip(t)
-	pub := origin.publish(t, "tree/linger")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, c, 0)
+	origin.playing(t, "tree/linger")
 
 	v := e.view(t, "tree/linger")
-	waitFor(t, 5*time.Second, "frames at the edge", func() bool { f, _, _ := v.snapshot(); return len(f) > 10 })
+	v.waitFrames(t, 5*time.Second, 11, "frames at the edge")
 	st, _ := origin.Hub().Get("tree/linger")
 	if st.Viewers() != 1 {
 		t.Fatalf("origin viewers %d, want the edge's link", st.Viewers())

@@ -12,7 +12,6 @@ import (
 
 	"github.com/livegate/livegate/relay/cluster"
 	"github.com/livegate/livegate/relay/cluster/clustertest"
-	"github.com/livegate/livegate/relay/rtcclient"
 )
 
 // kill makes the gateway vanish as a kill -9 would: its UDP socket and
@@ -89,6 +88,38 @@ func measureGap(name string, v *viewer, from time.Time) gapReport {
 	return r
 }
 
+// namedViewer is a viewer with a name for the logs.
+type namedViewer struct {
+	name string
+	*viewer
+}
+
+// viewersOn opens two viewers of path on each node, named
+// "<prefix><node>/viewer<n>" (from 1).
+func viewersOn(t *testing.T, nodes []*testGateway, prefix, path string) []namedViewer {
+	t.Helper()
+	var out []namedViewer
+	for i, g := range nodes {
+		for j := range 2 {
+			out = append(out, namedViewer{fmt.Sprintf("%s%d/viewer%d", prefix, i+1, j+1), g.view(t, path)})
+		}
+	}
+	return out
+}
+
+// checkGaps fails for every viewer whose gap after an event (what) was a
+// second or more, logging each, then checks their continuity.
+func checkGaps(t *testing.T, what string, reps []gapReport) {
+	t.Helper()
+	for _, r := range reps {
+		t.Logf("%s: %s", what, r)
+		if r.gap >= time.Second {
+			t.Errorf("%s: gap of %v, want < 1 s", r.name, r.gap)
+		}
+	}
+	checkContinuity(t, reps)
+}
+
 // checkContinuity fails unless every viewer kept one SSRC and numbering
 // without a jump (small steps are packets lost on a loaded machine or
 // retransmitted late; a new numbering would jump by thousands).
@@ -112,30 +143,13 @@ func TestRelayTreeKillParent(t *testing.T) {
 	r1 := edge(t, 30*time.Second, origin)
 	r2 := edge(t, 30*time.Second, origin)
 	leaves := []*testGateway{edge(t, 30*time.Second, r1, r2), edge(t, 30*time.Second, r1, r2), edge(t, 30*time.Second, r2, r1)}
-	c := loadClip(t)
 
-	pub := origin.publish(t, "heal/cam")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	playing := make(chan struct{})
-	go func() { defer close(playing); play(ctx, pub, c, 0) }()
-	waitFor(t, 5*time.Second, "the stream live on the origin", func() bool {
-		st, ok := origin.Hub().Get("heal/cam")
-		return ok && st.Live()
-	})
+	pub := origin.playing(t, "heal/cam")
+	origin.waitStreamLive(t, 5*time.Second, "heal/cam")
 
-	type named struct {
-		name string
-		v    *viewer
-	}
-	var viewers []named
-	for i, l := range leaves {
-		for j := range 2 {
-			viewers = append(viewers, named{fmt.Sprintf("leaf%d/viewer%d", i+1, j+1), l.view(t, "heal/cam")})
-		}
-	}
+	viewers := viewersOn(t, leaves, "leaf", "heal/cam")
 	for _, v := range viewers {
-		waitFor(t, 10*time.Second, "frames at "+v.name, func() bool { f, _, _ := v.v.snapshot(); return len(f) > 60 })
+		v.waitFrames(t, 10*time.Second, 61, "frames at "+v.name)
 	}
 	for i, l := range leaves {
 		t.Logf("leaf%d pulls from %v", i+1, l.Puller().Links())
@@ -149,7 +163,7 @@ func TestRelayTreeKillParent(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond)
 	var reps []gapReport
 	for _, v := range viewers {
-		reps = append(reps, measureGap(v.name, v.v, killedAt.Add(-200*time.Millisecond)))
+		reps = append(reps, measureGap(v.name, v.viewer, killedAt.Add(-200*time.Millisecond)))
 	}
 	worst := time.Duration(0)
 	for _, r := range reps {
@@ -187,7 +201,7 @@ func TestRelayTreeKillParent(t *testing.T) {
 			}
 		}
 		for _, v := range viewers {
-			if r := measureGap(v.name, v.v, since); r.gap > 300*time.Millisecond {
+			if r := measureGap(v.name, v.viewer, since); r.gap > 300*time.Millisecond {
 				t.Errorf("after the old parent came back: %s", r)
 			}
 		}
@@ -197,23 +211,16 @@ func TestRelayTreeKillParent(t *testing.T) {
 	}
 
 	// The publisher's connection drops (no DELETE) and it publishes again.
-	cancel()
-	<-playing
-	_ = pub.PC.Close()
+	pub.drop()
 	dropped := time.Now()
 	time.Sleep(300 * time.Millisecond)
-	pub2 := origin.publish(t, "heal/cam")
-	t.Cleanup(func() { _ = pub2.Close(context.Background()) })
+	pub2 := origin.playing(t, "heal/cam")
 	republished := time.Now()
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	playing2 := make(chan struct{})
-	go func() { defer close(playing2); play(ctx2, pub2, c, 0) }()
 	time.Sleep(2500 * time.Millisecond)
 	worst = 0
 	reps = reps[:0]
 	for _, v := range viewers {
-		r := measureGap(v.name, v.v, republished)
+		r := measureGap(v.name, v.viewer, republished)
 		// The gap that counts starts at the republish: the publisher's own
 		// absence is not the tree's doing.
 		reps = append(reps, r)
@@ -226,8 +233,7 @@ func TestRelayTreeKillParent(t *testing.T) {
 		t.Errorf("viewers waited %v for video after the republish, want < 1 s", worst)
 	}
 	checkContinuity(t, reps)
-	cancel2()
-	<-playing2
+	pub2.stop()
 }
 
 // describeLinks is a one-line view of a node's pulls, for logs.
@@ -244,51 +250,38 @@ func describeLinks(g *testGateway) string {
 // then lost (lose), and publishes again on the second. The edges must find
 // the stream's new place in the directory and re-pull it while their
 // viewers keep their sessions.
-func originMove(t *testing.T, path string, originViewer bool, lose func(o1 *testGateway, pub *publisherHandle)) {
+func originMove(t *testing.T, path string, originViewer bool, lose func(o1 *testGateway, pub *player)) {
 	rs := clustertest.StartRedis(t)
 	o1 := clusterNode(t, rs.URL(), cluster.RoleOrigin, 0)
 	o2 := clusterNode(t, rs.URL(), cluster.RoleOrigin, 0)
 	edges := []*testGateway{clusterNode(t, rs.URL(), cluster.RoleEdge, 0), clusterNode(t, rs.URL(), cluster.RoleEdge, 0)}
-	c := loadClip(t)
 
-	first := &publisherHandle{Publisher: o1.publish(t, path)}
-	first.start(c)
+	first := o1.playing(t, path)
 	waitFor(t, 5*time.Second, "the stream registered on the first origin", func() bool {
 		u, ok := edges[0].Member().Locate(context.Background(), path)
 		return ok && u == o1.base
 	})
-	type named struct {
-		name string
-		v    *viewer
-	}
-	var viewers []named
-	for i, e := range edges {
-		for j := range 2 {
-			viewers = append(viewers, named{fmt.Sprintf("edge%d/viewer%d", i+1, j+1), e.view(t, path)})
-		}
-	}
+	viewers := viewersOn(t, edges, "edge", path)
 	if originViewer {
 		// A viewer on the first origin itself: when the publisher moves
 		// away, that origin pulls the stream from the new one for it.
-		viewers = append(viewers, named{"origin1/viewer", o1.view(t, path)})
+		viewers = append(viewers, namedViewer{"origin1/viewer", o1.view(t, path)})
 	}
 	for _, v := range viewers {
-		waitFor(t, 10*time.Second, "frames at "+v.name, func() bool { f, _, _ := v.v.snapshot(); return len(f) > 30 })
+		v.waitFrames(t, 10*time.Second, 31, "frames at "+v.name)
 	}
 
 	lostAt := time.Now()
 	lose(o1, first)
 	time.Sleep(300 * time.Millisecond) // the host notices and reconnects elsewhere
-	second := &publisherHandle{Publisher: o2.publish(t, path)}
+	o2.playing(t, path)
 	republished := time.Now()
-	second.start(c)
-	t.Cleanup(second.stop)
 	time.Sleep(3 * time.Second)
 
 	var reps []gapReport
 	worst := time.Duration(0)
 	for _, v := range viewers {
-		r := measureGap(v.name, v.v, republished)
+		r := measureGap(v.name, v.viewer, republished)
 		reps = append(reps, r)
 		worst = max(worst, r.gap)
 		t.Logf("%s", r)
@@ -319,33 +312,12 @@ func originMove(t *testing.T, path string, originViewer bool, lose func(o1 *test
 	checkContinuity(t, reps)
 }
 
-// publisherHandle plays the clip on a publisher until stopped.
-type publisherHandle struct {
-	*rtcclient.Publisher
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func (p *publisherHandle) start(c testClip) {
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel, p.done = cancel, make(chan struct{})
-	go func() { defer close(p.done); play(ctx, p.Publisher, c, 0) }()
-}
-
-func (p *publisherHandle) stop() {
-	if p.cancel != nil {
-		p.cancel()
-		<-p.done
-	}
-	_ = p.PC.Close()
-}
-
 // TestRelayOriginKilled: the origin dies (kill -9: its directory entry
 // stays until it expires) and the host publishes on another origin.
 func TestRelayOriginKilled(t *testing.T) {
-	originMove(t, "move/killed", false, func(o1 *testGateway, pub *publisherHandle) {
+	originMove(t, "move/killed", false, func(o1 *testGateway, pub *player) {
 		o1.kill()
-		pub.stop()
+		pub.drop()
 	})
 }
 
@@ -355,8 +327,8 @@ func TestRelayOriginKilled(t *testing.T) {
 // directory; the edges, whose links to it are up but silent, move; and
 // the first origin's own viewer continues through a pull from the new one.
 func TestRelayOriginMoved(t *testing.T) {
-	originMove(t, "move/lb", true, func(_ *testGateway, pub *publisherHandle) {
-		pub.stop() // PeerConnection closed, no DELETE
+	originMove(t, "move/lb", true, func(_ *testGateway, pub *player) {
+		pub.drop() // PeerConnection closed, no DELETE
 	})
 }
 
@@ -370,17 +342,11 @@ func TestRelayChainKillMiddle(t *testing.T) {
 	a2 := edge(t, 30*time.Second, origin)
 	b := edge(t, 30*time.Second, a1, a2)
 	c := edge(t, 30*time.Second, b)
-	clp := loadClip(t)
-	pub := &publisherHandle{Publisher: origin.publish(t, "chain/cam")}
-	pub.start(clp)
-	t.Cleanup(pub.stop)
-	waitFor(t, 5*time.Second, "the stream live on the origin", func() bool {
-		st, ok := origin.Hub().Get("chain/cam")
-		return ok && st.Live()
-	})
+	origin.playing(t, "chain/cam")
+	origin.waitStreamLive(t, 5*time.Second, "chain/cam")
 	vb, vc := b.view(t, "chain/cam"), c.view(t, "chain/cam")
 	for _, v := range []*viewer{vb, vc} {
-		waitFor(t, 10*time.Second, "frames", func() bool { f, _, _ := v.snapshot(); return len(f) > 60 })
+		v.waitFrames(t, 10*time.Second, 61, "frames")
 	}
 	if l := b.Puller().Links(); len(l) != 1 || l[0].Parent != a1.base {
 		t.Fatalf("B pulls from %v, want %s", l, a1.base)
@@ -389,14 +355,7 @@ func TestRelayChainKillMiddle(t *testing.T) {
 	killedAt := time.Now()
 	a1.kill()
 	time.Sleep(2500 * time.Millisecond)
-	reps := []gapReport{measureGap("B's viewer", vb, killedAt), measureGap("C's viewer", vc, killedAt)}
-	for _, r := range reps {
-		t.Logf("middle edge killed: %s", r)
-		if r.gap >= time.Second {
-			t.Errorf("%s: gap of %v, want < 1 s", r.name, r.gap)
-		}
-	}
-	checkContinuity(t, reps)
+	checkGaps(t, "middle edge killed", []gapReport{measureGap("B's viewer", vb, killedAt), measureGap("C's viewer", vc, killedAt)})
 	if l := b.Puller().Links(); len(l) != 1 || l[0].Parent != a2.base {
 		t.Errorf("B pulls from %v after the kill, want %s", l, a2.base)
 	}

@@ -47,10 +47,7 @@ func TestSilentPublisherTakenOver(t *testing.T) {
 	t.Cleanup(func() { _ = second.Close(context.Background()) })
 	waitConnected(t, second.PC)
 	play(ctx, second, c, 75)
-	waitFor(t, 3*time.Second, "frames from the second publisher", func() bool {
-		f, _, _ := v.snapshot()
-		return len(f) >= len(before)+70
-	})
+	v.waitFrames(t, 3*time.Second, len(before)+70, "frames from the second publisher")
 	waitFor(t, 3*time.Second, "the first publisher's session ended", func() bool {
 		s := first.PC.ConnectionState()
 		return g.whip.Sessions() == 1 && (s == webrtc.PeerConnectionStateClosed || s == webrtc.PeerConnectionStateFailed ||

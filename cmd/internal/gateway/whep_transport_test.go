@@ -26,10 +26,7 @@ func TestWHEPTransports(t *testing.T) {
 			if got := strings.Contains(v.PC.RemoteDescription().SDP, "a=ice-lite"); got != tc.lite {
 				t.Fatalf("answer ice-lite %v, want %v", got, tc.lite)
 			}
-			waitFor(t, 5*time.Second, "30 frames", func() bool {
-				f, _, _ := v.snapshot()
-				return len(f) >= 30
-			})
+			v.waitFrames(t, 5*time.Second, 30, "30 frames")
 			f, _, _ := v.snapshot()
 			if !f[0].keyframe() || !f[0].complete {
 				t.Fatalf("first frame: keyframe=%v complete=%v", f[0].keyframe(), f[0].complete)
