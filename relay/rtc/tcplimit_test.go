@@ -1,32 +1,15 @@
 package rtc
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // Found: nothing bounded the ICE-TCP connections of one address, so one
 // client could hold as many as it liked (each a goroutine and a buffer
@@ -43,7 +26,7 @@ func TestICETCPConnsPerAddress(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			const limit = 3
-			var logs lockedBuffer
+			var logs testenv.Buffer
 			e, err := NewEngine(Config{UDPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", IPs: []string{"127.0.0.1"},
 				LiteViewers: lite, TCPConnsPerIP: limit, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {

@@ -1,7 +1,6 @@
 package turn
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"strings"
@@ -10,24 +9,9 @@ import (
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // Found: the built-in TURN server had no allocation quota: any holder of
 // credentials (the /check page hands them out without a token) could open
@@ -38,7 +22,7 @@ func (w *syncBuffer) String() string {
 // allocation frees its slot.
 func TestAllocationQuota(t *testing.T) {
 	const secret = "s3cret"
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := start(t, Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1), RelayBind: "127.0.0.1", Secret: secret,
 		AllocationsPerUser: 2, AllocationsPerIP: 3, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	udpAddr, _, _ := s.Addrs()
