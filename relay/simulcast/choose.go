@@ -98,6 +98,10 @@ const (
 	// after a probe said yes does); failed probes double the clean spell
 	// (probeWait, up to maxProbeWait) as failed tries do.
 	probeTimeout = 3 * time.Second
+	// maxProbeBackoff caps the wait after failed probes, lower than after
+	// failed tries: a failed probe cost no media packet in the slow-link
+	// test, and a link that clears is found within this.
+	maxProbeBackoff = 15 * time.Second
 	// probeQuiet: loss while a probe is out and right after one failed is
 	// the probe's own (it filled the queue for a moment), not news about
 	// the link.
@@ -379,7 +383,7 @@ func (c *chooser) probed(now time.Time, fb Feedback, layers int) {
 		c.goodSince, c.nextProbe = now, time.Time{}
 		return
 	}
-	c.wait = min(2*c.wait, maxProbeWait)
+	c.wait = min(2*c.wait, max(maxProbeBackoff, c.wait))
 	c.goodSince, c.nextProbe, c.quietTo = now, now.Add(c.wait), now.Add(probeQuiet)
 }
 

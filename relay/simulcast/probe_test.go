@@ -203,3 +203,29 @@ func TestChooserGraceAfterSwitch(t *testing.T) {
 		t.Fatalf("30 %% loss after the grace: layer %d, want h", got)
 	}
 }
+
+// Failed probes back off exponentially, to maxProbeBackoff.
+func TestChooserProbeBackoff(t *testing.T) {
+	in := ladder()
+	c := newChooser("")
+	c.probing = true
+	now := time.Unix(1000, 0)
+	c.feedback(now, Feedback{Loss: 0.5}, 2, in)
+	var gaps []time.Duration
+	last := now
+	for len(gaps) < 6 {
+		now = now.Add(250 * time.Millisecond)
+		c.feedback(now, Feedback{Loss: 0}, 1, in)
+		if c.takeProbe() > 0 {
+			gaps = append(gaps, now.Sub(last).Round(time.Second))
+			c.feedback(now, Feedback{Probe: ProbeFailed, Loss: -1}, 1, in)
+			last = now
+		}
+	}
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, maxProbeBackoff, maxProbeBackoff, maxProbeBackoff}
+	for i := range want {
+		if gaps[i] != want[i] {
+			t.Fatalf("gaps between failed probes %v, want %v", gaps, want)
+		}
+	}
+}
