@@ -188,3 +188,13 @@ func (p *player) drop() {
 		_ = p.PC.Close()
 	})
 }
+
+// liveHost starts a gateway (with mutate) and a Chromium host publishing
+// path with o, and waits until the host is live.
+func liveHost(t *testing.T, b *browser, mutate func(*Config), path string, o chromeHostOpts) (*testGateway, *chromeHost) {
+	t.Helper()
+	g := startGateway(t, mutate)
+	h := g.startChromeHost(t, b, path, o)
+	h.waitLive(t, 20*time.Second)
+	return g, h
+}

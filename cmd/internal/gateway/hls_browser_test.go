@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,16 @@ import (
 // hlsJSPath is hls.js 1.7.4 as .ci/run installs it (npm install --prefix
 // testdata/npm hls.js@1.7.4).
 var hlsJSPath = filepath.Join("..", "..", "..", "testdata", "npm", "node_modules", "hls.js", "dist", "hls.js")
+
+// injectHLSJS loads hls.js into the tab at ctx.
+func injectHLSJS(t *testing.T, ctx context.Context) {
+	t.Helper()
+	src, err := os.ReadFile(hlsJSPath)
+	if err != nil {
+		skipOrFail(t, "hls.js not installed (%v): npm install --prefix testdata/npm hls.js@1.7.4", err)
+	}
+	evalJS[bool](t, ctx, string(src)+";\ntypeof Hls === 'function'")
+}
 
 // hlsPlayerJS plays src with hls.js in the page and keeps what a viewer
 // would notice in window.R: when the first picture showed (ms after the
@@ -90,13 +101,7 @@ func TestHLSJSPlaysBrowserHost(t *testing.T) {
 		return
 	}
 	needProgram(t, "ffmpeg")
-	src, err := os.ReadFile(hlsJSPath)
-	if err != nil {
-		skipOrFail(t, "hls.js not installed (%v): npm install --prefix testdata/npm hls.js@1.7.4", err)
-	}
-	g := startGateway(t, func(c *Config) { c.HLS = true })
-	h := g.startChromeHost(t, b, "e2e/hlshost", chromeHostOpts{})
-	h.waitLive(t, 20*time.Second)
+	g, h := liveHost(t, b, func(c *Config) { c.HLS = true }, "e2e/hlshost", chromeHostOpts{})
 
 	ctx, closeTab := b.tab(t, "hls.js")
 	defer closeTab()
@@ -105,7 +110,7 @@ func TestHLSJSPlaysBrowserHost(t *testing.T) {
 	// hls.js allows it; under that CSP hls.js falls back to the main
 	// thread after an internal error).
 	b.navigate(t, ctx, g.base+"/healthz")
-	evalJS[bool](t, ctx, string(src)+";\ntypeof Hls === 'function'")
+	injectHLSJS(t, ctx)
 	playlist := g.base + "/hls/e2e/hlshost/index.m3u8"
 	opened := time.Now()
 	config := os.Getenv("LIVEGATE_HLSJS_CONFIG") // e.g. {"enableWorker":false} to debug

@@ -142,14 +142,10 @@ func TestRecordingWithBrowserHost(t *testing.T) {
 
 	// hls.js (Chromium's MSE) plays the VOD to its end across the init
 	// changes of the resolution ramp, which come without a discontinuity.
-	src, err := os.ReadFile(hlsJSPath)
-	if err != nil {
-		skipOrFail(t, "hls.js not installed (%v): npm install --prefix testdata/npm hls.js@1.7.4", err)
-	}
 	tab, closeTab := b.tab(t, "hls.js VOD")
 	defer closeTab()
 	b.navigate(t, tab, g.base+"/healthz")
-	evalJS[bool](t, tab, string(src)+";\ntypeof Hls === 'function'")
+	injectHLSJS(t, tab)
 	evalJS[bool](t, tab, fmt.Sprintf(vodPlayerJS, url))
 	v := waitPage(t, tab, 60*time.Second, "hls.js playing the recording to its end", "window.V",
 		func(v vodPlayerState) (bool, error) {

@@ -27,9 +27,7 @@ func TestRTSPOutWithBrowserHost(t *testing.T) {
 		return
 	}
 	ffprobe := needProgram(t, "ffprobe")
-	g := startGateway(t, func(c *Config) { c.RTSPAddr = "127.0.0.1:0" })
-	h := g.startChromeHost(t, b, "e2e/host", chromeHostOpts{})
-	h.waitLive(t, 20*time.Second)
+	g, h := liveHost(t, b, func(c *Config) { c.RTSPAddr = "127.0.0.1:0" }, "e2e/host", chromeHostOpts{})
 	defer h.stop(t)
 	url := fmt.Sprintf("rtsp://%s/e2e/host", g.RTSPAddr())
 

@@ -20,9 +20,7 @@ func TestBrowserHostSimulcast(t *testing.T) {
 	if b == nil {
 		return
 	}
-	g := startGateway(t, func(c *Config) { c.HLS = true })
-	h := g.startChromeHost(t, b, "e2e/simulcast", chromeHostOpts{Simulcast: true})
-	h.waitLive(t, 20*time.Second)
+	g, h := liveHost(t, b, func(c *Config) { c.HLS = true }, "e2e/simulcast", chromeHostOpts{Simulcast: true})
 	v := g.view(t, "e2e/simulcast")
 	defer v.close()
 

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 )
@@ -15,10 +14,8 @@ func TestBrowserQualityMenu(t *testing.T) {
 	if b == nil {
 		return
 	}
-	g := startGateway(t, nil)
 	path := "e2e/quality"
-	h := g.startChromeHost(t, b, path, chromeHostOpts{Simulcast: true})
-	h.waitLive(t, 20*time.Second)
+	g, h := liveHost(t, b, nil, path, chromeHostOpts{Simulcast: true})
 	ctx, closeTab := b.tab(t, "viewer "+path)
 	defer closeTab()
 	b.navigate(t, ctx, g.base+"/?watch="+path)
@@ -72,14 +69,8 @@ func TestHLSJSPlaysSimulcastLadder(t *testing.T) {
 		return
 	}
 	needProgram(t, "ffmpeg")
-	src, err := os.ReadFile(hlsJSPath)
-	if err != nil {
-		skipOrFail(t, "hls.js not installed (%v): npm install --prefix testdata/npm hls.js@1.7.4", err)
-	}
-	g := startGateway(t, func(c *Config) { c.HLS = true })
 	path := "e2e/ladder"
-	h := g.startChromeHost(t, b, path, chromeHostOpts{Simulcast: true})
-	h.waitLive(t, 20*time.Second)
+	g, h := liveHost(t, b, func(c *Config) { c.HLS = true }, path, chromeHostOpts{Simulcast: true})
 	waitFor(t, 30*time.Second, "three sending layers with sizes", func() bool {
 		ls := streamLayers(t, g, path)
 		n := 0
@@ -94,7 +85,7 @@ func TestHLSJSPlaysSimulcastLadder(t *testing.T) {
 	ctx, closeTab := b.tab(t, "hls.js ladder")
 	defer closeTab()
 	b.navigate(t, ctx, g.base+"/healthz") // same origin, without the pages' CSP (see TestHLSJSPlaysBrowserHost)
-	evalJS[bool](t, ctx, string(src)+";\ntypeof Hls === 'function'")
+	injectHLSJS(t, ctx)
 	evalJS[bool](t, ctx, fmt.Sprintf(hlsPlayerJS, "{}", g.base+"/hls/"+path+"/index.m3u8"))
 	const stateJS = `window.R`
 	until := func(what string, timeout time.Duration, ok func(hlsPlayerState) bool) hlsPlayerState {
