@@ -57,9 +57,7 @@ func TestFanOutDeliversEveryPacketInOrder(t *testing.T) {
 // starts at its first packet (the STAP-A with SPS/PPS), not at the IDR
 // fragment that follows it.
 func TestReaderStartsAtFirstPacketOfKeyframeAccessUnit(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 1})
-	pub, _ := publish(t, h, "room/cam", h264Info)
-	s, _ := h.Get("room/cam")
+	_, pub, _, s := newStream(t, relay.Params{Workers: 1}, "room/cam", h264Info)
 	_, early := addReader(t, s, 0)
 
 	snd := newVideoSender(pub, 0, 100, 1000)
@@ -115,9 +113,7 @@ func (s *sender) frame(payloads ...[]byte) {
 // keyframe at once, then the live ones, with no gap or duplicate, and the
 // publisher is not bothered for a keyframe.
 func TestGOPCacheServesLateReader(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 2})
-	pub, src := publish(t, h, "room/cam", h264Info)
-	s, _ := h.Get("room/cam")
+	_, pub, src, s := newStream(t, relay.Params{Workers: 2}, "room/cam", h264Info)
 	snd := newVideoSender(pub, 0, 5000, 90000)
 	snd.gop(7)           // an older GOP, not to be replayed
 	cached := snd.gop(5) // keyframe + 5 deltas
@@ -144,9 +140,7 @@ func TestGOPCacheServesLateReader(t *testing.T) {
 // start at a keyframe and then get every later packet exactly once.
 func TestReadersJoiningDuringPublishing(t *testing.T) {
 	// A burst far faster than real time: ordering is tested, not overload.
-	h := newHub(t, relay.Params{Workers: 3, MaxQueueDelay: -1, WorkerQueue: 4096})
-	pub, _ := publish(t, h, "room/cam", h264Info)
-	s, _ := h.Get("room/cam")
+	_, pub, _, s := newStream(t, relay.Params{Workers: 3, MaxQueueDelay: -1, WorkerQueue: 4096}, "room/cam", h264Info)
 	snd := newVideoSender(pub, 0, 1, 1)
 
 	const total = 3000
@@ -240,9 +234,7 @@ func TestLateReaderWithoutCacheWaitsForRequestedKeyframe(t *testing.T) {
 // Audio needs no keyframe: a late listener starts with the next packet and
 // the publisher is not asked for anything.
 func TestLateAudioReaderStartsAtNextPacket(t *testing.T) {
-	h := newHub(t, relay.Params{})
-	pub, src := publish(t, h, "room/mic", opusInfo)
-	s, _ := h.Get("room/mic")
+	_, pub, src, s := newStream(t, relay.Params{}, "room/mic", opusInfo)
 	snd := newAudioSender(pub, 0, 7, 7)
 	for range 5 {
 		snd.key()
@@ -262,9 +254,7 @@ func TestLateAudioReaderStartsAtNextPacket(t *testing.T) {
 
 // A closed reader gets nothing more, and the others are unaffected.
 func TestClosedReaderGetsNothingMore(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 1})
-	pub, _ := publish(t, h, "room/cam", h264Info)
-	s, _ := h.Get("room/cam")
+	_, pub, _, s := newStream(t, relay.Params{Workers: 1}, "room/cam", h264Info)
 	r1, s1 := addReader(t, s, 0)
 	_, s2 := addReader(t, s, 0)
 	snd := newVideoSender(pub, 0, 1, 1)
@@ -336,9 +326,7 @@ func TestReaderStartsAtKeyframeAfterLeadingSEI(t *testing.T) {
 // P clear in every superframe, but only a superframe whose first packet is a
 // keyframe is one.
 func TestVP9UpperLayerIsNotAKeyframe(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 1})
-	pub, _ := publish(t, h, "room/cam", vp9Info)
-	s, _ := h.Get("room/cam")
+	_, pub, _, s := newStream(t, relay.Params{Workers: 1}, "room/cam", vp9Info)
 	_, sink := addReader(t, s, 0)
 	snd := newVideoSender(pub, 0, 100, 1000)
 	snd.frame([]byte{0x4c, 0x01}, []byte{0x0c, 0x02}) // layer 0 predicted, layer 1 B+!P

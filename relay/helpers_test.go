@@ -328,6 +328,20 @@ func publish(t testing.TB, h *relay.Hub, path string, infos ...relay.TrackInfo) 
 	return p, src
 }
 
+// newStream publishes path with infos on a new hub made with p (closed
+// with the test) and returns the hub, the publication, its fake source
+// and the stream.
+func newStream(t *testing.T, p relay.Params, path string, infos ...relay.TrackInfo) (*relay.Hub, *relay.Publication, *fakeSource, *relay.Stream) {
+	t.Helper()
+	h := newHub(t, p)
+	pub, src := publish(t, h, path, infos...)
+	s, ok := h.Get(path)
+	if !ok {
+		t.Fatalf("%s not in the hub after Publish", path)
+	}
+	return h, pub, src, s
+}
+
 func addReader(t *testing.T, s *relay.Stream, track int) (*relay.Reader, *fakeSink) {
 	t.Helper()
 	sink := newSink()

@@ -11,9 +11,7 @@ import (
 // Fifty viewers asking for a keyframe within 100 ms cost the publisher a
 // single request (default interval, 500 ms).
 func TestKeyframeRequestsSpreadOver100msCoalesce(t *testing.T) {
-	h := newHub(t, relay.Params{})
-	_, src := publish(t, h, "room/cam", opusInfo, h264Info)
-	s, _ := h.Get("room/cam")
+	_, _, src, s := newStream(t, relay.Params{}, "room/cam", opusInfo, h264Info)
 	track := s.Tracks()[1]
 
 	start := time.Now()
@@ -37,9 +35,7 @@ func TestKeyframeRequestsSpreadOver100msCoalesce(t *testing.T) {
 // one request; one after the interval causes a second.
 func TestKeyframeRequestsCoalesceAndResumeAfterInterval(t *testing.T) {
 	const interval = 50 * time.Millisecond
-	h := newHub(t, relay.Params{KeyframeInterval: interval})
-	pub, src := publish(t, h, "room/cam", h264Info)
-	s, _ := h.Get("room/cam")
+	_, pub, src, s := newStream(t, relay.Params{KeyframeInterval: interval}, "room/cam", h264Info)
 	// Readers served from the GOP cache do not ask for a keyframe on join.
 	newVideoSender(pub, 0, 1, 1).gop(2)
 	var readers []*relay.Reader
@@ -81,9 +77,7 @@ func TestKeyframeRequestsCoalesceAndResumeAfterInterval(t *testing.T) {
 // on the track index it published the track at.
 func TestKeyframeRequestGoesToCurrentPublisher(t *testing.T) {
 	const interval = 20 * time.Millisecond
-	h := newHub(t, relay.Params{KeyframeInterval: interval, Grace: time.Minute})
-	a, srcA := publish(t, h, "room/cam", h264Info, opusInfo)
-	s, _ := h.Get("room/cam")
+	h, a, srcA, s := newStream(t, relay.Params{KeyframeInterval: interval, Grace: time.Minute}, "room/cam", h264Info, opusInfo)
 	video := s.Tracks()[0]
 	video.RequestKeyframe()
 	if r := srcA.requests(); len(r) != 1 || r[0] != 0 {

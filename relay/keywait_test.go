@@ -10,9 +10,7 @@ import (
 // A reader joining long after the cached keyframe asks the publisher for a
 // fresh one and starts on it, at the live edge, without the cached GOP.
 func TestLateReaderPrefersFreshKeyframe(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 2, KeyframeWait: 300 * time.Millisecond})
-	pub, src := publish(t, h, "room/fresh", h264Info)
-	s, _ := h.Get("room/fresh")
+	_, pub, src, s := newStream(t, relay.Params{Workers: 2, KeyframeWait: 300 * time.Millisecond}, "room/fresh", h264Info)
 	snd := newVideoSender(pub, 0, 100, 90000)
 	snd.gop(5)
 	time.Sleep(350 * time.Millisecond) // the cached GOP is now old
@@ -31,9 +29,7 @@ func TestLateReaderPrefersFreshKeyframe(t *testing.T) {
 // If the publisher ignores the request, the cached GOP is served after
 // KeyframeWait, followed by live packets without a gap.
 func TestLateReaderFallsBackToCache(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 2, KeyframeWait: 200 * time.Millisecond})
-	pub, src := publish(t, h, "room/deaf", h264Info)
-	s, _ := h.Get("room/deaf")
+	_, pub, src, s := newStream(t, relay.Params{Workers: 2, KeyframeWait: 200 * time.Millisecond}, "room/deaf", h264Info)
 	snd := newVideoSender(pub, 0, 100, 90000)
 	cached := snd.gop(4)
 	time.Sleep(250 * time.Millisecond)
@@ -59,9 +55,7 @@ func TestLateReaderFallsBackToCache(t *testing.T) {
 // MaxQueueDelay: its readers freeze briefly and resume at the next
 // keyframe, instead of falling ever further behind.
 func TestStalePacketsAreDropped(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 1, MaxQueueDelay: 100 * time.Millisecond})
-	pub, _ := publish(t, h, "room/slow", h264Info)
-	s, _ := h.Get("room/slow")
+	_, pub, _, s := newStream(t, relay.Params{Workers: 1, MaxQueueDelay: 100 * time.Millisecond}, "room/slow", h264Info)
 	snd := newVideoSender(pub, 0, 1, 1)
 	cached := snd.gop(2) // served from the cache at once
 	r, sink := addReader(t, s, 0)
@@ -97,9 +91,7 @@ func TestStalePacketsAreDropped(t *testing.T) {
 // A keyframe request inside the coalescing interval is deferred, not lost;
 // it is dropped if a keyframe arrives meanwhile.
 func TestDeferredKeyframeRequest(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 1, KeyframeInterval: 200 * time.Millisecond})
-	pub, src := publish(t, h, "room/defer", h264Info)
-	s, _ := h.Get("room/defer")
+	_, pub, src, s := newStream(t, relay.Params{Workers: 1, KeyframeInterval: 200 * time.Millisecond}, "room/defer", h264Info)
 	snd := newVideoSender(pub, 0, 1, 1)
 	snd.gop(1)
 	tr := s.Tracks()[0]
@@ -124,9 +116,7 @@ func TestDeferredKeyframeRequest(t *testing.T) {
 // A large cached GOP is paced to a new reader, live packets follow it in
 // order and without a gap.
 func TestCachedGOPIsPaced(t *testing.T) {
-	h := newHub(t, relay.Params{Workers: 1, KeyframeWait: -1})
-	pub, _ := publish(t, h, "room/pace", h264Info)
-	s, _ := h.Get("room/pace")
+	_, pub, _, s := newStream(t, relay.Params{Workers: 1, KeyframeWait: -1}, "room/pace", h264Info)
 	snd := newVideoSender(pub, 0, 1, 1)
 	cached := snd.gop(199) // 200 packets: 7 steps of 32
 	start := time.Now()

@@ -12,9 +12,7 @@ import (
 // A viewer's NACK, in its own sequence numbers, is answered with the very
 // packets it lost, from the shared history.
 func TestRetransmitResendsFromHistory(t *testing.T) {
-	h := newHub(t, relay.Params{HistoryPackets: 64, Workers: 2})
-	pub, _ := publish(t, h, "room/cam", h264Info)
-	s, _ := h.Get("room/cam")
+	_, pub, _, s := newStream(t, relay.Params{HistoryPackets: 64, Workers: 2}, "room/cam", h264Info)
 	snd := newVideoSender(pub, 0, 65500, 12345)
 	snd.delta() // not delivered: the reader's numbering starts at the keyframe
 	r, sink := addReader(t, s, 0)
@@ -76,9 +74,7 @@ func TestRetransmitResendsFromHistory(t *testing.T) {
 // to skip) the reader's earlier numbering is gone: NACKs for it are ignored
 // rather than answered with the wrong packets.
 func TestRetransmitIgnoresSequenceNumbersBeforeResync(t *testing.T) {
-	h := newHub(t, relay.Params{HistoryPackets: 256, Grace: time.Minute})
-	a, _ := publish(t, h, "room/cam", h264Info)
-	s, _ := h.Get("room/cam")
+	h, a, _, s := newStream(t, relay.Params{HistoryPackets: 256, Grace: time.Minute}, "room/cam", h264Info)
 	r, sink := addReader(t, s, 0)
 	sndA := newVideoSender(a, 0, 1000, 5000)
 	fromA := sndA.gop(9)

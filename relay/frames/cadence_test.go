@@ -67,6 +67,22 @@ func keyframeGaps(ctx context.Context, r *Reader) []int64 {
 	}
 }
 
+// publishBrowserHost publishes an H.264 track from a browserSource at
+// room/host on a hub that coalesces keyframe requests over 50 ms and asks
+// for a keyframe at least every maxInterval; it closes with the test.
+func publishBrowserHost(t *testing.T, maxInterval time.Duration) (*relay.Publication, *browserSource) {
+	t.Helper()
+	hub := relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2,
+		KeyframeInterval: 50 * time.Millisecond, KeyframeMaxInterval: maxInterval})
+	t.Cleanup(hub.Close)
+	src := &browserSource{}
+	pub, err := hub.Publish("room/host", []relay.TrackInfo{h264Info}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, src
+}
+
 // Three frame readers (say HLS, an RTMP push and a recording) on a browser
 // host that sends keyframes only when asked: every GOP they see stays
 // within keyframe-max-interval, and the publisher is asked once per GOP,
@@ -74,14 +90,7 @@ func keyframeGaps(ctx context.Context, r *Reader) []int64 {
 func TestKeyframeCadenceForFrameReaders(t *testing.T) {
 	const maxInterval = 300 * time.Millisecond
 	const frame = 3000 // PTS ticks at 30 fps
-	hub := relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2,
-		KeyframeInterval: 50 * time.Millisecond, KeyframeMaxInterval: maxInterval})
-	defer hub.Close()
-	src := &browserSource{}
-	pub, err := hub.Publish("room/host", []relay.TrackInfo{h264Info}, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, src := publishBrowserHost(t, maxInterval)
 	st := pub.Stream()
 	l := New(Params{Logger: testLogger()})
 	var readers []*Reader
@@ -135,14 +144,7 @@ func TestKeyframeCadenceForFrameReaders(t *testing.T) {
 // A stream watched only by WebRTC viewers (plain RTP readers) keeps the
 // publisher's own GOP: no keyframe requests beyond a viewer's join.
 func TestKeyframeCadenceNotForRTPViewers(t *testing.T) {
-	hub := relay.NewHub(relay.Params{Logger: testLogger(), Workers: 2,
-		KeyframeInterval: 50 * time.Millisecond, KeyframeMaxInterval: 300 * time.Millisecond})
-	defer hub.Close()
-	src := &browserSource{}
-	pub, err := hub.Publish("room/host", []relay.TrackInfo{h264Info}, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, src := publishBrowserHost(t, 300*time.Millisecond)
 	st := pub.Stream()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
