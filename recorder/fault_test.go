@@ -22,10 +22,7 @@ func TestMain_childRecorder(t *testing.T) {
 		t.Skip("helper process for TestCrashSIGKILL")
 	}
 	m, hub := newLocalManager(t, spool, filepath.Join(filepath.Dir(spool), "recordings"), nil)
-	pub := publish(t, hub, "room/kill")
-	if _, err := m.Start("room/kill"); err != nil {
-		t.Fatal(err)
-	}
+	pub, _ := record(t, m, hub, "room/kill")
 	newFeeder(t).feed(pub, time.Hour, 4) // until SIGKILL
 }
 
@@ -97,11 +94,7 @@ func TestDiskFull(t *testing.T) {
 			return writeFileAtomic(path, data)
 		}
 	})
-	pub := publish(t, hub, "room/full")
-	in, err := m.Start("room/full")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, in := record(t, m, hub, "room/full")
 	f := newFeeder(t)
 	f.feed(pub, 13*time.Second, 8)
 	time.Sleep(100 * time.Millisecond)
@@ -130,11 +123,7 @@ func TestReconnectContinuesRecording(t *testing.T) {
 	dir := testDir(t)
 	store := filepath.Join(dir, "recordings")
 	m, hub := newLocalManager(t, filepath.Join(dir, "spool"), store, nil)
-	pub := publish(t, hub, "room/re")
-	in, err := m.Start("room/re")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, in := record(t, m, hub, "room/re")
 	f := newFeeder(t)
 	f.feed(pub, 6*time.Second, 8)
 	pub.End("test: publisher gone")

@@ -161,6 +161,17 @@ func toNTP(t time.Time) uint64 {
 	return secs<<32 | frac
 }
 
+// record publishes path on hub and starts recording it with m.
+func record(t *testing.T, m *Manager, hub *relay.Hub, path string) (*relay.Publication, Info) {
+	t.Helper()
+	pub := publish(t, hub, path)
+	in, err := m.Start(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, in
+}
+
 func publish(t *testing.T, hub *relay.Hub, path string) *relay.Publication {
 	t.Helper()
 	pub, err := hub.Publish(path, []relay.TrackInfo{h264Info, opusInfo}, nopSource{})

@@ -123,11 +123,7 @@ func TestSpoolLimit(t *testing.T) {
 		p.RetryMin, p.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 		p.Storage = &switchStorage{Storage: p.Storage, down: &down}
 	})
-	pub := publish(t, hub, "room/spool")
-	in, err := m.Start("room/spool")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, in := record(t, m, hub, "room/spool")
 	newFeeder(t).feed(pub, 40*time.Second, 16)
 	time.Sleep(100 * time.Millisecond)
 	if m.SpoolBytes() > limit || m.SpoolErrors() == 0 {

@@ -13,11 +13,7 @@ func TestRecordLocal20s(t *testing.T) {
 	dir := testDir(t)
 	spool, store := filepath.Join(dir, "spool"), filepath.Join(dir, "recordings")
 	m, hub := newLocalManager(t, spool, store, nil)
-	pub := publish(t, hub, "room/cam")
-	in, err := m.Start("room/cam")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, in := record(t, m, hub, "room/cam")
 	f := newFeeder(t)
 	f.feed(pub, 20*time.Second, 8)
 	time.Sleep(100 * time.Millisecond) // let the relay workers deliver

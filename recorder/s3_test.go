@@ -32,11 +32,7 @@ func TestS3UploadSurvivesOutage(t *testing.T) {
 	dir := testDir(t)
 	m, _ := newS3Manager(t, srv, filepath.Join(dir, "spool"))
 	hub := m.p.Hub
-	pub := publish(t, hub, "room/s3")
-	in, err := m.Start("room/s3")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, in := record(t, m, hub, "room/s3")
 	st := m.p.Storage
 	f := newFeeder(t)
 
