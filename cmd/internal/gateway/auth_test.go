@@ -55,7 +55,7 @@ func TestTokensGuardPublishAndPlay(t *testing.T) {
 		{"valid", "r1/alice", token(t, "r1", "alice", time.Hour, "publish"), 201},
 		{"screen share", "r1/alice-screen", token(t, "r1", "alice", time.Hour, "publish"), 201},
 	} {
-		if got := g.tryPublish(t, tc.path, tc.tok, true); got != tc.want {
+		if got := g.publishStatus(t, tc.path, tc.tok); got != tc.want {
 			t.Errorf("publish %s (%s): status %d, want %d", tc.path, tc.name, got, tc.want)
 		}
 	}
@@ -129,7 +129,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // Per-address limits answer 429 before any WebRTC work is done.
 func TestPerAddressLimits(t *testing.T) {
 	g := startGateway(t, func(c *Config) { c.Limits.PublishesPerMinute = 2; c.Limits.SessionsPerIP = 3 })
-	publish := func(path string) int { return g.tryPublish(t, path, "", false) }
+	publish := func(path string) int { return g.publishStatus(t, path, "") }
 	if a, b, c := publish("lim/a"), publish("lim/b"), publish("lim/c"); a != 201 || b != 201 || c != 429 {
 		t.Fatalf("publishes: %d %d %d, want 201 201 429", a, b, c)
 	}

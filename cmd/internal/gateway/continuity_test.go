@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/livegate/livegate/relay"
+	"github.com/livegate/livegate/relay/rtcclient"
 )
 
 // A publisher that drops and comes back within the grace period keeps its
@@ -14,10 +17,7 @@ import (
 func TestPublisherReconnectKeepsViewers(t *testing.T) {
 	g := startGateway(t, nil)
 	c := loadClip(t)
-	first := g.publish(t, "room1/re")
-	v := g.view(t, "room1/re")
-	st, _ := g.Hub().Get("room1/re")
-	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Stats().Readers == 1 })
+	first, v, st := publishWatched(t, g, "room1/re")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -32,9 +32,35 @@ func TestPublisherReconnectKeepsViewers(t *testing.T) {
 	play(ctx, second, c, 75)
 
 	v.waitFrames(t, 3*time.Second, len(before)+70, "frames from the second publisher")
+	frames := checkPublisherSwitch(t, v, len(before), len(pktsBefore), "the reconnect")
+	for i, f := range frames[len(before):] {
+		if !f.complete {
+			t.Fatalf("frame %d after the reconnect is incomplete", i)
+		}
+	}
+}
+
+// publishWatched publishes path with one viewer attached to it.
+func publishWatched(t *testing.T, g *testGateway, path string) (*rtcclient.Publisher, *viewer, *relay.Stream) {
+	t.Helper()
+	pub := g.publish(t, path)
+	v := g.view(t, path)
+	st, _ := g.Hub().Get(path)
+	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Stats().Readers == 1 })
+	return pub, v, st
+}
+
+// checkPublisherSwitch checks what viewer v got across a change of
+// publisher (after framesBefore frames and packetsBefore packets; what
+// names the change): the viewer is still connected and saw one stream
+// (one SSRC, contiguous sequence numbers, timestamps that never go back),
+// and its first frame from the new publisher is a complete keyframe. It
+// returns the frames.
+func checkPublisherSwitch(t *testing.T, v *viewer, framesBefore, packetsBefore int, what string) []frame {
+	t.Helper()
 	frames, _, pkts := v.snapshot()
 	if v.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
-		t.Fatalf("viewer connection is %s after the publisher came back", v.PC.ConnectionState())
+		t.Fatalf("viewer connection is %s after %s", v.PC.ConnectionState(), what)
 	}
 	ssrc := pkts[0].SSRC
 	for i := 1; i < len(pkts); i++ {
@@ -43,22 +69,17 @@ func TestPublisherReconnectKeepsViewers(t *testing.T) {
 		}
 		if pkts[i].SequenceNumber != pkts[i-1].SequenceNumber+1 {
 			t.Fatalf("packet %d: sequence jumps from %d to %d (switch at packet %d)",
-				i, pkts[i-1].SequenceNumber, pkts[i].SequenceNumber, len(pktsBefore))
+				i, pkts[i-1].SequenceNumber, pkts[i].SequenceNumber, packetsBefore)
 		}
 		if d := int32(pkts[i].Timestamp - pkts[i-1].Timestamp); d < 0 {
 			t.Fatalf("packet %d: timestamp goes back by %d", i, -d)
 		}
 	}
 	// After the switch the viewer starts on the new publisher's keyframe.
-	next := frames[len(before)]
-	if !next.keyframe() || !next.complete {
-		t.Fatalf("first frame after the reconnect is not a complete keyframe")
+	if next := frames[framesBefore]; !next.keyframe() || !next.complete {
+		t.Fatalf("first frame after %s is not a complete keyframe", what)
 	}
-	for i, f := range frames[len(before):] {
-		if !f.complete {
-			t.Fatalf("frame %d after the reconnect is incomplete", i)
-		}
-	}
+	return frames
 }
 
 // After the grace period without a publisher, viewers' sessions end.

@@ -215,7 +215,7 @@ func TestScreenSuffixIsReserved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish := func(path, tok string) int { return g.tryPublish(t, path, tok, true) }
+	publish := func(path, tok string) int { return g.publishStatus(t, path, tok) }
 	if got := publish("roomA/alice-screen", old); got != 403 {
 		t.Fatalf("alice-screen identity publishing roomA/alice-screen: %d", got)
 	}

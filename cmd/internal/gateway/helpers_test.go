@@ -105,17 +105,12 @@ func (g *testGateway) metricsPage(t *testing.T) string {
 	return body
 }
 
-// tryPublish publishes the clip's tracks (video only without audio) to
-// path with token tok ("" for none) and returns the WHIP status (201 when
-// it worked, -1 when no answer came); a publisher that connected is closed
-// when the test ends.
-func (g *testGateway) tryPublish(t *testing.T, path, tok string, audio bool) int {
+// publishStatus publishes path with tryPublish and returns the WHIP status
+// (201 when it worked, -1 when no answer came); a publisher that connected
+// is closed when the test ends.
+func (g *testGateway) publishStatus(t *testing.T, path, tok string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	o := clientOpts(t)
-	o.Token = tok
-	p, err := rtcclient.Publish(ctx, g.base+"/whip/"+path, o, rtcclient.H264ConstrainedBaseline, audio)
+	p, err := tryPublish(t, g, path, tok)
 	if err == nil {
 		t.Cleanup(func() { _ = p.Close(context.Background()) })
 	}

@@ -23,10 +23,7 @@ import (
 func TestSilentPublisherTakenOver(t *testing.T) {
 	g := startGateway(t, nil)
 	c := loadClip(t)
-	first := g.publish(t, "room1/take")
-	v := g.view(t, "room1/take")
-	st, _ := g.Hub().Get("room1/take")
-	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Stats().Readers == 1 })
+	first, v, _ := publishWatched(t, g, "room1/take")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -54,26 +51,7 @@ func TestSilentPublisherTakenOver(t *testing.T) {
 			s == webrtc.PeerConnectionStateDisconnected)
 	})
 	t.Logf("taken over %v after the first publisher's last packet", took.Round(time.Millisecond))
-	frames, _, pkts := v.snapshot()
-	if v.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
-		t.Fatalf("viewer connection is %s after the takeover", v.PC.ConnectionState())
-	}
-	ssrc := pkts[0].SSRC
-	for i := 1; i < len(pkts); i++ {
-		if pkts[i].SSRC != ssrc {
-			t.Fatalf("packet %d: SSRC changed from %d to %d", i, ssrc, pkts[i].SSRC)
-		}
-		if pkts[i].SequenceNumber != pkts[i-1].SequenceNumber+1 {
-			t.Fatalf("packet %d: sequence jumps from %d to %d (switch at packet %d)",
-				i, pkts[i-1].SequenceNumber, pkts[i].SequenceNumber, len(pktsBefore))
-		}
-		if d := int32(pkts[i].Timestamp - pkts[i-1].Timestamp); d < 0 {
-			t.Fatalf("packet %d: timestamp goes back by %d", i, -d)
-		}
-	}
-	if next := frames[len(before)]; !next.keyframe() || !next.complete {
-		t.Fatal("first frame after the takeover is not a complete keyframe")
-	}
+	checkPublisherSwitch(t, v, len(before), len(pktsBefore), "the takeover")
 }
 
 // With tokens, takeover is by the same identity only, and never of a
