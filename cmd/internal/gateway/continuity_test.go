@@ -45,8 +45,8 @@ func publishWatched(t *testing.T, g *testGateway, path string) (*rtcclient.Publi
 	t.Helper()
 	pub := g.publish(t, path)
 	v := g.view(t, path)
+	waitReaders(t, g, path, 1)
 	st, _ := g.Hub().Get(path)
-	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Stats().Readers == 1 })
 	return pub, v, st
 }
 

@@ -155,15 +155,9 @@ func lossRun(t *testing.T, path string, imp impairment, seed uint64) (lossReport
 	link := newImpairedLink(t, faultSeed(t, seed))
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	pub, err := link.publish(ctx, g, path)
-	if err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	t.Cleanup(func() { _ = pub.Close(context.Background()) })
-	waitConnected(t, pub.PC)
+	pub := link.mustPublish(t, ctx, g, path)
 	v := g.faultView(t, path, 0)
-	st, _ := g.Hub().Get(path)
-	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Stats().Readers == 1 })
+	waitReaders(t, g, path, 1)
 
 	slot := &publisherSlot{}
 	slot.p.Store(pub)
@@ -198,6 +192,7 @@ func lossRun(t *testing.T, path string, imp impairment, seed uint64) (lossReport
 	v.mu.Unlock()
 	t.Logf("publisher link: %s; NACKed sequence numbers at the publisher: %d; viewer got %d audio packets of about %d sent (Opus is not retransmitted, as with browsers)",
 		link.impairedConn, link.nacked.Load(), audio, frames*50/30)
+	st, _ := g.Hub().Get(path)
 	for _, ts := range st.Stats().Tracks {
 		t.Logf("gateway %s: %d packets in, %d retransmitted to viewers, %d dropped", ts.Codec.MimeType, ts.PacketsIn, ts.Retransmitted, ts.Dropped)
 	}

@@ -44,17 +44,11 @@ func cutRun(t *testing.T, path string, client func(ctx context.Context, g *testG
 	link := newImpairedLink(t, faultSeed(t, 3))
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	pub, err := link.publish(ctx, g, path)
-	if err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	t.Cleanup(func() { _ = pub.Close(context.Background()) })
-	waitConnected(t, pub.PC)
+	pub := link.mustPublish(t, ctx, g, path)
 	// The player model: a gap not filled within 400 ms costs a keyframe
 	// request, as a browser would send one.
 	v := g.faultView(t, path, 400*time.Millisecond)
-	st, _ := g.Hub().Get(path)
-	waitFor(t, 5*time.Second, "viewer attached", func() bool { return st.Stats().Readers == 1 })
+	waitReaders(t, g, path, 1)
 
 	slot := &publisherSlot{}
 	slot.p.Store(pub)

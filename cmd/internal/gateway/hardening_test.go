@@ -99,15 +99,7 @@ func TestRTMPIdleConnectionsCannotLockOthersOut(t *testing.T) {
 		t.Fatalf("publisher from another address after 260 idle connections: %v", err)
 	}
 	// Most of the idle connections were closed at once.
-	open := 0
-	for _, ic := range idle {
-		_ = ic.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		if _, err := ic.Read(make([]byte, 1)); err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				open++
-			}
-		}
-	}
+	open := stillOpen(idle)
 	if open > 8 {
 		t.Fatalf("%d idle connections from one address kept open, want at most 8", open)
 	}
@@ -270,15 +262,7 @@ func TestRTSPIdleConnectionsCapped(t *testing.T) {
 	addr := g.RTSPAddr().String()
 	idle := idleConns(t, addr, 60)
 	time.Sleep(200 * time.Millisecond)
-	open := 0
-	for _, ic := range idle {
-		_ = ic.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		if _, err := ic.Read(make([]byte, 1)); err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				open++
-			}
-		}
-	}
+	open := stillOpen(idle)
 	if open > 16 {
 		t.Fatalf("%d idle RTSP connections from one address kept open, want at most 16", open)
 	}

@@ -23,6 +23,16 @@ func (v *viewer) waitFrames(t *testing.T, timeout time.Duration, n int, what str
 	})
 }
 
+// waitReaders waits until path on g has n readers (viewers attached).
+func waitReaders(t *testing.T, g *testGateway, path string, n int64) {
+	t.Helper()
+	st, ok := g.Hub().Get(path)
+	if !ok {
+		t.Fatalf("%s is not published", path)
+	}
+	waitFor(t, 5*time.Second, "viewers attached", func() bool { return st.Stats().Readers == n })
+}
+
 // waitStreamLive waits until path has a live publisher on g.
 func (g *testGateway) waitStreamLive(t *testing.T, timeout time.Duration, path string) {
 	t.Helper()
@@ -115,6 +125,21 @@ func (g *testGateway) publishStatus(t *testing.T, path, tok string) int {
 		t.Cleanup(func() { _ = p.Close(context.Background()) })
 	}
 	return statusOf(err)
+}
+
+// stillOpen counts the connections the server has not closed: a read
+// that times out (20 ms) rather than ending.
+func stillOpen(conns []net.Conn) int {
+	open := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				open++
+			}
+		}
+	}
+	return open
 }
 
 // idleConns opens up to n TCP connections to addr that send nothing; they

@@ -299,6 +299,19 @@ func (l *impairedLink) publish(ctx context.Context, g *testGateway, path string)
 	return rtcclient.Publish(ctx, g.base+"/whip/"+path, l.opts(), rtcclient.H264ConstrainedBaseline, true)
 }
 
+// mustPublish publishes path over the link and waits until it is
+// connected; the publisher is closed when the test ends.
+func (l *impairedLink) mustPublish(t *testing.T, ctx context.Context, g *testGateway, path string) *rtcclient.Publisher {
+	t.Helper()
+	pub, err := l.publish(ctx, g, path)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	t.Cleanup(func() { _ = pub.Close(context.Background()) })
+	waitConnected(t, pub.PC)
+	return pub
+}
+
 func (c *impairedConn) String() string {
 	return fmt.Sprintf("%d datagrams sent, %d dropped outgoing, %d dropped incoming, %d delayed, %d over the queue limit",
 		c.sent.Load(), c.droppedOut.Load(), c.droppedIn.Load(), c.delayed.Load(), c.overflow.Load())

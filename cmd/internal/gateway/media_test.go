@@ -17,8 +17,7 @@ func TestViewersReceiveEveryAccessUnit(t *testing.T) {
 	for range viewers {
 		vs = append(vs, g.view(t, "room1/cam"))
 	}
-	st, _ := g.Hub().Get("room1/cam")
-	waitFor(t, 5*time.Second, "viewers attached", func() bool { return st.Stats().Readers == viewers })
+	waitReaders(t, g, "room1/cam", viewers)
 
 	const frames = 90 // 3 s, one and a half GOPs
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -99,8 +98,7 @@ func TestStalledViewerDoesNotDelayOthers(t *testing.T) {
 	pub := g.publish(t, "room1/stall")
 	slow := g.view(t, "room1/stall")
 	fast := g.view(t, "room1/stall")
-	st, _ := g.Hub().Get("room1/stall")
-	waitFor(t, 5*time.Second, "viewers attached", func() bool { return st.Stats().Readers == 2 })
+	waitReaders(t, g, "room1/stall", 2)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
