@@ -13,6 +13,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay/codec"
 )
 
@@ -22,16 +23,10 @@ import (
 func TestAVSync(t *testing.T) {
 	needFFmpeg(t)
 	dir := t.TempDir()
-	run := func(args ...string) {
-		out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-loglevel", "error", "-y"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
-		}
-	}
-	run("-f", "lavfi", "-i", "color=c=red:s=640x360:r=30:d=3[r];color=c=blue:s=640x360:r=30:d=3[b];[r][b]concat=n=2:v=1:a=0",
+	testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i", "color=c=red:s=640x360:r=30:d=3[r];color=c=blue:s=640x360:r=30:d=3[b];[r][b]concat=n=2:v=1:a=0",
 		"-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "baseline", "-g", "30", "-pix_fmt", "yuv420p",
 		"-f", "h264", filepath.Join(dir, "clip.h264"))
-	run("-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo:d=3[s];sine=f=1000:r=48000:d=3,aformat=channel_layouts=stereo[t];[s][t]concat=n=2:v=0:a=1",
+	testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo:d=3[s];sine=f=1000:r=48000:d=3,aformat=channel_layouts=stereo[t];[s][t]concat=n=2:v=0:a=1",
 		"-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", "-page_duration", "20000", "-f", "ogg", filepath.Join(dir, "clip.ogg"))
 	m, hub, _ := newManager(t, Params{})
 	// The encoder's output with its own timestamps: both tracks are on

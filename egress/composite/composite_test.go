@@ -81,15 +81,9 @@ func needFFmpeg(t *testing.T) { t.Helper(); testenv.Need(t, "ffmpeg") }
 func makeClip(t *testing.T, color string, hz int) string {
 	t.Helper()
 	dir := t.TempDir()
-	run := func(args ...string) {
-		out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-loglevel", "error", "-y"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
-		}
-	}
-	run("-f", "lavfi", "-i", "color=c="+color+":s=640x360:r=30", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast",
+	testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i", "color=c="+color+":s=640x360:r=30", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast",
 		"-profile:v", "baseline", "-g", "30", "-pix_fmt", "yuv420p", "-f", "h264", filepath.Join(dir, "clip.h264"))
-	run("-f", "lavfi", "-i", fmt.Sprintf("sine=f=%d:r=48000", hz), "-t", "4", "-ac", "2", "-c:a", "libopus", "-b:a", "64k",
+	testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i", fmt.Sprintf("sine=f=%d:r=48000", hz), "-t", "4", "-ac", "2", "-c:a", "libopus", "-b:a", "64k",
 		"-frame_duration", "20", "-page_duration", "20000", "-f", "ogg", filepath.Join(dir, "clip.ogg"))
 	return dir
 }

@@ -3,12 +3,13 @@ package composite
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/internal/testenv"
 )
 
 // cpuTicks is utime+stime of pid in clock ticks (1/100 s).
@@ -73,19 +74,12 @@ func TestCompositeCPU(t *testing.T) {
 		if noisy {
 			src += ",noise=alls=12:allf=t"
 		}
-		out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-			"-f", "lavfi", "-i", src, "-t", "10",
+		testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i", src, "-t", "10",
 			"-c:v", "libx264", "-preset", "veryfast", "-profile:v", "baseline", "-b:v", "2500k", "-g", "60",
-			"-pix_fmt", "yuv420p", "-f", "h264", filepath.Join(dir, "clip.h264")).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v %s", err, out)
-		}
-		out, err = exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+			"-pix_fmt", "yuv420p", "-f", "h264", filepath.Join(dir, "clip.h264"))
+		testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i",
 			fmt.Sprintf("sine=f=%d:r=48000", hz), "-t", "10", "-ac", "2", "-c:a", "libopus", "-b:a", "64k",
-			"-frame_duration", "20", "-page_duration", "20000", "-f", "ogg", filepath.Join(dir, "clip.ogg")).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v %s", err, out)
-		}
+			"-frame_duration", "20", "-page_duration", "20000", "-f", "ogg", filepath.Join(dir, "clip.ogg"))
 		publishClip(t, hub, fmt.Sprintf("cpu/host%d", i), dir)
 	}
 	if _, _, err := m.Start("cpu", Options{Width: w, Height: h, FPS: fps}); err != nil {

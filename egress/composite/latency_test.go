@@ -10,6 +10,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
+	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/codec"
 	"github.com/livegate/livegate/relay/frames"
@@ -24,13 +25,10 @@ import (
 func TestCompositeLatency(t *testing.T) {
 	needFFmpeg(t)
 	dir := t.TempDir()
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+	testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i",
 		"color=c=red:s=640x360:r=30:d=3[r];color=c=blue:s=640x360:r=30:d=3[b];[r][b]concat=n=2:v=1:a=0",
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline", "-g", "30",
-		"-pix_fmt", "yuv420p", "-f", "h264", filepath.Join(dir, "clip.h264")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
+		"-pix_fmt", "yuv420p", "-f", "h264", filepath.Join(dir, "clip.h264"))
 	clipAUs, err := loadAUs(filepath.Join(dir, "clip.h264"))
 	if err != nil {
 		t.Fatal(err)

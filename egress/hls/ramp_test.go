@@ -27,20 +27,14 @@ import (
 // host's.
 func rampClip(t *testing.T) *framestest.Clip {
 	t.Helper()
-	ffmpeg := testenv.Need(t, "ffmpeg")
 	c, err := framestest.Load("../../testdata")
 	if err != nil {
 		t.Fatal(err)
 	}
 	small := filepath.Join(t.TempDir(), "small.h264")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
-		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-frames:v", "60", "-c:v", "libx264",
+	testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-frames:v", "60", "-c:v", "libx264",
 		"-profile:v", "baseline", "-pix_fmt", "yuv420p", "-g", "60", "-bf", "0",
-		"-x264-params", "repeat-headers=1", "-f", "h264", small).CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
+		"-x264-params", "repeat-headers=1", "-f", "h264", small)
 	samples, err := clip.LoadH264(small)
 	if err != nil || len(samples) != 60 {
 		t.Fatalf("small clip: %d frames, %v", len(samples), err)

@@ -27,7 +27,6 @@ import (
 // changes (and a third where the loop wraps). Audio is the shipped clip's.
 func rampClip(t *testing.T) *framestest.Clip {
 	t.Helper()
-	ffmpeg := testenv.Need(t, "ffmpeg")
 	dir := t.TempDir()
 	var all []byte
 	for i, part := range []struct {
@@ -35,13 +34,9 @@ func rampClip(t *testing.T) *framestest.Clip {
 		secs int
 	}{{"320x180", 1}, {"640x360", 2}, {"1280x720", 3}} {
 		out := filepath.Join(dir, fmt.Sprintf("part%d.h264", i))
-		cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-			"-f", "lavfi", "-i", "testsrc2=size="+part.size+":rate=30", "-frames:v", strconv.Itoa(30*part.secs),
+		testenv.MakeWithFFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size="+part.size+":rate=30", "-frames:v", strconv.Itoa(30*part.secs),
 			"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline",
 			"-pix_fmt", "yuv420p", "-g", "30", "-bf", "0", "-x264-params", "repeat-headers=1", "-f", "h264", out)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("encoding %s: %v\n%s", part.size, err, b)
-		}
 		b, err := os.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)

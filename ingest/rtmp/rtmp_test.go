@@ -77,7 +77,7 @@ func TestRTMPRefused(t *testing.T) {
 		return nil
 	}})
 	base := "rtmp://" + s.Addr().String()
-	run := func(args ...string) (string, error) { return ingesttest.RunFFmpeg(t, 20*time.Second, args...) }
+	run := func(args ...string) (string, error) { return testenv.RunFFmpeg(t, 20*time.Second, args...) }
 	publish := func(u string) (string, error) {
 		return run(append(ingesttest.TestPattern(2), "-f", "flv", base+u)...)
 	}

@@ -60,7 +60,7 @@ func TestRTSPRefused(t *testing.T) {
 		}
 		return nil
 	}})
-	out, err := ingesttest.RunFFmpeg(t, time.Minute, append(ingesttest.TestPattern(2), "-f", "rtsp", "-rtsp_transport", "tcp",
+	out, err := testenv.RunFFmpeg(t, time.Minute, append(ingesttest.TestPattern(2), "-f", "rtsp", "-rtsp_transport", "tcp",
 		fmt.Sprintf("rtsp://%s/room/cam?token=bad", s.Addr()))...)
 	if err == nil || len(env.Hub.Streams()) != 0 {
 		t.Fatalf("publish with a bad token: err %v, streams %d\n%s", err, len(env.Hub.Streams()), out)

@@ -287,17 +287,6 @@ func FFmpeg(t testing.TB, args ...string) (stop func() error) {
 	return stop
 }
 
-// RunFFmpeg runs ffmpeg with args to its end (at most timeout) and returns
-// what it printed.
-func RunFFmpeg(t testing.TB, timeout time.Duration, args ...string) (string, error) {
-	t.Helper()
-	bin := testenv.Need(t, "ffmpeg")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
 // TestPattern is ffmpeg's input arguments for a real-time test pattern
 // (640x360, 30 fps) with a 1 kHz tone for secs seconds, encoded as H.264
 // baseline + AAC (the recipes' ff_publish_*.sh).
