@@ -39,7 +39,7 @@ func TestRTMPToWHEP(t *testing.T) {
 		return nil
 	}})
 	url := fmt.Sprintf("rtmp://%s/room/cam?token=abc", s.Addr())
-	stop := ingesttest.FFmpeg(t, append(ingesttest.TestPattern(20), "-f", "flv", "-flvflags", "no_duration_filesize", url)...)
+	stop := testenv.StartFFmpeg(t, append(testenv.TestPattern(20), "-f", "flv", "-flvflags", "no_duration_filesize", url)...)
 	defer stop()
 	env.ExpectTestPattern(t, "room/cam")
 	if gotToken != "abc" {
@@ -53,7 +53,7 @@ func TestRTMPVideoOnlyWithoutFFmpeg(t *testing.T) {
 	testenv.Need(t, "ffmpeg")
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtmp.Params{FFmpeg: "-"})
-	stop := ingesttest.FFmpeg(t, append(ingesttest.TestPattern(10), "-f", "flv", fmt.Sprintf("rtmp://%s/room/cam", s.Addr()))...)
+	stop := testenv.StartFFmpeg(t, append(testenv.TestPattern(10), "-f", "flv", fmt.Sprintf("rtmp://%s/room/cam", s.Addr()))...)
 	defer stop()
 	st := env.WaitLive(t, "room/cam", 15*time.Second)
 	if n := len(st.Tracks()); n != 1 {
@@ -79,7 +79,7 @@ func TestRTMPRefused(t *testing.T) {
 	base := "rtmp://" + s.Addr().String()
 	run := func(args ...string) (string, error) { return testenv.RunFFmpeg(t, 20*time.Second, args...) }
 	publish := func(u string) (string, error) {
-		return run(append(ingesttest.TestPattern(2), "-f", "flv", base+u)...)
+		return run(append(testenv.TestPattern(2), "-f", "flv", base+u)...)
 	}
 	for _, c := range []struct{ url, reason string }{
 		{"/room/cam?token=bad", "Server error: token not accepted"},
@@ -111,7 +111,7 @@ func TestRTMPRefused(t *testing.T) {
 	}
 
 	// A second publisher for a live path is told it is taken.
-	stop := ingesttest.FFmpeg(t, append(ingesttest.TestPattern(20), "-f", "flv", base+"/room/busy?token=good")...)
+	stop := testenv.StartFFmpeg(t, append(testenv.TestPattern(20), "-f", "flv", base+"/room/busy?token=good")...)
 	defer stop()
 	env.WaitLive(t, "room/busy", 15*time.Second)
 	out, err := publish("/room/busy?token=good")

@@ -35,7 +35,7 @@ func TestRTSPPublishToWHEPAndRead(t *testing.T) {
 	env := ingesttest.NewEnv(t)
 	s := start(t, env, rtsp.Params{})
 	base := fmt.Sprintf("rtsp://%s/room/cam", s.Addr())
-	stop := ingesttest.FFmpeg(t, append(ingesttest.TestPattern(20), "-f", "rtsp", "-rtsp_transport", "tcp", base)...)
+	stop := testenv.StartFFmpeg(t, append(testenv.TestPattern(20), "-f", "rtsp", "-rtsp_transport", "tcp", base)...)
 	defer stop()
 	env.ExpectTestPattern(t, "room/cam")
 
@@ -60,7 +60,7 @@ func TestRTSPRefused(t *testing.T) {
 		}
 		return nil
 	}})
-	out, err := testenv.RunFFmpeg(t, time.Minute, append(ingesttest.TestPattern(2), "-f", "rtsp", "-rtsp_transport", "tcp",
+	out, err := testenv.RunFFmpeg(t, time.Minute, append(testenv.TestPattern(2), "-f", "rtsp", "-rtsp_transport", "tcp",
 		fmt.Sprintf("rtsp://%s/room/cam?token=bad", s.Addr()))...)
 	if err == nil || len(env.Hub.Streams()) != 0 {
 		t.Fatalf("publish with a bad token: err %v, streams %d\n%s", err, len(env.Hub.Streams()), out)

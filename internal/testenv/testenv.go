@@ -11,14 +11,12 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // EnvE2E names the variable that turns a missing program into a failure.
@@ -84,29 +82,4 @@ func Logger(level slog.Level) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
-
-// ffmpegQuiet starts every ffmpeg a test runs: no banner, errors only, no
-// reading of the terminal (a test has none).
-var ffmpegQuiet = []string{"-hide_banner", "-loglevel", "error", "-nostdin"}
-
-// RunFFmpeg runs ffmpeg with args until it exits, at most timeout, and
-// returns what it printed.
-func RunFFmpeg(t testing.TB, timeout time.Duration, args ...string) (string, error) {
-	t.Helper()
-	bin := Need(t, "ffmpeg")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append(append([]string(nil), ffmpegQuiet...), args...)...).CombinedOutput()
-	return string(out), err
-}
-
-// MakeWithFFmpeg runs ffmpeg with args to write a file a test needs
-// (overwriting it), failing the test when ffmpeg fails or takes more than
-// two minutes.
-func MakeWithFFmpeg(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := RunFFmpeg(t, 2*time.Minute, append([]string{"-y"}, args...)...); err != nil {
-		t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
-	}
 }
