@@ -49,6 +49,7 @@ type probeSend struct {
 	started     bool
 	ended       bool
 	endAt       time.Time
+	startAt     int64 // ns since cc.base
 	rtxSeq      uint16
 }
 
@@ -66,10 +67,12 @@ type probeSnap struct {
 	started     bool
 	ended       bool
 	endAt       time.Time
+	startAt     int64
 }
 
 func (p *probeSend) snapshot() probeSnap {
-	return probeSnap{id: p.id, first: p.first, last: p.last, started: p.started, ended: p.ended, endAt: p.endAt}
+	return probeSnap{id: p.id, first: p.first, last: p.last, started: p.started, ended: p.ended, endAt: p.endAt,
+		startAt: p.startAt}
 }
 
 // covers reports whether transport sequence number seq was sent during the
@@ -94,8 +97,13 @@ type probeEval struct {
 	recvBytes           int
 	firstRecvSize       int
 	firstArr, lastArr   int64
-	earlyAt, lateAt     int64 // send times of the earliest and latest sent received packet
-	earlyOWD, lateOWD   int64
+	// The lowest one-way delay of the packets sent in the cluster's first
+	// and last third: a queue that builds shows as their difference, and
+	// the lowest of several ignores jitter (Wi-Fi's bursts) that a single
+	// packet's would not.
+	earlyOWD, lateOWD int64
+	haveEarly         bool
+	haveLate          bool
 }
 
 // take adds the cluster's packets of one feedback message and reports the
@@ -134,11 +142,16 @@ func (e *probeEval) take(res []fbResult, pr probeSnap, now time.Time) (Estimate,
 		e.lastArr = max(e.lastArr, r.arrival)
 		e.recvBytes += r.size
 		owd := r.arrival*1000 - r.at
-		if e.earlyOWD == 0 && e.lateOWD == 0 || r.at < e.earlyAt {
-			e.earlyAt, e.earlyOWD = r.at, owd
-		}
-		if r.at >= e.lateAt {
-			e.lateAt, e.lateOWD = r.at, owd
+		third := int64(probeDuration) / 3
+		switch {
+		case r.at < pr.startAt+third:
+			if !e.haveEarly || owd < e.earlyOWD {
+				e.earlyOWD, e.haveEarly = owd, true
+			}
+		case r.at >= pr.startAt+2*third:
+			if !e.haveLate || owd < e.lateOWD {
+				e.lateOWD, e.haveLate = owd, true
+			}
 		}
 	}
 	if !pr.ended || !pr.started {
@@ -164,7 +177,10 @@ func (e *probeEval) outcome() Estimate {
 	if span := e.lastArr - e.firstArr; span > 0 {
 		est.Bitrate = float64(e.recvBytes-e.firstRecvSize) * 8e6 / float64(span)
 	}
-	growth := time.Duration(e.lateOWD - e.earlyOWD)
+	var growth time.Duration
+	if e.haveEarly && e.haveLate {
+		growth = time.Duration(e.lateOWD - e.earlyOWD)
+	}
 	if loss <= probeMaxLoss && est.Bitrate >= probeMinRatio*est.ProbeRate && growth <= probeMaxGrowth {
 		est.Probe = ProbeCarried
 		est.Bitrate = max(est.Bitrate, est.ProbeRate)
@@ -217,6 +233,7 @@ func (p *Peer) Probe(rate float64, ssrc uint32, pt uint8) bool {
 	}
 	id := c.probe.id
 	c.probe.busy, c.probe.started, c.probe.ended = true, false, false
+	c.probe.startAt = int64(time.Since(c.base))
 	if id == 1 {
 		var b [2]byte
 		_, _ = rand.Read(b[:])

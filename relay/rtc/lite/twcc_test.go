@@ -190,10 +190,11 @@ func TestTWCCWindows(t *testing.T) {
 	}
 }
 
-// A probe cluster: padding at 2 Mbit/s (60 ms of it) with media in between,
-// judged when the whole cluster is reported.
+// A probe cluster: padding at 2 Mbit/s for probeDuration with media in
+// between, judged when the whole cluster is reported.
 func TestProbeOutcome(t *testing.T) {
 	const pad = 275 // bytes on the wire
+	probeMs := float64(probeDuration.Milliseconds())
 	for _, tc := range []struct {
 		name string
 		// arrival (ms after it was sent) of the cluster's packet i of n; < 0 lost
@@ -203,10 +204,16 @@ func TestProbeOutcome(t *testing.T) {
 	}{
 		{name: "the link carries it", arrive: func(i, n int) float64 { return 30 }, want: ProbeCarried},
 		{name: "jitter, no queue", arrive: func(i, n int) float64 { return 30 + float64(i%4) }, want: ProbeCarried},
+		{name: "Wi-Fi: every fifth packet 30 ms late", arrive: func(i, n int) float64 {
+			if i%5 == 0 {
+				return 60
+			}
+			return 30
+		}, want: ProbeCarried},
 		{name: "400 kbit/s bottleneck: the queue grows", arrive: func(i, n int) float64 {
 			// Delivered at 400 kbit/s: packet i leaves the bottleneck at
-			// i*pad*8/400k s, while it was sent at i*60/n ms.
-			return 30 + float64(i)*pad*8/400 - float64(i)*60/float64(n)
+			// i*pad*8/400k s, while it was sent at i*150/n ms.
+			return 30 + float64(i)*pad*8/400 - float64(i)*probeMs/float64(n)
 		}, want: ProbeFailed},
 		{name: "the queue overflows", arrive: func(i, n int) float64 {
 			if i > n/2 && i%3 == 0 {
@@ -220,11 +227,11 @@ func TestProbeOutcome(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSim(t)
 			s.c.probe.id = 1
-			const n = 54 // 2 Mbit/s of 275-byte packets for 60 ms
+			n := int(2e6 * probeDuration.Seconds() / 8 / pad) // 2 Mbit/s of 275-byte packets
 			base := s.c.next
 			var arr []float64
 			for i := 0; i < n; i++ {
-				sent := float64(i) * 60 / n
+				sent := float64(i) * probeMs / float64(n)
 				s.send(sent, pad, 1)
 				a := tc.arrive(i, n)
 				if a >= 0 {
