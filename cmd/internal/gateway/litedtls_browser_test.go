@@ -37,9 +37,12 @@ func TestBrowserViewerDTLSCloseAfterRelease(t *testing.T) {
 	const path = "dtls/cam"
 	publishClip(t, g, path)
 	vctx, _ := g.startChromeViewer(t, b, path)
-	waitChromeViewer(t, vctx, "frames in Chromium", func(s chromeViewerStats) bool {
-		return s.Conn == "connected" && s.FramesDecoded > 0
-	})
+	leaving, _ := g.startChromeViewer(t, b, path)
+	for _, c := range []context.Context{vctx, leaving} {
+		waitChromeViewer(t, c, "frames in Chromium", func(s chromeViewerStats) bool {
+			return s.Conn == "connected" && s.FramesDecoded > 0
+		})
+	}
 	// The viewer's receiver reports let the transport release the DTLS
 	// connection within a second or two.
 	deadline := time.Now().Add(10 * time.Second)
@@ -49,6 +52,23 @@ func TestBrowserViewerDTLSCloseAfterRelease(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The other viewer's pc.close() (its close_notify, opened with the
+	// kept keys) ends its session at once, not when consent expires.
+	st, ok := g.Hub().Get(path)
+	if !ok || st.Viewers() != 2 {
+		t.Fatalf("stream viewers before pc.close(): want 2")
+	}
+	if _, err := evalAsync[bool](leaving, `(() => { window.viewer.pc.close(); return true; })()`); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	for st.Viewers() != 1 {
+		if time.Since(closed) > 2*time.Second {
+			t.Fatalf("%d stream viewers 2 s after a viewer's pc.close(), want 1", st.Viewers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("a viewer's pc.close() ended its session in %v", time.Since(closed).Round(time.Millisecond))
 	if st, err := evalAsync[string](vctx, dtlsStateJS); err != nil || st != "connected" {
 		t.Fatalf("DTLS transport %q before the shutdown (%v), want connected", st, err)
 	}
