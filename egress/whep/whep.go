@@ -124,10 +124,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		plans[i].layer, plans[i].start, plans[i].remember = layer, start, remember
 	}
 	log := s.p.Logger.With("stream", path, "peer", peer)
-	for _, r := range rejected {
-		s.rejects.Add(r)
-		log.Warn("viewer media section refused", "mid", r.Mid, "kind", r.Kind, "reason", r.Reason, "detail", r.Detail)
-	}
+	s.rejects.Refused(log, "viewer", rejected)
 	if len(plans) == 0 {
 		var have []string
 		for _, t := range st.Tracks() {
@@ -414,14 +411,8 @@ func (s *sink) WriteSenderReport(ntp uint64, rtpTime uint32, packets, octets uin
 	}})
 }
 
-// logID names a session in logs by a prefix of its ID: the whole ID is
-// the only secret needed to end or change the session.
-func logID(id string) string {
-	if len(id) <= 6 {
-		return "…"
-	}
-	return id[:6] + "…"
-}
+// logID is rtc.LogID under the name lite.go calls it by.
+var logID = rtc.LogID
 
 // awaitConnect waits until the viewer's transport is connected. It ends
 // the session and reports false when the viewer does not connect within

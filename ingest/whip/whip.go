@@ -126,10 +126,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		plan.Keep[m.Mid] = c.PayloadType
 	}
 	log := s.p.Logger.With("stream", path, "peer", peer)
-	for _, r := range rejected {
-		s.rejects.Add(r)
-		log.Warn("publisher media section refused", "mid", r.Mid, "kind", r.Kind, "reason", r.Reason, "detail", r.Detail)
-	}
+	s.rejects.Refused(log, "publisher", rejected)
 	if len(chosen) == 0 {
 		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: rtc.SupportedNames(), Sections: rejected}
 	}
@@ -196,7 +193,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		_ = pc.Close()
 		return nil, err
 	}
-	log = log.With("session", logID(sess.ID))
+	log = log.With("session", rtc.LogID(sess.ID))
 	log.Info("publisher connected", "codecs", codecNames(infos), "refused_sections", len(rejected))
 	s.run(sess, pub, index, sim, log)
 	return sess, nil
@@ -315,13 +312,4 @@ func codecNames(infos []relay.TrackInfo) string {
 		names[i] = in.Codec.MimeType
 	}
 	return strings.Join(names, ",")
-}
-
-// logID names a session in logs by a prefix of its ID: the whole ID is
-// the only secret needed to end or change the session.
-func logID(id string) string {
-	if len(id) <= 6 {
-		return "…"
-	}
-	return id[:6] + "…"
 }

@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,6 +221,15 @@ func (c *RejectCounter) Add(r Rejection) {
 		c.n = map[[2]string]uint64{}
 	}
 	c.n[[2]string{kind, r.Reason}]++
+}
+
+// Refused counts rs and logs each as refused to who ("viewer",
+// "publisher"): an answer's refused sections are never silent.
+func (c *RejectCounter) Refused(log *slog.Logger, who string, rs []Rejection) {
+	for _, r := range rs {
+		c.Add(r)
+		log.Warn(who+" media section refused", "mid", r.Mid, "kind", r.Kind, "reason", r.Reason, "detail", r.Detail)
+	}
 }
 
 // Each calls f for every kind and reason counted so far.
