@@ -60,16 +60,31 @@ func (p *Peer) release() {
 	if p.closed || hs == nil || !p.connected.Load() {
 		return
 	}
+	if st, ok := hs.conn.ConnectionState(); !ok || !suiteSupported(st.CipherSuiteID) {
+		return // not a suite dtlsRecords handles: keep the Conn
+	}
+	p.hs.Store(nil)  // before the close: dtlsClosed ignores a released Conn
 	hs.vconn.close() // from here on the Conn sends nothing
-	p.hs.Store(nil)
-	rec, err := snapshotDTLS(hs.conn, true)
+	rec, err := snapshotDTLS(hs.conn)
 	if err != nil {
-		// Keep the handshake's snapshot: alerts still end the peer, but
-		// it will end without a close_notify.
+		// The peer still works, but ends without a close_notify and
+		// ignores the viewer's.
 		p.t.p.Logger.Warn("lite: dtls state after the handshake", "err", err)
 		return
 	}
 	p.rec.Store(rec)
+}
+
+// dtlsClosed is the peer's DTLS server closing its packet conn while the
+// peer holds it: after the handshake that is the viewer's close_notify or
+// fatal alert (a failed handshake is reported by handshake). It runs on
+// the server's goroutine, which the peer's Close waits for: hence the
+// goroutine.
+func (p *Peer) dtlsClosed(hs *dtlsServer) {
+	if p.hs.Load() != hs || !p.connected.Load() {
+		return
+	}
+	go p.end("dtls closed by the viewer")
 }
 
 // sendCloseNotify tells the viewer the association is over, with the
@@ -99,6 +114,7 @@ type peerConn struct {
 	// more leaves through this conn (see dtlsrecord.go on nonces).
 	wmu      sync.RWMutex
 	isClosed bool
+	onClose  func() // set before the DTLS server starts
 }
 
 func newPeerConn(p *Peer) *peerConn {
@@ -173,7 +189,16 @@ func (c *peerConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return len(b), c.p.sendTo(r, b)
 }
 
-func (c *peerConn) Close() error                  { c.close(); return nil }
+// Close is the DTLS server closing its packet conn: when it has read the
+// viewer's close_notify or a fatal alert, on an error, or when the peer
+// closes it.
+func (c *peerConn) Close() error {
+	c.close()
+	if c.onClose != nil {
+		c.onClose()
+	}
+	return nil
+}
 func (c *peerConn) LocalAddr() net.Addr           { return c.p.t.conn.LocalAddr() }
 func (c *peerConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 func (c *peerConn) SetWriteDeadline(time.Time) error {

@@ -54,12 +54,15 @@ type dtlsSnapshot struct {
 // dtlsRecords is what the peer keeps of a finished DTLS handshake.
 type dtlsRecords struct {
 	snap dtlsSnapshot
-	// canSend: the snapshot was taken after the Conn stopped sending, so
-	// snap.SequenceNumber is free to use.
+	// canSend: snap.SequenceNumber is still unused (the snapshot was taken
+	// after the Conn stopped sending, and no close_notify was sealed).
 	canSend bool
 }
 
-func snapshotDTLS(c *dtls.Conn, canSend bool) (*dtlsRecords, error) {
+// snapshotDTLS reads what dtlsRecords needs from c, which must have
+// stopped sending. It costs a gob decoding (about 18 KB of garbage): once
+// per viewer.
+func snapshotDTLS(c *dtls.Conn) (*dtlsRecords, error) {
 	st, ok := c.ConnectionState()
 	if !ok {
 		return nil, errors.New("no DTLS state")
@@ -68,7 +71,7 @@ func snapshotDTLS(c *dtls.Conn, canSend bool) (*dtlsRecords, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &dtlsRecords{canSend: canSend}
+	r := &dtlsRecords{canSend: true}
 	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&r.snap); err != nil {
 		return nil, fmt.Errorf("dtls state: %w", err)
 	}
@@ -79,6 +82,11 @@ func snapshotDTLS(c *dtls.Conn, canSend bool) (*dtlsRecords, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+func suiteSupported(id dtls.CipherSuiteID) bool {
+	_, _, err := suiteParams(id)
+	return err == nil
 }
 
 func suiteParams(id dtls.CipherSuiteID) (keyLen int, h func() hash.Hash, err error) {

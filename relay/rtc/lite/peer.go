@@ -147,6 +147,7 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 	}
 	hs := &dtlsServer{vconn: vconn, conn: dc}
 	peer.hs.Store(hs)
+	vconn.onClose = func() { peer.dtlsClosed(hs) }
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -217,9 +218,10 @@ func (p *Peer) expired(now int64) string {
 }
 
 // handshake runs the DTLS handshake and sets up SRTP. Nothing waits on
-// the DTLS connection afterwards: alerts from the viewer are recognised
-// where its datagrams arrive (onPacket), and the connection is released
-// once the viewer has shown it is done with the handshake (release).
+// the DTLS connection afterwards: until it is released (release), the
+// connection itself handles the viewer's alerts and closes its packet conn
+// on one (peerConn.Close); after, they are recognised where the viewer's
+// datagrams arrive (onPacket).
 func (p *Peer) handshake(hs *dtlsServer) {
 	ctx, cancel := context.WithTimeout(p.t.ctx, p.t.p.HandshakeTimeout)
 	err := hs.conn.HandshakeContext(ctx)
@@ -232,11 +234,6 @@ func (p *Peer) handshake(hs *dtlsServer) {
 		p.end("srtp: " + err.Error())
 		return
 	}
-	rec, err := snapshotDTLS(hs.conn, false)
-	if err != nil {
-		p.end(err.Error())
-		return
-	}
 	if testHookConnected != nil {
 		testHookConnected(p)
 	}
@@ -245,7 +242,6 @@ func (p *Peer) handshake(hs *dtlsServer) {
 		p.life.Unlock()
 		return
 	}
-	p.rec.Store(rec)
 	p.connectedAt.Store(time.Now().UnixNano())
 	p.connected.Store(true)
 	p.life.Unlock()
