@@ -5,11 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/livegate/livegate/internal/addrlimit"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/web/auth"
 )
@@ -36,34 +36,16 @@ const checkHold = 8 * time.Second
 const checksPerAddress = 8
 
 // checkSlots counts the test connections each address holds.
-type checkSlots struct {
-	mu sync.Mutex
-	n  map[string]int // only addresses holding a slot: bounded by the engine's slots
-}
+type checkSlots struct{ addrlimit.Counter }
 
 // take reserves a slot for ip; the returned func gives it back (once).
 func (c *checkSlots) take(ip string) (func(), error) {
-	key := limitKey(ip)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[key] >= checksPerAddress {
+	release, ok := c.Acquire(addrlimit.Key(ip), checksPerAddress)
+	if !ok {
 		return nil, newError(http.StatusTooManyRequests, "too_many_checks_from_address",
 			"this address already runs "+strconv.Itoa(checksPerAddress)+" connectivity tests; try again in a few seconds")
 	}
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[key]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.n[key]--; c.n[key] <= 0 {
-				delete(c.n, key)
-			}
-		})
-	}, nil
+	return release, nil
 }
 
 func (s *Server) registerCheck(t SelfTest) {

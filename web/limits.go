@@ -2,7 +2,6 @@ package web
 
 import (
 	"net/http"
-	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/livegate/livegate/internal/addrlimit"
 )
 
 // Limits are per-client protections, all explicit settings.
@@ -41,10 +42,10 @@ type Limits struct {
 // maps stay bounded by the active clients.
 type clientLimits struct {
 	Limits
+	sessions addrlimit.Counter
+	streams  addrlimit.Counter // room event streams by room and identity
 	mu       sync.Mutex
-	sessions map[string]int
 	buckets  map[string]*rate.Limiter // key: "p "+ip for publishes, "v "+ip for views
-	streams  map[string]int           // room event streams by room and identity
 	swept    time.Time
 }
 
@@ -60,7 +61,7 @@ func newClientLimits(l Limits) *clientLimits {
 	if l.CandidatesPerSession <= 0 {
 		l.CandidatesPerSession = DefaultLimits().CandidatesPerSession
 	}
-	return &clientLimits{Limits: l, sessions: map[string]int{}, buckets: map[string]*rate.Limiter{}, streams: map[string]int{}}
+	return &clientLimits{Limits: l, buckets: map[string]*rate.Limiter{}}
 }
 
 // clientIP is the address limits apply to and logs show: the TCP peer, or
@@ -69,28 +70,17 @@ func newClientLimits(l Limits) *clientLimits {
 // escape its limit.
 func clientIP(c echo.Context) string { return c.RealIP() }
 
-// limitKey is the address per-address limits count: an IPv6 address
-// by its /64, the smallest network a site gets, whose every address its
-// host can use at will (privacy addresses), so a per-address limit keyed
-// by the whole address would not limit anyone.
-func limitKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil || a.Unmap().Is4() {
-		return ip
-	}
-	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
-}
-
 // admit checks an offer from ip before any work is done and reserves one
 // of its session slots: counting only after the offer was answered let a
 // burst of concurrent offers past the limit. The returned func releases
 // the slot; call it once the session ends or the offer failed.
 func (l *clientLimits) admit(c echo.Context, ip string, publish bool) (func(), error) {
-	ip = limitKey(ip)
+	ip = addrlimit.Key(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked()
-	if l.SessionsPerIP > 0 && l.sessions[ip] >= l.SessionsPerIP {
+	release, ok := l.sessions.Acquire(ip, l.SessionsPerIP)
+	if !ok {
 		return nil, newError(http.StatusTooManyRequests, "too_many_sessions_from_address",
 			"this address already has "+strconv.Itoa(l.SessionsPerIP)+" sessions (setting max-sessions-per-ip)")
 	}
@@ -105,45 +95,24 @@ func (l *clientLimits) admit(c echo.Context, ip string, publish bool) (func(), e
 			l.buckets[key] = b
 		}
 		if !b.Allow() {
+			release()
 			c.Response().Header().Set("Retry-After", "10")
 			return nil, newError(http.StatusTooManyRequests, "rate_limited",
 				"too many offers from this address (setting "+setting+")")
 		}
 	}
-	l.sessions[ip]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if l.sessions[ip]--; l.sessions[ip] <= 0 {
-				delete(l.sessions, ip)
-			}
-		})
-	}, nil
+	return release, nil
 }
 
 // openStream counts a room event stream of who in room; the returned func
 // uncounts it.
 func (l *clientLimits) openStream(room, who string) (func(), error) {
-	key := room + "\x00" + who
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.EventStreamsPerIdentity > 0 && l.streams[key] >= l.EventStreamsPerIdentity {
+	release, ok := l.streams.Acquire(room+"\x00"+who, l.EventStreamsPerIdentity)
+	if !ok {
 		return nil, newError(http.StatusTooManyRequests, "too_many_event_streams",
 			"this identity already has "+strconv.Itoa(l.EventStreamsPerIdentity)+" event streams open in the room (setting max-event-streams-per-identity)")
 	}
-	l.streams[key]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if l.streams[key]--; l.streams[key] <= 0 {
-				delete(l.streams, key)
-			}
-		})
-	}, nil
+	return release, nil
 }
 
 func (l *clientLimits) sweepLocked() {

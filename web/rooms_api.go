@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/livegate/livegate/internal/addrlimit"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
 	"github.com/livegate/livegate/web/auth"
@@ -128,7 +129,7 @@ func (s *Server) roomEvents(c echo.Context) error {
 	// One holder may not take a room's every event stream slot. (Pages of
 	// an open gateway all come from this machine: they are not counted.)
 	if !d.Open {
-		who := "addr " + limitKey(clientIP(c))
+		who := "addr " + addrlimit.Key(clientIP(c))
 		if d.Claims != nil {
 			who = "id " + d.Claims.Identity
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livegate/livegate/internal/addrlimit"
 	"github.com/livegate/livegate/internal/testenv"
 	"github.com/livegate/livegate/relay"
 	"github.com/livegate/livegate/relay/rtc"
@@ -333,7 +334,7 @@ func TestIPv6LimitsCountThe64(t *testing.T) {
 	if c := call(s, http.MethodPost, "/whep/r/cam", "[2001:db8:1:3::1]:5000", "127.0.0.1:8080", sdp, minimalOffer).Code; c == 429 {
 		t.Fatal("another /64 was limited too")
 	}
-	if limitKey("192.0.2.7") != "192.0.2.7" || limitKey("::ffff:192.0.2.7") != "::ffff:192.0.2.7" {
+	if addrlimit.Key("192.0.2.7") != "192.0.2.7" || addrlimit.Key("::ffff:192.0.2.7") != "192.0.2.7" {
 		t.Fatal("IPv4 addresses must count one by one")
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/livegate/livegate/ingest/internal/mediain"
+	"github.com/livegate/livegate/internal/addrlimit"
 	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 )
@@ -72,7 +73,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
-	perIP  map[string]int
+	perIP  addrlimit.Counter
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -112,7 +113,7 @@ func New(p Params) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtmp %q: %w", p.Addr, err)
 	}
-	s := &Server{p: p, ffmpeg: ffproc.Find(p.FFmpeg), ln: ln, log: p.Logger, conns: map[net.Conn]struct{}{}, perIP: map[string]int{}}
+	s := &Server{p: p, ffmpeg: ffproc.Find(p.FFmpeg), ln: ln, log: p.Logger, conns: map[net.Conn]struct{}{}}
 	if s.ffmpeg == "" {
 		s.log.Warn("rtmp ingest: no ffmpeg; AAC audio of RTMP publishers is dropped (video-only for WebRTC viewers)")
 	}
@@ -154,26 +155,15 @@ func (s *Server) accept() {
 			}
 			return
 		}
-		ip := mediain.LimitKey(c.RemoteAddr().String())
-		s.mu.Lock()
-		if s.closed || len(s.conns) >= s.p.MaxConns || s.perIP[ip] >= s.p.MaxConnsPerIP {
-			s.mu.Unlock()
+		release, ok := s.admit(c)
+		if !ok {
 			_ = c.Close()
 			continue
 		}
-		s.conns[c] = struct{}{}
-		s.perIP[ip]++
-		s.wg.Add(1)
-		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			defer func() {
-				s.mu.Lock()
-				delete(s.conns, c)
-				if s.perIP[ip]--; s.perIP[ip] <= 0 {
-					delete(s.perIP, ip)
-				}
-				s.mu.Unlock()
+				release()
 				_ = c.Close()
 			}()
 			if err := s.serve(c); err != nil {
@@ -181,6 +171,29 @@ func (s *Server) accept() {
 			}
 		}()
 	}
+}
+
+// admit counts c against MaxConns and its address's MaxConnsPerIP, or
+// reports false when either is full or the server is closed. release
+// uncounts it; the caller's goroutine for c is already counted in wg.
+func (s *Server) admit(c net.Conn) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.conns) >= s.p.MaxConns {
+		return nil, false
+	}
+	releaseAddr, ok := s.perIP.Acquire(addrlimit.Key(c.RemoteAddr().String()), s.p.MaxConnsPerIP)
+	if !ok {
+		return nil, false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		releaseAddr()
+	}, true
 }
 
 // serve handles one connection: handshake, connect, publish, media.

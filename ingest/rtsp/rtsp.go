@@ -40,6 +40,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 
 	"github.com/livegate/livegate/ingest/internal/mediain"
+	"github.com/livegate/livegate/internal/addrlimit"
 	"github.com/livegate/livegate/internal/ffproc"
 	"github.com/livegate/livegate/relay"
 )
@@ -83,8 +84,7 @@ type Server struct {
 	mu   sync.Mutex
 	outs map[string]*output
 
-	connMu sync.Mutex
-	perIP  map[string]int // connections by address
+	perIP addrlimit.Counter // connections by address
 
 	sessions atomic.Int64 // open RTSP sessions, for metrics
 }
@@ -106,7 +106,7 @@ func New(p Params) (*Server, error) {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	s := &Server{p: p, ffmpeg: ffproc.Find(p.FFmpeg), log: p.Logger, outs: map[string]*output{}, perIP: map[string]int{}}
+	s := &Server{p: p, ffmpeg: ffproc.Find(p.FFmpeg), log: p.Logger, outs: map[string]*output{}}
 	h := &handler{s: s}
 	s.srv = &gortsplib.Server{
 		Handler:      h,
@@ -205,37 +205,25 @@ func refusal(err error) *base.Response {
 	return status(base.StatusBadRequest)
 }
 
-// connSlot marks a connection counted against its address's limit.
-type connSlot struct{ ip string }
+// connSlot gives back a connection's place in its address's limit.
+type connSlot struct{ release func() }
 
 // OnConnOpen implements gortsplib.ServerHandlerOnConnOpen: a connection
 // beyond its address's limit is closed at once.
 func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
-	ip := mediain.LimitKey(ctx.Conn.NetConn().RemoteAddr().String())
-	s := h.s
-	s.connMu.Lock()
-	if s.perIP[ip] >= s.p.MaxConnsPerIP {
-		s.connMu.Unlock()
+	release, ok := h.s.perIP.Acquire(addrlimit.Key(ctx.Conn.NetConn().RemoteAddr().String()), h.s.p.MaxConnsPerIP)
+	if !ok {
 		ctx.Conn.Close()
 		return
 	}
-	s.perIP[ip]++
-	s.connMu.Unlock()
-	ctx.Conn.SetUserData(connSlot{ip})
+	ctx.Conn.SetUserData(connSlot{release})
 }
 
 // OnConnClose implements gortsplib.ServerHandlerOnConnClose.
 func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
-	slot, ok := ctx.Conn.UserData().(connSlot)
-	if !ok {
-		return
+	if slot, ok := ctx.Conn.UserData().(connSlot); ok {
+		slot.release()
 	}
-	s := h.s
-	s.connMu.Lock()
-	if s.perIP[slot.ip]--; s.perIP[slot.ip] <= 0 {
-		delete(s.perIP, slot.ip)
-	}
-	s.connMu.Unlock()
 }
 
 // OnSessionOpen implements gortsplib.ServerHandlerOnSessionOpen.

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/livegate/livegate/internal/addrlimit"
 )
 
 // DefaultTCPConnsPerIP bounds the ICE-TCP connections one address holds
@@ -25,17 +26,17 @@ type perAddrListener struct {
 	max int
 	log *slog.Logger
 
-	mu      sync.Mutex
-	per     map[string]int
-	logged  time.Time // last refusal logged: at most one line a second
-	refused int       // refusals not logged since
+	per      addrlimit.Counter
+	mu       sync.Mutex
+	logged   time.Time // last refusal logged: at most one line a second
+	nrefused int       // refusals not logged since
 }
 
 func limitPerAddr(ln net.Listener, max int, log *slog.Logger) net.Listener {
 	if max <= 0 {
 		return ln
 	}
-	return &perAddrListener{Listener: ln, max: max, log: log, per: map[string]int{}}
+	return &perAddrListener{Listener: ln, max: max, log: log}
 }
 
 func (l *perAddrListener) Accept() (net.Conn, error) {
@@ -44,64 +45,39 @@ func (l *perAddrListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := addrKey(c.RemoteAddr())
-		l.mu.Lock()
-		if l.per[key] >= l.max {
-			l.refusedLocked(key)
-			l.mu.Unlock()
+		key := addrlimit.Key(c.RemoteAddr().String())
+		release, ok := l.per.Acquire(key, l.max)
+		if !ok {
+			l.refused(key)
 			_ = c.Close()
 			continue
 		}
-		l.per[key]++
-		l.mu.Unlock()
-		return &countedConn{Conn: c, release: func() { l.release(key) }}, nil
+		return &countedConn{Conn: c, release: release}, nil
 	}
 }
 
-func (l *perAddrListener) refusedLocked(key string) {
-	l.refused++
-	if now := time.Now(); now.Sub(l.logged) >= time.Second {
-		l.log.Warn("ICE-TCP connection refused: too many from this address", "addr", key,
-			"limit", l.max, "refused", l.refused)
-		l.logged, l.refused = now, 0
-	}
-}
-
-func (l *perAddrListener) release(key string) {
+func (l *perAddrListener) refused(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.per[key]--; l.per[key] <= 0 {
-		delete(l.per, key)
+	l.nrefused++
+	if now := time.Now(); now.Sub(l.logged) >= time.Second {
+		l.log.Warn("ICE-TCP connection refused: too many from this address", "addr", key,
+			"limit", l.max, "refused", l.nrefused)
+		l.logged, l.nrefused = now, 0
 	}
 }
 
-// countedConn gives its address's slot back when closed (once, however
-// often Close is called).
+// countedConn gives its address's slot back when closed.
 type countedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	release func() // once, however often it is called
 }
 
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.release()
 	if errors.Is(err, net.ErrClosed) {
 		return nil // closed by the other mux layer first
 	}
 	return err
-}
-
-// addrKey is the address a per-address limit counts: IPv4 as is, IPv6
-// by its /64.
-func addrKey(a net.Addr) string {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Is4() {
-		return ip.String()
-	}
-	return netip.PrefixFrom(ip.WithZone(""), 64).Masked().String()
 }

@@ -3,12 +3,13 @@ package turn
 import (
 	"log/slog"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
+
+	"github.com/livegate/livegate/internal/addrlimit"
 )
 
 // Default allocation quotas. A browser's PeerConnection takes one
@@ -65,21 +66,9 @@ func userKey(username string) string {
 	return "user:" + username
 }
 
-func ipKey(a net.Addr) string {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Is4() {
-		return ip.String()
-	}
-	return netip.PrefixFrom(ip.WithZone(""), 64).Masked().String()
-}
-
 // ok is pion's QuotaHandler.
 func (q *quota) ok(username, _ string, src net.Addr) bool {
-	user, ip := userKey(username), ipKey(src)
+	user, ip := userKey(username), addrlimit.Key(src.String())
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()

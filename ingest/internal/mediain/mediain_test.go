@@ -103,19 +103,3 @@ func TestReadOggOpus(t *testing.T) {
 		}
 	}
 }
-
-// TestLimitKey: IPv4 clients count one by one, IPv6 clients by their /64.
-func TestLimitKey(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.7:1935":           "192.0.2.7",
-		"[::ffff:192.0.2.7]:1":     "192.0.2.7",
-		"[2001:db8:1:2::a]:1935":   "2001:db8:1:2::/64",
-		"[2001:db8:1:2:ffff::1]:1": "2001:db8:1:2::/64",
-		"[fe80::1%eth0]:1":         "fe80::/64",
-		"garbage":                  "garbage",
-	} {
-		if got := LimitKey(in); got != want {
-			t.Errorf("LimitKey(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
