@@ -173,3 +173,41 @@ func TestKeyframeMaxInterval(t *testing.T) {
 		}
 	}
 }
+
+// A former auth-key is kept as written: keys made with base64 may end with
+// "/", and a rotation that trimmed it would make every token signed with
+// it invalid at once (401) instead of during the overlap.
+func TestPreviousKeyKeptAsWritten(t *testing.T) {
+	const oldKey = "Zm9vYmFyYmF6cXV4MDEyMzQ1Njc4OWFiY2RlZg+/"
+	const newKey = "bmV3LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OQ=="
+	tok, err := auth.Mint([]byte(oldKey), auth.Request{Room: "r", Identity: "alice", Grants: []string{auth.GrantSubscribe}, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, e := range map[string]func(string) string{
+		"flag": env(nil),
+		"env":  env(map[string]string{"LIVEGATE_AUTH_PREVIOUS_KEYS": " " + oldKey + " "}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"--auth-key", newKey}
+			if name == "flag" {
+				args = append(args, "--auth-previous-keys", oldKey)
+			}
+			s, err := load(args, e, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var prev [][]byte
+			for _, k := range s.Gateway.AuthPreviousKeys {
+				prev = append(prev, []byte(k))
+			}
+			p, err := auth.NewPolicy(auth.PolicyConfig{Mode: auth.ModeOn, Key: []byte(s.Gateway.AuthKey), PreviousKeys: prev})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Authorize(auth.Access{Action: auth.ActionRead, Protocol: auth.ProtoWHEP, Room: "r", Name: "bob", Credential: tok}); err != nil {
+				t.Fatalf("token of the previous key %q (loaded as %q) refused: %v", oldKey, s.Gateway.AuthPreviousKeys, err)
+			}
+		})
+	}
+}

@@ -9,13 +9,14 @@
 //	help:"text"      its meaning, for --help
 //	list:"lower"     []string: items are lower-cased (codecs, IPs, host names)
 //	list:"urls"      []string: every item must be an http(s) URL
+//	list:"raw"       []string: items are kept as written (secrets)
 //	section:"title"  --help groups under title the settings of a struct
 //	                 field, or this setting and the ones after it
 //
 // A []string is a comma-separated list; items are trimmed and a trailing
-// "/" is dropped (except with list:"lower"). Supported types: string, bool,
-// int, int64, float64, time.Duration, []string and any type whose pointer
-// is a flag.Value. Struct fields without a flag tag are walked for more
+// "/" is dropped (except with list:"lower" or list:"raw"). Supported
+// types: string, bool, int, int64, float64, time.Duration, []string and
+// any type whose pointer is a flag.Value. Struct fields without a flag tag are walked for more
 // settings; other untagged fields are not settings.
 package settings
 
@@ -120,8 +121,8 @@ func (s *Set) add(fv reflect.Value, f reflect.StructField, name, title string) e
 	}
 	help := f.Tag.Get("help")
 	mode := f.Tag.Get("list")
-	if mode != "" && mode != "lower" && mode != "urls" {
-		return fmt.Errorf("list:%q is not lower or urls", mode)
+	if mode != "" && mode != "lower" && mode != "urls" && mode != "raw" {
+		return fmt.Errorf("list:%q is not lower, urls or raw", mode)
 	}
 	g := s.group(title)
 	switch p := fv.Addr().Interface().(type) {
@@ -269,7 +270,7 @@ func yamlString(v any) string {
 // listValue is a comma-separated list setting.
 type listValue struct {
 	p    *[]string
-	mode string // "", "lower" or "urls"
+	mode string // "", "lower", "urls" or "raw"
 }
 
 func (l listValue) String() string {
@@ -289,6 +290,11 @@ func (l listValue) Set(v string) error {
 		switch l.mode {
 		case "lower":
 			*l.p = append(*l.p, strings.ToLower(x))
+			continue
+		case "raw":
+			// A key may end with "/" (base64): trimming it would be
+			// another key.
+			*l.p = append(*l.p, x)
 			continue
 		case "urls":
 			if !strings.HasPrefix(x, "http://") && !strings.HasPrefix(x, "https://") {

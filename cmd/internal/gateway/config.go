@@ -71,7 +71,7 @@ type Config struct {
 
 	AuthMode         string   `flag:"auth" section:"Access" help:"auto: tokens required, except from this machine while no auth-key is set; on: always; off: never, for clients on this machine (every listener on loopback)"` // see auth.Mode
 	AuthKey          string   `flag:"auth-key" help:"secret (32+ bytes) that signs access tokens; never sent to browsers"`
-	AuthPreviousKeys []string `flag:"auth-previous-keys" help:"comma-separated former auth-keys whose tokens are still accepted (rotation); remove one to revoke its tokens"`
+	AuthPreviousKeys []string `flag:"auth-previous-keys" list:"raw" help:"comma-separated former auth-keys whose tokens are still accepted (rotation); remove one to revoke its tokens"`
 	AdminKey         string   `flag:"admin-key" help:"bearer key (16+ bytes) for app backends: mint tokens, admin API; Authorization header only"`
 	OpenHosts        []string `flag:"open-hosts" list:"lower" help:"comma-separated Host names, besides localhost and loopback addresses, that a gateway without auth-key (or with auth off) answers"`
 	TrustedProxies   []string `flag:"trusted-proxies" list:"lower" help:"comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client in logs and per-address limits"`
