@@ -16,8 +16,8 @@
 // A []string is a comma-separated list; items are trimmed and a trailing
 // "/" is dropped (except with list:"lower" or list:"raw"). Supported
 // types: string, bool, int, int64, float64, time.Duration, []string and
-// any type whose pointer is a flag.Value. Struct fields without a flag tag are walked for more
-// settings; other untagged fields are not settings.
+// any type whose pointer is a flag.Value. Struct fields without a flag tag
+// are walked for more settings; other untagged fields are not settings.
 package settings
 
 import (
