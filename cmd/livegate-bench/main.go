@@ -71,7 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 0, "hard bound on the whole run (0: ramp + duration + 60s)")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "per session: answer and ICE/DTLS connected within")
 	fs.BoolVar(&c.nack, "nack", true, "viewers send NACKs for lost packets, as browsers do")
-	fs.UintVar(&c.replayWindow, "srtp-replay-window", 0, "viewers' SRTP replay window in packets (0: pion's default, 64; browsers use 1024)")
+	fs.UintVar(&c.replayWindow, "srtp-replay-window", 0, "viewers' SRTP replay window in packets (0: 1024, as browsers; pion's own default is 64)")
 	fs.BoolVar(&c.keyframeOnPLI, "keyframe-on-pli", false, "publisher answers keyframe requests by skipping to the clip's next keyframe, as an encoder would")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress on stderr")
 	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "how long the stream runs before the first viewer and the base RSS sample "+

@@ -25,25 +25,23 @@ const steadyAfter = time.Second
 // default codecs, receiver reports and (if nack) NACK generation, as a
 // browser would send. No TWCC or stats interceptors: the receive path
 // should cost the load machine as little as possible. nacks counts the
-// sequence numbers NACKed. replayWindow > 0 sets the SRTP replay window
-// (see loopbackAPIWithReplayWindow); 0 keeps rtcclient.LoopbackAPI as is.
+// sequence numbers NACKed. replayWindow > 0 sets the SRTP replay window;
+// 0 keeps rtcclient.LoopbackAPI's (1024, as libwebrtc's).
 func viewerAPI(nack bool, nacks *atomic.Uint64, replayWindow uint) (*webrtc.API, error) {
 	configure := func(m *webrtc.MediaEngine, reg *interceptor.Registry) error {
 		if err := m.RegisterDefaultCodecs(); err != nil {
 			return err
 		}
 		if nack {
-			reg.Add(nackCounterFactory{n: nacks})
+			// Before the generator: its RTCP writer is then the counting one.
+			reg.Add(rtcclient.NACKCounter{N: nacks, Sent: true})
 			if err := webrtc.ConfigureNack(m, reg); err != nil {
 				return err
 			}
 		}
 		return webrtc.ConfigureRTCPReports(reg)
 	}
-	if replayWindow > 0 {
-		return loopbackAPIWithReplayWindow(configure, replayWindow)
-	}
-	return rtcclient.LoopbackAPI(configure)
+	return rtcclient.Loopback{Configure: configure, ReplayWindow: replayWindow}.API()
 }
 
 // viewer is one WHEP session.

@@ -69,10 +69,34 @@ func (s *Session) setToken(req *http.Request) {
 
 // LoopbackAPI returns an API whose PeerConnections gather only 127.0.0.1
 // host candidates and never use mDNS: for tests and the load tool, whose
-// traffic must stay on the machine.
+// traffic must stay on the machine. configure registers codecs and
+// interceptors (nil: pion's default codecs and interceptors).
 func LoopbackAPI(configure func(*webrtc.MediaEngine, *interceptor.Registry) error) (*webrtc.API, error) {
+	return Loopback{Configure: configure}.API()
+}
+
+// Loopback is a LoopbackAPI with settings of its own.
+type Loopback struct {
+	// Configure registers codecs and interceptors (nil: pion's default
+	// codecs and interceptors).
+	Configure func(*webrtc.MediaEngine, *interceptor.Registry) error
+	// ReplayWindow is the SRTP replay window in packets (0: 1024).
+	// Browsers accept retransmissions up to 1024 packets late; pion's
+	// default of 64 would discard them and overstate loss.
+	ReplayWindow uint
+	// TCP makes the PeerConnections use ICE-TCP only (to the gateway's
+	// passive candidates) instead of UDP.
+	TCP bool
+	// Settings, if set, is applied last (a UDP mux of the test's own,
+	// shorter ICE timeouts).
+	Settings func(*webrtc.SettingEngine)
+}
+
+// API builds the API.
+func (l Loopback) API() (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	reg := &interceptor.Registry{}
+	configure := l.Configure
 	if configure == nil {
 		configure = func(m *webrtc.MediaEngine, reg *interceptor.Registry) error {
 			if err := m.RegisterDefaultCodecs(); err != nil {
@@ -86,13 +110,22 @@ func LoopbackAPI(configure func(*webrtc.MediaEngine, *interceptor.Registry) erro
 	}
 	s := webrtc.SettingEngine{}
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	network := webrtc.NetworkTypeUDP4
+	if l.TCP {
+		network = webrtc.NetworkTypeTCP4
+	}
+	s.SetNetworkTypes([]webrtc.NetworkType{network})
 	s.SetIncludeLoopbackCandidate(true)
 	s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	// Browsers accept retransmissions up to 1024 packets late; pion's
-	// default of 64 would discard them and overstate loss.
-	s.SetSRTPReplayProtectionWindow(1024)
+	window := l.ReplayWindow
+	if window == 0 {
+		window = 1024
+	}
+	s.SetSRTPReplayProtectionWindow(window)
+	if l.Settings != nil {
+		l.Settings(&s)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
 }
 

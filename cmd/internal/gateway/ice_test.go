@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
@@ -33,21 +31,10 @@ import (
 // dial the gateway's passive ICE-TCP candidates.
 func tcpOnlyOpts(t *testing.T) rtcclient.Options {
 	t.Helper()
-	m := &webrtc.MediaEngine{}
-	reg := &interceptor.Registry{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
+	api, err := rtcclient.Loopback{TCP: true}.API()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
-		t.Fatal(err)
-	}
-	s := webrtc.SettingEngine{}
-	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
-	s.SetIncludeLoopbackCandidate(true)
-	s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s))
 	return rtcclient.Options{API: api, HTTP: httpClient}
 }
 

@@ -21,7 +21,6 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/livegate/livegate/relay/rtcclient"
@@ -247,7 +246,8 @@ type impairedLink struct {
 }
 
 // newImpairedLink builds a publisher API on an impaired socket: loopback
-// only, like rtcclient.LoopbackAPI, with pion's default interceptors (NACK
+// only (rtcclient.Loopback on the socket's UDP mux), with pion's default
+// interceptors (NACK
 // responder and generator, RTCP reports, TWCC) so the publisher answers
 // the gateway's NACKs from its send history. ICE notices a dead link after
 // 2 s, about as fast as browsers do, so a client can react to a cut.
@@ -255,25 +255,27 @@ func newImpairedLink(t *testing.T, seed uint64) *impairedLink {
 	t.Helper()
 	c := newImpairedConn(t, seed)
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c})
-	m := &webrtc.MediaEngine{}
-	reg := &interceptor.Registry{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
-		t.Fatal(err)
-	}
 	l := &impairedLink{impairedConn: c}
-	reg.Add(nackCounterFactory{n: &l.nacked})
-	s := webrtc.SettingEngine{}
-	s.SetICEUDPMux(mux)
-	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	s.SetIncludeLoopbackCandidate(true)
-	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	s.SetSRTPReplayProtectionWindow(1024)
-	s.SetICETimeouts(2*time.Second, 30*time.Second, 500*time.Millisecond)
-	l.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s))
+	api, err := rtcclient.Loopback{
+		Configure: func(m *webrtc.MediaEngine, reg *interceptor.Registry) error {
+			if err := m.RegisterDefaultCodecs(); err != nil {
+				return err
+			}
+			if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+				return err
+			}
+			reg.Add(rtcclient.NACKCounter{N: &l.nacked}) // NACKs the gateway sends the publisher
+			return nil
+		},
+		Settings: func(s *webrtc.SettingEngine) {
+			s.SetICEUDPMux(mux)
+			s.SetICETimeouts(2*time.Second, 30*time.Second, 500*time.Millisecond)
+		},
+	}.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.api = api
 	dialer := &net.Dialer{Timeout: 2 * time.Second}
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if c.isCut() {
@@ -315,39 +317,4 @@ func (l *impairedLink) mustPublish(t *testing.T, ctx context.Context, g *testGat
 func (c *impairedConn) String() string {
 	return fmt.Sprintf("%d datagrams sent, %d dropped outgoing, %d dropped incoming, %d delayed, %d over the queue limit",
 		c.sent.Load(), c.droppedOut.Load(), c.droppedIn.Load(), c.delayed.Load(), c.overflow.Load())
-}
-
-// nackCounter counts the sequence numbers NACKed to the publisher: proof
-// that the gateway asks for retransmissions.
-type nackCounter struct {
-	interceptor.NoOp
-	n *atomic.Uint64
-}
-
-type nackCounterFactory struct{ n *atomic.Uint64 }
-
-func (f nackCounterFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &nackCounter{n: f.n}, nil
-}
-
-func (f *nackCounter) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
-	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		n, attr, err := r.Read(b, a)
-		if err != nil {
-			return n, attr, err
-		}
-		if attr == nil {
-			attr = make(interceptor.Attributes)
-		}
-		if pkts, err := attr.GetRTCPPackets(b[:n]); err == nil {
-			for _, p := range pkts {
-				if nack, ok := p.(*rtcp.TransportLayerNack); ok {
-					for _, pair := range nack.Nacks {
-						f.n.Add(uint64(len(pair.PacketList())))
-					}
-				}
-			}
-		}
-		return n, attr, nil
-	})
 }
