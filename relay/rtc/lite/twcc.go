@@ -146,7 +146,14 @@ type cc struct {
 	overWins int
 	lastEmit time.Time
 	eval     probeEval
+	fbSecond time.Time // start of the second fbCount counts messages in
+	fbCount  int
 }
+
+// maxFeedbackPerSecond bounds the transport-cc messages a peer's feedback
+// is read from: browsers send 10 to 40 a second; the rest of a flood is
+// dropped before it costs the shared reading goroutine anything.
+const maxFeedbackPerSecond = 100
 
 func newCC(c CC) *cc {
 	if c.ExtID == 0 || c.ExtID > 14 {
@@ -196,9 +203,13 @@ func (c *cc) onRTCP(p *Peer, pkts []rtcp.Packet) {
 	}
 }
 
-// parseTWCC lists the packets a feedback message reports, in order.
+// parseTWCC lists the packets a feedback message reports, in order, at
+// most ccHist of them: the count comes from the viewer (up to 65535 in a
+// 40-byte message), and a report longer than the send history cannot match
+// more than that anyway, while walking it would cost the shared socket's
+// reading goroutine about a millisecond per message.
 func parseTWCC(dst []fbResult, t *rtcp.TransportLayerCC) []fbResult {
-	n := int(t.PacketStatusCount)
+	n := min(int(t.PacketStatusCount), ccHist)
 	arrival := int64(t.ReferenceTime) * 64000
 	seq := t.BaseSequenceNumber
 	d := 0
@@ -241,6 +252,13 @@ func parseTWCC(dst []fbResult, t *rtcp.TransportLayerCC) []fbResult {
 // feedback takes one transport-cc message. wmu guards the send history.
 func (c *cc) feedback(wmu *sync.Mutex, t *rtcp.TransportLayerCC, now time.Time) {
 	c.mu.Lock()
+	if now.Sub(c.fbSecond) >= time.Second {
+		c.fbSecond, c.fbCount = now, 0
+	}
+	if c.fbCount++; c.fbCount > maxFeedbackPerSecond {
+		c.mu.Unlock()
+		return
+	}
 	c.res = parseTWCC(c.res[:0], t)
 	res := c.res
 	nowUs := time.Since(c.base).Microseconds()

@@ -297,3 +297,52 @@ func TestSentAt(t *testing.T) {
 		t.Errorf("a sent packet takes %d bytes, want <= 12 (per viewer: %d of them)", s, ccHist)
 	}
 }
+
+// TestHostileFeedbackIsCheap: a viewer holds its own SRTCP keys, so it can
+// send transport-cc messages claiming 65535 packets in 40 bytes, many per
+// datagram; the shared socket's reading goroutine must not walk them all.
+func TestHostileFeedbackIsCheap(t *testing.T) {
+	fb := &rtcp.TransportLayerCC{
+		Header:     rtcp.Header{Count: rtcp.FormatTCC, Type: rtcp.TypeTransportSpecificFeedback},
+		SenderSSRC: 1, MediaSSRC: 2, PacketStatusCount: 65535,
+	}
+	for left := 65535; left > 0; left -= min(left, 8191) {
+		fb.PacketChunks = append(fb.PacketChunks, &rtcp.RunLengthChunk{
+			PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: uint16(min(left, 8191))})
+	}
+	fb.Header.Length = uint16(fb.MarshalSize()/4 - 1)
+	raw, err := fb.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, err := rtcp.Unmarshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(parseTWCC(nil, pkts[0].(*rtcp.TransportLayerCC))); got > ccHist {
+		t.Fatalf("a %d-byte message listed %d packets; want at most the %d the history holds", len(raw), got, ccHist)
+	}
+
+	c := newCC(CC{ExtID: 3})
+	var mu sync.Mutex
+	h := &rtp.Header{Version: 2, SSRC: 5}
+	for range 600 {
+		mu.Lock()
+		c.stamp(h, 1000)
+		mu.Unlock()
+	}
+	// A second's flood: 1,000 such messages (35 datagrams of 30 would do it).
+	now := time.Now()
+	start := time.Now()
+	for i := range 1000 {
+		c.feedback(&mu, pkts[0].(*rtcp.TransportLayerCC), now.Add(time.Duration(i)*time.Millisecond))
+	}
+	took := time.Since(start)
+	t.Logf("1,000 hostile feedback messages in one second: %v on the reading goroutine", took)
+	if took > 100*time.Millisecond {
+		t.Errorf("a second's flood of hostile feedback took %v to read (want well under 100 ms)", took)
+	}
+	if cap(c.res) > 2*ccHist {
+		t.Errorf("the peer keeps room for %d results after hostile feedback; want about %d", cap(c.res), ccHist)
+	}
+}
