@@ -6,7 +6,9 @@ package relay
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -302,10 +304,7 @@ func (h *Hub) Get(path string) (*Stream, bool) {
 // Streams returns all streams ordered by path.
 func (h *Hub) Streams() []*Stream {
 	h.mu.Lock()
-	list := make([]*Stream, 0, len(h.streams))
-	for _, s := range h.streams {
-		list = append(list, s)
-	}
+	list := slices.Collect(maps.Values(h.streams))
 	h.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].path < list[j].path })
 	return list

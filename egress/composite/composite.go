@@ -18,8 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -337,10 +339,7 @@ func (m *Manager) Get(room string) (Info, error) {
 // List is every composite, by room.
 func (m *Manager) List() []Info {
 	m.mu.Lock()
-	list := make([]*session, 0, len(m.sessions))
-	for _, s := range m.sessions {
-		list = append(list, s)
-	}
+	list := slices.Collect(maps.Values(m.sessions))
 	m.mu.Unlock()
 	out := make([]Info, 0, len(list))
 	for _, s := range list {

@@ -30,8 +30,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,10 +141,7 @@ func (s *Server) Sessions() int { return int(s.sessions.Load()) }
 // Close ends every session and output and waits for them.
 func (s *Server) Close() {
 	s.mu.Lock()
-	outs := make([]*output, 0, len(s.outs))
-	for _, o := range s.outs {
-		outs = append(outs, o)
-	}
+	outs := slices.Collect(maps.Values(s.outs))
 	s.mu.Unlock()
 	for _, o := range outs {
 		o.close()

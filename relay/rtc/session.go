@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -396,10 +397,7 @@ func (r *Registry) Len() int {
 // CloseAll closes every session, for shutdown.
 func (r *Registry) CloseAll() {
 	r.mu.Lock()
-	list := make([]*Session, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		list = append(list, s)
-	}
+	list := slices.Collect(maps.Values(r.sessions))
 	r.mu.Unlock()
 	for _, s := range list {
 		s.Close()
