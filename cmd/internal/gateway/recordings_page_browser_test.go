@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,14 +18,27 @@ func TestRecordingsPageListsRecording(t *testing.T) {
 		return
 	}
 	g := startGateway(t, func(c *Config) { c.RecorderParams.SegmentDuration = time.Second })
-	c := loadClip(t)
-	pub := g.publish(t, "rec/page")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go play(ctx, pub, c, 0)
-	resp, body := post(t, g.base+"/api/v1/recordings", "application/json", `{"stream":"rec/page"}`)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("start recording: %d %v", resp.StatusCode, body)
+	g.playing(t, "rec/page")
+	id := g.recordFinished(t, "rec/page", "")
+
+	tab, _ := b.tab(t, "recordings")
+	b.navigate(t, tab, g.base+"/recordings")
+	row := waitPage(t, tab, 10*time.Second, "the recording's row",
+		`[...document.querySelectorAll('#list tr')].map(r => r.textContent + '|' + (r.querySelector('a')?.getAttribute('href') || '')).join('\n')`,
+		func(s string) (bool, error) { return strings.Contains(s, "rec/page"), nil })
+	if !strings.Contains(row, "complete") || !strings.Contains(row, "/recordings/"+id+"/index.m3u8") {
+		t.Fatalf("recordings page rows:\n%s", row)
+	}
+}
+
+// recordFinished records the live stream for about 3 s through the API
+// (adminKey "" on a gateway without auth) and returns the recording's id
+// once it is complete.
+func (g *testGateway) recordFinished(t *testing.T, stream, adminKey string) string {
+	t.Helper()
+	status, body, _ := apiCall(t, http.MethodPost, g.base+"/api/v1/recordings", adminKey, `{"stream":"`+stream+`"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("start recording: %d %v", status, body)
 	}
 	id, _ := body["id"].(string)
 	time.Sleep(3 * time.Second)
@@ -37,13 +49,5 @@ func TestRecordingsPageListsRecording(t *testing.T) {
 		in, err := g.rec.Get(id)
 		return err == nil && in.Status == recorder.StatusComplete
 	})
-
-	tab, _ := b.tab(t, "recordings")
-	b.navigate(t, tab, g.base+"/recordings")
-	row := waitPage(t, tab, 10*time.Second, "the recording's row",
-		`[...document.querySelectorAll('#list tr')].map(r => r.textContent + '|' + (r.querySelector('a')?.getAttribute('href') || '')).join('\n')`,
-		func(s string) (bool, error) { return strings.Contains(s, "rec/page"), nil })
-	if !strings.Contains(row, "complete") || !strings.Contains(row, "/recordings/"+id+"/index.m3u8") {
-		t.Fatalf("recordings page rows:\n%s", row)
-	}
+	return id
 }

@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/livegate/livegate/recorder"
 	"github.com/livegate/livegate/relay/rtcclient"
 	"github.com/livegate/livegate/web/auth"
 )
@@ -39,19 +37,7 @@ func TestRecordingsPagePlaysWithPlaybackToken(t *testing.T) {
 	defer func() { _ = pub.Close(context.Background()) }()
 	waitConnected(t, pub.PC)
 	go play(ctx, pub, c, 0)
-	status, body, _ := apiCall(t, http.MethodPost, g.base+"/api/v1/recordings", adminKey, `{"stream":"rec/page"}`)
-	if status != http.StatusCreated {
-		t.Fatalf("start recording: %d %v", status, body)
-	}
-	id, _ := body["id"].(string)
-	time.Sleep(3 * time.Second)
-	if _, err := g.rec.Stop(id); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "the recording complete", func() bool {
-		in, err := g.rec.Get(id)
-		return err == nil && in.Status == recorder.StatusComplete
-	})
+	id := g.recordFinished(t, "rec/page", adminKey)
 
 	adminTok := token(t, "", "ops", time.Hour, auth.GrantAdmin)
 	tab, _ := b.tab(t, "recordings")
