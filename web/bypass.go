@@ -69,6 +69,8 @@ func (s *Server) registerBypass(h HLSServer, egress EgressAPI) {
 					return c.NoContent(ae.Status)
 				}
 				return c.JSON(ae.Status, ae)
+			case errors.Is(err, hls.ErrBusy):
+				c.Response().Header().Set("Retry-After", "1")
 			}
 			return hlsError(err)
 		}
@@ -136,6 +138,8 @@ func hlsError(err error) error {
 		return newError(http.StatusBadRequest, "bad_hls_request", err.Error())
 	case errors.Is(err, hls.ErrNotReady):
 		return newError(http.StatusServiceUnavailable, "not_ready", err.Error())
+	case errors.Is(err, hls.ErrBusy):
+		return newError(http.StatusServiceUnavailable, "hls_busy", err.Error())
 	case errors.Is(err, hls.ErrClosed):
 		return newError(http.StatusServiceUnavailable, "shutting_down", err.Error())
 	}

@@ -73,6 +73,13 @@ type Params struct {
 	// passes, the current playlist is the answer (default 3 x
 	// TargetDuration).
 	BlockTimeout time.Duration
+	// MaxBlocked bounds a stream's requests that wait for media: blocking
+	// playlist reloads (_HLS_msn) and requests for a part not yet complete
+	// (default 1000, about 300 hls.js players reading it directly; a CDN
+	// in front sends a handful). While a publisher stalls every player's
+	// requests wait; past the bound a request is answered at once with
+	// ErrBusy (HTTP 503, Retry-After).
+	MaxBlocked int `flag:"hls-max-blocked" help:"requests of one stream that may wait for HLS media (blocking playlist reloads, parts); more are answered 503"`
 	// StartTimeout ends a muxer that got no H.264 keyframe in this time
 	// (default 20 s).
 	StartTimeout time.Duration
@@ -89,6 +96,7 @@ func DefaultParams() Params {
 		PartDuration:    200 * time.Millisecond,
 		SegmentCount:    12,
 		RequestTimeout:  15 * time.Second,
+		MaxBlocked:      1000,
 		StartTimeout:    20 * time.Second,
 	}
 }
@@ -119,6 +127,9 @@ func (p *Params) defaults() {
 	if p.RequestTimeout <= 0 {
 		p.RequestTimeout = d.RequestTimeout
 	}
+	if p.MaxBlocked <= 0 {
+		p.MaxBlocked = d.MaxBlocked
+	}
 	if p.StartTimeout <= 0 {
 		p.StartTimeout = d.StartTimeout
 	}
@@ -140,6 +151,9 @@ var (
 	// ErrGap: a request for a gap segment of the playlist, which has no
 	// media (EXT-X-GAP): players should not ask, some do.
 	ErrGap = errors.New("hls: gap segment (EXT-X-GAP) has no media")
+	// ErrBusy: the stream has MaxBlocked requests waiting for media
+	// already (a stalled publisher and many players); try again shortly.
+	ErrBusy = errors.New("hls: too many requests waiting for this stream's next part; retry")
 )
 
 // Server holds the running muxers.
@@ -301,7 +315,11 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string
 	}
 	q := r.URL.Query()
 	if n, ok := partNumber(`URI="` + file + `"`); ok {
+		if !m.block() {
+			return ErrBusy
+		}
 		found, err := m.parts.wait(ctx, m, n)
+		m.blocked.Add(-1)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return timeoutOr(r, ErrNotReady)
@@ -317,20 +335,35 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string
 	if q.Get("_HLS_part") != "" && !blocking {
 		return ErrBadRequest
 	}
-	wait := ctx
 	if blocking {
-		var c context.CancelFunc
-		wait, c = context.WithTimeout(ctx, s.p.BlockTimeout)
-		defer c()
+		// The reload waits here, not in gohlslib, which would keep a
+		// goroutine per request until the part comes, whether or not
+		// its client is still there.
+		msn, part, err := parseMSN(q)
+		if err != nil {
+			return err
+		}
+		if !m.block() {
+			return ErrBusy
+		}
+		wait, c := context.WithTimeout(ctx, s.p.BlockTimeout)
+		err = m.parts.waitPlaylist(wait, m, msn, part)
+		c()
+		m.blocked.Add(-1)
+		switch {
+		case r.Context().Err() != nil:
+			return context.Canceled
+		case err != nil && wait.Err() == nil:
+			return err // the stream ended
+		case err != nil:
+			// The part asked for did not come in time (a publisher that
+			// stalls): the current playlist tells the player where
+			// things are.
+			q.Del("_HLS_msn")
+			q.Del("_HLS_part")
+		}
 	}
-	rec, err := m.handle(wait, r, file, q)
-	if err != nil && blocking && r.Context().Err() == nil {
-		// The part asked for did not come in time (a publisher that
-		// stalls): the current playlist tells the player where things are.
-		q.Del("_HLS_msn")
-		q.Del("_HLS_part")
-		rec, err = m.handle(ctx, r, file, q)
-	}
+	rec, err := m.handle(ctx, r, file, q)
 	if err != nil {
 		return timeoutOr(r, err)
 	}
@@ -356,7 +389,7 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string
 	case isLayer && strings.HasSuffix(file, ".m3u8"):
 		body = prefixURIs(body, prefix)
 	case !isLayer && file == "index.m3u8":
-		body = ladder(body, m.video)
+		body = ladder(m.master(body), m.video)
 	}
 	if !isLayer && strings.HasSuffix(file, ".m3u8") {
 		s.warmLayers(path, m)
@@ -372,6 +405,31 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, path, file string
 		_, _ = w.Write(body)
 	}
 	return nil
+}
+
+// block counts a request that waits for media, unless the stream has
+// MaxBlocked already.
+func (m *muxer) block() bool {
+	if m.blocked.Add(1) > int64(m.s.p.MaxBlocked) {
+		m.blocked.Add(-1)
+		return false
+	}
+	return true
+}
+
+// parseMSN reads _HLS_msn and _HLS_part (-1 part: none, which gohlslib
+// reads as part 0).
+func parseMSN(q url.Values) (msn, part uint64, err error) {
+	msn, err = strconv.ParseUint(q.Get("_HLS_msn"), 10, 64)
+	if err != nil {
+		return 0, 0, ErrBadRequest
+	}
+	if v := q.Get("_HLS_part"); v != "" {
+		if part, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, 0, ErrBadRequest
+		}
+	}
+	return msn, part, nil
 }
 
 // timeoutOr is context.Canceled when the client went away, else err.

@@ -39,7 +39,8 @@ type muxer struct {
 	err     atomic.Pointer[error]
 	lastReq atomic.Int64
 	active  atomic.Int64
-	content atomic.Bool // the first segment is complete: playlists answer at once
+	blocked atomic.Int64 // requests waiting for media (Params.MaxBlocked)
+	content atomic.Bool  // the first segment is complete: playlists answer at once
 
 	mu         sync.Mutex
 	vs         versions

@@ -102,6 +102,7 @@ type versions struct {
 	list    []*version // by n; the oldest are dropped beyond maxVersions
 	changes []change   // ascending seg; changes[0] covers the gap segments
 	cur     *version
+	peak    peak // of every parameter set seen, for the multivariant playlist
 	// starts are the capture times of the last segments' first frames,
 	// which gohlslib shows as EXT-X-PROGRAM-DATE-TIME: a check that the
 	// segmentation followed here is gohlslib's.
@@ -154,6 +155,7 @@ func (vs *versions) observe(sps, pps []byte) (*version, bool, error) {
 	if k := len(vs.list); k > 0 {
 		n = vs.list[k-1].n + 1
 	}
+	vs.peak.note(sps)
 	v := &version{n: n, sps: sps, pps: pps, init: init}
 	vs.list = append(vs.list, v)
 	if len(vs.list) > maxVersions {
@@ -163,12 +165,14 @@ func (vs *versions) observe(sps, pps []byte) (*version, bool, error) {
 	return v, true, nil
 }
 
-// segmentStarts records the parameters a new segment starts with.
-func (vs *versions) segmentStarts(seg uint64) {
+// segmentStarts records the parameters a new segment starts with; cut
+// marks it as a discontinuity even with the same parameters (it follows a
+// gap in the publisher's media, see writer.gap).
+func (vs *versions) segmentStarts(seg uint64, cut bool) {
 	if vs.cur == nil {
 		return
 	}
-	if n := len(vs.changes); n > 0 && vs.changes[n-1].v == vs.cur.n {
+	if n := len(vs.changes); n > 0 && vs.changes[n-1].v == vs.cur.n && !cut {
 		return
 	}
 	k := 0

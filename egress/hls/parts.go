@@ -20,6 +20,10 @@ type partWatch struct {
 	gen     uint64        // video frames written
 	synced  uint64        // gen when last was read
 	tick    chan struct{} // closed and replaced by every video frame
+	// The playlist's edge, for blocking reloads: segment next is in
+	// progress with nparts complete parts; the one before it had
+	// prevParts listed.
+	next, nparts, prevParts uint64
 }
 
 func (p *partWatch) init() {
@@ -56,6 +60,7 @@ func (p *partWatch) sync(m *muxer) {
 	m.hls.Handle(rec, req)
 	last := int64(-1)
 	body := rec.body.String()
+	next, nparts, prevParts, edgeOK := playlistEdge(body)
 	for {
 		i := strings.Index(body, "#EXT-X-PART:")
 		if i < 0 {
@@ -68,10 +73,77 @@ func (p *partWatch) sync(m *muxer) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if edgeOK && next >= p.next {
+		p.next, p.nparts, p.prevParts = next, nparts, prevParts
+	}
 	if last > p.last {
 		p.last = last
 		close(p.changed)
 		p.changed = make(chan struct{})
+	}
+}
+
+// playlistEdge reads where a gohlslib media playlist ends: the number of
+// the segment in progress, its complete parts and the parts listed for the
+// segment before it.
+func playlistEdge(pl string) (next, nparts, prevParts uint64, ok bool) {
+	var count, parts uint64
+	first, seen := uint64(0), false
+	for _, l := range strings.Split(pl, "\n") {
+		switch {
+		case strings.HasPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"):
+			n, err := strconv.ParseUint(strings.TrimPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"), 10, 64)
+			first, seen = n, err == nil
+		case strings.HasPrefix(l, "#EXT-X-PART:"):
+			parts++
+		case l != "" && !strings.HasPrefix(l, "#"):
+			count++
+			prevParts, parts = parts, 0
+		}
+	}
+	return first + count, parts, prevParts, seen
+}
+
+// has reports whether the playlist has segment msn's part (LL-HLS
+// _HLS_msn/_HLS_part as gohlslib reads them: a part index past the end of
+// its segment means the next segment's first part), or whether a blocking
+// reload for it must not wait (gohlslib answers it at once: too far ahead,
+// or gone).
+func (p *partWatch) has(msn, part uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.next == 0:
+		return false
+	case msn+1 < p.next:
+		return true
+	case msn+1 == p.next:
+		return part < p.prevParts || p.nparts > 0
+	case msn == p.next:
+		return part < p.nparts
+	case msn == p.next+1:
+		return false
+	}
+	return true // more than one segment ahead: gohlslib says 400
+}
+
+// waitPlaylist blocks until the playlist has segment msn's part (see has).
+func (p *partWatch) waitPlaylist(ctx context.Context, m *muxer, msn, part uint64) error {
+	for {
+		_, _, tick := p.state()
+		if m.content.Load() {
+			p.sync(m)
+			if p.has(msn, part) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.done:
+			return m.failure()
+		case <-tick:
+		}
 	}
 }
 

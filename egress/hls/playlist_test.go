@@ -54,7 +54,7 @@ func TestRewriteMarksParameterChanges(t *testing.T) {
 		if _, _, err := vs.observe(sps, ppsChrome); err != nil {
 			t.Fatal(err)
 		}
-		vs.segmentStarts(s)
+		vs.segmentStarts(s, false)
 	}
 	seg(7, 1)
 	seg(8, 1)
@@ -145,7 +145,7 @@ func TestRewriteNoticesSegmentsOutOfStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
-	vs.segmentStarts(7)
+	vs.segmentStarts(7, false)
 	vs.started(7, at)
 	vs.started(8, at.Add(2*time.Second))
 	var bad []uint64

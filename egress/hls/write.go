@@ -25,6 +25,62 @@ type writer struct {
 	haveA    bool
 	firstPTS int64
 	asked    time.Time // last keyframe request for the first segment
+
+	// Gaps (see gap): the capture time of the last frame written, the
+	// media time taken out of the timeline so far, the start of the
+	// current segment on the timeline, and whether the next segment
+	// follows a gap.
+	lastAt  time.Time
+	skip    time.Duration
+	segAt   time.Time
+	pendCut bool
+}
+
+// A publisher that pauses (a host's tab stalls, a reconnect within the
+// grace) leaves a gap in the media. Kept on the timeline, it would go into
+// the last sample of the segment being written (gohlslib ends a sample at
+// the next one), which then lasts as long as the gap and grows
+// EXT-X-TARGETDURATION past what players loaded. So a gap is taken out of
+// the timeline, down to gapFill, the segment is ended at the next keyframe
+// (asked for at once), and the playlist marks the segment after the gap
+// EXT-X-DISCONTINUITY, with its real EXT-X-PROGRAM-DATE-TIME.
+const (
+	// gapMin is the shortest silence on every track that counts as a
+	// gap: no publisher's audio has one, and a screen share without audio
+	// that sends a frame a second keeps its timeline as long as its
+	// segments stay short (see gap).
+	gapMin = time.Second
+	// gapFill is what is left of a gap on the timeline: more than an
+	// audio frame and a video frame, and more than the two tracks'
+	// frames are apart when they come back.
+	gapFill = 100 * time.Millisecond
+)
+
+// gap reports whether a frame captured at is the first after a gap, and
+// takes the gap out of the timeline: at least gapMin since the last frame
+// written on any track, and a segment that would otherwise be longer than
+// the keyframe interval expected.
+func (w *writer) gap(at time.Time) bool {
+	if !w.haveV || w.lastAt.IsZero() {
+		return false
+	}
+	d := at.Sub(w.lastAt)
+	if d < gapMin || at.Add(-w.skip).Sub(w.segAt) <= w.m.s.p.TargetDuration {
+		return false
+	}
+	w.skip += d - gapFill
+	w.pendCut = true
+	w.vr.RequestKeyframe()
+	w.m.s.log.Info("hls: the publisher's media paused; the gap is cut from the timeline (discontinuity at the next keyframe)",
+		"stream", w.m.path, "gap", d.Round(time.Millisecond))
+	return true
+}
+
+// written notes the capture time of a frame written.
+func (w *writer) written(at time.Time) {
+	if at.After(w.lastAt) {
+		w.lastAt = at
+	}
 }
 
 func (w *writer) pts(in *input, at time.Time) int64 {
@@ -47,8 +103,12 @@ func hasSlice(units [][]byte) bool {
 func (w *writer) video(f *frames.Frame) {
 	m := w.m
 	at := w.vin.at(f.PTS)
-	pts := w.pts(w.vin, at)
-	if pts < 0 || (w.haveV && pts <= w.lastV) || !hasSlice(f.Units) {
+	if !hasSlice(f.Units) {
+		return
+	}
+	w.gap(at)
+	pts := w.pts(w.vin, at.Add(-w.skip))
+	if pts < 0 || (w.haveV && pts <= w.lastV) {
 		return
 	}
 	if !w.haveV {
@@ -70,14 +130,17 @@ func (w *writer) video(f *frames.Frame) {
 	}
 	seg, starts := w.seg.frame(pts, f.Key)
 	if starts {
-		m.vs.segmentStarts(seg)
+		m.vs.segmentStarts(seg, w.pendCut && seg > firstSegmentID)
 		m.vs.started(seg, at)
+		w.segAt, w.pendCut = at.Add(-w.skip), false
 	}
 	m.mu.Unlock()
 
+	// The capture time is what the playlist dates segments with.
 	if err := m.hls.WriteH264(w.vin.track, at, pts, f.Units); err != nil {
 		m.s.log.Debug("hls: write video", "stream", m.path, "err", err)
 	}
+	w.written(at)
 	if seg > firstSegmentID {
 		if !m.content.Swap(true) {
 			m.s.log.Debug("hls: first segment ready", "stream", m.path)
@@ -100,7 +163,8 @@ func (w *writer) opus(f *frames.Frame) {
 		return
 	}
 	at := w.ain.at(f.PTS)
-	pts := w.pts(w.ain, at)
+	w.gap(at)
+	pts := w.pts(w.ain, at.Add(-w.skip))
 	if pts < 0 || (w.haveA && pts <= w.lastA) {
 		return
 	}
@@ -108,13 +172,15 @@ func (w *writer) opus(f *frames.Frame) {
 	if err := w.m.hls.WriteOpus(w.ain.track, at, pts, f.Units); err != nil {
 		w.m.s.log.Debug("hls: write audio", "stream", w.m.path, "err", err)
 	}
+	w.written(at)
 }
 
 func (w *writer) aac(f aac.Frame) {
 	if w.ain == nil || f.At.IsZero() {
 		return
 	}
-	pts := w.pts(w.ain, f.At)
+	w.gap(f.At)
+	pts := w.pts(w.ain, f.At.Add(-w.skip))
 	if pts < 0 || (w.haveA && pts <= w.lastA) {
 		return
 	}
@@ -122,4 +188,5 @@ func (w *writer) aac(f aac.Frame) {
 	if err := w.m.hls.WriteMPEG4Audio(w.ain.track, f.At, pts, [][]byte{f.AU}); err != nil {
 		w.m.s.log.Debug("hls: write audio", "stream", w.m.path, "err", err)
 	}
+	w.written(f.At)
 }
