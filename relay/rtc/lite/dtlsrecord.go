@@ -2,12 +2,17 @@ package lite
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
+	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/ciphersuite"
@@ -57,6 +62,10 @@ type dtlsRecords struct {
 	// canSend: snap.SequenceNumber is still unused (the snapshot was taken
 	// after the Conn stopped sending, and no close_notify was sealed).
 	canSend bool
+
+	mu           sync.Mutex
+	opener       *alertOpener // nil until the viewer's first alert record
+	openerFailed bool
 }
 
 // snapshotDTLS reads what dtlsRecords needs from c, which must have
@@ -99,54 +108,152 @@ func suiteParams(id dtls.CipherSuiteID) (keyLen int, h func() hash.Hash, err err
 	return 0, nil, fmt.Errorf("dtls: cipher suite %#04x not supported after the handshake", uint16(id))
 }
 
-// cipher derives the association's record keys (RFC 5246 section 6.3). It
-// is built when needed, not kept: alerts are rare and a GCM pair costs
-// more memory than the secret it comes from.
-func (r *dtlsRecords) cipher() (*ciphersuite.GCM, error) {
+// keys derives the association's record keys (RFC 5246 section 6.3).
+func (r *dtlsRecords) keys() (*prf.EncryptionKeys, error) {
 	keyLen, h, err := suiteParams(dtls.CipherSuiteID(r.snap.CipherSuiteID))
 	if err != nil {
 		return nil, err
 	}
-	k, err := prf.GenerateEncryptionKeys(r.snap.MasterSecret, r.snap.RemoteRandom[:], r.snap.LocalRandom[:], 0, keyLen, 4, h)
+	return prf.GenerateEncryptionKeys(r.snap.MasterSecret, r.snap.RemoteRandom[:], r.snap.LocalRandom[:], 0, keyLen, 4, h)
+}
+
+// cipher builds the association's record protection for sealing; it is
+// used once, for our close_notify.
+func (r *dtlsRecords) cipher() (*ciphersuite.GCM, error) {
+	k, err := r.keys()
 	if err != nil {
 		return nil, err
 	}
 	return ciphersuite.NewGCM(k.ServerWriteKey, k.ServerWriteIV, k.ClientWriteKey, k.ClientWriteIV)
 }
 
+const (
+	recordHeader = 13 // DTLS 1.2 record header without connection ID
+	// sealedAlert is the size of an AES-GCM record holding one alert:
+	// header, explicit nonce, the 2-byte alert, tag. Shorter records
+	// cannot be one and are dropped before any work.
+	sealedAlert = recordHeader + 8 + 2 + 16
+	// maxAlertRecord: a record holds one alert (browsers send nothing
+	// else); longer ones are not opened.
+	maxAlertRecord = sealedAlert + 2*15
+	// alertsPerSecond bounds the alert records opened per peer: anyone
+	// who can send from the viewer's address can send forged ones, and
+	// they are opened on the goroutine that reads every viewer's and
+	// publisher's datagrams. A flood beyond it can only hide the viewer's
+	// own close_notify for that second (consent expiry ends the peer).
+	alertsPerSecond = 8
+)
+
+// alertOpener opens the viewer's alert records: built on the first one
+// (most viewers never send any), kept after, so that forged alerts cost
+// one AES-GCM open and no allocation.
+type alertOpener struct {
+	aead   cipher.AEAD
+	iv     [4]byte // the viewer's implicit nonce part
+	nonce  [12]byte
+	ad     [13]byte
+	buf    [maxAlertRecord]byte
+	window int64 // unix second the budget is for
+	used   int
+}
+
 // viewerEnded reports whether a datagram from the viewer holds an
 // authentic alert that ends the association: close_notify or any fatal
 // alert. Records that do not open with the association's keys (forged, or
-// from before the handshake) are ignored.
+// from before the handshake) are ignored, as is a datagram whose records
+// do not frame it exactly (as pion's record layer would).
 func (r *dtlsRecords) viewerEnded(datagram []byte) bool {
-	recs, err := recordlayer.UnpackDatagram(datagram)
-	if err != nil {
+	if len(datagram) < sealedAlert || !framed(datagram) {
 		return false
 	}
-	var g *ciphersuite.GCM
-	for _, rec := range recs {
-		var h recordlayer.Header
-		if h.Unmarshal(rec) != nil || h.ContentType != protocol.ContentTypeAlert || h.Epoch != r.snap.LocalEpoch {
+	for b := datagram; len(b) > 0; {
+		n := recordHeader + int(binary.BigEndian.Uint16(b[11:13]))
+		rec := b[:n]
+		b = b[n:]
+		if rec[0] != byte(protocol.ContentTypeAlert) || n < sealedAlert || n > maxAlertRecord ||
+			binary.BigEndian.Uint16(rec[3:5]) != r.snap.LocalEpoch {
 			continue
 		}
-		if g == nil {
-			if g, err = r.cipher(); err != nil {
-				return false
-			}
-		}
-		plain, err := g.Decrypt(h, append([]byte(nil), rec...))
-		if err != nil || len(plain) < h.Size()+2 {
-			continue
-		}
-		var a alert.Alert
-		if a.Unmarshal(plain[h.Size():]) != nil {
-			continue
-		}
-		if a.Level == alert.Fatal || a.Description == alert.CloseNotify {
+		if r.openAlert(rec) {
 			return true
 		}
 	}
 	return false
+}
+
+// framed reports whether b is a sequence of whole DTLS records, checked
+// as recordlayer.UnpackDatagram does but without allocating.
+func framed(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) <= recordHeader {
+			return false
+		}
+		n := recordHeader + int(binary.BigEndian.Uint16(b[11:13]))
+		if n > len(b) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// openAlert opens one alert record of the association's epoch and reports
+// whether it ends the association. It may be called from the UDP reader
+// and an ICE-TCP connection's reader at once.
+func (r *dtlsRecords) openAlert(rec []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := r.opener
+	if o == nil {
+		if r.openerFailed {
+			return false
+		}
+		var err error
+		if o, err = r.newOpener(); err != nil {
+			r.openerFailed = true
+			return false
+		}
+		r.opener = o
+	}
+	if now := time.Now().Unix(); now != o.window {
+		o.window, o.used = now, 0
+	}
+	if o.used >= alertsPerSecond {
+		return false
+	}
+	o.used++
+	// Additional data (RFC 5246 section 6.2.3.3): epoch and sequence
+	// number, type, version, plaintext length.
+	copy(o.ad[:8], rec[3:11])
+	o.ad[8], o.ad[9], o.ad[10] = rec[0], rec[1], rec[2]
+	binary.BigEndian.PutUint16(o.ad[11:], uint16(len(rec)-sealedAlert+2))
+	copy(o.nonce[:4], o.iv[:])
+	copy(o.nonce[4:], rec[recordHeader:recordHeader+8])
+	sealed := o.buf[:copy(o.buf[:], rec[recordHeader+8:])]
+	plain, err := o.aead.Open(sealed[:0], o.nonce[:], sealed, o.ad[:])
+	if err != nil || len(plain) != 2 {
+		return false
+	}
+	// Level 2 is fatal; description 0 is close_notify.
+	return plain[0] == byte(alert.Fatal) || plain[1] == byte(alert.CloseNotify)
+}
+
+func (r *dtlsRecords) newOpener() (*alertOpener, error) {
+	k, err := r.keys()
+	if err != nil {
+		return nil, err
+	}
+	b, err := aes.NewCipher(k.ClientWriteKey)
+	if err != nil {
+		return nil, err
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, err
+	}
+	o := &alertOpener{aead: g}
+	copy(o.iv[:], k.ClientWriteIV)
+	return o, nil
 }
 
 // closeNotify seals the association's close_notify alert, once: the
