@@ -48,7 +48,7 @@ func benchFanout(b *testing.B, viewers int, lite bool) {
 		b.Fatal(err)
 	}
 	defer eng.Close()
-	srv := New(Params{Engine: eng, Hub: hub, Logger: log})
+	srv := New(Params{SessionParams: rtc.SessionParams{Engine: eng, Logger: log}, Hub: hub})
 	defer srv.Close()
 
 	info := relay.TrackInfo{Kind: codec.Video, Codec: relay.Codec{MimeType: codec.MimeH264, ClockRate: 90000,

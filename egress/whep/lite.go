@@ -68,7 +68,7 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 	}
 	ss := rtc.NewTransportSession(path, peer, lp)
 	ss.SetAnswer(answer)
-	if err := s.sessions.Add(ss); err != nil {
+	if err := s.AddSession(ss); err != nil {
 		lp.Close()
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 		ss.Close() // ended before the session was stored
 	default:
 	}
-	log = log.With("session", logID(ss.ID))
+	log = log.With("session", rtc.LogID(ss.ID))
 	log.Info("viewer connected", "tracks", len(plans), "refused_sections", len(rejected), "transport", "lite")
 	v.mu.Lock()
 	v.sess, v.lp, v.log = ss, lp, log

@@ -64,7 +64,7 @@ func newLiteRigAddr(t *testing.T, consent time.Duration, tcp bool, udpAddr strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eng.Close() })
-	srv := New(Params{Engine: eng, Hub: hub, Logger: log})
+	srv := New(Params{SessionParams: rtc.SessionParams{Engine: eng, Logger: log}, Hub: hub})
 	t.Cleanup(srv.Close)
 	info := relay.TrackInfo{Kind: codec.Video, Codec: relay.Codec{MimeType: codec.MimeH264, ClockRate: 90000,
 		Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}}

@@ -51,7 +51,7 @@ func (v *liteLife) start() {
 	v.mu.Lock()
 	v.started = true
 	v.timer = time.AfterFunc(v.s.p.ConnectTimeout, v.connectTimeout)
-	v.unwatch = v.s.ends.watch(&v.s.wg, v.st, func() {
+	v.unwatch = v.s.ends.watch(v.s.Go, v.st, func() {
 		v.log.Info("stream ended; closing viewer")
 		v.sess.Close()
 	})
@@ -158,8 +158,10 @@ type streamWatch struct {
 	stop chan struct{}
 }
 
-// watch runs f when st ends, unless the returned function ran first.
-func (e *streamEnds) watch(wg *sync.WaitGroup, st *relay.Stream, f func()) (unwatch func()) {
+// watch runs f when st ends, unless the returned function ran first. A
+// stream's watcher goroutine is started with spawn (the server's, so
+// that Close waits for it).
+func (e *streamEnds) watch(spawn func(func()), st *relay.Stream, f func()) (unwatch func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.m == nil {
@@ -169,9 +171,7 @@ func (e *streamEnds) watch(wg *sync.WaitGroup, st *relay.Stream, f func()) (unwa
 	if w == nil {
 		w = &streamWatch{fns: map[uint64]func(){}, stop: make(chan struct{})}
 		e.m[st] = w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		spawn(func() {
 			select {
 			case <-st.Done():
 			case <-w.stop:
@@ -187,7 +187,7 @@ func (e *streamEnds) watch(wg *sync.WaitGroup, st *relay.Stream, f func()) (unwa
 			for _, f := range fns {
 				f()
 			}
-		}()
+		})
 	}
 	id := w.next
 	w.next++

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -19,28 +18,22 @@ import (
 
 // Params configures the WHEP server.
 type Params struct {
-	Engine *rtc.Engine
-	Hub    *relay.Hub
-	// MaxTracks bounds media sections per offer (default 4).
-	MaxTracks int
+	rtc.SessionParams // engine, max tracks, connect timeout, logger
+	Hub               *relay.Hub
 	// MaxSessions bounds concurrent viewers (0: unlimited; DefaultParams:
 	// 20000).
 	MaxSessions int `flag:"max-viewers" help:"concurrent WHEP sessions (0: unlimited)"`
-	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
-	ConnectTimeout time.Duration
 	// Pull, if set, is asked to make a stream that is not live here
 	// available (an edge pulling from its parents).
-	Pull   func(ctx context.Context, path string) error
-	Logger *slog.Logger
+	Pull func(ctx context.Context, path string) error
 }
 
-// Server accepts WHEP offers.
+// Server accepts WHEP offers. Its Session, Sessions, RefusedSections and
+// Close are the rtc.Endpoint's.
 type Server struct {
-	p        Params
-	sessions *rtc.Registry
-	rejects  rtc.RejectCounter
-	wg       sync.WaitGroup
-	ends     streamEnds // lite viewers' stream-end watchers (litelife.go)
+	*rtc.Endpoint
+	p    Params
+	ends streamEnds // lite viewers' stream-end watchers (litelife.go)
 	// estimates remembers viewers' link estimates for their next session.
 	estimates estimateMemo
 }
@@ -48,38 +41,13 @@ type Server struct {
 // DefaultParams are the settings livegate starts with, and those a zero
 // Params field stands for, except MaxSessions (0: unlimited).
 func DefaultParams() Params {
-	return Params{MaxTracks: rtc.DefaultMaxTracks, MaxSessions: 20000, ConnectTimeout: rtc.DefaultConnectTimeout}
+	return Params{SessionParams: rtc.DefaultSessionParams(), MaxSessions: 20000}
 }
 
 // New returns a WHEP server.
 func New(p Params) *Server {
-	d := DefaultParams()
-	if p.MaxTracks <= 0 {
-		p.MaxTracks = d.MaxTracks
-	}
-	if p.ConnectTimeout <= 0 {
-		p.ConnectTimeout = d.ConnectTimeout
-	}
-	if p.Logger == nil {
-		p.Logger = slog.Default()
-	}
-	return &Server{p: p, sessions: rtc.NewRegistry(p.MaxSessions)}
-}
-
-// Session returns a live session of path by id.
-func (s *Server) Session(path, id string) (*rtc.Session, error) { return s.sessions.Get(path, id) }
-
-// Sessions is the number of live viewer sessions.
-func (s *Server) Sessions() int { return s.sessions.Len() }
-
-// RefusedSections reports the media sections refused in answers so far, by
-// kind and reason.
-func (s *Server) RefusedSections(f func(kind, reason string, n uint64)) { s.rejects.Each(f) }
-
-// Close ends every session and waits for their goroutines.
-func (s *Server) Close() {
-	s.sessions.CloseAll()
-	s.wg.Wait()
+	p.SessionParams = p.SessionParams.WithDefaults()
+	return &Server{Endpoint: rtc.NewEndpoint(p.MaxSessions), p: p}
 }
 
 type plan struct {
@@ -124,7 +92,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		plans[i].layer, plans[i].start, plans[i].remember = layer, start, remember
 	}
 	log := s.p.Logger.With("stream", path, "peer", peer)
-	s.rejects.Refused(log, "viewer", rejected)
+	s.Refused(log, "viewer", rejected)
 	if len(plans) == 0 {
 		var have []string
 		for _, t := range st.Tracks() {
@@ -191,11 +159,11 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	}
 	sess := rtc.NewSession(path, peer, pc)
 	sess.SetAnswer(answer)
-	if err := s.sessions.Add(sess); err != nil {
+	if err := s.AddSession(sess); err != nil {
 		_ = pc.Close()
 		return nil, err
 	}
-	log = log.With("session", logID(sess.ID))
+	log = log.With("session", rtc.LogID(sess.ID))
 	log.Info("viewer connected", "tracks", len(plans), "refused_sections", len(rejected))
 	s.run(sess, st, plans, sinks, log)
 	return sess, nil
@@ -271,33 +239,17 @@ var feedback = []webrtc.RTCPFeedback{
 // run attaches the viewer to the stream once its transport is up (writes
 // before DTLS completes would block), and tears it down when either side ends.
 func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []*sink, log *slog.Logger) {
-	pc := sess.PC
-	connected := make(chan struct{})
-	var once sync.Once
-	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
-		log.Debug("viewer connection state", "state", state.String())
-		switch state {
-		case webrtc.PeerConnectionStateConnected:
-			once.Do(func() { close(connected) })
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			go sess.Close()
-		}
-	})
+	connected := sess.WatchConnection(log, "viewer")
 	// RTCP must be read on every sender, or pion stops processing it.
 	readers := make([]chan viewerReader, len(sinks))
 	for i, sk := range sinks {
 		readers[i] = make(chan viewerReader, 1)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			readRTCP(sk, readers[i])
-		}()
+		s.Go(func() { readRTCP(sk, readers[i]) })
 	}
 
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if !s.awaitConnect(sess, st, connected, log) {
+	s.Go(func() {
+		// A stream that ends first ends the session too.
+		if !sess.AwaitConnect(connected, st.Done(), s.p.ConnectTimeout, log, "viewer") {
 			return
 		}
 		// pion reports "connected" while still holding the DTLS transport's
@@ -329,7 +281,7 @@ func (s *Server) run(sess *rtc.Session, st *relay.Stream, plans []plan, sinks []
 		}
 		holdViewer(sess, st, attached, len(attached) == len(plans), log)
 		log.Info("viewer session ended")
-	}()
+	})
 }
 
 // readRTCP answers the viewer's NACKs, forwards its keyframe requests and
@@ -409,29 +361,6 @@ func (s *sink) WriteSenderReport(ntp uint64, rtpTime uint32, packets, octets uin
 	return s.pc.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{
 		SSRC: s.ssrc, NTPTime: ntp, RTPTime: rtpTime, PacketCount: packets, OctetCount: octets,
 	}})
-}
-
-// logID is rtc.LogID under the name lite.go calls it by.
-var logID = rtc.LogID
-
-// awaitConnect waits until the viewer's transport is connected. It ends
-// the session and reports false when the viewer does not connect within
-// ConnectTimeout or the stream ends first, and reports false when the
-// session ends meanwhile.
-func (s *Server) awaitConnect(sess *rtc.Session, st *relay.Stream, connected <-chan struct{}, log *slog.Logger) bool {
-	timer := time.NewTimer(s.p.ConnectTimeout)
-	defer timer.Stop()
-	select {
-	case <-connected:
-		return true
-	case <-timer.C:
-		log.Warn("viewer did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
-		sess.Close()
-	case <-sess.Done():
-	case <-st.Done():
-		sess.Close()
-	}
-	return false
 }
 
 // holdViewer keeps a viewer's readers until its session or the stream

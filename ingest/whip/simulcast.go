@@ -117,9 +117,7 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 	// layer track keeps the packet as received: those codecs get a copy.
 	copyForSelector := fieldsRewritten(st.mime)
 	log.Info("simulcast layer started", "rid", rid, "ssrc", ssrc)
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
+	s.Go(func() {
 		var buf []byte
 		for {
 			if buf == nil {
@@ -147,13 +145,12 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 				buf = nil
 			}
 		}
-	}()
-	go func() {
-		defer s.wg.Done()
+	})
+	s.Go(func() {
 		read := func() ([]rtcp.Packet, interceptor.Attributes, error) { return recv.ReadSimulcastRTCP(rid) }
 		rtc.ReadSenderReports(read, func(ntp uint64, rtpTime uint32) {
 			st.sel.SenderReport(layer, ntp, rtpTime)
 			st.pub.WriteLayerSenderReport(lt, ntp, rtpTime)
 		})
-	}()
+	})
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -20,72 +18,40 @@ import (
 
 // Params configures the WHIP server.
 type Params struct {
-	Engine *rtc.Engine
-	Hub    *relay.Hub
+	rtc.SessionParams // engine, max tracks, connect timeout, logger
+	Hub               *relay.Hub
 	// VideoCodecs orders video codecs by preference (MIME subtypes,
 	// lower case). Default: h264, vp8, vp9, av1.
 	VideoCodecs []string `flag:"video-codecs" list:"lower" help:"accepted video codecs in order of preference (h264, vp8, vp9, av1)"`
-	// MaxTracks bounds media sections per offer (default 4).
-	MaxTracks int
 	// MaxSessions bounds concurrent publishers (0: unlimited; DefaultParams:
 	// 1000).
 	MaxSessions int `flag:"max-publishers" help:"concurrent WHIP sessions (0: unlimited)"`
-	// ConnectTimeout ends sessions whose peer never connects (default 15 s).
-	ConnectTimeout time.Duration
-	Logger         *slog.Logger
 }
 
-// Server accepts WHIP offers.
+// Server accepts WHIP offers. Its Session, Sessions, RefusedSections and
+// Close are the rtc.Endpoint's.
 type Server struct {
-	p        Params
-	sessions *rtc.Registry
-	rejects  rtc.RejectCounter
-	wg       sync.WaitGroup
+	*rtc.Endpoint
+	p Params
 }
 
 // DefaultParams are the settings livegate starts with, and those a zero
 // Params field stands for, except MaxSessions (0: unlimited).
 func DefaultParams() Params {
 	return Params{
-		VideoCodecs:    []string{"h264", "vp8", "vp9", "av1"},
-		MaxTracks:      rtc.DefaultMaxTracks,
-		MaxSessions:    1000,
-		ConnectTimeout: rtc.DefaultConnectTimeout,
+		SessionParams: rtc.DefaultSessionParams(),
+		VideoCodecs:   []string{"h264", "vp8", "vp9", "av1"},
+		MaxSessions:   1000,
 	}
 }
 
 // New returns a WHIP server.
 func New(p Params) *Server {
-	d := DefaultParams()
 	if len(p.VideoCodecs) == 0 {
-		p.VideoCodecs = d.VideoCodecs
+		p.VideoCodecs = DefaultParams().VideoCodecs
 	}
-	if p.MaxTracks <= 0 {
-		p.MaxTracks = d.MaxTracks
-	}
-	if p.ConnectTimeout <= 0 {
-		p.ConnectTimeout = d.ConnectTimeout
-	}
-	if p.Logger == nil {
-		p.Logger = slog.Default()
-	}
-	return &Server{p: p, sessions: rtc.NewRegistry(p.MaxSessions)}
-}
-
-// Session returns a live session of path by id.
-func (s *Server) Session(path, id string) (*rtc.Session, error) { return s.sessions.Get(path, id) }
-
-// Sessions is the number of live publisher sessions.
-func (s *Server) Sessions() int { return s.sessions.Len() }
-
-// RefusedSections reports the media sections refused in answers so far, by
-// kind and reason.
-func (s *Server) RefusedSections(f func(kind, reason string, n uint64)) { s.rejects.Each(f) }
-
-// Close ends every session and waits for their goroutines.
-func (s *Server) Close() {
-	s.sessions.CloseAll()
-	s.wg.Wait()
+	p.SessionParams = p.SessionParams.WithDefaults()
+	return &Server{Endpoint: rtc.NewEndpoint(p.MaxSessions), p: p}
 }
 
 // feedback is offered with every chosen codec; pion keeps what the engine
@@ -126,7 +92,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 		plan.Keep[m.Mid] = c.PayloadType
 	}
 	log := s.p.Logger.With("stream", path, "peer", peer)
-	s.rejects.Refused(log, "publisher", rejected)
+	s.Refused(log, "publisher", rejected)
 	if len(chosen) == 0 {
 		return nil, &rtc.NoCodecError{Offered: o.Names(), Supported: rtc.SupportedNames(), Sections: rejected}
 	}
@@ -188,7 +154,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	for _, st := range sim {
 		st.pub = pub
 	}
-	if err := s.sessions.Add(sess); err != nil {
+	if err := s.AddSession(sess); err != nil {
 		pub.End("session limit")
 		_ = pc.Close()
 		return nil, err
@@ -202,8 +168,6 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 // run wires the session's lifecycle: media in, stalls, takeover, teardown.
 func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string]int, sim map[int]*simTrack, log *slog.Logger) {
 	pc := sess.PC
-	connected := make(chan struct{})
-	var connectedOnce sync.Once
 	sess.OnClose(func() { pub.End("session closed") })
 
 	pc.OnTrack(func(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
@@ -221,41 +185,18 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 			s.readLayer(track, recv, st, log)
 			return
 		}
-		s.wg.Add(2)
-		go func() {
-			defer s.wg.Done()
-			readRTP(track, pub, i)
-		}()
-		go func() {
-			defer s.wg.Done()
+		s.Go(func() { readRTP(track, pub, i) })
+		s.Go(func() {
 			rtc.ReadSenderReports(recv.ReadRTCP, func(ntp uint64, rtpTime uint32) { pub.WriteSenderReport(i, ntp, rtpTime) })
-		}()
+		})
 	})
 	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
 		pub.SetStalled(st == webrtc.ICEConnectionStateDisconnected)
 	})
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		log.Debug("publisher connection state", "state", st.String())
-		switch st {
-		case webrtc.PeerConnectionStateConnected:
-			connectedOnce.Do(func() { close(connected) })
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			go sess.Close()
-		}
-	})
+	connected := sess.WatchConnection(log, "publisher")
 
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		timer := time.NewTimer(s.p.ConnectTimeout)
-		defer timer.Stop()
-		select {
-		case <-connected:
-		case <-timer.C:
-			log.Warn("publisher did not connect in time; ending session", "timeout", s.p.ConnectTimeout)
-			sess.Close()
-			return
-		case <-sess.Done():
+	s.Go(func() {
+		if !sess.AwaitConnect(connected, nil, s.p.ConnectTimeout, log, "publisher") {
 			return
 		}
 		select {
@@ -265,7 +206,7 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 		case <-sess.Done():
 		}
 		log.Info("publisher session ended")
-	}()
+	})
 }
 
 func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {

@@ -66,7 +66,7 @@ func startNode(t *testing.T, dir cluster.Directory, role cluster.Role) *node {
 		t.Fatal(err)
 	}
 	n.base = "http://" + ln.Addr().String()
-	n.whip = whip.New(whip.Params{Engine: n.engine, Hub: n.hub, Logger: log})
+	n.whip = whip.New(whip.Params{SessionParams: rtc.SessionParams{Engine: n.engine, Logger: log}, Hub: n.hub})
 	var pull func(context.Context, string) error
 	if role == cluster.RoleEdge {
 		n.puller = tree.New(tree.Params{Hub: n.hub, Linger: 2 * time.Second, Logger: log,
@@ -84,7 +84,7 @@ func startNode(t *testing.T, dir cluster.Directory, role cluster.Role) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.whep = whep.New(whep.Params{Engine: n.engine, Hub: n.hub, Pull: pull, Logger: log})
+	n.whep = whep.New(whep.Params{SessionParams: rtc.SessionParams{Engine: n.engine, Logger: log}, Hub: n.hub, Pull: pull})
 	h := web.New(web.Params{WHIP: n.whip, WHEP: n.whep, Hub: n.hub, Logger: log,
 		Auth: web.AuthParams{Mode: web.AuthOff, ClusterKey: clusterKey}})
 	n.srv = &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 5 * time.Second}

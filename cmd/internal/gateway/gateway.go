@@ -163,9 +163,10 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	}
 	g.check = newSelfTest(g.engine)
 	g.stack.push(g.check.Close)
+	// max-tracks and connect-timeout are one setting for WHIP and WHEP.
+	sp := rtc.SessionParams{Engine: g.engine, MaxTracks: cfg.MaxTracks, ConnectTimeout: cfg.ConnectTimeout, Logger: log}
 	wp := cfg.WHIPParams
-	wp.Engine, wp.Hub, wp.Logger = g.engine, g.hub, log
-	wp.MaxTracks, wp.ConnectTimeout = cfg.MaxTracks, cfg.ConnectTimeout
+	wp.SessionParams, wp.Hub = sp, g.hub
 	g.whip = whip.New(wp)
 	g.stack.push(g.whip.Close)
 	pull, err := g.startPuller(cfg, log)
@@ -173,8 +174,7 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	vp := cfg.WHEPParams
-	vp.Engine, vp.Hub, vp.Pull, vp.Logger = g.engine, g.hub, pull, log
-	vp.MaxTracks, vp.ConnectTimeout = cfg.MaxTracks, cfg.ConnectTimeout
+	vp.SessionParams, vp.Hub, vp.Pull = sp, g.hub, pull
 	g.whep = whep.New(vp)
 	g.stack.push(g.whep.Close)
 	if err := g.startIngest(cfg, log); err != nil {
