@@ -243,11 +243,12 @@ func (p *Peer) Probe(rate float64, ssrc uint32, pt uint8) bool {
 	pad := max(rate-media, rate/4)
 	wire := float64(12 + 8 + len(probePadding))
 	n := max(probeMinPkts, int(pad*probeDuration.Seconds()/8/wire))
-	p.t.wg.Add(1)
-	go func() {
-		defer p.t.wg.Done()
-		p.sendProbe(id, n, ssrc, pt)
-	}()
+	if !p.t.spawn(func() { p.sendProbe(id, n, ssrc, pt) }) {
+		p.wmu.Lock()
+		c.probe.busy = false
+		p.wmu.Unlock()
+		return false // the transport is closing
+	}
 	return true
 }
 

@@ -1,6 +1,7 @@
 package lite
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -32,6 +33,7 @@ const (
 func (t *Transport) WrapTCP(ln net.Listener) net.Listener {
 	t.tcp.Store(true)
 	l := &tcpListener{Listener: ln, t: t, conns: make(chan net.Conn), done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(t.ctx)
 	// Not in t.wg: it ends when the listener's owner (pion's TCP mux,
 	// closed after the transport) closes it.
 	go l.acceptLoop()
@@ -45,6 +47,11 @@ type tcpListener struct {
 	done  chan struct{}
 	once  sync.Once
 	err   error // set by end, before done is closed
+	// ctx ends with the listener or the transport: connections still
+	// being classified are cut then rather than at their first frame's
+	// timeout.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func (l *tcpListener) acceptLoop() {
@@ -66,8 +73,9 @@ func (l *tcpListener) acceptLoop() {
 // lite peer keeps it here, anything else goes to pion.
 func (l *tcpListener) classify(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(tcpFirstFrameTimeout))
+	stop := context.AfterFunc(l.ctx, func() { _ = c.SetReadDeadline(time.Now()) })
 	frame, raw, err := readFrame(c, nil)
-	if err != nil {
+	if !stop() || err != nil {
 		_ = c.Close()
 		return
 	}
@@ -106,6 +114,7 @@ func (l *tcpListener) end(err error) {
 	l.once.Do(func() {
 		l.err = err
 		close(l.done)
+		l.cancel()
 	})
 }
 
@@ -198,9 +207,7 @@ func (t *Transport) serveTCP(p *Peer, c net.Conn, first []byte) {
 	from, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	tp := &tcpPath{conn: c, from: from, out: make(chan []byte, tcpQueue), done: make(chan struct{})}
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
+	writer := func() {
 		defer tp.close()
 		for {
 			select {
@@ -216,7 +223,11 @@ func (t *Transport) serveTCP(p *Peer, c net.Conn, first []byte) {
 				return
 			}
 		}
-	}()
+	}
+	if !t.spawn(writer) {
+		_ = c.Close() // the transport is closing
+		return
+	}
 	defer tp.close()
 	p.onTCP(first, tp)
 	buf := make([]byte, 0, 1502)

@@ -108,7 +108,11 @@ func (t *Transport) LocalAddr() *net.UDPAddr { return t.conn.LocalAddr().(*net.U
 
 // Close ends every peer and stops the transport.
 func (t *Transport) Close() {
+	// Cancelled under mu: spawn checks ctx under mu before wg.Add, so no
+	// goroutine is added once Wait below may be waiting.
+	t.mu.Lock()
 	t.cancel()
+	t.mu.Unlock()
 	t.mu.RLock()
 	list := make([]*Peer, 0, len(t.peers))
 	for p := range t.peers {
@@ -119,6 +123,22 @@ func (t *Transport) Close() {
 		p.Close()
 	}
 	t.wg.Wait()
+}
+
+// spawn runs f on a goroutine that Close waits for, or reports false
+// (and f does not run) once Close has begun.
+func (t *Transport) spawn(f func()) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.ctx.Err() != nil {
+		return false
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // Peers is the number of live peers.
