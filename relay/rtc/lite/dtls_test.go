@@ -27,6 +27,17 @@ import (
 type dtlsOnly struct {
 	*net.UDPConn
 	dead atomic.Bool
+	// capture, if set, takes what the client writes instead of the
+	// network (and Close leaves the socket open), so that a test can
+	// deliver it when it chooses.
+	capture chan []byte
+}
+
+func (d *dtlsOnly) Close() error {
+	if d.capture != nil {
+		return nil // the test's cleanup closes the socket
+	}
+	return d.UDPConn.Close()
 }
 
 func (d *dtlsOnly) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -44,7 +55,16 @@ func (d *dtlsOnly) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-func (d *dtlsOnly) WriteTo(b []byte, _ net.Addr) (int, error) { return d.Write(b) }
+func (d *dtlsOnly) WriteTo(b []byte, _ net.Addr) (int, error) {
+	if d.capture != nil {
+		select {
+		case d.capture <- append([]byte(nil), b...):
+		default:
+		}
+		return len(b), nil
+	}
+	return d.Write(b)
+}
 
 func (d *dtlsOnly) kill() {
 	d.dead.Store(true)
@@ -341,4 +361,75 @@ func TestClosedDuringHandshakeNeverConnects(t *testing.T) {
 		t.Fatalf("closed peer connected=%v, OnConnected called=%v", p.Connected(), onConnected.Load())
 	}
 	_ = dc.Close()
+}
+
+// Found in review: a viewer's close_notify sent around the release of its
+// peer's DTLS server was lost (the peer then ended only at consent
+// expiry, 15 s later): one arriving between the server's drop and the
+// records being kept was neither handed to the server nor examined, and
+// one the server read as it was dropped was ignored. Each way it now ends
+// the peer at once.
+func TestCloseNotifyAroundRelease(t *testing.T) {
+	cases := []struct {
+		name string
+		// deliver hands the viewer's close_notify to the peer from inside
+		// release (closed: after the server's packet conn closed).
+		closed  bool
+		deliver func(t *testing.T, v *viewer, hs *dtlsServer, b []byte)
+	}{
+		{"arrives while released", false, func(t *testing.T, v *viewer, _ *dtlsServer, b []byte) {
+			if _, err := v.conn.Write(b); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(100 * time.Millisecond) // the socket's reader has it
+		}},
+		{"read by the server as it is dropped", false, func(t *testing.T, _ *viewer, hs *dtlsServer, b []byte) {
+			hs.vconn.push(b)
+			time.Sleep(100 * time.Millisecond) // the server reads it before its conn closes
+		}},
+		{"queued after the server stopped", true, func(t *testing.T, _ *viewer, hs *dtlsServer, b []byte) {
+			time.Sleep(50 * time.Millisecond) // the server's reader has returned
+			hs.vconn.push(b)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// Set before the transport starts and reset after it stopped:
+			// its sweeper reads it.
+			type target struct {
+				p      *Peer
+				v      *viewer
+				notify []byte
+			}
+			var at atomic.Pointer[target]
+			testHookReleasing = func(q *Peer, hs *dtlsServer, closed bool) {
+				if a := at.Load(); a != nil && a.p == q && closed == c.closed {
+					c.deliver(t, a.v, hs, a.notify)
+				}
+			}
+			t.Cleanup(func() { testHookReleasing = nil })
+			r := newRig(t)
+			p, v := connectViewer(t, r)
+			v.conn.capture = make(chan []byte, 4)
+			if err := v.dc.Close(); err != nil {
+				t.Fatal(err)
+			}
+			var notify []byte
+			select {
+			case notify = <-v.conn.capture:
+			case <-time.After(3 * time.Second):
+				t.Fatal("the viewer sent no close_notify")
+			}
+			at.Store(&target{p: p, v: v, notify: notify})
+			v.sendReport(t) // releases the server at the next sweep
+			select {
+			case <-p.Done():
+			case <-time.After(4 * time.Second):
+				t.Fatal("the peer did not end on the viewer's close_notify")
+			}
+			if why := <-v.reason; why != "dtls closed by the viewer" {
+				t.Fatalf("peer ended because %q", why)
+			}
+		})
+	}
 }

@@ -32,6 +32,11 @@ func (p *Peer) verifyFingerprint(raw [][]byte, _ [][]*x509.Certificate) error {
 type dtlsServer struct {
 	vconn *peerConn
 	conn  *dtls.Conn
+	// released is set by release before the peer drops the server: the
+	// Conn may still act on a record it read just before its packet conn
+	// closed, and closes that conn only on a close_notify or fatal alert
+	// (or when the peer closes it, which a released server never is).
+	released atomic.Bool
 }
 
 // dtlsHold is how long a connected peer keeps its DTLS server when the
@@ -53,38 +58,74 @@ func (p *Peer) releasable(now int64) bool {
 // close_notify and the viewer's alerts need (dtlsrecord.go). The server's
 // goroutines end when their packet conn closes; closing it does not send
 // anything, so the viewer sees no difference.
+//
+// A viewer's close_notify is not lost around the release: one the Conn
+// reads as it is dropped ends the peer through dtlsClosed (released), one
+// still queued for it is examined here once the records are kept, and one
+// arriving in between waits for them in onPacket.
 func (p *Peer) release() {
+	if p.releaseLocked() {
+		p.end("dtls closed by the viewer")
+	}
+}
+
+// releaseLocked does release's work under life and reports whether a
+// datagram queued for the dropped server ended the association.
+func (p *Peer) releaseLocked() bool {
 	p.life.Lock()
 	defer p.life.Unlock()
 	hs := p.hs.Load()
 	if p.closed || hs == nil || !p.connected.Load() {
-		return
+		return false
 	}
 	if st, ok := hs.conn.ConnectionState(); !ok || !suiteSupported(st.CipherSuiteID) {
-		return // not a suite dtlsRecords handles: keep the Conn
+		return false // not a suite dtlsRecords handles: keep the Conn
 	}
-	p.hs.Store(nil)  // before the close: dtlsClosed ignores a released Conn
+	hs.released.Store(true)
+	p.hs.Store(nil) // before the close: onPacket stops handing datagrams to it
+	if testHookReleasing != nil {
+		testHookReleasing(p, hs, false)
+	}
 	hs.vconn.close() // from here on the Conn sends nothing
+	if testHookReleasing != nil {
+		testHookReleasing(p, hs, true)
+	}
 	rec, err := snapshotDTLS(hs.conn)
 	if err != nil {
 		// The peer still works, but ends without a close_notify and
 		// ignores the viewer's.
 		p.t.p.Logger.Warn("lite: dtls state after the handshake", "err", err)
-		return
+		return false
 	}
 	p.rec.Store(rec)
+	ended := false
+	for {
+		select {
+		case b := <-hs.vconn.in:
+			ended = ended || rec.viewerEnded(b)
+			continue
+		default:
+		}
+		return ended
+	}
 }
 
-// dtlsClosed is the peer's DTLS server closing its packet conn while the
-// peer holds it: after the handshake that is the viewer's close_notify or
-// fatal alert (a failed handshake is reported by handshake). It runs on
-// the server's goroutine, which the peer's Close waits for: hence the
-// goroutine.
+// testHookReleasing, if set by a test, runs in release just after the
+// peer dropped its DTLS server (closed false) and after the server's
+// packet conn closed (closed true).
+var testHookReleasing func(p *Peer, hs *dtlsServer, closed bool)
+
+// dtlsClosed is the peer's DTLS server closing its packet conn: after the
+// handshake that is the viewer's close_notify or fatal alert (a failed
+// handshake is reported by handshake), also when the server read it just
+// as the peer released it. The peer's own Close clears connected first.
+// It runs on the server's goroutine, which the peer's Close waits for:
+// hence the goroutine.
 func (p *Peer) dtlsClosed(hs *dtlsServer) {
-	if p.hs.Load() != hs || !p.connected.Load() {
+	if !p.connected.Load() || (p.hs.Load() != hs && !hs.released.Load()) {
 		return
 	}
-	go p.end("dtls closed by the viewer")
+	p.t.spawn(func() { p.end("dtls closed by the viewer") })
 }
 
 // sendCloseNotify tells the viewer the association is over, with the

@@ -148,11 +148,12 @@ func (t *Transport) NewPeer(p PeerParams) (*Peer, error) {
 	hs := &dtlsServer{vconn: vconn, conn: dc}
 	peer.hs.Store(hs)
 	vconn.onClose = func() { peer.dtlsClosed(hs) }
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		peer.handshake(hs)
-	}()
+	if !t.spawn(func() { peer.handshake(hs) }) {
+		// The Conn has started nothing yet (its handshake is lazy).
+		vconn.close()
+		t.unregister(peer)
+		return nil, errors.New("lite: transport closed")
+	}
 	return peer, nil
 }
 
@@ -298,10 +299,24 @@ func (p *Peer) startSRTP(dc *dtls.Conn) error {
 func (p *Peer) onPacket(b []byte, from netip.AddrPort) {
 	switch {
 	case b[0] >= 20 && b[0] <= 63: // DTLS
-		if hs := p.hs.Load(); hs != nil {
+		hs, rec := p.hs.Load(), p.rec.Load()
+		if hs == nil && rec == nil && p.connected.Load() {
+			// release is between dropping the DTLS server and keeping
+			// its records (or could not keep them): wait for it, so that
+			// a close_notify sent then still counts. hs is read before
+			// rec, so a datagram pushed to a server being dropped is seen
+			// by release's drain or here.
+			p.life.Lock()
+			hs, rec = p.hs.Load(), p.rec.Load()
+			p.life.Unlock()
+		}
+		if hs != nil {
 			hs.vconn.push(b)
 		}
-		if rec := p.rec.Load(); rec != nil && rec.viewerEnded(b) {
+		if rec == nil {
+			rec = p.rec.Load()
+		}
+		if rec != nil && rec.viewerEnded(b) {
 			p.end("dtls closed by the viewer")
 		}
 	case b[0] >= 128 && b[0] <= 191 && len(b) >= 8 && b[1] >= 192 && b[1] <= 223: // RTCP
