@@ -112,10 +112,7 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	for i, pl := range plans {
 		// The viewer's own payload type, so that pion binds the track to
 		// exactly the codec the answer names.
-		c := pl.codec.Codec
-		local, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
-			MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.Fmtp,
-		}, string(pl.track.Info().Kind), "livegate")
+		local, err := webrtc.NewTrackLocalStaticRTP(pl.codec.Capability(nil), string(pl.track.Info().Kind), "livegate")
 		if err != nil {
 			_ = pc.Close()
 			return nil, fmt.Errorf("local track: %w", err)
@@ -129,9 +126,9 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	}
 	answer, err := rtc.Answer(ctx, pc, o, rp, func() error {
 		for i, pl := range plans {
-			t := rtc.TransceiverByMid(pc, pl.mid)
-			if t == nil {
-				return fmt.Errorf("%w: media section %q not negotiated", rtc.ErrBadOffer, pl.mid)
+			t, err := rtc.Negotiated(pc, pl.mid)
+			if err != nil {
+				return err
 			}
 			// pion gives our tracks to the offer's sections of their kind in
 			// order; a plan that skipped an earlier section of the same kind
@@ -142,13 +139,8 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 				return fmt.Errorf("%w: media section %q: the stream's %s goes here, but an earlier %s section that cannot receive it comes first; offer one %s section",
 					rtc.ErrBadOffer, pl.mid, pl.track.Info().Kind, pl.track.Info().Kind, pl.track.Info().Kind)
 			}
-			c := pl.codec
-			if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{{
-				RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: c.MimeType, ClockRate: c.ClockRate,
-					Channels: c.Channels, SDPFmtpLine: c.Fmtp, RTCPFeedback: feedback},
-				PayloadType: webrtc.PayloadType(c.PayloadType),
-			}}); err != nil {
-				return fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+			if err := rtc.PreferCodec(t, pl.codec, feedback); err != nil {
+				return err
 			}
 		}
 		return nil

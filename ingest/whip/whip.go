@@ -116,16 +116,12 @@ func (s *Server) Offer(ctx context.Context, path, offer, peer string) (*rtc.Sess
 	sess := rtc.NewSession(path, peer, pc)
 	answer, err := rtc.Answer(ctx, pc, o, plan, func() error {
 		for _, ch := range chosen {
-			t := rtc.TransceiverByMid(pc, ch.mid)
-			if t == nil {
-				return fmt.Errorf("%w: media section %q not negotiated", rtc.ErrBadOffer, ch.mid)
+			t, err := rtc.Negotiated(pc, ch.mid)
+			if err != nil {
+				return err
 			}
-			if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{{
-				RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: ch.c.MimeType, ClockRate: ch.c.ClockRate,
-					Channels: ch.c.Channels, SDPFmtpLine: ch.c.Fmtp, RTCPFeedback: feedback},
-				PayloadType: webrtc.PayloadType(ch.c.PayloadType),
-			}}); err != nil {
-				return fmt.Errorf("%w: %w", rtc.ErrBadOffer, err)
+			if err := rtc.PreferCodec(t, ch.c, feedback); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -52,12 +52,31 @@ func Answer(ctx context.Context, pc *webrtc.PeerConnection, offer *Offer, plan P
 	return closeSections(answer, mids, plan.Close, offer.BundleTag)
 }
 
-// TransceiverByMid finds the transceiver negotiated for a media section.
-func TransceiverByMid(pc *webrtc.PeerConnection, mid string) *webrtc.RTPTransceiver {
+// Negotiated finds the transceiver pion negotiated for the offer's media
+// section mid (in Answer's prepare).
+func Negotiated(pc *webrtc.PeerConnection, mid string) (*webrtc.RTPTransceiver, error) {
 	for _, t := range pc.GetTransceivers() {
 		if t.Mid() == mid {
-			return t
+			return t, nil
 		}
+	}
+	return nil, fmt.Errorf("%w: media section %q not negotiated", ErrBadOffer, mid)
+}
+
+// Capability is c as pion describes a codec, with the RTCP feedback fb.
+func (c OfferedCodec) Capability(fb []webrtc.RTCPFeedback) webrtc.RTPCodecCapability {
+	return webrtc.RTPCodecCapability{MimeType: c.MimeType, ClockRate: c.ClockRate,
+		Channels: c.Channels, SDPFmtpLine: c.Fmtp, RTCPFeedback: fb}
+}
+
+// PreferCodec makes c, with the RTCP feedback fb, the one codec t's
+// section answers, under the payload type the offer gave it.
+func PreferCodec(t *webrtc.RTPTransceiver, c OfferedCodec, fb []webrtc.RTCPFeedback) error {
+	err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{{
+		RTPCodecCapability: c.Capability(fb), PayloadType: webrtc.PayloadType(c.PayloadType),
+	}})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadOffer, err)
 	}
 	return nil
 }
