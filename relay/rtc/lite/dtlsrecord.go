@@ -129,13 +129,11 @@ func (r *dtlsRecords) cipher() (*ciphersuite.GCM, error) {
 
 const (
 	recordHeader = 13 // DTLS 1.2 record header without connection ID
-	// sealedAlert is the size of an AES-GCM record holding one alert:
-	// header, explicit nonce, the 2-byte alert, tag. Shorter records
-	// cannot be one and are dropped before any work.
+	// sealedAlert is the size of an AES-GCM record holding an alert:
+	// header, explicit nonce, the 2-byte alert, tag. An alert record of
+	// any other size cannot open to one alert (what pion accepts, and
+	// all a browser sends), so it is dropped before any work.
 	sealedAlert = recordHeader + 8 + 2 + 16
-	// maxAlertRecord: a record holds one alert (browsers send nothing
-	// else); longer ones are not opened.
-	maxAlertRecord = sealedAlert + 2*15
 	// alertsPerSecond bounds the alert records opened per peer: anyone
 	// who can send from the viewer's address can send forged ones, and
 	// they are opened on the goroutine that reads every viewer's and
@@ -152,8 +150,8 @@ type alertOpener struct {
 	iv     [4]byte // the viewer's implicit nonce part
 	nonce  [12]byte
 	ad     [13]byte
-	buf    [maxAlertRecord]byte
-	window int64 // unix second the budget is for
+	buf    [sealedAlert - recordHeader - 8]byte // ciphertext and tag
+	window int64                                // unix second the budget is for
 	used   int
 }
 
@@ -170,7 +168,7 @@ func (r *dtlsRecords) viewerEnded(datagram []byte) bool {
 		n := recordHeader + int(binary.BigEndian.Uint16(b[11:13]))
 		rec := b[:n]
 		b = b[n:]
-		if rec[0] != byte(protocol.ContentTypeAlert) || n < sealedAlert || n > maxAlertRecord ||
+		if rec[0] != byte(protocol.ContentTypeAlert) || n != sealedAlert ||
 			binary.BigEndian.Uint16(rec[3:5]) != r.snap.LocalEpoch {
 			continue
 		}
@@ -226,7 +224,7 @@ func (r *dtlsRecords) openAlert(rec []byte) bool {
 	// number, type, version, plaintext length.
 	copy(o.ad[:8], rec[3:11])
 	o.ad[8], o.ad[9], o.ad[10] = rec[0], rec[1], rec[2]
-	binary.BigEndian.PutUint16(o.ad[11:], uint16(len(rec)-sealedAlert+2))
+	binary.BigEndian.PutUint16(o.ad[11:], 2) // the plaintext's length
 	copy(o.nonce[:4], o.iv[:])
 	copy(o.nonce[4:], rec[recordHeader:recordHeader+8])
 	sealed := o.buf[:copy(o.buf[:], rec[recordHeader+8:])]

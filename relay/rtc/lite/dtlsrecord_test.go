@@ -77,6 +77,8 @@ func TestViewerEndedTable(t *testing.T) {
 	longLen[11], longLen[12] = 0xff, 0xff
 	seqFlip := append([]byte(nil), good...)
 	seqFlip[10] ^= 1 // the sequence number is authenticated
+	long := append(append([]byte(nil), good...), 0) // room for more than one alert
+	long[11], long[12] = 0, byte(len(long)-13)
 	many := bytes.Repeat(short2, 60)
 	cases := []struct {
 		name string
@@ -92,6 +94,7 @@ func TestViewerEndedTable(t *testing.T) {
 		{"nonce and tag", tagOnly, false},
 		{"length beyond datagram", longLen, false},
 		{"bit flipped", flip, false},
+		{"alert record one byte longer", long, false},
 		{"sequence number changed", seqFlip, false},
 		{"other epoch", epoch2, false},
 		{"connection ID type", cid, false},
