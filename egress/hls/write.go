@@ -34,6 +34,12 @@ type writer struct {
 	skip    time.Duration
 	segAt   time.Time
 	pendCut bool
+
+	// AAC whose times fell behind (see aacBehind).
+	aacFix      time.Duration // added to the transcoder's times
+	aacLat      time.Duration // usual arrival minus capture time
+	behindSince time.Time     // arrival of the first frame of a run behind
+	behindFrom  time.Time     // its capture time
 }
 
 // A publisher that pauses (a host's tab stalls, a reconnect within the
@@ -73,6 +79,31 @@ func (w *writer) gap(at time.Time) bool {
 	w.vr.RequestKeyframe()
 	w.m.s.log.Info("hls: the publisher's media paused; the gap is cut from the timeline (discontinuity at the next keyframe)",
 		"stream", w.m.path, "gap", d.Round(time.Millisecond))
+	return true
+}
+
+// aacBehind is told of an AAC frame (captured at, arrived now) that falls
+// before the audio already written, and reports whether it re-anchored the
+// AAC times. The transcoder fills a pause of up to 10 s with silence, which
+// comes as a burst of frames the gap took off the timeline: those are
+// dropped. A longer pause it does not carry: its times go on as if there
+// had been none, behind the video from then on. Frames that keep coming
+// behind at the pace of real time (300 ms of them, not a burst) are put
+// back at their arrival time less the usual latency.
+func (w *writer) aacBehind(now, at time.Time) bool {
+	if w.behindSince.IsZero() {
+		w.behindSince, w.behindFrom = now, at
+		return false
+	}
+	arrived := now.Sub(w.behindSince)
+	if arrived < 300*time.Millisecond || at.Sub(w.behindFrom) > 2*arrived {
+		return false
+	}
+	fix := now.Add(-w.aacLat).Sub(at)
+	w.aacFix += fix
+	w.behindSince = time.Time{}
+	w.m.s.log.Info("hls: the AAC transcoder's times are behind the stream's (a long pause); audio re-anchored",
+		"stream", w.m.path, "by", fix.Round(time.Millisecond))
 	return true
 }
 
@@ -179,14 +210,28 @@ func (w *writer) aac(f aac.Frame) {
 	if w.ain == nil || f.At.IsZero() {
 		return
 	}
-	w.gap(f.At)
-	pts := w.pts(w.ain, f.At.Add(-w.skip))
+	now := time.Now()
+	at := f.At.Add(w.aacFix)
+	w.gap(at)
+	pts := w.pts(w.ain, at.Add(-w.skip))
 	if pts < 0 || (w.haveA && pts <= w.lastA) {
-		return
+		if !w.aacBehind(now, at) {
+			return
+		}
+		at = f.At.Add(w.aacFix)
+		if pts = w.pts(w.ain, at.Add(-w.skip)); pts < 0 || pts <= w.lastA {
+			return
+		}
+	}
+	w.behindSince = time.Time{}
+	if lat := now.Sub(at); w.aacLat == 0 {
+		w.aacLat = lat
+	} else {
+		w.aacLat += (lat - w.aacLat) / 16
 	}
 	w.lastA, w.haveA = pts, true
-	if err := w.m.hls.WriteMPEG4Audio(w.ain.track, f.At, pts, [][]byte{f.AU}); err != nil {
+	if err := w.m.hls.WriteMPEG4Audio(w.ain.track, at, pts, [][]byte{f.AU}); err != nil {
 		w.m.s.log.Debug("hls: write audio", "stream", w.m.path, "err", err)
 	}
-	w.written(f.At)
+	w.written(at)
 }
