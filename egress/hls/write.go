@@ -34,6 +34,7 @@ type writer struct {
 	skip    time.Duration
 	segAt   time.Time
 	pendCut bool
+	askKey  bool // the first video frame after a gap asks for a keyframe unless it is one
 
 	// AAC whose times fell behind (see aacBehind).
 	aacFix      time.Duration // added to the transcoder's times
@@ -48,7 +49,7 @@ type writer struct {
 // the next one), which then lasts as long as the gap and grows
 // EXT-X-TARGETDURATION past what players loaded. So a gap is taken out of
 // the timeline, down to gapFill, the segment is ended at the next keyframe
-// (asked for at once), and the playlist marks the segment after the gap
+// (asked for unless the media comes back with one), and the playlist marks the segment after the gap
 // EXT-X-DISCONTINUITY, with its real EXT-X-PROGRAM-DATE-TIME.
 const (
 	// gapMin is the shortest silence on every track that counts as a
@@ -75,8 +76,7 @@ func (w *writer) gap(at time.Time) bool {
 		return false
 	}
 	w.skip += d - gapFill
-	w.pendCut = true
-	w.vr.RequestKeyframe()
+	w.pendCut, w.askKey = true, true
 	w.m.s.log.Info("hls: the publisher's media paused; the gap is cut from the timeline (discontinuity at the next keyframe)",
 		"stream", w.m.path, "gap", d.Round(time.Millisecond))
 	return true
@@ -138,6 +138,14 @@ func (w *writer) video(f *frames.Frame) {
 		return
 	}
 	w.gap(at)
+	if w.askKey {
+		// A publisher that comes back after a reconnect or a long stall
+		// often starts with one.
+		w.askKey = false
+		if !f.Key {
+			w.vr.RequestKeyframe()
+		}
+	}
 	pts := w.pts(w.vin, at.Add(-w.skip))
 	if pts < 0 || (w.haveV && pts <= w.lastV) {
 		return

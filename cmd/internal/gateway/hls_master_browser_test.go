@@ -126,3 +126,116 @@ func TestHLSMasterFollowsBrowserHostRamp(t *testing.T) {
 		t.Logf("note: the first multivariant playlist already had the largest picture (the ramp ended before it)")
 	}
 }
+
+// TestHLSJSPlaysAcrossHostPause: a Chromium host stops sending for 6 s
+// (its senders' tracks replaced with none, as when its tab stalls) and
+// goes on. hls.js in Chromium plays on after it without a fatal error,
+// back near the live edge (not 6 s further behind), and the video
+// playlist keeps its EXT-X-TARGETDURATION, with a discontinuity where the
+// pause was.
+func TestHLSJSPlaysAcrossHostPause(t *testing.T) {
+	b := browserTest(t, 150*time.Second)
+	if b == nil {
+		return
+	}
+	needProgram(t, "ffmpeg")
+	g, h := liveHost(t, b, func(c *Config) { c.HLS = true }, "e2e/hlspause", chromeHostOpts{})
+	defer h.stop(t)
+	ctx, closeTab := b.tab(t, "hls.js")
+	defer closeTab()
+	b.navigate(t, ctx, g.base+"/healthz")
+	injectHLSJS(t, ctx)
+	evalJS[bool](t, ctx, fmt.Sprintf(hlsPlayerJS, "{}", g.base+"/hls/e2e/hlspause/index.m3u8"))
+	media := g.base + "/hls/e2e/hlspause/video1_stream.m3u8"
+	targetDur := regexp.MustCompile(`#EXT-X-TARGETDURATION:(\d+)`)
+	targets := map[string]int{}
+	var last string
+	readPlaylist := func() {
+		res, err := httpClient.Get(media)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if m := targetDur.FindStringSubmatch(string(body)); res.StatusCode == 200 && m != nil {
+			targets[m[1]]++
+			last = string(body)
+		} else {
+			t.Errorf("video playlist: %d %q", res.StatusCode, body)
+		}
+	}
+	state := func() hlsPlayerState {
+		s := evalJS[hlsPlayerState](t, ctx, `window.R`)
+		if s.Fatal != nil {
+			t.Fatalf("hls.js fatal error %s (errors %v)", *s.Fatal, s.Errors)
+		}
+		return s
+	}
+	waitPage(t, ctx, 15*time.Second, "the first picture in hls.js", `window.R`,
+		func(s hlsPlayerState) (bool, error) { return s.FirstFrame != nil, nil })
+	for range 8 {
+		time.Sleep(time.Second)
+		readPlaylist()
+	}
+	before := state()
+	t.Logf("before the pause: %d pictures, %dx%d, behind %v", before.Frames, before.Width, before.Height, deref(before.Behind))
+
+	_, err := evalAsync[bool](h.ctx, `(async () => {
+  window.pausedTracks = [];
+  for (const s of window.host.pc.getSenders()) {
+    if (s.track) { window.pausedTracks.push([s, s.track]); await s.replaceTrack(null); }
+  }
+  return true;
+})()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	for time.Since(paused) < 6*time.Second {
+		time.Sleep(time.Second)
+		readPlaylist()
+	}
+	during := state()
+	if _, err := evalAsync[bool](h.ctx, `(async () => {
+  for (const [s, tr] of window.pausedTracks) await s.replaceTrack(tr);
+  return true;
+})()`); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host paused for %v; hls.js showed %d pictures meanwhile", time.Since(paused).Round(time.Millisecond), during.Frames-before.Frames)
+
+	var behinds []float64
+	var after hlsPlayerState
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); {
+		time.Sleep(time.Second)
+		readPlaylist()
+		after = state()
+		if after.Behind != nil && time.Until(end) < 6*time.Second {
+			behinds = append(behinds, *after.Behind)
+		}
+	}
+	t.Logf("after: %d pictures since the resume, %dx%d, behind the capture clock (last 6 s) %s, errors %v",
+		after.Frames-during.Frames, after.Width, after.Height, summary(behinds), after.Errors)
+	t.Logf("TARGETDURATION values %v; last video playlist:\n%s", targets, last)
+	if after.Frames-during.Frames < 5*6 {
+		t.Errorf("%d pictures in the 15 s after the host resumed, want at least 30", after.Frames-during.Frames)
+	}
+	if len(targets) != 1 {
+		t.Errorf("EXT-X-TARGETDURATION changed: %v", targets)
+	}
+	if !strings.Contains(last, "#EXT-X-DISCONTINUITY") {
+		t.Errorf("no discontinuity in the last playlist")
+	}
+	if len(behinds) == 0 {
+		t.Error("hls.js gave no playing date after the pause")
+	} else if m := median(behinds); m > 3 {
+		t.Errorf("after the pause hls.js plays %.2f s behind the capture clock (median), want < 3 s", m)
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
