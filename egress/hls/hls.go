@@ -12,7 +12,10 @@
 //
 // A change of the H.264 parameters (a browser publisher's resolution step)
 // does not restart anything: the playlists go on with a discontinuity and
-// a new init section (see params.go).
+// a new init section (see params.go). Nor does a publisher's pause: the
+// gap is cut from the timeline, with a discontinuity (see write.go). The
+// multivariant playlist announces the largest picture and highest level
+// seen (master.go).
 package hls
 
 import (
@@ -56,7 +59,8 @@ type Params struct {
 	// it as EXT-X-TARGETDURATION (rounded to seconds), so that a segment
 	// whose keyframe came a little late still fits, or the first
 	// segment's length if that is more (a publisher with a long GOP); it
-	// grows only if a segment is longer still.
+	// grows only if a segment is longer still. A publisher's pause does
+	// not make a segment longer: it is cut from the timeline (write.go).
 	TargetDuration time.Duration
 	// PartDuration is the LL-HLS part duration aimed for (default 200
 	// ms); parts end on frames.
