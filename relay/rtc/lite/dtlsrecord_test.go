@@ -76,7 +76,7 @@ func TestViewerEndedTable(t *testing.T) {
 	longLen := append([]byte(nil), good...)
 	longLen[11], longLen[12] = 0xff, 0xff
 	seqFlip := append([]byte(nil), good...)
-	seqFlip[10] ^= 1 // the sequence number is authenticated
+	seqFlip[10] ^= 1                                // the sequence number is authenticated
 	long := append(append([]byte(nil), good...), 0) // room for more than one alert
 	long[11], long[12] = 0, byte(len(long)-13)
 	many := bytes.Repeat(short2, 60)
