@@ -1,6 +1,7 @@
 package whip
 
 import (
+	"bytes"
 	"log/slog"
 	"strings"
 
@@ -118,13 +119,8 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 	copyForSelector := fieldsRewritten(st.mime)
 	log.Info("simulcast layer started", "rid", rid, "ssrc", ssrc)
 	s.Go(func() {
-		var buf []byte
+		buf := make([]byte, 1500)
 		for {
-			if buf == nil {
-				// The relay keeps forwarded packets' buffers (history,
-				// GOP cache, queues); a dropped packet's is reused.
-				buf = make([]byte, 1500)
-			}
 			n, _, err := track.Read(buf)
 			if err != nil {
 				return
@@ -133,16 +129,17 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 			if err := p.Unmarshal(buf[:n]); err != nil {
 				continue
 			}
-			payload := p.Payload
+			// The relay keeps what it is given (history, GOP cache,
+			// queues): exact-size copies, so a small packet does not hold
+			// a 1,500-byte buffer as long as the history remembers it.
+			payload := bytes.Clone(p.Payload)
+			forSelector := payload
 			if copyForSelector {
-				payload = append([]byte(nil), payload...)
+				forSelector = bytes.Clone(payload)
 			}
-			if st.sel.Push(layer, &p.Header, payload) && !copyForSelector {
-				buf = nil
-			}
+			st.sel.Push(layer, &p.Header, forSelector)
 			if lt != nil {
-				st.pub.WriteLayerRTP(lt, &p.Header, p.Payload)
-				buf = nil
+				st.pub.WriteLayerRTP(lt, &p.Header, payload)
 			}
 		}
 	})

@@ -2,6 +2,7 @@
 package whip
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -206,10 +207,8 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 }
 
 func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {
+	buf := make([]byte, 1500)
 	for {
-		// A fresh buffer per packet: the relay keeps it (history, GOP
-		// cache, queues) and every reader shares it.
-		buf := make([]byte, 1500)
 		n, _, err := track.Read(buf)
 		if err != nil {
 			return
@@ -218,7 +217,11 @@ func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {
 		if err := p.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
-		pub.WriteRTP(i, &p.Header, p.Payload)
+		// The relay keeps the payload (history, GOP cache, queues) and
+		// every reader shares it: an exact-size copy, so that a 100-byte
+		// Opus packet does not hold a 1,500-byte buffer for as long as the
+		// history remembers it (1,024 packets a track).
+		pub.WriteRTP(i, &p.Header, bytes.Clone(p.Payload))
 	}
 }
 

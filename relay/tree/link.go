@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -157,8 +158,8 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
+		buf := make([]byte, 1500)
 		for {
-			buf := make([]byte, 1500) // kept by the relay
 			n, _, err := tr.Read(buf)
 			if err != nil {
 				return
@@ -167,7 +168,8 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			kind.Store(true)
 			var p rtp.Packet
 			if p.Unmarshal(buf[:n]) == nil {
-				pub.WriteRTP(idx, &p.Header, p.Payload)
+				// Kept by the relay (history, GOP cache): exact size.
+				pub.WriteRTP(idx, &p.Header, bytes.Clone(p.Payload))
 			}
 		}
 	}()
