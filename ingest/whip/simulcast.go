@@ -119,8 +119,8 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 	copyForSelector := fieldsRewritten(st.mime)
 	log.Info("simulcast layer started", "rid", rid, "ssrc", ssrc)
 	s.Go(func() {
-		buf := make([]byte, 1500)
 		for {
+			buf := make([]byte, 1500) // fresh per packet: see readRTP
 			n, _, err := track.Read(buf)
 			if err != nil {
 				return

@@ -207,8 +207,12 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 }
 
 func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {
-	buf := make([]byte, 1500)
 	for {
+		// A fresh read buffer per packet: reusing one made hls.js fall 2-3 s
+		// further behind after a browser host's pause
+		// (TestHLSJSPlaysAcrossHostPause), so something still reads it
+		// after WriteRTP returns; not found yet.
+		buf := make([]byte, 1500)
 		n, _, err := track.Read(buf)
 		if err != nil {
 			return

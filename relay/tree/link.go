@@ -158,8 +158,8 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
-		buf := make([]byte, 1500)
 		for {
+			buf := make([]byte, 1500) // fresh per packet: see whip's readRTP
 			n, _, err := tr.Read(buf)
 			if err != nil {
 				return
