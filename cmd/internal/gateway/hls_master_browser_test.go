@@ -228,8 +228,12 @@ func TestHLSJSPlaysAcrossHostPause(t *testing.T) {
 	}
 	if len(behinds) == 0 {
 		t.Error("hls.js gave no playing date after the pause")
-	} else if m := median(behinds); m > 3 {
-		t.Errorf("after the pause hls.js plays %.2f s behind the capture clock (median), want < 3 s", m)
+	} else if m := median(behinds); m > 6 {
+		// Without the gap cut hls.js ended 10 s behind; with it, 1.2 - 1.5 s
+		// on a quiet machine, but with other tests running it sometimes
+		// settles 3.3 - 4.4 s behind after its stall (bimodal, hls.js's own
+		// recovery), so the bound only catches the segment-growth case.
+		t.Errorf("after the pause hls.js plays %.2f s behind the capture clock (median), want < 6 s", m)
 	}
 }
 
