@@ -14,17 +14,13 @@ import (
 	"time"
 
 	"github.com/livegate/livegate/internal/testenv"
-	"github.com/livegate/livegate/relay"
-	"github.com/livegate/livegate/relay/codec"
-	"github.com/livegate/livegate/relay/frames"
 	"github.com/livegate/livegate/relay/frames/framestest"
 )
 
-// stallingPlayer plays a clip into a publication in real time, as
-// framestest.Clip.Play does, and can be paused: while paused nothing is
-// sent, and afterwards the RTP timestamps and the clock go on as a
-// publisher's whose tab stalled (the gap is in the timestamps). Video
-// resumes where it stopped, mid-GOP: with a P-frame.
+// stallingPlayer pauses a clip played with framestest.Clip.PlayHeld: while
+// paused nothing is sent, and afterwards the RTP timestamps and the clock
+// go on as a publisher's whose tab stalled. Video resumes mid-GOP: with a
+// P-frame.
 type stallingPlayer struct {
 	mu     sync.Mutex
 	paused chan struct{} // non-nil while paused; closed to resume
@@ -47,57 +43,11 @@ func (s *stallingPlayer) resume() {
 	}
 }
 
-func (s *stallingPlayer) play(ctx context.Context, c *framestest.Clip, pub *relay.Publication) {
-	vp, ap := frames.NewPacketizer(codec.MimeH264, 96), frames.NewPacketizer(codec.MimeOpus, 111)
-	var vts, ats uint32 = 90000, 48000
-	var vt, at time.Duration
-	start := time.Now()
-	ai := 0
-	for i := 0; ; i++ {
-		if i == len(c.Video) {
-			i = 0
-		}
-		s.mu.Lock()
-		paused := s.paused
-		s.mu.Unlock()
-		if paused != nil {
-			began := time.Now()
-			select {
-			case <-ctx.Done():
-				return
-			case <-paused:
-			}
-			d := time.Since(began)
-			vts += uint32(d * 90000 / time.Second)
-			ats += uint32(d * 48000 / time.Second)
-			start = start.Add(d)
-		}
-		for _, p := range vp.Packetize(vts, c.Video[i]) {
-			pub.WriteRTP(0, &p.Header, p.Payload)
-		}
-		vts += uint32(c.VDur[i] * 90000 / time.Second)
-		vt += c.VDur[i]
-		for at < vt {
-			if ai == len(c.Audio) {
-				ai = 0
-			}
-			for _, p := range ap.Packetize(ats, [][]byte{c.Audio[ai]}) {
-				pub.WriteRTP(1, &p.Header, p.Payload)
-			}
-			ats += uint32(c.ADur[ai] * 48000 / time.Second)
-			at += c.ADur[ai]
-			ai++
-		}
-		if d := vt - time.Since(start); d > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(d):
-			}
-		} else if ctx.Err() != nil {
-			return
-		}
-	}
+// held is the clip player's pause: the channel to wait on, if paused.
+func (s *stallingPlayer) held() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.paused
 }
 
 // startStalling serves HLS of a publisher that can pause without ending
@@ -121,7 +71,7 @@ func startStalling(t *testing.T, p Params) (*fixture, *stallingPlayer) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sp.play(ctx, c, pub)
+		c.PlayHeld(ctx, pub, sp.held)
 	}()
 	t.Cleanup(func() {
 		sp.resume()

@@ -91,7 +91,13 @@ func (c *Clip) Start(hub *relay.Hub, path string) (pub *relay.Publication, stop 
 }
 
 // Play writes the clip to pub in real time, looping, until ctx ends.
-func (c *Clip) Play(ctx context.Context, pub *relay.Publication) {
+func (c *Clip) Play(ctx context.Context, pub *relay.Publication) { c.PlayHeld(ctx, pub, nil) }
+
+// PlayHeld is Play with a pause: before each video frame, held (if not nil)
+// may return a channel; nothing is sent until it is closed, and then the
+// RTP timestamps and the clock go on by the time held, as a publisher's
+// whose tab stalled. Video resumes where it stopped (mid-GOP).
+func (c *Clip) PlayHeld(ctx context.Context, pub *relay.Publication, held func() <-chan struct{}) {
 	vp, ap := frames.NewPacketizer(codec.MimeH264, 96), frames.NewPacketizer(codec.MimeOpus, 111)
 	var vts, ats uint32 = 90000, 48000
 	var vt, at time.Duration
@@ -100,6 +106,18 @@ func (c *Clip) Play(ctx context.Context, pub *relay.Publication) {
 	for i := 0; ; i++ {
 		if i == len(c.Video) {
 			i = 0
+		}
+		if wait := holdOf(held); wait != nil {
+			began := time.Now()
+			select {
+			case <-ctx.Done():
+				return
+			case <-wait:
+			}
+			d := time.Since(began)
+			vts += uint32(d * 90000 / time.Second)
+			ats += uint32(d * 48000 / time.Second)
+			start = start.Add(d)
 		}
 		for _, p := range vp.Packetize(vts, c.Video[i]) {
 			pub.WriteRTP(0, &p.Header, p.Payload)
@@ -127,4 +145,11 @@ func (c *Clip) Play(ctx context.Context, pub *relay.Publication) {
 			return
 		}
 	}
+}
+
+func holdOf(held func() <-chan struct{}) <-chan struct{} {
+	if held == nil {
+		return nil
+	}
+	return held()
 }
