@@ -25,13 +25,16 @@ type settings struct {
 	ConfigFile string `flag:"config" help:"YAML file with settings (keys are the flag names)"`
 	LogLevel   string `flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat  string `flag:"log-format" help:"text or json"`
-	Gateway    gateway.Config
+	// GCPercent is the Go runtime's GOGC, set at start unless the GOGC
+	// environment variable is (see applyGC).
+	GCPercent int `flag:"gc-percent" help:"Go garbage collector target (GOGC): the heap may grow this many percent over live data between collections; lower keeps less memory per viewer for a little more GC CPU; the GOGC environment variable, when set, wins"`
+	Gateway   gateway.Config
 }
 
 const envPrefix = "LIVEGATE_"
 
 func defaultSettings() settings {
-	return settings{LogLevel: "info", LogFormat: "text", Gateway: gateway.DefaultConfig()}
+	return settings{LogLevel: "info", LogFormat: "text", GCPercent: defaultGCPercent, Gateway: gateway.DefaultConfig()}
 }
 
 // envName maps a setting to its environment variable.
@@ -68,6 +71,9 @@ func (s *settings) validate() error {
 	}
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		return fmt.Errorf("log-format: %q is not text or json", s.LogFormat)
+	}
+	if s.GCPercent < 10 || s.GCPercent > 1000 {
+		return errors.New("gc-percent: must be between 10 and 1000")
 	}
 	for _, c := range s.Gateway.VideoCodecs {
 		switch c {

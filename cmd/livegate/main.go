@@ -38,6 +38,7 @@ func run(args []string) int {
 	}
 	log := newLogger(s.LogLevel, s.LogFormat)
 	slog.SetDefault(log)
+	applyGC(s.GCPercent, os.Getenv("GOGC"), log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
