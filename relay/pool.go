@@ -27,6 +27,8 @@ type worker struct {
 	// Owned by the worker goroutine.
 	flush []Flusher // batches to send when the current step is done
 	group []job     // packet jobs taken together (see runPackets)
+
+	fanout fanoutHist
 }
 
 // epoch gives jobs a cheap monotonic timestamp.
@@ -159,9 +161,15 @@ func (w *worker) runPackets(j job) (job, bool) {
 			}
 		}
 	}
+	w.flushPending()
+	if len(live) > 0 {
+		done := sinceEpoch()
+		for _, g := range live {
+			w.fanout.observe(done - g.at)
+		}
+	}
 	clear(w.group)
 	w.group = w.group[:0]
-	w.flushPending()
 	return next, have
 }
 

@@ -25,6 +25,8 @@ type Source struct {
 	// RefusedSections reports media sections refused in SDP answers, by
 	// direction ("whip", "whep"), kind and reason.
 	RefusedSections func(f func(direction, kind, reason string, n uint64))
+	// FanoutDelay is the relay's own delay per packet (relay.Hub.FanoutDelay).
+	FanoutDelay func() relay.FanoutStats
 	// Extra lets other parts (recorder, egress) add their own collectors.
 	Extra []prometheus.Collector
 }
@@ -103,6 +105,9 @@ var (
 	descHop = prometheus.NewDesc("livegate_relay_hop_delay_seconds",
 		"For a stream pulled from a parent node: this node's median delay from the publisher minus the parent's (last 128 frames each), i.e. what the last hop added.",
 		[]string{"stream", "kind"}, nil)
+	descFanout = prometheus.NewDesc("livegate_fanout_delay_seconds",
+		"This node's own delay per packet: from its arrival from the publisher or parent node to when the last of its viewers' datagrams were handed to the kernel (queue to the fan-out worker and the fan-out itself; its tail is what the last viewer of a busy worker waits).",
+		nil, nil)
 	descLayerBitrate = prometheus.NewDesc("livegate_simulcast_layer_bitrate_bits",
 		"Bitrate a simulcast layer arrives at (last second), by stream and rid; with its picture size.",
 		[]string{"stream", "rid", "width", "height"}, nil)
@@ -117,7 +122,7 @@ type streamCollector struct{ src Source }
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStreams, descPublishers, descViewerSess, descLinks, descViewers,
 		descBytesIn, descBytesOut, descPktsIn, descDropped, descResent, descPLIs, descPLIsSent, descRefused, descDelay, descHop,
-		descLayerBitrate, descLayerViewers} {
+		descFanout, descLayerBitrate, descLayerViewers} {
 		ch <- d
 	}
 }
@@ -142,6 +147,15 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		f(func(direction, kind, reason string, n uint64) {
 			counter(descRefused, float64(n), direction, kind, reason)
 		})
+	}
+	if f := c.src.FanoutDelay; f != nil {
+		d := f()
+		buckets, cum := make(map[float64]uint64, len(relay.FanoutBuckets)), uint64(0)
+		for i, b := range relay.FanoutBuckets {
+			cum += d.Buckets[i]
+			buckets[b] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(descFanout, d.Samples, d.SumSeconds, buckets)
 	}
 	if c.src.Streams == nil {
 		return

@@ -18,8 +18,9 @@ func (g *Gateway) metrics() *metrics.Metrics {
 			}
 			return out
 		},
-		Publishers: g.whip.Sessions,
-		Viewers:    g.whep.Sessions,
+		FanoutDelay: g.hub.FanoutDelay,
+		Publishers:  g.whip.Sessions,
+		Viewers:     g.whep.Sessions,
 		RelayLinks: func() int {
 			if g.puller == nil {
 				return 0

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -165,4 +166,19 @@ func TestRelayDelayPerHop(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The leaf's own share: every packet its viewer got went through the
+	// fan-out, each in well under the frame interval on this load.
+	var sum, count float64
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, "livegate_fanout_delay_seconds_sum "); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "livegate_fanout_delay_seconds_count "); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if count < 100 || sum/count <= 0 || sum/count > 0.02 {
+		t.Errorf("leaf fan-out delay: %v packets, mean %.2f ms: want every packet counted, mean in (0, 20] ms", count, 1000*sum/count)
+	}
+	t.Logf("leaf fan-out delay: %v packets, mean %.3f ms", count, 1000*sum/count)
 }
