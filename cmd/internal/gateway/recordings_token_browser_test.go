@@ -20,26 +20,7 @@ func TestRecordingsPagePlaysWithPlaybackToken(t *testing.T) {
 	if b == nil {
 		return
 	}
-	const adminKey = "admin-key-0123456789"
-	g := startGateway(t, func(c *Config) {
-		c.AuthMode, c.AuthKey, c.AdminKey = "on", testKey, adminKey
-		c.RecorderParams.SegmentDuration = time.Second
-	})
-	c := loadClip(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	o := clientOpts(t)
-	o.Token = token(t, "rec", "page", time.Hour, auth.GrantPublish)
-	pub, err := rtcclient.Publish(ctx, g.base+"/whip/rec/page", o, rtcclient.H264ConstrainedBaseline, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pub.Close(context.Background()) }()
-	waitConnected(t, pub.PC)
-	go play(ctx, pub, c, 0)
-	id := g.recordFinished(t, "rec/page", adminKey)
-
-	adminTok := token(t, "", "ops", time.Hour, auth.GrantAdmin)
+	g, id, adminTok := recordedWithTokens(t, 0)
 	tab, _ := b.tab(t, "recordings")
 	b.navigate(t, tab, g.base+"/recordings?access_token="+url.QueryEscape(adminTok))
 	link := waitPage(t, tab, 10*time.Second, "the recording's play link",
@@ -66,4 +47,60 @@ func TestRecordingsPagePlaysWithPlaybackToken(t *testing.T) {
 	if got != "200 200 401 true" {
 		t.Fatalf("playlist, segment, admin token in URL: %q, want \"200 200 401 true\"", got)
 	}
+}
+
+// A page left open longer than the playback URL lives asks for a new one
+// when play is clicked, instead of handing the player a refused URL.
+func TestRecordingsPageRenewsExpiredPlaybackURL(t *testing.T) {
+	b := browserTest(t, 90*time.Second)
+	if b == nil {
+		return
+	}
+	g, _, adminTok := recordedWithTokens(t, 2*time.Second)
+	tab, _ := b.tab(t, "recordings")
+	b.navigate(t, tab, g.base+"/recordings?access_token="+url.QueryEscape(adminTok))
+	listed := waitPage(t, tab, 10*time.Second, "the recording's play link",
+		`document.querySelector('#list a')?.href || ''`,
+		func(s string) (bool, error) { return s != "", nil })
+	time.Sleep(8 * time.Second) // the listed URL has expired (2 s, and the 5 s leeway tokens get)
+	got := waitPage(t, tab, 10*time.Second, "play clicked after the URL expired", `
+		(window.__renew ??= (async () => {
+			const old = await fetch(`+"`"+listed+"`"+`);
+			document.querySelector('#list a').click();
+			const player = document.getElementById('player');
+			for (let i = 0; i < 100 && (!player.src || player.src === `+"`"+listed+"`"+`); i++) await new Promise(r => setTimeout(r, 50));
+			const now = await fetch(player.src);
+			return old.status + ' ' + now.status + ' ' + (player.src !== `+"`"+listed+"`"+`);
+		})().then(v => window.__renewr = v, e => window.__renewr = 'error ' + e)), window.__renewr || ''`,
+		func(s string) (bool, error) { return s != "", nil })
+	if got != "401 200 true" {
+		t.Fatalf("listed URL after expiry, the URL play used, renewed: %q, want \"401 200 true\"", got)
+	}
+}
+
+// recordedWithTokens starts a gateway that requires tokens (playback URLs
+// living ttl; 0: the default), records a few seconds of the clip and
+// returns the gateway, the finished recording's id and an admin token.
+func recordedWithTokens(t *testing.T, ttl time.Duration) (*testGateway, string, string) {
+	t.Helper()
+	const adminKey = "admin-key-0123456789"
+	g := startGateway(t, func(c *Config) {
+		c.AuthMode, c.AuthKey, c.AdminKey = "on", testKey, adminKey
+		c.RecorderParams.SegmentDuration = time.Second
+		c.WebParams.PlaybackTokenTTL = ttl
+	})
+	c := loadClip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o := clientOpts(t)
+	o.Token = token(t, "rec", "page", time.Hour, auth.GrantPublish)
+	pub, err := rtcclient.Publish(ctx, g.base+"/whip/rec/page", o, rtcclient.H264ConstrainedBaseline, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Close(context.Background()) }()
+	waitConnected(t, pub.PC)
+	go play(ctx, pub, c, 0)
+	id := g.recordFinished(t, "rec/page", adminKey)
+	return g, id, token(t, "", "ops", time.Hour, auth.GrantAdmin)
 }

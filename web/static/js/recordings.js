@@ -21,6 +21,25 @@ for (const r of body.recordings || []) {
   }
   const td = document.createElement('td'), a = document.createElement('a');
   a.href = r.playbackUrl || r.playlist; a.textContent = 'play';
-  a.onclick = ev => { ev.preventDefault(); player.src = a.href; player.play().catch(() => {}); };
+  let rec = r;
+  a.onclick = async ev => {
+    ev.preventDefault();
+    rec = await fresh(rec);
+    a.href = rec.playbackUrl || rec.playlist;
+    player.src = a.href;
+    player.play().catch(() => {});
+  };
   td.append(a); tr.append(td); list.append(tr);
+}
+
+// A playback URL lives recording-playback-ttl (an hour by default): a page
+// left open longer asks the API for a new one before playing, rather than
+// handing the player a URL the gateway now refuses. The player fetches
+// segments with the same token, so a URL close to its end is renewed too.
+async function fresh(r) {
+  const left = r.playbackExpiresAt ? Date.parse(r.playbackExpiresAt) - Date.now() : Infinity;
+  if (left > 5 * 60_000) return r;
+  const res = await api('/api/v1/recordings/' + encodeURIComponent(r.id), token);
+  if (!res.ok) return r; // the gateway's refusal then shows in the player
+  return res.json();
 }
