@@ -51,7 +51,7 @@ type Params struct {
 	// TakeoverAfter is how long a publisher must have sent nothing before
 	// a new session of its owner takes its stream over (see PublishAs;
 	// default 1 s; negative: never, ErrAlreadyLive until it leaves).
-	TakeoverAfter time.Duration `flag:"publisher-takeover-after" help:"a WHIP publisher silent (no media) this long is replaced by a new offer of the same identity for its stream, viewers continuing (instead of 409 until its ICE times out); negative: never"`
+	TakeoverAfter time.Duration `flag:"publisher-takeover-after" help:"a publisher (WHIP, RTMP, RTSP) silent (no media) this long is replaced by a new session of the same identity for its stream, viewers continuing (instead of refused until its ICE or read times out); negative: never"`
 	Logger        *slog.Logger
 }
 

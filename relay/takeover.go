@@ -16,8 +16,9 @@ import (
 //     gateway, which may publish anything anyway). The access policy lets
 //     only one identity publish a path (ROOM/IDENTITY and its screen
 //     share), so another identity cannot get here; publications made with
-//     Publish (relay links, the composite, RTMP and RTSP ingest) have no
-//     owner and are never taken over this way.
+//     Publish (relay links, the composite) have no owner and are never
+//     taken over this way. WHIP, RTMP and RTSP ingest publish with
+//     PublishAs.
 //   - silence: the current publisher has sent media, and none for
 //     Params.TakeoverAfter (default 1 s). A publisher that is still
 //     sending keeps its stream, so a second tab or device of the same
@@ -51,6 +52,19 @@ const DefaultTakeoverAfter = time.Second
 // (the old publication is superseded) instead of ErrAlreadyLive.
 func (h *Hub) PublishAs(owner, path string, tracks []TrackInfo, src Source) (*Publication, error) {
 	return h.publish(path, tracks, src, &owner)
+}
+
+// BusyFor is Busy for a new publisher that owner authenticated as: false
+// also when it could take the stream over now (see PublishAs), so that an
+// ingest can refuse early exactly the publishers PublishAs would refuse.
+func (s *Stream) BusyFor(owner string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pub == nil || s.pub.stalled.Load() {
+		return false
+	}
+	_, ok := s.hub.mayTakeOver(s.pub, &owner)
+	return !ok
 }
 
 // mayTakeOver reports whether a publisher of owner may take p's stream

@@ -53,6 +53,9 @@ func TestTakeoverBySameOwnerAfterSilence(t *testing.T) {
 	if _, err := h.PublishAs("alice", "room/alice", []relay.TrackInfo{h264Info}, &fakeSource{}); !errors.Is(err, relay.ErrAlreadyLive) {
 		t.Fatalf("owner's second session while the first sends: %v, want ErrAlreadyLive", err)
 	}
+	if !st.BusyFor("alice") {
+		t.Error("BusyFor(owner) false while the publisher sends")
+	}
 	close(stop)
 	<-done
 
@@ -70,6 +73,11 @@ func TestTakeoverBySameOwnerAfterSilence(t *testing.T) {
 	}
 	if isClosed(old.Superseded()) {
 		t.Fatal("a refused takeover superseded the publisher")
+	}
+	// What an ingest asks before it reads the new publisher's tracks.
+	if st.BusyFor("alice") || !st.BusyFor("mallory") || !st.Busy() {
+		t.Errorf("silent: BusyFor(owner) %v, BusyFor(other) %v, Busy %v; want false, true, true",
+			st.BusyFor("alice"), st.BusyFor("mallory"), st.Busy())
 	}
 
 	// The owner's new session takes over: the old one is told, the

@@ -205,7 +205,7 @@ func (s *Server) serve(c net.Conn) error {
 	if err := sc.handshake(c); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	var path string
+	var path, owner string
 	_, err := sc.accept(func(u *url.URL) error {
 		room, name, err := relay.SplitPath(u.Path)
 		if err != nil {
@@ -214,11 +214,11 @@ func (s *Server) serve(c net.Conn) error {
 		path = room + "/" + name
 		if s.p.Authorize != nil {
 			ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			if err := s.p.Authorize(room, name, u.Query().Get("token"), ip); err != nil {
+			if owner, err = s.p.Authorize(room, name, u.Query().Get("token"), ip); err != nil {
 				return refuse(codeUnauthorized, err)
 			}
 		}
-		if st, ok := s.p.Hub.Get(path); ok && st.Busy() {
+		if st, ok := s.p.Hub.Get(path); ok && st.BusyFor(owner) {
 			return refuse(codeBadName, fmt.Errorf("%w: %s", relay.ErrAlreadyLive, path))
 		}
 		return nil
@@ -231,7 +231,7 @@ func (s *Server) serve(c net.Conn) error {
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading tracks: %w", err)
 	}
-	return s.publish(c, sc, r, path)
+	return s.publish(c, sc, r, path, owner)
 }
 
 // refused logs a refusal the client was told about and closes the
@@ -251,7 +251,7 @@ func (s *Server) refused(c net.Conn, path string, err error) error {
 	return err
 }
 
-func (s *Server) publish(c net.Conn, sc *serverConn, r *gortmplib.Reader, path string) error {
+func (s *Server) publish(c net.Conn, sc *serverConn, r *gortmplib.Reader, path, owner string) error {
 	var video, audio *gortmplib.Track
 	var vcodec *rtmpcodecs.H264
 	for _, t := range r.Tracks() {
@@ -285,7 +285,7 @@ func (s *Server) publish(c net.Conn, sc *serverConn, r *gortmplib.Reader, path s
 	if audio != nil {
 		infos = append(infos, mediain.OpusInfo())
 	}
-	pub, err := s.p.Hub.Publish(path, infos, mediain.NopSource{})
+	pub, err := s.p.Hub.PublishAs(owner, path, infos, mediain.NopSource{})
 	if err != nil {
 		// Taken between the check at "publish" and now.
 		code := codePublishFail

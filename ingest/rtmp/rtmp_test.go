@@ -31,12 +31,12 @@ func TestRTMPToWHEP(t *testing.T) {
 	testenv.Need(t, "ffmpeg")
 	env := ingesttest.NewEnv(t)
 	var gotToken string
-	s := start(t, env, rtmp.Params{Authorize: func(room, name, token, ip string) error {
+	s := start(t, env, rtmp.Params{Authorize: func(room, name, token, ip string) (string, error) {
 		gotToken = token
 		if room != "room" || name != "cam" || ip != "127.0.0.1" {
-			return fmt.Errorf("unexpected %s/%s from %s", room, name, ip)
+			return "", fmt.Errorf("unexpected %s/%s from %s", room, name, ip)
 		}
-		return nil
+		return "", nil
 	}})
 	url := fmt.Sprintf("rtmp://%s/room/cam?token=abc", s.Addr())
 	stop := testenv.StartFFmpeg(t, append(testenv.TestPattern(20), "-f", "flv", "-flvflags", "no_duration_filesize", url)...)
@@ -70,11 +70,11 @@ func TestRTMPVideoOnlyWithoutFFmpeg(t *testing.T) {
 func TestRTMPRefused(t *testing.T) {
 	testenv.Need(t, "ffmpeg")
 	env := ingesttest.NewEnv(t)
-	s := start(t, env, rtmp.Params{Authorize: func(_, _, token, _ string) error {
+	s := start(t, env, rtmp.Params{Authorize: func(_, _, token, _ string) (string, error) {
 		if token != "good" {
-			return errors.New("token not accepted")
+			return "", errors.New("token not accepted")
 		}
-		return nil
+		return "", nil
 	}})
 	base := "rtmp://" + s.Addr().String()
 	run := func(args ...string) (string, error) { return testenv.RunFFmpeg(t, 20*time.Second, args...) }

@@ -18,6 +18,7 @@ import (
 type publisher struct {
 	s     *Server
 	path  string
+	owner string // who publishes, for a takeover (see mediain.Authorizer)
 	vmed  *description.Media
 	vfmt  *format.H264
 	amed  *description.Media
@@ -33,8 +34,8 @@ type publisher struct {
 
 // newPublisher picks the tracks livegate takes from an announced session:
 // one H.264 and one AAC or Opus.
-func (s *Server) newPublisher(path string, desc *description.Session) (*publisher, error) {
-	p := &publisher{s: s, path: path, stop: make(chan struct{})}
+func (s *Server) newPublisher(path, owner string, desc *description.Session) (*publisher, error) {
+	p := &publisher{s: s, path: path, owner: owner, stop: make(chan struct{})}
 	for _, m := range desc.Medias {
 		for _, f := range m.Formats {
 			switch f := f.(type) {
@@ -79,7 +80,7 @@ func (p *publisher) start(ss *gortsplib.ServerSession) error {
 	if err != nil {
 		return err
 	}
-	pub, err := p.s.p.Hub.Publish(p.path, p.infos, mediain.NopSource{})
+	pub, err := p.s.p.Hub.PublishAs(p.owner, p.path, p.infos, mediain.NopSource{})
 	if err != nil {
 		return err
 	}

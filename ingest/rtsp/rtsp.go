@@ -173,11 +173,12 @@ func sessionOf(ss *gortsplib.ServerSession) *session {
 
 func status(code base.StatusCode) *base.Response { return &base.Response{StatusCode: code} }
 
-// authorize parses path and query and runs the check.
-func authorize(check mediain.Authorizer, path, query string, conn *gortsplib.ServerConn) (string, error) {
+// authorize parses path and query and runs the check: the stream's path
+// and who the client is (see mediain.Authorizer).
+func authorize(check mediain.Authorizer, path, query string, conn *gortsplib.ServerConn) (stream, owner string, err error) {
 	room, name, err := relay.SplitPath(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if check != nil {
 		q, _ := url.ParseQuery(query)
@@ -185,11 +186,11 @@ func authorize(check mediain.Authorizer, path, query string, conn *gortsplib.Ser
 		if conn != nil {
 			ip, _, _ = net.SplitHostPort(conn.NetConn().RemoteAddr().String())
 		}
-		if err := check(room, name, q.Get("token"), ip); err != nil {
-			return "", &authError{err}
+		if owner, err = check(room, name, q.Get("token"), ip); err != nil {
+			return "", "", &authError{err}
 		}
 	}
-	return room + "/" + name, nil
+	return room + "/" + name, owner, nil
 }
 
 type authError struct{ error }
@@ -251,12 +252,12 @@ func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 
 // OnAnnounce implements gortsplib.ServerHandlerOnAnnounce.
 func (h *handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
-	path, err := authorize(h.s.p.Authorize, ctx.Path, ctx.Query, ctx.Conn)
+	path, owner, err := authorize(h.s.p.Authorize, ctx.Path, ctx.Query, ctx.Conn)
 	if err != nil {
 		h.s.log.Warn("rtsp publish refused", "path", ctx.Path, "err", err)
 		return refusal(err), err
 	}
-	p, err := h.s.newPublisher(path, ctx.Description)
+	p, err := h.s.newPublisher(path, owner, ctx.Description)
 	if err != nil {
 		h.s.log.Warn("rtsp publish refused", "stream", path, "err", err)
 		return status(base.StatusUnsupportedMediaType), err
@@ -280,7 +281,7 @@ func (h *handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respo
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	path, err := authorize(h.s.p.AuthorizeRead, ctx.Path, ctx.Query, ctx.Conn)
+	path, _, err := authorize(h.s.p.AuthorizeRead, ctx.Path, ctx.Query, ctx.Conn)
 	if err != nil {
 		return refusal(err), nil, err
 	}
@@ -300,7 +301,7 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if d.out != nil {
 		return status(base.StatusOK), d.out.stream, nil
 	}
-	path, err := authorize(h.s.p.AuthorizeRead, ctx.Path, ctx.Query, ctx.Conn)
+	path, _, err := authorize(h.s.p.AuthorizeRead, ctx.Path, ctx.Query, ctx.Conn)
 	if err != nil {
 		return refusal(err), nil, err
 	}

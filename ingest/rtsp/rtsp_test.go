@@ -54,11 +54,11 @@ func TestRTSPRefused(t *testing.T) {
 	testenv.Need(t, "ffmpeg")
 	ffprobe := testenv.Need(t, "ffprobe")
 	env := ingesttest.NewEnv(t)
-	s := start(t, env, rtsp.Params{Authorize: func(_, _, token, _ string) error {
+	s := start(t, env, rtsp.Params{Authorize: func(_, _, token, _ string) (string, error) {
 		if token != "good" {
-			return fmt.Errorf("bad token %q", token)
+			return "", fmt.Errorf("bad token %q", token)
 		}
-		return nil
+		return "", nil
 	}})
 	out, err := testenv.RunFFmpeg(t, time.Minute, append(testenv.TestPattern(2), "-f", "rtsp", "-rtsp_transport", "tcp",
 		fmt.Sprintf("rtsp://%s/room/cam?token=bad", s.Addr()))...)

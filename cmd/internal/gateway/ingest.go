@@ -14,12 +14,15 @@ import (
 // clients cannot send an Authorization header, so the token comes in the
 // URL (?token=JWT); the policy decides as for every other protocol (and
 // refuses the admin and cluster keys there, as in any URL).
-func (g *Gateway) mediaAuthorizer(action auth.Action, proto auth.Protocol) func(room, name, token, ip string) error {
-	return func(room, name, token, ip string) error {
+func (g *Gateway) mediaAuthorizer(action auth.Action, proto auth.Protocol) func(room, name, token, ip string) (string, error) {
+	return func(room, name, token, ip string) (string, error) {
 		client, _ := netip.ParseAddr(ip)
-		_, err := g.policy.Authorize(auth.Access{Action: action, Protocol: proto, Room: room, Name: name,
+		d, err := g.policy.Authorize(auth.Access{Action: action, Protocol: proto, Room: room, Name: name,
 			Credential: token, CredentialInURL: true, Client: client.Unmap()})
-		return err
+		if err != nil || d.Claims == nil {
+			return "", err
+		}
+		return d.Claims.Identity, nil
 	}
 }
 

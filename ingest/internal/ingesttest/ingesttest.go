@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,4 +254,46 @@ func Decode(t testing.TB, frames []Frame) (n int, size string) {
 		t.Fatalf("ffprobe output %q: %v", out, err)
 	}
 	return n, fmt.Sprintf("%dx%d", w, h)
+}
+
+// ExpectTakeover is the reconnect scenario of an encoder whose network
+// dropped (OBS reconnects at once) while the server still holds its old,
+// silent connection. publish gives ffmpeg's output arguments for a
+// publisher of identity who (the server under test must take the identity
+// from the token query parameter). The first encoder is frozen mid-stream
+// (SIGSTOP: its connection stays open and silent); after the hub's
+// takeover-after (default 1 s) another identity is still refused, and a
+// new connection of the same identity takes the stream over with the
+// viewer continuing on decodable frames.
+func (e *Env) ExpectTakeover(t *testing.T, path string, publish func(who string) []string, refused string) {
+	t.Helper()
+	bin := testenv.Need(t, "ffmpeg")
+	old := exec.Command(bin, append([]string{"-hide_banner", "-loglevel", "error"},
+		append(testenv.TestPattern(60), publish("alice")...)...)...)
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.Process.Kill(); _ = old.Wait() })
+	e.WaitLive(t, path, 15*time.Second)
+	v := e.View(t, path)
+	v.WaitMedia(t, 15, 0, 15*time.Second)
+	if err := old.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the default takeover-after
+
+	out, err := testenv.RunFFmpeg(t, 20*time.Second, append(testenv.TestPattern(2), publish("bob")...)...)
+	if err == nil || !strings.Contains(out, refused) {
+		t.Fatalf("another identity: err %v, ffmpeg said %q; want it refused (%q)", err, out, refused)
+	}
+
+	frozen, _ := v.Snapshot()
+	began := time.Now()
+	testenv.StartFFmpeg(t, append(testenv.TestPattern(60), publish("alice")...)...)
+	frames, _ := v.WaitMedia(t, len(frozen)+30, 0, 15*time.Second)
+	t.Logf("the viewer had %d frames when the encoder froze, %d %v after its reconnect began",
+		len(frozen), len(frames), time.Since(began).Round(time.Millisecond))
+	if n, _ := Decode(t, frames); n < len(frames)-1 {
+		t.Errorf("%d of %d frames decode across the takeover", n, len(frames))
+	}
 }

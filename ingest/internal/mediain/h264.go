@@ -133,5 +133,9 @@ type NopSource struct{}
 func (NopSource) RequestKeyframe(int) {}
 
 // Authorizer decides whether a client may publish (or read) ROOM/NAME. It
-// gets the token the client sent (empty if none) and its IP address.
-type Authorizer func(room, name, token, remoteIP string) error
+// gets the token the client sent (empty if none) and its IP address, and
+// returns who the client is (the token's identity; "" without one): a
+// publisher's new connection of the same identity may take over its stream
+// from a silent one (relay.Hub.PublishAs), as an encoder reconnecting after
+// a network drop does while the server still holds its dead connection.
+type Authorizer func(room, name, token, remoteIP string) (owner string, err error)
