@@ -93,10 +93,11 @@ type Peer struct {
 	life   sync.Mutex
 	closed bool
 
-	// wmu guards out: the worker, the NACK path and sender
+	// wmu guards out and gcm: the worker, the NACK path and sender
 	// reports all encrypt with the same context.
 	wmu  sync.Mutex
 	out  *srtp.Context
+	gcm  *gcmSealer // RTP under the AES-GCM profile (srtpgcm.go); nil: out seals RTP too
 	whdr rtp.Header
 
 	// rmu guards in: RTCP comes from the UDP reader, or from
@@ -281,13 +282,19 @@ func (p *Peer) startSRTP(dc *dtls.Conn) error {
 	if err != nil {
 		return err
 	}
+	var gcm *gcmSealer
+	if profile == srtp.ProtectionProfileAeadAes128Gcm {
+		if gcm, err = newGCMSealer(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt); err != nil {
+			return err
+		}
+	}
 	in, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile,
 		srtp.SRTCPReplayProtection(256))
 	if err != nil {
 		return err
 	}
 	p.wmu.Lock()
-	p.out = out
+	p.out, p.gcm = out, gcm
 	p.wmu.Unlock()
 	p.rmu.Lock()
 	p.in = in
@@ -397,6 +404,11 @@ func (p *Peer) seal(dst []byte, h *rtp.Header, payload []byte) ([]byte, error) {
 		return nil, err
 	}
 	copy(dst[n:], payload)
+	if p.gcm != nil {
+		if pkt, ok, err := p.gcm.seal(dst, n, h.SSRC, h.SequenceNumber); ok {
+			return pkt, err
+		}
+	}
 	return p.out.EncryptRTP(dst[:0], dst, &p.whdr)
 }
 
