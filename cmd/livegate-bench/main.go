@@ -49,7 +49,14 @@ type config struct {
 	keyframeOnPLI  bool
 	quiet          bool
 	settle         time.Duration
+	client         string
 }
+
+// The viewer clients: the light one (the default) and pion PeerConnections.
+const (
+	clientLite = "lite"
+	clientPion = "pion"
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -74,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.UintVar(&c.replayWindow, "srtp-replay-window", 0, "viewers' SRTP replay window in packets (0: 1024, as browsers; pion's own default is 64)")
 	fs.BoolVar(&c.keyframeOnPLI, "keyframe-on-pli", false, "publisher answers keyframe requests by skipping to the clip's next keyframe, as an encoder would")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress on stderr")
+	fs.StringVar(&c.client, "client", clientLite, "viewer client: lite (one socket and one reader per viewer, recvmmsg, kernel receive timestamps) "+
+		"or pion (a full PeerConnection per viewer)")
 	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "how long the stream runs before the first viewer and the base RSS sample "+
 		"(25s lets the relay's per-track packet history fill, which rss_per_viewer_kb would otherwise count)")
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +104,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--settle must not be negative")
 	case c.timeout < 0:
 		return c, errors.New("--timeout must not be negative")
+	case c.client != clientLite && c.client != clientPion:
+		return c, fmt.Errorf("--client %q: use lite or pion", c.client)
 	case strings.Count(strings.Trim(c.path, "/"), "/") != 1:
 		return c, fmt.Errorf("--path %q: want ROOM/NAME", c.path)
 	}
@@ -127,6 +138,7 @@ type bench struct {
 
 	closeErrors atomic.Int64
 	nacked      atomic.Uint64
+	lite        liteCounters
 
 	rssMaxKB  atomic.Int64
 	rssBaseKB int64
@@ -201,9 +213,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	b := &bench{cfg: cfg, base: strings.TrimSuffix(base.String(), "/"), transport: newTransport()}
 	defer b.transport.CloseIdleConnections()
 	b.whepURL = b.base + "/whep/" + cfg.path
-	if b.viewerAPI, err = viewerAPI(cfg.nack, &b.nacked, cfg.replayWindow); err != nil {
-		fmt.Fprintln(stderr, "livegate-bench:", err)
-		return 1
+	if cfg.client == clientPion {
+		if b.viewerAPI, err = viewerAPI(cfg.nack, &b.nacked, cfg.replayWindow); err != nil {
+			fmt.Fprintln(stderr, "livegate-bench:", err)
+			return 1
+		}
 	}
 
 	var pub *publisher
@@ -343,6 +357,7 @@ launch:
 		KeyframeOnPLI: cfg.keyframeOnPLI && cfg.publish, NACK: cfg.nack, SRTPReplayWindow: cfg.replayWindow,
 		ViewersRequested: cfg.viewers, RampS: round3(winStart.Sub(b.start).Seconds()),
 		WindowS: round3(window.Seconds()), Aborted: aborted,
+		Client: cfg.client, ReceiveTimestamps: "read",
 	}
 	b.mu.Lock()
 	rep.ViewersFailed, rep.Errors = b.failed, append([]errCount(nil), b.errs...)
@@ -377,18 +392,27 @@ launch:
 		}
 	}
 	rep.NACKedPackets = b.nacked.Load()
+	if cfg.client == clientLite {
+		rep.LiteClient = &liteReport{
+			BadDatagrams: b.lite.bad.Load(), SRTPErrors: b.lite.srtp.Load(), BeforeKeys: b.lite.early.Load(),
+			DTLSDropped: b.lite.dtlsDrop.Load(), ReadTimestamps: b.lite.readTS.Load(),
+		}
+	}
 
 	var (
 		answer, connect, ttff    []float64
 		video, audio             seqTracker // sums only
 		vExp, vLost, aExp, aLost uint64
 		seiExp, seiGot           uint64
-		noKey                    int
+		noKey, kernelTS          int
 	)
 	for _, v := range b.connected() {
 		rep.ViewersConnected++
-		if v.sess.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		if !v.conn.up() {
 			rep.ViewersDown++
+		}
+		if lc, ok := v.conn.(*liteConn); ok && lc.kernelTS {
+			kernelTS++
 		}
 		st := v.snapshot()
 		answer = append(answer, ms(v.answerAt.Sub(v.postAt)))
@@ -412,6 +436,13 @@ launch:
 		}
 	}
 	rep.ViewersNoKeyframe = noKey
+	switch {
+	case kernelTS == 0:
+	case kernelTS == rep.ViewersConnected && rep.LiteClient.ReadTimestamps == 0:
+		rep.ReceiveTimestamps = "kernel"
+	default:
+		rep.ReceiveTimestamps = "mixed"
+	}
 	rep.AnswerMs = summarize(answer)
 	rep.ConnectMs = summarize(connect)
 	rep.TTFFMs = summarize(ttff)

@@ -12,7 +12,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.url != "http://127.0.0.1:8080" || c.path != "bench/cam" || c.viewers != 50 || c.ramp != 50 ||
-		c.duration != 20*time.Second || !c.publish || c.settle != 500*time.Millisecond ||
+		c.duration != 20*time.Second || !c.publish || c.settle != 500*time.Millisecond || c.client != "lite" ||
 		c.timeout != 500*time.Millisecond+time.Second+20*time.Second+60*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -22,7 +22,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, bad := range [][]string{
 		{"--viewers", "0"}, {"--ramp", "0"}, {"--duration", "0s"}, {"--path", "nope"}, {"--path", "a/b/c"}, {"extra"},
-		{"--settle", "-1s"},
+		{"--settle", "-1s"}, {"--client", "chrome"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("%q accepted", bad)

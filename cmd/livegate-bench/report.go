@@ -3,19 +3,25 @@ package main
 // report is the JSON line printed at the end. Latencies are in
 // milliseconds; "steady" excludes each viewer's first second of media.
 type report struct {
-	URL              string     `json:"url"`
-	Path             string     `json:"path"`
-	Published        bool       `json:"published"`
-	KeyframeOnPLI    bool       `json:"keyframe_on_pli"`
-	NACK             bool       `json:"nack"`
-	SRTPReplayWindow uint       `json:"srtp_replay_window"` // 0: pion default (64)
-	ViewersRequested int        `json:"viewers_requested"`
-	ViewersConnected int        `json:"viewers_connected"`
-	ViewersFailed    int        `json:"viewers_failed"`
-	ViewersDown      int        `json:"viewers_disconnected_at_end"`
-	Errors           []errCount `json:"errors,omitempty"`
-	RampS            float64    `json:"ramp_s"`
-	WindowS          float64    `json:"window_s"`
+	URL              string `json:"url"`
+	Path             string `json:"path"`
+	Published        bool   `json:"published"`
+	KeyframeOnPLI    bool   `json:"keyframe_on_pli"`
+	NACK             bool   `json:"nack"`
+	SRTPReplayWindow uint   `json:"srtp_replay_window"` // 0: pion default (64)
+	// Client is the viewers' client: lite or pion. ReceiveTimestamps is
+	// what latency samples count arrival as: "kernel" (the time the
+	// datagram reached the viewer's socket), "read" (when the tool read
+	// it) or "mixed".
+	Client            string     `json:"client"`
+	ReceiveTimestamps string     `json:"receive_timestamps"`
+	ViewersRequested  int        `json:"viewers_requested"`
+	ViewersConnected  int        `json:"viewers_connected"`
+	ViewersFailed     int        `json:"viewers_failed"`
+	ViewersDown       int        `json:"viewers_disconnected_at_end"`
+	Errors            []errCount `json:"errors,omitempty"`
+	RampS             float64    `json:"ramp_s"`
+	WindowS           float64    `json:"window_s"`
 
 	// WHEP POST to 201 answer, and WHEP POST to the first keyframe packet.
 	AnswerMs          dist `json:"whep_answer_ms"`
@@ -50,6 +56,7 @@ type report struct {
 	PacketsPerSecond float64 `json:"packets_per_s"`
 	BenchCPUCores    float64 `json:"bench_cpu_cores"`
 
+	LiteClient    *liteReport    `json:"lite_client,omitempty"`
 	HostCPU       *hostReport    `json:"host_cpu,omitempty"`
 	Gateway       *gatewayReport `json:"gateway,omitempty"`
 	GatewayStream *streamReport  `json:"gateway_stream,omitempty"`
@@ -120,4 +127,16 @@ type pubReport struct {
 	AudioSent        uint64 `json:"audio_sent"`
 	WriteErrors      uint64 `json:"write_errors"`
 	KeyframeRequests int64  `json:"keyframe_requests"`
+}
+
+// liteReport counts what the light clients dropped: datagrams they could
+// not use, SRTP that failed to decrypt (replays included), media before
+// the keys, DTLS datagrams beyond the handshake queue, and datagrams that
+// carried no kernel timestamp.
+type liteReport struct {
+	BadDatagrams   uint64 `json:"bad_datagrams"`
+	SRTPErrors     uint64 `json:"srtp_errors"`
+	BeforeKeys     uint64 `json:"media_before_keys"`
+	DTLSDropped    uint64 `json:"dtls_dropped"`
+	ReadTimestamps uint64 `json:"read_timestamps"`
 }

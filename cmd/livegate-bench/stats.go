@@ -117,6 +117,19 @@ func (t *seqTracker) set(s int64)        { t.seen[(s%seqWindow)/64] |= 1 << (s %
 func (t *seqTracker) clearBit(s int64)   { t.seen[(s%seqWindow)/64] &^= 1 << (s % 64) }
 func (t *seqTracker) isSet(s int64) bool { return t.seen[(s%seqWindow)/64]&(1<<(s%64)) != 0 }
 
+// has reports whether seq was received, or is too old to tell (then
+// asking for it again is pointless).
+func (t *seqTracker) has(seq uint16) bool {
+	if !t.started {
+		return false
+	}
+	ext := t.highest + int64(int16(seq-uint16(t.highest)))
+	if ext <= t.highest-seqWindow || ext < t.first {
+		return true
+	}
+	return ext <= t.highest && t.isSet(ext)
+}
+
 // expected is the number of packets between the first and the highest.
 func (t *seqTracker) expected() uint64 {
 	if !t.started {

@@ -44,11 +44,29 @@ func viewerAPI(nack bool, nacks *atomic.Uint64, replayWindow uint) (*webrtc.API,
 	return rtcclient.Loopback{Configure: configure, ReplayWindow: replayWindow}.API()
 }
 
+// viewerConn is a viewer's transport: a pion PeerConnection or the light
+// client's.
+type viewerConn interface {
+	// up reports whether the transport still works.
+	up() bool
+	// close ends the session (DELETE) and the transport.
+	close(ctx context.Context) error
+}
+
+// pionConn is a viewer on a pion PeerConnection.
+type pionConn struct{ sess *rtcclient.Session }
+
+func (p pionConn) up() bool {
+	return p.sess.PC.ConnectionState() == webrtc.PeerConnectionStateConnected
+}
+
+func (p pionConn) close(ctx context.Context) error { return p.sess.Close(ctx) }
+
 // viewer is one WHEP session.
 type viewer struct {
 	id   int
 	b    *bench
-	sess *rtcclient.Session
+	conn viewerConn
 
 	// Set by the HTTP round trip of the WHEP POST.
 	postAt, answerAt time.Time
@@ -91,9 +109,18 @@ func (t *postTimer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// openViewer connects one WHEP session and waits until its PeerConnection
-// is connected.
+// openViewer connects one WHEP session with the chosen client and waits
+// until it is connected.
 func (b *bench) openViewer(ctx context.Context, id int) (*viewer, error) {
+	if b.cfg.client == clientLite {
+		return b.openLiteViewer(ctx, id)
+	}
+	return b.openPionViewer(ctx, id)
+}
+
+// openPionViewer connects one WHEP session on a pion PeerConnection and
+// waits until it is connected.
+func (b *bench) openPionViewer(ctx context.Context, id int) (*viewer, error) {
 	v := &viewer{id: id, b: b, connected: make(chan struct{}), down: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.connectTimeout)
 	defer cancel()
@@ -144,7 +171,7 @@ func (b *bench) openViewer(ctx context.Context, id int) (*viewer, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.sess = sess
+	v.conn = pionConn{sess}
 	fail := func(err error) (*viewer, error) {
 		v.close()
 		return nil, err
@@ -159,12 +186,12 @@ func (b *bench) openViewer(ctx context.Context, id int) (*viewer, error) {
 	}
 }
 
-// close ends the session (DELETE, then close the PeerConnection) and waits
+// close ends the session (DELETE, then close the transport) and waits
 // briefly for its readers.
 func (v *viewer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := v.sess.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err := v.conn.close(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		v.b.closeErrors.Add(1)
 	}
 	done := make(chan struct{})
@@ -175,18 +202,13 @@ func (v *viewer) close() {
 	}
 }
 
-// readVideo is the video receive path: one reused buffer, a header parse,
-// a look at the NAL unit types; no depacketisation, no decoding.
+// readVideo is the pion video receive path: one reused buffer, the
+// shared per-packet handling (onVideo); no depacketisation, no decoding.
 func (v *viewer) readVideo(tr *webrtc.TrackRemote) {
 	buf := make([]byte, 1600)
 	var (
-		h        rtp.Header
-		seis     [][]byte
-		parser   seiParser
-		key      bool
-		pendTS   uint32 // RTP timestamp of the last frame with a timing SEI
-		pendSent int64  // its send time
-		pending  bool
+		h  rtp.Header
+		rx videoRx
 	)
 	for {
 		n, _, err := tr.Read(buf)
@@ -198,53 +220,7 @@ func (v *viewer) readVideo(tr *webrtc.TrackRemote) {
 		if err != nil {
 			continue
 		}
-		end := n
-		if h.Padding && n > hn && int(buf[n-1]) <= n-hn {
-			end -= int(buf[n-1])
-		}
-		v.videoPkts.Add(1)
-		key, seis = scanH264(buf[hn:end], seis[:0])
-
-		var seiLat, frameLat int64
-		haveSEILat, haveFrameLat := false, false
-		v.mu.Lock()
-		st := &v.st
-		if st.firstVideo.IsZero() {
-			st.firstVideo = now
-		}
-		if key && st.firstKey.IsZero() {
-			st.firstKey = now
-		}
-		steady := now.Sub(st.firstVideo) >= steadyAfter
-		if !st.video.add(h.SequenceNumber) {
-			for _, nal := range seis {
-				sent, counter, ok := parser.parse(nal)
-				if !ok {
-					continue
-				}
-				if !st.haveSEI {
-					st.haveSEI, st.seiFirst, st.seiMax = true, counter, counter
-				}
-				if int32(counter-st.seiFirst) < 0 {
-					st.seiFirst = counter
-				}
-				if int32(counter-st.seiMax) > 0 {
-					st.seiMax = counter
-				}
-				st.seiFrames++
-				seiLat, haveSEILat = now.UnixNano()-sent, true
-				pendTS, pendSent, pending = h.Timestamp, sent, true
-				break
-			}
-			if h.Marker && pending && h.Timestamp == pendTS {
-				frameLat, haveFrameLat = now.UnixNano()-pendSent, true
-				pending = false
-			}
-		}
-		v.mu.Unlock()
-		if haveSEILat || haveFrameLat {
-			v.b.lat.add(now, haveSEILat, seiLat, haveFrameLat, frameLat, steady)
-		}
+		v.onVideo(&rx, &h, rtpPayload(buf[:n], &h, hn), now)
 	}
 }
 
@@ -259,11 +235,94 @@ func (v *viewer) readAudio(tr *webrtc.TrackRemote) {
 		if _, err := h.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
-		v.audioPkts.Add(1)
-		v.mu.Lock()
-		v.st.audio.add(h.SequenceNumber)
-		v.mu.Unlock()
+		v.onAudio(&h)
 	}
+}
+
+// rtpPayload is the payload of packet pkt whose header h (hn bytes) is
+// parsed, without padding; empty if the padding length is bogus.
+func rtpPayload(pkt []byte, h *rtp.Header, hn int) []byte {
+	end := len(pkt)
+	if h.Padding && end > hn {
+		if p := int(pkt[end-1]); p <= end-hn {
+			end -= p
+		}
+	}
+	return pkt[hn:end]
+}
+
+// videoRx is one video stream's receive state beyond the viewer's stats:
+// the SEI parser and the frame whose last packet is awaited.
+type videoRx struct {
+	seis     [][]byte
+	parser   seiParser
+	pendTS   uint32 // RTP timestamp of the last frame with a timing SEI
+	pendSent int64  // its send time
+	pending  bool
+}
+
+// onVideo is the per-packet video handling both clients share: a look at
+// the NAL unit types (keyframe, timing SEI), sequence accounting, latency
+// samples against now, the packet's arrival time. It returns how many
+// sequence numbers were skipped just before this packet (for NACKs).
+func (v *viewer) onVideo(rx *videoRx, h *rtp.Header, payload []byte, now time.Time) (gap int) {
+	v.videoPkts.Add(1)
+	var key bool
+	key, rx.seis = scanH264(payload, rx.seis[:0])
+
+	var seiLat, frameLat int64
+	haveSEILat, haveFrameLat := false, false
+	v.mu.Lock()
+	st := &v.st
+	if st.firstVideo.IsZero() {
+		st.firstVideo = now
+	}
+	if key && st.firstKey.IsZero() {
+		st.firstKey = now
+	}
+	steady := now.Sub(st.firstVideo) >= steadyAfter
+	started, prev := st.video.started, st.video.highest
+	if !st.video.add(h.SequenceNumber) {
+		if started && st.video.highest > prev+1 {
+			gap = int(st.video.highest - prev - 1)
+		}
+		for _, nal := range rx.seis {
+			sent, counter, ok := rx.parser.parse(nal)
+			if !ok {
+				continue
+			}
+			if !st.haveSEI {
+				st.haveSEI, st.seiFirst, st.seiMax = true, counter, counter
+			}
+			if int32(counter-st.seiFirst) < 0 {
+				st.seiFirst = counter
+			}
+			if int32(counter-st.seiMax) > 0 {
+				st.seiMax = counter
+			}
+			st.seiFrames++
+			seiLat, haveSEILat = now.UnixNano()-sent, true
+			rx.pendTS, rx.pendSent, rx.pending = h.Timestamp, sent, true
+			break
+		}
+		if h.Marker && rx.pending && h.Timestamp == rx.pendTS {
+			frameLat, haveFrameLat = now.UnixNano()-rx.pendSent, true
+			rx.pending = false
+		}
+	}
+	v.mu.Unlock()
+	if haveSEILat || haveFrameLat {
+		v.b.lat.add(now, haveSEILat, seiLat, haveFrameLat, frameLat, steady)
+	}
+	return gap
+}
+
+// onAudio is the per-packet audio handling both clients share.
+func (v *viewer) onAudio(h *rtp.Header) {
+	v.audioPkts.Add(1)
+	v.mu.Lock()
+	v.st.audio.add(h.SequenceNumber)
+	v.mu.Unlock()
 }
 
 // snapshot copies what the viewer measured so far.
