@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 )
@@ -25,6 +27,26 @@ const (
 	maxGSOBytes = 65507
 )
 
+// After the kernel refuses a segmented message to a peer, that peer's
+// datagrams go one per message for plainFor, then segmentation is tried
+// again: a path MTU the kernel learned from an ICMP message is forgotten
+// after net.ipv4.route.mtu_expires (10 minutes by default) and routes
+// change, while a retry that fails costs one refused message (built, then
+// dropped before it is segmented) and one log line at most.
+//
+// plainCap bounds how many such peers one worker remembers; when it is
+// full, the peer that was to be retried soonest is forgotten (it is retried
+// at once, and refused again if it still must be). The memory and the
+// per-run lookup stay bounded whatever the number of refused addresses.
+const (
+	plainFor = time.Minute
+	plainCap = 64
+)
+
+// warnEvery spaces the log lines about refused peers: one per refusal
+// could be one per viewer per minute.
+const warnEvery = 10 * time.Second
+
 // batch is one fan-out worker's arena: the datagrams of the packet it is
 // sending to all of its viewers, encrypted in place, and the messages that
 // sendmmsg takes. Only its worker touches it.
@@ -40,6 +62,17 @@ type batch struct {
 	gmsgs []ipv4.Message
 	first []int
 	oob   []byte
+
+	// plain are the peers (their sendmmsg address, the remote's own
+	// *net.UDPAddr, so one peer's path) whose segmented message the kernel
+	// refused: until their time, merge gives their datagrams a message each.
+	plain  [plainCap]plainPeer
+	nplain int
+}
+
+type plainPeer struct {
+	addr  net.Addr
+	until int64 // unix ns
 }
 
 // batches holds one batch per worker index, created on first use.
@@ -54,14 +87,27 @@ type batches struct {
 	dropped atomic.Uint64 // datagrams not sent: oversize, not encryptable
 	gsoMsgs atomic.Uint64 // messages that carried more than one datagram
 
+	fallbacks atomic.Uint64 // segmented messages refused: the peer went one datagram per message
+
 	// gso is whether runs of datagrams to one address go as one segmented
-	// message; cleared for good when the kernel refuses one.
+	// message; cleared for good only when the socket itself cannot segment
+	// (socketCannotSegment). A refusal the destination's route causes only
+	// moves that peer to plain datagrams (batch.plain).
 	gso atomic.Bool
-	log atomic.Pointer[slog.Logger] // the transport's, for that one warning
+	log atomic.Pointer[slog.Logger] // the transport's
+
+	// write is pc.WriteBatch; tests put the kernel's refusals in it.
+	write func([]ipv4.Message, int) (int, error)
+	rc    syscall.RawConn // the socket, to ask why the kernel refused
+
+	lastWarn   atomic.Int64  // unix ns of the last line about a refused peer
+	unreported atomic.Uint64 // refusals since that line
 }
 
 func (b *batches) init(conn *net.UDPConn) {
 	b.pc = ipv4.NewPacketConn(conn)
+	b.write = b.pc.WriteBatch
+	b.rc, _ = conn.SyscallConn()
 	empty := []*batch{}
 	b.list.Store(&empty)
 	b.gso.Store(gsoSupported(conn))
@@ -129,7 +175,7 @@ func (b *batches) flush(bt *batch) {
 func (b *batches) send(ms []ipv4.Message) {
 	sent := 0
 	for sent < len(ms) {
-		n, err := b.pc.WriteBatch(ms[sent:], 0)
+		n, err := b.write(ms[sent:], 0)
 		b.calls.Add(1)
 		if n > 0 {
 			b.sent.Add(uint64(n))
@@ -149,12 +195,24 @@ func (b *batches) send(ms []ipv4.Message) {
 // (relay's runPackets), so a frame's packets to a viewer are one run: for a
 // keyframe that is one pass through the kernel's UDP and IP layers instead
 // of about forty.
+//
+// A message the kernel refuses to segment is sent again at once, one
+// datagram per message, before anything after it in the batch, so its
+// viewer loses nothing and gets its datagrams in order; only that peer
+// goes on without segmentation (for plainFor), unless the socket itself
+// cannot segment.
 func (b *batches) flushGSO(bt *batch) {
-	m := bt.merge()
-	ms := bt.gmsgs[:m]
+	var now int64
+	if bt.nplain > 0 {
+		now = time.Now().UnixNano()
+		bt.expire(now)
+	}
+	m := bt.merge(0, 0)
+	used := m
+	ms := bt.gmsgs
 	sent := 0
 	for sent < m {
-		n, err := b.pc.WriteBatch(ms[sent:], 0)
+		n, err := b.write(ms[sent:m], 0)
 		b.calls.Add(1)
 		if n > 0 {
 			var d, g uint64
@@ -173,18 +231,28 @@ func (b *batches) flushGSO(bt *batch) {
 				break
 			}
 			if len(ms[sent].Buffers) > 1 && gsoRefused(err) {
-				// Not a viewer's fault: this kernel or device cannot
-				// segment. The rest goes one datagram per message, and so
-				// does everything after.
-				if b.gso.CompareAndSwap(true, false) {
-					log := b.log.Load()
-					if log == nil {
-						log = slog.Default()
+				if socketCannotSegment(b.rc) {
+					// No destination would do: the rest goes one
+					// datagram per message, and so does everything after.
+					if b.gso.CompareAndSwap(true, false) {
+						b.logger().Warn("lite: the socket cannot use UDP GSO, sending one datagram per message", "err", err)
 					}
-					log.Warn("lite: UDP GSO refused, sending one datagram per message", "err", err)
+					b.send(bt.msgs[bt.first[sent]:bt.n])
+					break
 				}
-				b.send(bt.msgs[bt.first[sent]:bt.n])
-				break
+				if now == 0 {
+					now = time.Now().UnixNano()
+				}
+				addr := ms[sent].Addr
+				bt.setPlain(addr, now+int64(plainFor))
+				b.fallbacks.Add(1)
+				b.warnRefused(addr, err, now)
+				// The refused message and the rest of the batch are made
+				// into messages again: this peer's datagrams now go one
+				// per message, everyone else's as before.
+				m = bt.merge(bt.first[sent], sent)
+				used = max(used, m)
+				continue
 			}
 			b.errors.Add(1)
 			sent++ // the message that failed, with all of its datagrams
@@ -192,26 +260,45 @@ func (b *batches) flushGSO(bt *batch) {
 			break
 		}
 	}
-	for i := range ms {
-		ms[i] = ipv4.Message{}
-	}
+	clear(ms[:used])
 }
 
-// merge fills gmsgs with the batch's runs: consecutive datagrams to the
-// same address, all of one size except a shorter last one (what UDP_SEGMENT
-// can express), at most maxSegments and maxGSOBytes each. It returns how
-// many messages it made.
-func (bt *batch) merge() int {
-	m := 0
-	for i := 0; i < bt.n; {
+func (b *batches) logger() *slog.Logger {
+	if log := b.log.Load(); log != nil {
+		return log
+	}
+	return slog.Default()
+}
+
+// warnRefused logs a refused peer, at most once per warnEvery, with how
+// many more were refused since the last line.
+func (b *batches) warnRefused(addr net.Addr, err error, now int64) {
+	last := b.lastWarn.Load()
+	if last != 0 && now-last < int64(warnEvery) || !b.lastWarn.CompareAndSwap(last, now) {
+		b.unreported.Add(1)
+		return
+	}
+	b.logger().Warn("lite: the kernel refused UDP GSO for a viewer, sending it one datagram per message for a while",
+		"addr", addr.String(), "err", err, "retry_after", plainFor, "refused_since_last_line", b.unreported.Swap(0))
+}
+
+// merge fills gmsgs from message index m on with the runs of the batch's
+// datagrams from index from on: consecutive datagrams to the same address,
+// all of one size except a shorter last one (what UDP_SEGMENT can express),
+// at most maxSegments and maxGSOBytes each; a datagram to a peer in plain
+// is a message of its own. It returns how many messages gmsgs then holds.
+func (bt *batch) merge(from, m int) int {
+	for i := from; i < bt.n; {
 		size := len(bt.bufs[i])
 		total := size
 		addr := bt.msgs[i].Addr
 		j := i + 1
-		for j < bt.n && j-i < maxSegments && bt.msgs[j].Addr == addr &&
-			len(bt.bufs[j-1]) == size && len(bt.bufs[j]) <= size && total+len(bt.bufs[j]) <= maxGSOBytes {
-			total += len(bt.bufs[j])
-			j++
+		if bt.nplain == 0 || !bt.isPlain(addr) {
+			for j < bt.n && j-i < maxSegments && bt.msgs[j].Addr == addr &&
+				len(bt.bufs[j-1]) == size && len(bt.bufs[j]) <= size && total+len(bt.bufs[j]) <= maxGSOBytes {
+				total += len(bt.bufs[j])
+				j++
+			}
 		}
 		g := &bt.gmsgs[m]
 		g.Buffers = bt.bufs[i:j:j]
@@ -227,18 +314,69 @@ func (bt *batch) merge() int {
 	return m
 }
 
+// isPlain reports whether addr's datagrams go one per message for now. The
+// same pointer comparison as merge's: one peer's path.
+func (bt *batch) isPlain(addr net.Addr) bool {
+	for k := range bt.nplain {
+		if bt.plain[k].addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// setPlain sends addr's datagrams one per message until until. When plain
+// is full, the peer that was to be retried soonest makes room.
+func (bt *batch) setPlain(addr net.Addr, until int64) {
+	k := 0
+	for ; k < bt.nplain; k++ {
+		if bt.plain[k].addr == addr {
+			break
+		}
+	}
+	if k == bt.nplain {
+		if bt.nplain < plainCap {
+			bt.nplain++
+		} else {
+			k = 0
+			for x := 1; x < plainCap; x++ {
+				if bt.plain[x].until < bt.plain[k].until {
+					k = x
+				}
+			}
+		}
+	}
+	bt.plain[k] = plainPeer{addr: addr, until: until}
+}
+
+// expire forgets the peers whose time is up: they are segmented again.
+func (bt *batch) expire(now int64) {
+	for k := 0; k < bt.nplain; {
+		if now < bt.plain[k].until {
+			k++
+			continue
+		}
+		bt.nplain--
+		bt.plain[k] = bt.plain[bt.nplain]
+		bt.plain[bt.nplain] = plainPeer{}
+	}
+}
+
 // Stats are the transport's send counters. Segmented counts the messages
-// that carried more than one datagram (UDP GSO).
+// that carried more than one datagram (UDP GSO). GSORefused counts the
+// segmented messages the kernel refused because of their destination: each
+// time, that peer's datagrams went one per message (none lost) for plainFor.
 type Stats struct {
-	Datagrams, Syscalls, Errors, Dropped, Segmented uint64
-	GSO                                             bool // still in use
+	Datagrams, Syscalls, Errors, Dropped, Segmented, GSORefused uint64
+	GSO                                                         bool // in use for the transport (a refused peer does not turn it off)
 }
 
 // Stats returns the send counters so far.
-func (t *Transport) Stats() Stats {
-	return Stats{Datagrams: t.batches.sent.Load(), Syscalls: t.batches.calls.Load(),
-		Errors: t.batches.errors.Load(), Dropped: t.batches.dropped.Load(),
-		Segmented: t.batches.gsoMsgs.Load(), GSO: t.batches.gso.Load()}
+func (t *Transport) Stats() Stats { return t.batches.stats() }
+
+func (b *batches) stats() Stats {
+	return Stats{Datagrams: b.sent.Load(), Syscalls: b.calls.Load(), Errors: b.errors.Load(),
+		Dropped: b.dropped.Load(), Segmented: b.gsoMsgs.Load(), GSORefused: b.fallbacks.Load(), GSO: b.gso.Load()}
 }
 
 // Flush sends what worker w has queued with QueueRTP.

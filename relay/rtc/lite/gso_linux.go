@@ -52,9 +52,50 @@ func putGSO(oob []byte, size int) []byte {
 	return oob
 }
 
-// gsoRefused tells whether a send error means the kernel or the device
-// cannot segment (EIO: no checksum offload on the route's device; EINVAL:
-// segment size or count out of its limits, or no UDP_SEGMENT at all).
+// gsoRefused tells whether a send error on a segmented message is the
+// kernel refusing to segment it (net/ipv4/udp.c udp_send_skb, and the same
+// in udp_v6_send_skb):
+//   - EMSGSIZE (6.14+; EINVAL before): UDP header + segment size exceed the
+//     route's MTU, the learned path MTU included. Depends on the
+//     destination: a tunnel route, or an ICMP "fragmentation needed" for
+//     that address, which anyone can send for their own.
+//   - EIO: the route's device has no checksum offload, or an IPsec policy
+//     covers the destination; per route, so per destination too (a VPN or
+//     IPsec route to one viewer). Also a UDP-Lite socket (socketCannotSegment).
+//   - EINVAL: more than UDP_MAX_SEGMENTS segments (merge never makes
+//     those), or UDP checksums off on the socket (socketCannotSegment).
 func gsoRefused(err error) bool {
-	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL)
+	return errors.Is(err, syscall.EMSGSIZE) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL)
+}
+
+// Socket options udp_send_skb checks before segmenting, besides the route.
+const (
+	udpNoCheck6TX  = 101 // UDP_NO_CHECK6_TX
+	ipprotoUDPLite = 136
+)
+
+// socketCannotSegment reports whether the socket itself makes the kernel
+// refuse every segmented message, whatever the destination: UDP checksums
+// off for IPv4 (SO_NO_CHECK) or IPv6 (UDP_NO_CHECK6_TX), or a UDP-Lite
+// socket. Asked only after a refusal, so a refusal can be told apart from
+// one that only that destination's route causes.
+func socketCannotSegment(rc syscall.RawConn) bool {
+	if rc == nil {
+		return false
+	}
+	var off bool
+	if err := rc.Control(func(fd uintptr) {
+		if v, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_NO_CHECK); err == nil && v != 0 {
+			off = true
+		}
+		if v, err := syscall.GetsockoptInt(int(fd), solUDP, udpNoCheck6TX); err == nil && v != 0 {
+			off = true
+		}
+		if v, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PROTOCOL); err == nil && v == ipprotoUDPLite {
+			off = true
+		}
+	}); err != nil {
+		return false
+	}
+	return off
 }

@@ -2,7 +2,10 @@
 
 package lite
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 func gsoSupported(*net.UDPConn) bool { return false }
 
@@ -11,3 +14,5 @@ var gsoOOBSize = 0
 func putGSO(oob []byte, _ int) []byte { return oob[:0] }
 
 func gsoRefused(error) bool { return false }
+
+func socketCannotSegment(syscall.RawConn) bool { return false }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
 // gsoRig is a batches on a loopback socket and receivers that read what it
@@ -148,7 +151,7 @@ func TestMergeLimits(t *testing.T) {
 			s := r.slot(bt)[:n]
 			r.commit(bt, s, to)
 		}
-		m := bt.merge()
+		m := bt.merge(0, 0)
 		next := 0
 		for k, g := range bt.gmsgs[:m] {
 			if bt.first[k] != next {
@@ -186,7 +189,7 @@ func TestMergeLimits(t *testing.T) {
 	for range 100 {
 		r.commit(bt, r.slot(bt)[:1000], x)
 	}
-	if m := bt.merge(); m != 2 || len(bt.gmsgs[0].Buffers) != 64 {
+	if m := bt.merge(0, 0); m != 2 || len(bt.gmsgs[0].Buffers) != 64 {
 		t.Fatalf("100 x 1000 bytes: %d messages, first of %d", m, len(bt.gmsgs[0].Buffers))
 	}
 	bt.n = 0
@@ -194,65 +197,31 @@ func TestMergeLimits(t *testing.T) {
 	for range 100 {
 		r.commit(bt, r.slot(bt)[:1400], x)
 	}
-	if m := bt.merge(); m != 3 || len(bt.gmsgs[0].Buffers) != 46 {
+	if m := bt.merge(0, 0); m != 3 || len(bt.gmsgs[0].Buffers) != 46 {
 		t.Fatalf("100 x 1400 bytes: %d messages, first of %d", m, len(bt.gmsgs[0].Buffers))
 	}
 }
 
-// When the kernel refuses a segmented message (here: a socket with UDP
-// checksums off, which GSO needs), the batch still arrives whole, one
-// datagram per message, and GSO stays off.
-func TestGSORefusedFallsBack(t *testing.T) {
-	r := newGSORig(t)
-	if !r.b.gso.Load() {
-		t.Skip("this kernel has no UDP GSO")
-	}
-	rc, err := r.conn.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	_ = rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_NO_CHECK, 1) })
-	if serr != nil {
-		t.Skipf("SO_NO_CHECK: %v", serr)
-	}
-	a, aAddr := r.receiver()
-	bt := r.b.get(0)
-	var wa [][]byte
-	for i := range 10 {
-		r.queue(bt, aAddr, 1, byte(i), 1000)
-		wa = append(wa, want(1, byte(i), 1000))
-	}
-	r.b.flush(bt)
-	readAll(t, a, wa)
-	if r.b.gso.Load() {
-		t.Fatal("GSO still on after the kernel refused it")
-	}
-	for i := range 5 {
-		r.queue(bt, aAddr, 1, byte(20+i), 1000)
-	}
-	r.b.flush(bt)
-	if e := r.b.errors.Load(); e != 0 {
-		t.Errorf("%d send errors", e)
-	}
-}
-
-// Sending a batch allocates nothing, segmented or not.
+// Sending a batch allocates nothing: segmented, not segmented, and with a
+// viewer whose segmented messages the kernel refused (sent plain, next to
+// one still segmented).
 func TestFlushAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector makes sync.Pool allocate")
 	}
 	r := newGSORig(t)
 	a, aAddr := r.receiver()
-	_, bAddr := r.receiver()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, err := a.Read(buf); err != nil {
-				return
+	b, bAddr := r.receiver()
+	for _, c := range []*net.UDPConn{a, b} {
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
 			}
-		}
-	}()
+		}()
+	}
 	bt := r.b.get(0)
 	fill := func() {
 		for i := range 20 {
@@ -269,5 +238,174 @@ func TestFlushAllocatesNothing(t *testing.T) {
 		if n := testing.AllocsPerRun(50, fill); n != 0 {
 			t.Errorf("gso=%v: %.1f allocations per batch of 40 datagrams", gso, n)
 		}
+	}
+	if !gsoSupported(r.conn) {
+		return
+	}
+	r.b.gso.Store(true)
+	refused := r.refuseTo(aAddr, syscall.EMSGSIZE)
+	fill() // the refusal itself logs, once
+	seg := r.b.gsoMsgs.Load()
+	if n := testing.AllocsPerRun(50, fill); n != 0 {
+		t.Errorf("one viewer refused: %.1f allocations per batch of 40 datagrams", n)
+	}
+	if *refused != 1 || r.b.gsoMsgs.Load() != seg+51 || !r.b.gso.Load() {
+		t.Errorf("one viewer refused: refused %d, %d segmented messages in 51 batches, GSO %v; want 1, 51, true",
+			*refused, r.b.gsoMsgs.Load()-seg, r.b.gso.Load())
+	}
+}
+
+// refuseTo makes the rig's kernel refuse, with err, every segmented message
+// to one address, as a route with a small MTU (EMSGSIZE, EINVAL before
+// Linux 6.14) or without checksum offload (EIO) does. It counts the
+// refusals. No allocation: TestFlushAllocatesNothing goes through it.
+func (r *gsoRig) refuseTo(to *net.UDPAddr, err error) *int {
+	var refused int
+	write := r.b.pc.WriteBatch
+	r.b.write = func(ms []ipv4.Message, flags int) (int, error) {
+		for i := range ms {
+			if len(ms[i].Buffers) > 1 && ms[i].Addr == net.Addr(to) {
+				if i == 0 {
+					refused++
+					return 0, err
+				}
+				return write(ms[:i], flags)
+			}
+		}
+		return write(ms, flags)
+	}
+	return &refused
+}
+
+// A refusal that depends on the destination (one viewer behind a path with
+// a smaller MTU, or one that sent an ICMP "fragmentation needed" for its
+// own address) moves only that viewer to one datagram per message: it
+// still gets every datagram in order, the other viewer's runs stay
+// segmented, GSO stays on, and the viewer is tried again after a while.
+func TestGSORefusedForOnePeerOnly(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EMSGSIZE, syscall.EINVAL, syscall.EIO} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			r := newGSORig(t)
+			if !r.b.gso.Load() {
+				t.Skip("this kernel has no UDP GSO")
+			}
+			a, aAddr := r.receiver()
+			b, bAddr := r.receiver()
+			refused := r.refuseTo(aAddr, &net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendmmsg", errno)})
+			bt := r.b.get(0)
+			var wa, wb [][]byte
+			seq := byte(0)
+			interleaved := func(n int) {
+				// One packet each, in turn (audio): runs of one.
+				for range n {
+					r.queue(bt, aAddr, 1, seq, 1100)
+					wa = append(wa, want(1, seq, 1100))
+					r.queue(bt, bAddr, 2, seq, 1100)
+					wb = append(wb, want(2, seq, 1100))
+					seq++
+				}
+			}
+			run := func(to *net.UDPAddr, viewer byte, n int, w *[][]byte) {
+				for range n {
+					r.queue(bt, to, viewer, seq, 1100)
+					*w = append(*w, want(viewer, seq, 1100))
+					seq++
+				}
+			}
+			run(aAddr, 1, 20, &wa)
+			run(bAddr, 2, 20, &wb)
+			run(aAddr, 1, 70, &wa) // two more messages' worth: the batch fills on the way
+			run(bAddr, 2, 10, &wb)
+			interleaved(2)
+			r.b.flush(bt)
+			readAll(t, a, wa)
+			readAll(t, b, wb)
+			if *refused != 1 {
+				t.Errorf("a's segmented messages refused %d times, want 1 (then it is sent plain)", *refused)
+			}
+			st := r.b.stats()
+			if !st.GSO {
+				t.Fatal("one viewer's refusal turned GSO off for the transport")
+			}
+			if st.GSORefused != 1 || st.Errors != 0 {
+				t.Errorf("GSORefused %d, Errors %d; want 1, 0", st.GSORefused, st.Errors)
+			}
+			if st.Datagrams != uint64(len(wa)+len(wb)) {
+				t.Errorf("sent %d datagrams, want %d", st.Datagrams, len(wa)+len(wb))
+			}
+			// Next batch: a is not offered a segmented message, b is.
+			wa, wb = nil, nil
+			seg := st.Segmented
+			run(aAddr, 1, 10, &wa)
+			run(bAddr, 2, 10, &wb)
+			r.b.flush(bt)
+			readAll(t, a, wa)
+			readAll(t, b, wb)
+			st = r.b.stats()
+			if *refused != 1 || st.GSORefused != 1 {
+				t.Errorf("a offered a segmented message again at once: refused %d, GSORefused %d", *refused, st.GSORefused)
+			}
+			if st.Segmented != seg+1 {
+				t.Errorf("b's run: Segmented %d -> %d, want one more", seg, st.Segmented)
+			}
+			// After plainFor, a is tried again (and here refused again).
+			for k := range bt.nplain {
+				bt.plain[k].until = time.Now().Add(-time.Second).UnixNano()
+			}
+			wa = nil
+			run(aAddr, 1, 10, &wa)
+			r.b.flush(bt)
+			readAll(t, a, wa)
+			if st := r.b.stats(); *refused != 2 || st.GSORefused != 2 || !st.GSO {
+				t.Errorf("after plainFor: refused %d, GSORefused %d, GSO %v; want 2, 2, true", *refused, st.GSORefused, st.GSO)
+			}
+		})
+	}
+}
+
+// However many peers are refused, a worker remembers at most plainCap of
+// them, a datagram to one of them is a message of its own, and a forgotten
+// peer is only segmented again (never lost).
+func TestPlainPeersBounded(t *testing.T) {
+	r := &batches{}
+	empty := []*batch{}
+	r.list.Store(&empty)
+	bt := r.get(0)
+	now := time.Now().UnixNano()
+	addrs := make([]*net.UDPAddr, 3*plainCap)
+	for i := range addrs {
+		addrs[i] = &net.UDPAddr{IP: net.IPv4(10, 0, byte(i>>8), byte(i)), Port: 5000}
+		bt.setPlain(addrs[i], now+int64(i)) // each later one is retried later
+		if bt.nplain > plainCap {
+			t.Fatalf("%d peers remembered", bt.nplain)
+		}
+	}
+	for i, a := range addrs {
+		if got, want := bt.isPlain(a), i >= len(addrs)-plainCap; got != want {
+			t.Fatalf("peer %d: plain %v, want %v (the soonest retried are forgotten first)", i, got, want)
+		}
+	}
+	// Refused again while remembered: the same entry, a later time.
+	bt.setPlain(addrs[len(addrs)-1], now+int64(time.Hour))
+	if bt.nplain != plainCap {
+		t.Fatalf("%d peers after a repeat, want %d", bt.nplain, plainCap)
+	}
+	plainA, other := addrs[len(addrs)-1], &net.UDPAddr{IP: net.IPv4(10, 9, 9, 9), Port: 1}
+	for range 5 {
+		r.commit(bt, r.slot(bt)[:1000], plainA)
+	}
+	for range 5 {
+		r.commit(bt, r.slot(bt)[:1000], other)
+	}
+	if m := bt.merge(0, 0); m != 6 || len(bt.gmsgs[5].Buffers) != 5 {
+		t.Fatalf("5 datagrams to a plain peer and 5 to another: %d messages, last of %d; want 6, 5", m, len(bt.gmsgs[m-1].Buffers))
+	}
+	bt.expire(now + int64(time.Minute))
+	if bt.nplain != 1 || !bt.isPlain(plainA) {
+		t.Fatalf("after expiry %d peers remembered, want only the one refused again", bt.nplain)
+	}
+	bt.expire(now + int64(2*time.Hour))
+	if bt.nplain != 0 {
+		t.Fatalf("%d peers remembered after every time is up", bt.nplain)
 	}
 }
