@@ -36,11 +36,17 @@ func (b *bench) gatewayCPU() time.Duration {
 }
 
 func selfCPU() time.Duration {
+	u, s := selfCPUSplit()
+	return u + s
+}
+
+// selfCPUSplit is the tool's own user and system CPU time so far.
+func selfCPUSplit() (user, system time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 // progress prints one line a second to stderr until done, and samples the

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,7 @@ type config struct {
 	quiet          bool
 	settle         time.Duration
 	client         string
+	cpuProfile     string
 }
 
 // The viewer clients: the light one (the default) and pion PeerConnections.
@@ -81,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.UintVar(&c.replayWindow, "srtp-replay-window", 0, "viewers' SRTP replay window in packets (0: 1024, as browsers; pion's own default is 64)")
 	fs.BoolVar(&c.keyframeOnPLI, "keyframe-on-pli", false, "publisher answers keyframe requests by skipping to the clip's next keyframe, as an encoder would")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress on stderr")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile over the measurement window to this file")
 	fs.StringVar(&c.client, "client", clientLite, "viewer client: lite (one socket and one reader per viewer, recvmmsg, kernel receive timestamps) "+
 		"or pion (a full PeerConnection per viewer)")
 	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "how long the stream runs before the first viewer and the base RSS sample "+
@@ -323,7 +326,19 @@ launch:
 	host0, hostErr0 := readHostCPU()
 	gw0 := b.gatewayCPU()
 	gwUser0, gwSys0, _ := procCPUSplit(cfg.pid)
-	self0 := selfCPU()
+	selfUser0, selfSys0 := selfCPUSplit()
+	self0 := selfUser0 + selfSys0
+	if cfg.cpuProfile != "" {
+		if f, err := os.Create(cfg.cpuProfile); err != nil {
+			fmt.Fprintln(stderr, "livegate-bench: --cpuprofile:", err)
+		} else if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "livegate-bench: --cpuprofile:", err)
+			f.Close()
+		} else {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	pkts0 := b.packets()
 	atStart := len(b.connected())
 	aborted := ""
@@ -339,7 +354,8 @@ launch:
 	host1, hostErr1 := readHostCPU()
 	gw1 := b.gatewayCPU()
 	gwUser1, gwSys1, gwSplitErr := procCPUSplit(cfg.pid)
-	self1 := selfCPU()
+	selfUser1, selfSys1 := selfCPUSplit()
+	self1 := selfUser1 + selfSys1
 	pkts1 := b.packets()
 	udp1, _ := udpStats()
 	benchDrops, benchSockets, benchErr := udpSocketDrops(os.Getpid())
@@ -365,6 +381,11 @@ launch:
 	if window > 0 {
 		rep.PacketsPerSecond = round3(float64(pkts1-pkts0) / window.Seconds())
 		rep.BenchCPUCores = round3(float64(self1-self0) / float64(window))
+		rep.BenchUserCores = round3(float64(selfUser1-selfUser0) / float64(window))
+		rep.BenchKernelCores = round3(float64(selfSys1-selfSys0) / float64(window))
+		if pkts := pkts1 - pkts0; pkts > 0 {
+			rep.BenchUsPerPacket = round3(float64(self1-self0) / float64(time.Microsecond) / float64(pkts))
+		}
 		if hostErr0 == nil && hostErr1 == nil {
 			rep.HostCPU = &hostReport{
 				Cores:       runtime.NumCPU(),

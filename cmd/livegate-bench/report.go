@@ -55,6 +55,10 @@ type report struct {
 	FramesMissingPct float64 `json:"sei_frames_missing_pct"`
 	PacketsPerSecond float64 `json:"packets_per_s"`
 	BenchCPUCores    float64 `json:"bench_cpu_cores"`
+	// The tool's own CPU apart, and all of it per packet received.
+	BenchUserCores   float64 `json:"bench_user_cores"`
+	BenchKernelCores float64 `json:"bench_kernel_cores"`
+	BenchUsPerPacket float64 `json:"bench_us_per_packet"`
 
 	LiteClient    *liteReport    `json:"lite_client,omitempty"`
 	HostCPU       *hostReport    `json:"host_cpu,omitempty"`
