@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,5 +238,42 @@ func TestLiteNACKs(t *testing.T) {
 	r.addNACKs(40000, 30000)
 	if len(r.nacks) != liteMaxNACKs {
 		t.Errorf("%d awaited, want the bound %d", len(r.nacks), liteMaxNACKs)
+	}
+}
+
+// Lost video packets are NACKed and the gateway's retransmissions fill
+// the gaps: the NACKs the light client sends are well-formed SRTCP the
+// gateway acts on.
+func TestLiteClientNACKRepairsLoss(t *testing.T) {
+	var mu sync.Mutex
+	dropped := map[[2]int]bool{}
+	liteTestDrop = func(viewer int, seq uint16) bool {
+		if seq%40 != 7 {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		k := [2]int{viewer, int(seq)}
+		if dropped[k] {
+			return false // the retransmission
+		}
+		dropped[k] = true
+		return true
+	}
+	t.Cleanup(func() { liteTestDrop = nil })
+	base := startTestGateway(t, "lite")
+	rep := runBench(t, base, "--viewers", "2", "--ramp", "10", "--duration", "2s", "--client", "lite")
+	mu.Lock()
+	n := len(dropped)
+	mu.Unlock()
+	if n == 0 || rep.NACKedPackets < uint64(n)/2 {
+		t.Fatalf("dropped %d, NACKed %d", n, rep.NACKedPackets)
+	}
+	if rep.GatewayStream == nil || rep.GatewayStream.Video == nil || rep.GatewayStream.Video.Retransmitted == 0 {
+		t.Fatalf("gateway retransmitted nothing: %+v", rep.GatewayStream)
+	}
+	// The last second's drops may still be awaiting repair at the end.
+	if rep.VideoLossPct > 0.5 {
+		t.Errorf("video loss %.3f %% after repair (%d dropped)", rep.VideoLossPct, n)
 	}
 }

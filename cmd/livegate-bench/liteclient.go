@@ -368,6 +368,10 @@ func (c *liteConn) delete(ctx context.Context) error {
 	return nil
 }
 
+// liteTestDrop, set by tests only, drops video packets (viewer, sequence
+// number) as the network would, before decryption.
+var liteTestDrop func(viewer int, seq uint16) bool
+
 // liteReader is the reader goroutine's own state.
 type liteReader struct {
 	c        *liteConn
@@ -527,6 +531,9 @@ func (r *liteReader) decrypt(rx *srtp.Context, p []byte, at time.Time) {
 		counts.bad.Add(1)
 		return
 	}
+	if liteTestDrop != nil && int(p[1]&0x7f) == a.videoPT && liteTestDrop(c.v.id, binary.BigEndian.Uint16(p[2:])) {
+		return
+	}
 	// In place: the buffer is the reader's and is reused after this.
 	out, err := rx.DecryptRTP(p, p, &r.h)
 	if err != nil || hn > len(out) {
@@ -627,15 +634,17 @@ func (r *liteReader) tick(now time.Time) {
 	if r.lastReport.IsZero() {
 		r.lastReport, r.lastConsent = now, now
 	}
+	// A compound packet starts with the report; a NACK alone is a
+	// reduced-size packet (rtcp-rsize is offered).
 	var pkts []rtcp.Packet
+	if now.Sub(r.lastReport) >= liteReportInterval {
+		r.lastReport = now
+		pkts = append(pkts, r.receiverReport())
+	}
 	if len(r.nacks) > 0 && r.haveV {
 		if p := r.nackPacket(); p != nil {
 			pkts = append(pkts, p)
 		}
-	}
-	if now.Sub(r.lastReport) >= liteReportInterval {
-		r.lastReport = now
-		pkts = append(pkts, r.receiverReport())
 	}
 	if len(pkts) > 0 {
 		c.sendRTCP(pkts)
