@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 
 	"github.com/livegate/livegate/cmd/internal/gateway"
 )
@@ -275,5 +278,74 @@ func TestLiteClientNACKRepairsLoss(t *testing.T) {
 	// The last second's drops may still be awaiting repair at the end.
 	if rep.VideoLossPct > 0.5 {
 		t.Errorf("video loss %.3f %% after repair (%d dropped)", rep.VideoLossPct, n)
+	}
+}
+
+// Whatever arrives on a viewer's socket is counted or ignored, never a
+// panic, and the queue towards DTLS stays bounded.
+func TestLiteReaderMalformedInput(t *testing.T) {
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	b := &bench{cfg: config{nack: true}}
+	v := &viewer{b: b}
+	c := &liteConn{v: v, sock: sock, localUfrag: "local", localPwd: "localpasswordlocalpasswo", iceOK: make(chan struct{})}
+	c.dtlsPC = newDTLSPacketConn(c)
+	c.ans.Store(&liteAnswer{ufrag: "rem", pwd: "remotepasswordremotepass", videoPT: liteVideoPT, audioPT: liteAudioPT})
+	r := &liteReader{c: c}
+	from := netip.MustParseAddrPort("127.0.0.1:9")
+	seed := uint64(1)
+	rnd := func() byte {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return byte(seed >> 56)
+	}
+	packets := [][]byte{
+		{0}, {1, 1, 0, 4}, {20}, {63, 0}, {0x80}, {0x80, 200}, {0x80, 96, 0, 1},
+		append([]byte{0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xbe, 0xde, 0xff, 0xff}, make([]byte, 8)...),
+		append([]byte{0x8f, 96}, make([]byte, 20)...),
+		{255, 255},
+	}
+	for range 2000 {
+		p := make([]byte, 1+int(rnd())*5)
+		for i := range p {
+			p[i] = rnd()
+		}
+		packets = append(packets, p)
+	}
+	at := time.Now()
+	run := func() {
+		for _, p := range packets {
+			r.datagram(bytes.Clone(p), from, at)
+		}
+		r.tick(at)
+	}
+	run() // before the keys: media is kept, bounded
+	if len(r.early) > liteEarlyMax {
+		t.Errorf("%d datagrams kept before the keys, bound %d", len(r.early), liteEarlyMax)
+	}
+	key, salt := make([]byte, 16), make([]byte, 12)
+	rx, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.rx.Store(rx)
+	c.tx = rx
+	c.ready.Store(true)
+	run() // with keys: nothing decrypts
+	if got := len(c.dtlsPC.in); got > liteDTLSQueue {
+		t.Errorf("DTLS queue %d, bound %d", got, liteDTLSQueue)
+	}
+	if b.lite.srtp.Load() == 0 || b.lite.bad.Load() == 0 || b.lite.dtlsDrop.Load() == 0 {
+		t.Errorf("counters: srtp %d bad %d dtls dropped %d", b.lite.srtp.Load(), b.lite.bad.Load(), b.lite.dtlsDrop.Load())
+	}
+	if v.videoPkts.Load() != 0 || v.audioPkts.Load() != 0 {
+		t.Errorf("junk counted as media: %d video, %d audio", v.videoPkts.Load(), v.audioPkts.Load())
+	}
+	select {
+	case <-c.iceOK:
+		t.Error("junk completed ICE")
+	default:
 	}
 }
