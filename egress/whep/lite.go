@@ -29,7 +29,7 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 	secs := make([]liteSection, len(plans))
 	sinks := make([]*liteSink, len(plans))
 	for i, pl := range plans {
-		secs[i] = liteSection{plan: pl, ssrc: randomSSRC()}
+		secs[i] = liteSection{plan: pl, ssrc: newSSRC(secs)}
 	}
 	ccID, err := offerCC(o.SDP, o, secs, choosesLayers(plans))
 	if err != nil {
@@ -185,7 +185,7 @@ type liteSink struct {
 	pt      uint8
 	relay   bool
 	reader  atomic.Pointer[readerRef]
-	rtxSSRC uint32 // probes go here (layers.go); 0: no RTX negotiated
+	rtxSSRC uint32 // probes and NACK answers go here; 0: no RTX negotiated
 	rtxPT   uint8
 }
 
@@ -195,9 +195,15 @@ type readerRef struct{ viewerReader }
 // StartFromCache implements relay.CacheStartSink.
 func (s *liteSink) StartFromCache() bool { return s.relay }
 
+// WriteRTP sends what the fan-out does not batch: NACK answers. With an
+// RTX stream (negotiated with transport-cc) they go on it, see
+// lite.Peer.WriteRTX.
 func (s *liteSink) WriteRTP(h *rtp.Header, payload []byte) error {
 	hh := *h
 	hh.SSRC, hh.PayloadType = s.ssrc, s.pt
+	if s.rtxSSRC != 0 {
+		return s.peer.WriteRTX(&hh, payload, s.rtxSSRC, s.rtxPT)
+	}
 	return s.peer.WriteRTP(&hh, payload)
 }
 

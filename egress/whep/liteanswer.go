@@ -100,7 +100,7 @@ func offerCC(offerSDP string, o *rtc.Offer, secs []liteSection, want bool) (uint
 			id, s.twcc = ext, ext
 			if md.MediaName.Media == "video" {
 				if pt := rtxFor(md, s.plan.codec.PayloadType); pt != 0 {
-					s.rtxPT, s.rtxSSRC = pt, randomSSRC()
+					s.rtxPT, s.rtxSSRC = pt, newSSRC(secs)
 				}
 			}
 			break
@@ -298,6 +298,18 @@ func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, f
 }
 
 // randomSSRC is a viewer's SSRC for one section.
+// newSSRC draws an SSRC that none of the session's streams has yet: two
+// streams of one viewer on one SSRC would share SRTP indexes, reusing
+// AES-GCM IVs.
+func newSSRC(secs []liteSection) uint32 {
+	for {
+		v := randomSSRC()
+		if !slices.ContainsFunc(secs, func(s liteSection) bool { return s.ssrc == v || s.rtxSSRC == v }) {
+			return v
+		}
+	}
+}
+
 func randomSSRC() uint32 {
 	var b [4]byte
 	_, _ = rand.Read(b[:])

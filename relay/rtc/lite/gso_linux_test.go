@@ -3,7 +3,6 @@ package lite
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,63 +16,42 @@ import (
 const envGSONetns = "LITE_GSO_NETNS"
 
 // The kernel's own per-destination refusal: in a network namespace of its
-// own (only lo), 127.0.0.2 gets a route whose MTU (1,000) is smaller than
+// own (only lo), 127.0.0.1 gets a route whose MTU (1,000) is smaller than
 // the viewer's packets plus headers, as a tunnel's or a path MTU learned
 // from ICMP is. The kernel refuses to segment for that address (EMSGSIZE
 // on Linux 6.14+, EINVAL before) and fragments its plain datagrams. The
-// viewer there still receives every datagram, whole and in order; the
-// viewer on 127.0.0.1 keeps getting segmented messages; GSO stays on.
+// viewer still receives every datagram, whole and in order, and GSO stays
+// on for the transport. (That another viewer meanwhile keeps segmented
+// messages is TestGSORefusedForOnePeerOnly's: tests target 127.0.0.1 only,
+// so one route covers every receiver here.)
 func TestGSORefusedByRouteMTU(t *testing.T) {
 	if os.Getenv(envGSONetns) == "" {
-		runInOwnNetns(t, "ip link set lo up && ip route add local 127.0.0.2/32 dev lo table local mtu lock 1000")
+		runInOwnNetns(t, "ip link set lo up && ip route replace local 127.0.0.1/32 dev lo table local mtu lock 1000")
 		return
 	}
 	r := newGSORig(t)
 	if !r.b.gso.Load() {
 		t.Skip("this kernel has no UDP GSO")
 	}
-	small, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = small.Close() })
-	_ = small.SetReadBuffer(4 << 20)
-	smallAddr := small.LocalAddr().(*net.UDPAddr)
-	big, bigAddr := r.receiver()
+	small, smallAddr := r.receiver()
 	bt := r.b.get(0)
-	var ws, wb [][]byte
+	var ws [][]byte
 	for frame := range 3 {
-		for i := range 20 {
-			seq := byte(frame*20 + i)
+		for i := range 40 {
+			seq := byte(frame*40 + i)
 			r.queue(bt, smallAddr, 1, seq, 1100)
 			ws = append(ws, want(1, seq, 1100))
-			r.queue(bt, bigAddr, 2, seq, 1100)
-			wb = append(wb, want(2, seq, 1100))
-		}
-		for i := range 20 {
-			seq := byte(100 + frame*20 + i)
-			r.queue(bt, smallAddr, 1, seq, 1100)
-			ws = append(ws, want(1, seq, 1100))
-		}
-		for i := range 20 {
-			seq := byte(100 + frame*20 + i)
-			r.queue(bt, bigAddr, 2, seq, 1100)
-			wb = append(wb, want(2, seq, 1100))
 		}
 		r.b.flush(bt)
 	}
 	readAll(t, small, ws)
-	readAll(t, big, wb)
 	st := r.b.stats()
 	t.Logf("stats %+v", st)
 	if !st.GSO {
 		t.Fatal("a refusal for one destination turned GSO off for the transport")
 	}
 	if st.GSORefused != 1 {
-		t.Errorf("GSORefused %d, want 1 (the first segmented message to 127.0.0.2)", st.GSORefused)
-	}
-	if st.Segmented < 3 {
-		t.Errorf("Segmented %d: 127.0.0.1's runs of 20 were not segmented", st.Segmented)
+		t.Errorf("GSORefused %d, want 1 (the first segmented message; the next go plain for a while)", st.GSORefused)
 	}
 	if st.Errors != 0 {
 		t.Errorf("%d send errors", st.Errors)

@@ -3,6 +3,7 @@ package lite
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/pion/rtp"
@@ -49,8 +50,22 @@ type probeSend struct {
 	started     bool
 	ended       bool
 	endAt       time.Time
-	startAt     int64 // ns since cc.base
-	rtxSeq      uint16
+	startAt     int64  // ns since cc.base
+	rtxSeq      uint16 // next sequence number of the RTX stream (see nextRTX)
+	rtxInit     bool
+}
+
+// nextRTX is the next sequence number of the viewer's RTX stream, which
+// probes and retransmissions share; it starts at random (RFC 3550).
+// Caller holds Peer.wmu.
+func (p *probeSend) nextRTX() uint16 {
+	if !p.rtxInit {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		p.rtxSeq, p.rtxInit = binary.BigEndian.Uint16(b[:]), true
+	}
+	p.rtxSeq++
+	return p.rtxSeq
 }
 
 func (p *probeSend) noteSent(seq uint16) {
@@ -234,11 +249,6 @@ func (p *Peer) Probe(rate float64, ssrc uint32, pt uint8) bool {
 	id := c.probe.id
 	c.probe.busy, c.probe.started, c.probe.ended = true, false, false
 	c.probe.startAt = int64(time.Since(c.base))
-	if id == 1 {
-		var b [2]byte
-		_, _ = rand.Read(b[:])
-		c.probe.rtxSeq = binary.BigEndian.Uint16(b[:])
-	}
 	p.wmu.Unlock()
 	pad := max(rate-media, rate/4)
 	wire := float64(12 + 8 + len(probePadding))
@@ -295,8 +305,7 @@ func (p *Peer) sendPadding(id uint16, h *rtp.Header) bool {
 	defer putBuf(buf)
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	h.SequenceNumber = c.probe.rtxSeq
-	c.probe.rtxSeq++
+	h.SequenceNumber = c.probe.nextRTX()
 	c.cluster = id
 	pkt, err := p.seal((*buf)[:0], h, probePadding[:])
 	c.cluster = 0
@@ -304,4 +313,43 @@ func (p *Peer) sendPadding(id uint16, h *rtp.Header) bool {
 		return false
 	}
 	return p.sendTo(r, pkt) == nil
+}
+
+// WriteRTX resends the packet with header h and payload on the viewer's
+// RTX stream (RFC 4588): SSRC ssrc, payload type pt, the stream's next
+// sequence number, the original sequence number before the payload. A
+// viewer with transport-cc gets its retransmissions this way, never on the
+// media SSRC: each packet sent gets a new transport-wide number in its
+// header, so a resend there would seal the same SRTP index (the IV) again
+// over different authenticated data, and two AES-GCM tags under one IV
+// give away the authentication key to anyone who sees both.
+func (p *Peer) WriteRTX(h *rtp.Header, payload []byte, ssrc uint32, pt uint8) error {
+	c := p.cc
+	if c == nil || ssrc == 0 {
+		return errors.New("lite: no RTX stream")
+	}
+	r := p.sel.Load()
+	if r == nil || !p.connected.Load() {
+		return ErrNotConnected
+	}
+	body := getBuf()
+	defer putBuf(body)
+	if 2+len(payload) > cap(*body) {
+		return errors.New("lite: packet too large")
+	}
+	b := (*body)[:2+len(payload)]
+	binary.BigEndian.PutUint16(b, h.SequenceNumber)
+	copy(b[2:], payload)
+	rh := *h
+	rh.SSRC, rh.PayloadType = ssrc, pt
+	buf := getBuf()
+	defer putBuf(buf)
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	rh.SequenceNumber = c.probe.nextRTX()
+	pkt, err := p.seal((*buf)[:0], &rh, b)
+	if err != nil {
+		return err
+	}
+	return p.sendTo(r, pkt)
 }

@@ -175,9 +175,10 @@ func (st *gcmStream) rollover(seq uint16) (roc uint32, advance int64) {
 // payload leaks) under different additional data. Two GCM tags under one
 // IV over different additional data give away the authentication key
 // (H), with which an on-path attacker can alter later packets of this
-// session undetected. pion's Context, which sealed these packets before,
-// did exactly the same; the fix is to answer NACKs on the RTX SSRC
-// (RFC 4588) with fresh numbers, not to change the sealing.
+// session undetected. So a viewer with transport-cc gets its NACK answers
+// on its RTX stream with fresh numbers (Peer.WriteRTX, RFC 4588); one
+// without gets the original's header and payload byte for byte, the same
+// sealed bytes again.
 func (s *gcmSealer) seal(pkt []byte, hdrLen int, ssrc uint32, seq uint16) (out []byte, ok bool, err error) {
 	st := s.stream(ssrc)
 	if st == nil {
