@@ -132,13 +132,18 @@ func TestPionClientStillWorks(t *testing.T) {
 }
 
 // What the network sends is never trusted: the answer parser names what
-// is missing, and candidates off loopback are ignored.
+// is missing, and candidates off this machine are ignored (its own
+// interface addresses are kept, after loopback ones).
 func TestParseLiteAnswer(t *testing.T) {
+	saved := localIPs
+	t.Cleanup(func() { localIPs = saved })
+	localIPs = map[netip.Addr]bool{netip.MustParseAddr("192.0.2.7"): true}
 	good := "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n" +
 		"m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\n" +
 		"a=fingerprint:sha-256 " + strings.TrimSuffix(strings.Repeat("AB:", 32), ":") + "\r\na=setup:passive\r\na=mid:0\r\na=sendonly\r\n" +
 		"a=rtpmap:102 H264/90000\r\n" +
 		"a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n" +
+		"a=candidate:4 1 udp 2130706432 192.0.2.7 5002 typ host\r\n" +
 		"a=candidate:2 1 udp 2130706430 192.0.2.1 5000 typ host\r\n" +
 		"a=candidate:3 1 tcp 1671430143 127.0.0.1 5001 typ host tcptype passive\r\n" +
 		"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n"
@@ -146,7 +151,7 @@ func TestParseLiteAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.dtlsServer || a.videoPT != 102 || a.audioPT != 111 || len(a.cands) != 1 || a.cands[0].String() != "127.0.0.1:5000" {
+	if a.dtlsServer || a.videoPT != 102 || a.audioPT != 111 || len(a.cands) != 2 || a.cands[0].String() != "127.0.0.1:5000" || a.cands[1].String() != "192.0.2.7:5002" {
 		t.Errorf("parsed %+v", a)
 	}
 	active, err := parseLiteAnswer(strings.Replace(good, "setup:passive", "setup:active", 1))
@@ -155,7 +160,7 @@ func TestParseLiteAnswer(t *testing.T) {
 	}
 	for name, bad := range map[string]string{
 		"not SDP":           "hello",
-		"no candidate":      strings.Replace(good, "127.0.0.1 5000", "192.0.2.2 5000", 1),
+		"no candidate":      strings.NewReplacer("127.0.0.1 5000", "192.0.2.2 5000", "192.0.2.7", "192.0.2.8").Replace(good),
 		"no credentials":    strings.Replace(good, "a=ice-pwd:p\r\n", "", 1),
 		"bad fingerprint":   strings.Replace(good, "sha-256 AB", "sha-256 ZZ", 1),
 		"video refused":     strings.Replace(good, "m=video 9", "m=video 0", 1),

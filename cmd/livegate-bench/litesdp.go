@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -62,8 +64,9 @@ type liteAnswer struct {
 	// client is the DTLS server; setup:passive (livegate's lite transport)
 	// makes it the client.
 	dtlsServer bool
-	// cands are the answer's loopback UDP host candidates: the tool never
-	// sends anywhere else.
+	// cands are the answer's UDP candidates on this machine, loopback
+	// ones first (see localUDPCandidate): the tool never sends anywhere
+	// else.
 	cands []netip.AddrPort
 	// videoPT and audioPT are the accepted sections' payload types, -1 if
 	// a section was refused.
@@ -105,7 +108,7 @@ func parseLiteAnswer(raw string) (*liteAnswer, error) {
 				}
 				a.fingerprints = append(a.fingerprints, fp)
 			case "candidate":
-				if ap, ok := loopbackUDPCandidate(at.Value); ok && !containsAddr(a.cands, ap) {
+				if ap, ok := localUDPCandidate(at.Value, localIPs); ok && !containsAddr(a.cands, ap) {
 					a.cands = append(a.cands, ap)
 				}
 			}
@@ -146,10 +149,13 @@ func parseLiteAnswer(raw string) (*liteAnswer, error) {
 	case len(a.fingerprints) == 0:
 		return nil, errors.New("answer: no sha-256 fingerprint")
 	case len(a.cands) == 0:
-		return nil, errors.New("answer: no loopback UDP candidate")
+		return nil, errors.New("answer: no UDP candidate on this machine")
 	case a.videoPT < 0:
 		return nil, errors.New("answer: video refused")
 	}
+	slices.SortStableFunc(a.cands, func(x, y netip.AddrPort) int {
+		return cmpBool(y.Addr().IsLoopback(), x.Addr().IsLoopback())
+	})
 	switch setup {
 	case "active":
 		a.dtlsServer = true
@@ -160,16 +166,31 @@ func parseLiteAnswer(raw string) (*liteAnswer, error) {
 	return a, nil
 }
 
-// loopbackUDPCandidate parses an a=candidate value ("foundation component
+// localIPs are this machine's own IPv4 addresses. A server that does not
+// advertise loopback candidates (pion's default, so other pion-based
+// servers) offers its interface addresses: the tool's loopback socket
+// reaches those on this machine too, and nothing leaves it.
+var localIPs = func() map[netip.Addr]bool {
+	m := map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			m[p.Addr()] = true
+		}
+	}
+	return m
+}()
+
+// localUDPCandidate parses an a=candidate value ("foundation component
 // transport priority address port typ type ...") and keeps RTP-component
-// UDP candidates on a loopback address.
-func loopbackUDPCandidate(v string) (netip.AddrPort, bool) {
+// IPv4 UDP candidates on a loopback address or on one of local's.
+func localUDPCandidate(v string, local map[netip.Addr]bool) (netip.AddrPort, bool) {
 	f := strings.Fields(v)
 	if len(f) < 8 || f[1] != "1" || !strings.EqualFold(f[2], "udp") {
 		return netip.AddrPort{}, false
 	}
 	ip, err := netip.ParseAddr(f[4])
-	if err != nil || !ip.Unmap().IsLoopback() || !ip.Unmap().Is4() {
+	if err != nil || !ip.Unmap().Is4() || !(ip.Unmap().IsLoopback() || local[ip.Unmap()]) {
 		return netip.AddrPort{}, false
 	}
 	port, err := strconv.ParseUint(f[5], 10, 16)
@@ -186,4 +207,15 @@ func containsAddr(s []netip.AddrPort, a netip.AddrPort) bool {
 		}
 	}
 	return false
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
