@@ -66,6 +66,39 @@ func (st *simTrack) describe() []relay.LayerInfo {
 	return out
 }
 
+// readLayerRTP hands layer's packets (read is its track's Read) to the
+// selector and to the layer track lt (nil: none) until read fails. One read
+// buffer serves every packet, as in readRTP: both get exact-size copies of
+// the payload and copy the header's fields.
+func (st *simTrack) readLayerRTP(read func([]byte) (int, interceptor.Attributes, error), layer int, lt *relay.Track) {
+	// The selector rewrites VP8/VP9 picture numbers in place, and the
+	// layer track keeps the packet as received: those codecs get a copy.
+	copyForSelector := fieldsRewritten(st.mime)
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := read(buf)
+		if err != nil {
+			return
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(buf[:n]); err != nil {
+			continue
+		}
+		// The relay keeps what it is given (history, GOP cache, queues):
+		// exact-size copies, so a small packet does not hold a 1,500-byte
+		// buffer as long as the history remembers it.
+		payload := bytes.Clone(p.Payload)
+		forSelector := payload
+		if copyForSelector {
+			forSelector = bytes.Clone(payload)
+		}
+		st.sel.Push(layer, &p.Header, forSelector)
+		if lt != nil {
+			st.pub.WriteLayerRTP(lt, &p.Header, payload)
+		}
+	}
+}
+
 // fieldsRewritten reports whether the selector rewrites payloads of mime.
 func fieldsRewritten(mime string) bool {
 	return strings.EqualFold(mime, codec.MimeVP8) || strings.EqualFold(mime, codec.MimeVP9)
@@ -114,35 +147,8 @@ func (s *Server) readLayer(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 	lt := st.pub.AddLayer(st.i, rid, st.describe, func() {
 		_ = st.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 	})
-	// The selector rewrites VP8/VP9 picture numbers in place, and the
-	// layer track keeps the packet as received: those codecs get a copy.
-	copyForSelector := fieldsRewritten(st.mime)
 	log.Info("simulcast layer started", "rid", rid, "ssrc", ssrc)
-	s.Go(func() {
-		for {
-			buf := make([]byte, 1500) // fresh per packet: see readRTP
-			n, _, err := track.Read(buf)
-			if err != nil {
-				return
-			}
-			var p rtp.Packet
-			if err := p.Unmarshal(buf[:n]); err != nil {
-				continue
-			}
-			// The relay keeps what it is given (history, GOP cache,
-			// queues): exact-size copies, so a small packet does not hold
-			// a 1,500-byte buffer as long as the history remembers it.
-			payload := bytes.Clone(p.Payload)
-			forSelector := payload
-			if copyForSelector {
-				forSelector = bytes.Clone(payload)
-			}
-			st.sel.Push(layer, &p.Header, forSelector)
-			if lt != nil {
-				st.pub.WriteLayerRTP(lt, &p.Header, payload)
-			}
-		}
-	})
+	s.Go(func() { st.readLayerRTP(track.Read, layer, lt) })
 	s.Go(func() {
 		read := func() ([]rtcp.Packet, interceptor.Attributes, error) { return recv.ReadSimulcastRTCP(rid) }
 		rtc.ReadSenderReports(read, func(ntp uint64, rtpTime uint32) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -182,7 +183,7 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 			s.readLayer(track, recv, st, log)
 			return
 		}
-		s.Go(func() { readRTP(track, pub, i) })
+		s.Go(func() { readRTP(track.Read, pub, i) })
 		s.Go(func() {
 			rtc.ReadSenderReports(recv.ReadRTCP, func(ntp uint64, rtpTime uint32) { pub.WriteSenderReport(i, ntp, rtpTime) })
 		})
@@ -206,14 +207,28 @@ func (s *Server) run(sess *rtc.Session, pub *relay.Publication, index map[string
 	})
 }
 
-func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {
+// readRTP hands the relay track i's packets (read is the track's Read)
+// until read fails.
+//
+// One read buffer serves every packet, because nothing reads it once
+// WriteRTP has returned: the relay copies the header's fields (not its
+// extensions, which point into buf) and keeps an exact-size copy of the
+// payload, so that a 100-byte Opus packet does not hold 1,500 bytes for as
+// long as the history remembers it (1,024 packets a track). pion copies
+// each packet into the buffer it is given and keeps none of it: the NACK,
+// report and TWCC interceptors the engine registers parse the header
+// during Read (the TWCC one passes that header to its goroutine, which
+// uses only the numbers copied out of it). Checked with the buffer
+// overwritten after every WriteRTP (TestLateViewerGetsPacketsReadBefore;
+// the gateway's publish tests under -race: no race, a pion publisher's
+// media arrives byte for byte, a Chromium host's recording decodes whole).
+// Reusing it was once blamed for
+// TestHLSJSPlaysAcrossHostPause's larger lag after the pause, which is
+// hls.js's and as frequent with a fresh buffer per packet.
+func readRTP(read func([]byte) (int, interceptor.Attributes, error), pub *relay.Publication, i int) {
+	buf := make([]byte, 1500)
 	for {
-		// A fresh read buffer per packet: reusing one made hls.js fall 2-3 s
-		// further behind after a browser host's pause
-		// (TestHLSJSPlaysAcrossHostPause), so something still reads it
-		// after WriteRTP returns; not found yet.
-		buf := make([]byte, 1500)
-		n, _, err := track.Read(buf)
+		n, _, err := read(buf)
 		if err != nil {
 			return
 		}
@@ -221,10 +236,6 @@ func readRTP(track *webrtc.TrackRemote, pub *relay.Publication, i int) {
 		if err := p.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
-		// The relay keeps the payload (history, GOP cache, queues) and
-		// every reader shares it: an exact-size copy, so that a 100-byte
-		// Opus packet does not hold a 1,500-byte buffer for as long as the
-		// history remembers it (1,024 packets a track).
 		pub.WriteRTP(i, &p.Header, bytes.Clone(p.Payload))
 	}
 }

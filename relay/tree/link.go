@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -158,25 +159,36 @@ func (l *link) forwardLocked(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
-		for {
-			buf := make([]byte, 1500) // fresh per packet: see whip's readRTP
-			n, _, err := tr.Read(buf)
-			if err != nil {
-				return
-			}
+		forwardRTP(tr.Read, pub, idx, func() {
 			l.lastMedia.Store(time.Now().UnixNano())
 			kind.Store(true)
-			var p rtp.Packet
-			if p.Unmarshal(buf[:n]) == nil {
-				// Kept by the relay (history, GOP cache): exact size.
-				pub.WriteRTP(idx, &p.Header, bytes.Clone(p.Payload))
-			}
-		}
+		})
 	}()
 	go func() {
 		defer l.wg.Done()
 		rtc.ReadSenderReports(recv.ReadRTCP, func(ntp uint64, rtpTime uint32) { pub.WriteSenderReport(idx, ntp, rtpTime) })
 	}()
+}
+
+// forwardRTP hands the relay track idx's packets (read is the remote
+// track's Read) until read fails; arrived is called for every packet read.
+// One read buffer serves every packet, because nothing still reads it once
+// WriteRTP has returned (see whip's readRTP): the relay copies the header's
+// fields and keeps an exact-size copy of the payload (history, GOP cache),
+// and pion keeps nothing of the buffer it reads into.
+func forwardRTP(read func([]byte) (int, interceptor.Attributes, error), pub *relay.Publication, idx int, arrived func()) {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := read(buf)
+		if err != nil {
+			return
+		}
+		arrived()
+		var p rtp.Packet
+		if p.Unmarshal(buf[:n]) == nil {
+			pub.WriteRTP(idx, &p.Header, bytes.Clone(p.Payload))
+		}
+	}
 }
 
 // start forwards media into pub from now on.
