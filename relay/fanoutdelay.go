@@ -16,6 +16,8 @@ var FanoutBuckets = []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5
 // transports (for the lite transport, the kernel). It covers the queue to
 // the worker and the whole fan-out, so its tail is what the last viewer of
 // a busy worker waits; livegate_stream_delay_seconds is the way before it.
+// Packets dropped for waiting longer than MaxQueueDelay are not in it
+// (they count as dropped in the stream's statistics).
 type FanoutStats struct {
 	Samples    uint64
 	SumSeconds float64
@@ -29,14 +31,12 @@ type FanoutStats struct {
 type fanoutHist struct {
 	counts [11]atomic.Uint64 // by FanoutBuckets, then +Inf
 	sumNs  atomic.Int64
-	n      atomic.Uint64
 }
 
 func (h *fanoutHist) observe(ns int64) {
 	i, _ := slices.BinarySearch(FanoutBuckets, time.Duration(ns).Seconds())
 	h.counts[i].Add(1)
 	h.sumNs.Add(ns)
-	h.n.Add(1)
 }
 
 // FanoutDelay sums the workers' fan-out delay histograms.
@@ -44,11 +44,15 @@ func (h *Hub) FanoutDelay() FanoutStats {
 	st := FanoutStats{Buckets: make([]uint64, len(FanoutBuckets)+1)}
 	var sum int64
 	for _, w := range h.pool.workers {
-		st.Samples += w.fanout.n.Load()
 		sum += w.fanout.sumNs.Load()
 		for i := range st.Buckets {
 			st.Buckets[i] += w.fanout.counts[i].Load()
 		}
+	}
+	// The count is the buckets' sum, read in the same pass: a scrape
+	// during an observation must not show more in a bucket than in all.
+	for _, n := range st.Buckets {
+		st.Samples += n
 	}
 	st.SumSeconds = time.Duration(sum).Seconds()
 	return st

@@ -2,6 +2,7 @@ package whep
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -37,7 +38,7 @@ func (s *Server) offerLite(ctx context.Context, tr *lite.Transport, path, peer s
 	}
 	for i, pl := range plans {
 		sinks[i] = &liteSink{tr: tr, ssrc: secs[i].ssrc, pt: pl.codec.PayloadType, relay: relay.IsRelayReader(ctx),
-			rtxSSRC: secs[i].rtxSSRC, rtxPT: secs[i].rtxPT}
+			rtxSSRC: secs[i].rtxSSRC, rtxPT: secs[i].rtxPT, noResend: !secs[i].canResend()}
 	}
 	v := &liteLife{s: s, st: st, plans: plans, sinks: sinks}
 	var sess atomic.Pointer[rtc.Session]
@@ -187,7 +188,13 @@ type liteSink struct {
 	reader  atomic.Pointer[readerRef]
 	rtxSSRC uint32 // probes and NACK answers go here; 0: no RTX negotiated
 	rtxPT   uint8
+	// noResend: transport-cc without RTX, see liteSection.canResend.
+	noResend bool
 }
+
+// errNoResend answers a NACK for a section whose packets cannot be resent
+// safely (liteSection.canResend).
+var errNoResend = errors.New("whep: no retransmission without an RTX stream on a transport-cc session")
 
 // readerRef holds a section's reader for the RTCP path.
 type readerRef struct{ viewerReader }
@@ -201,8 +208,11 @@ func (s *liteSink) StartFromCache() bool { return s.relay }
 func (s *liteSink) WriteRTP(h *rtp.Header, payload []byte) error {
 	hh := *h
 	hh.SSRC, hh.PayloadType = s.ssrc, s.pt
-	if s.rtxSSRC != 0 {
+	switch {
+	case s.rtxSSRC != 0:
 		return s.peer.WriteRTX(&hh, payload, s.rtxSSRC, s.rtxPT)
+	case s.noResend:
+		return errNoResend
 	}
 	return s.peer.WriteRTP(&hh, payload)
 }

@@ -236,7 +236,11 @@ func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, f
 				rtpmap += "/" + strconv.Itoa(int(c.Channels))
 			}
 			b.WriteString("a=rtpmap:" + rtpmap + "\r\n")
-			for _, fb := range []string{"nack", "nack pli", "ccm fir"} {
+			fbs := []string{"nack", "nack pli", "ccm fir"}
+			if !s.canResend() {
+				fbs = fbs[1:] // no generic NACK: see canResend
+			}
+			for _, fb := range fbs {
 				fmt.Fprintf(&b, "a=rtcp-fb:%d %s\r\n", c.PayloadType, fb)
 			}
 			if s.twcc != 0 {
@@ -298,6 +302,16 @@ func liteAnswer(offerSDP string, o *rtc.Offer, secs []liteSection, ufrag, pwd, f
 }
 
 // randomSSRC is a viewer's SSRC for one section.
+// canResend reports whether the section's packets can be retransmitted:
+// on an RTX stream, or on the media stream when the resend is the same
+// bytes as the original. With transport-cc but no RTX (an audio section of
+// a simulcast viewer, video whose offer has no RTX) it is not: every
+// packet gets a new transport-cc number, so a resend would seal the same
+// SRTP index under a different header, two AES-GCM tags for one IV, which
+// give the authentication key away. Such sections offer no generic NACK
+// and ignore one.
+func (s *liteSection) canResend() bool { return s.twcc == 0 || s.rtxSSRC != 0 }
+
 // newSSRC draws an SSRC that none of the session's streams has yet: two
 // streams of one viewer on one SSRC would share SRTP indexes, reusing
 // AES-GCM IVs.

@@ -1,11 +1,14 @@
 package whep
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 
 	"github.com/livegate/livegate/relay/rtc"
@@ -67,6 +70,23 @@ func TestLiteAnswerTransportCC(t *testing.T) {
 	}
 	if video == nil || video.rtxPT == 0 || video.rtxSSRC == 0 {
 		t.Fatalf("no RTX for the video section: %+v", video)
+	}
+	// Audio has transport-cc but no RTX: a resend would reuse an AES-GCM
+	// IV under a new header, so no generic NACK is offered or answered.
+	for _, s := range secs {
+		nack := fmt.Sprintf("a=rtcp-fb:%d nack\r\n", s.plan.codec.PayloadType)
+		if s.canResend() != strings.Contains(a, nack) {
+			t.Errorf("section %s (rtx %d): can resend %v, answer offers NACK %v", s.plan.mid, s.rtxSSRC, s.canResend(), strings.Contains(a, nack))
+		}
+		sink := &liteSink{rtxSSRC: s.rtxSSRC, noResend: !s.canResend()}
+		if !s.canResend() {
+			if err := sink.WriteRTP(&rtp.Header{}, nil); !errors.Is(err, errNoResend) {
+				t.Errorf("section %s: NACK answer %v, want errNoResend", s.plan.mid, err)
+			}
+		}
+	}
+	if video.canResend() == false || secs[0].canResend() == secs[1].canResend() {
+		t.Errorf("want video resendable (RTX), audio not: %+v", secs)
 	}
 	for _, want := range []string{
 		"a=extmap:4 " + lite.TWCCURI,

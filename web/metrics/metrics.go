@@ -106,7 +106,7 @@ var (
 		"For a stream pulled from a parent node: this node's median delay from the publisher minus the parent's (last 128 frames each), i.e. what the last hop added.",
 		[]string{"stream", "kind"}, nil)
 	descFanout = prometheus.NewDesc("livegate_fanout_delay_seconds",
-		"This node's own delay per packet: from its arrival from the publisher or parent node to when the last of its viewers' datagrams were handed to the kernel (queue to the fan-out worker and the fan-out itself; its tail is what the last viewer of a busy worker waits).",
+		"This node's own delay per packet: from its arrival from the publisher or parent node to when the last of its viewers' datagrams were handed to the kernel (queue to the fan-out worker and the fan-out itself; its tail is what the last viewer of a busy worker waits). Packets dropped for waiting over 500 ms for a busy worker are not counted here but in livegate_stream_dropped_packets.",
 		nil, nil)
 	descLayerBitrate = prometheus.NewDesc("livegate_simulcast_layer_bitrate_bits",
 		"Bitrate a simulcast layer arrives at (last second), by stream and rid; with its picture size.",

@@ -34,10 +34,14 @@ const (
 // change, while a retry that fails costs one refused message (built, then
 // dropped before it is segmented) and one log line at most.
 //
-// plainCap bounds how many such peers one worker remembers; when it is
-// full, the peer that was to be retried soonest is forgotten (it is retried
-// at once, and refused again if it still must be). The memory and the
-// per-run lookup stay bounded whatever the number of refused addresses.
+// plainCap bounds how many such peers one worker remembers. So many
+// refused destinations at once mean the refusal is not theirs but the
+// route's device (no checksum offload: a tun-based VPN, offloads turned
+// off), which would otherwise refuse every viewer again each time its
+// minute is up: GSO is then turned off for the transport, as when the
+// socket cannot segment. Forgetting a peer to make room instead made the
+// rest of the batch segment it again, be refused again, and forget
+// another, every frame. The memory and the per-run lookup stay bounded.
 const (
 	plainFor = time.Minute
 	plainCap = 64
@@ -244,7 +248,14 @@ func (b *batches) flushGSO(bt *batch) {
 					now = time.Now().UnixNano()
 				}
 				addr := ms[sent].Addr
-				bt.setPlain(addr, now+int64(plainFor))
+				if !bt.setPlain(addr, now+int64(plainFor)) {
+					if b.gso.CompareAndSwap(true, false) {
+						b.logger().Warn("lite: UDP GSO refused for more viewers than one worker tracks; the device cannot segment, sending one datagram per message",
+							"viewers", plainCap, "err", err)
+					}
+					b.send(bt.msgs[bt.first[sent]:bt.n])
+					break
+				}
 				b.fallbacks.Add(1)
 				b.warnRefused(addr, err, now)
 				// The refused message and the rest of the batch are made
@@ -325,9 +336,9 @@ func (bt *batch) isPlain(addr net.Addr) bool {
 	return false
 }
 
-// setPlain sends addr's datagrams one per message until until. When plain
-// is full, the peer that was to be retried soonest makes room.
-func (bt *batch) setPlain(addr net.Addr, until int64) {
+// setPlain sends addr's datagrams one per message until until. It reports
+// false, remembering nothing, when plain is full (see plainCap).
+func (bt *batch) setPlain(addr net.Addr, until int64) bool {
 	k := 0
 	for ; k < bt.nplain; k++ {
 		if bt.plain[k].addr == addr {
@@ -335,18 +346,13 @@ func (bt *batch) setPlain(addr net.Addr, until int64) {
 		}
 	}
 	if k == bt.nplain {
-		if bt.nplain < plainCap {
-			bt.nplain++
-		} else {
-			k = 0
-			for x := 1; x < plainCap; x++ {
-				if bt.plain[x].until < bt.plain[k].until {
-					k = x
-				}
-			}
+		if bt.nplain == plainCap {
+			return false // see plainCap
 		}
+		bt.nplain++
 	}
 	bt.plain[k] = plainPeer{addr: addr, until: until}
+	return true
 }
 
 // expire forgets the peers whose time is up: they are segmented again.

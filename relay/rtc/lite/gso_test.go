@@ -375,16 +375,19 @@ func TestPlainPeersBounded(t *testing.T) {
 	addrs := make([]*net.UDPAddr, 3*plainCap)
 	for i := range addrs {
 		addrs[i] = &net.UDPAddr{IP: net.IPv4(10, 0, byte(i>>8), byte(i)), Port: 5000}
-		bt.setPlain(addrs[i], now+int64(i)) // each later one is retried later
+		if ok := bt.setPlain(addrs[i], now+int64(i)); ok != (i < plainCap) {
+			t.Fatalf("peer %d remembered %v: want the first %d only (then the transport stops segmenting)", i, ok, plainCap)
+		}
 		if bt.nplain > plainCap {
 			t.Fatalf("%d peers remembered", bt.nplain)
 		}
 	}
 	for i, a := range addrs {
-		if got, want := bt.isPlain(a), i >= len(addrs)-plainCap; got != want {
-			t.Fatalf("peer %d: plain %v, want %v (the soonest retried are forgotten first)", i, got, want)
+		if got, want := bt.isPlain(a), i < plainCap; got != want {
+			t.Fatalf("peer %d: plain %v, want %v (none forgotten to make room)", i, got, want)
 		}
 	}
+	addrs = addrs[:plainCap]
 	// Refused again while remembered: the same entry, a later time.
 	bt.setPlain(addrs[len(addrs)-1], now+int64(time.Hour))
 	if bt.nplain != plainCap {
@@ -407,5 +410,64 @@ func TestPlainPeersBounded(t *testing.T) {
 	bt.expire(now + int64(2*time.Hour))
 	if bt.nplain != 0 {
 		t.Fatalf("%d peers remembered after every time is up", bt.nplain)
+	}
+}
+
+// A device that refuses every segmented message (no checksum offload)
+// refuses more viewers than a worker tracks: GSO is then turned off for
+// the transport instead of forgetting one refused viewer to remember the
+// next, which made every frame segment, be refused and resend (found in
+// review). Nothing is lost or reordered on the way.
+func TestGSORefusedByEveryoneTurnsItOff(t *testing.T) {
+	r := newGSORig(t)
+	if !r.b.gso.Load() {
+		t.Skip("this kernel has no UDP GSO")
+	}
+	var refused int
+	write := r.b.pc.WriteBatch
+	r.b.write = func(ms []ipv4.Message, flags int) (int, error) {
+		for i := range ms {
+			if len(ms[i].Buffers) > 1 {
+				if i == 0 {
+					refused++
+					return 0, &net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendmmsg", syscall.EIO)}
+				}
+				return write(ms[:i], flags)
+			}
+		}
+		return write(ms, flags)
+	}
+	bt := r.b.get(0)
+	type rx struct {
+		c    *net.UDPConn
+		addr *net.UDPAddr
+		want [][]byte
+	}
+	peers := make([]rx, plainCap+8)
+	for i := range peers {
+		peers[i].c, peers[i].addr = r.receiver()
+	}
+	for round := range 2 {
+		for i := range peers {
+			for k := range 3 {
+				seq := byte(round*3 + k)
+				r.queue(bt, peers[i].addr, byte(i), seq, 1100)
+				peers[i].want = append(peers[i].want, want(byte(i), seq, 1100))
+			}
+			if i%20 == 19 {
+				r.b.flush(bt)
+			}
+		}
+		r.b.flush(bt)
+	}
+	for _, p := range peers {
+		readAll(t, p.c, p.want)
+	}
+	st := r.b.stats()
+	if st.GSO {
+		t.Fatal("GSO still on after more viewers than a worker tracks were refused")
+	}
+	if refused != plainCap+1 || st.Errors != 0 {
+		t.Errorf("refused %d times (want %d: each tracked viewer once, then the one that did not fit), errors %d", refused, plainCap+1, st.Errors)
 	}
 }

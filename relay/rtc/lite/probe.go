@@ -51,21 +51,41 @@ type probeSend struct {
 	ended       bool
 	endAt       time.Time
 	startAt     int64  // ns since cc.base
-	rtxSeq      uint16 // next sequence number of the RTX stream (see nextRTX)
-	rtxInit     bool
+	rtx         [maxRTXStreams]rtxStream
 }
 
-// nextRTX is the next sequence number of the viewer's RTX stream, which
-// probes and retransmissions share; it starts at random (RFC 3550).
+// maxRTXStreams bounds the RTX streams of one viewer (one per video
+// section; max-tracks is 4 by default).
+const maxRTXStreams = 8
+
+// rtxStream numbers the packets of one RTX SSRC.
+type rtxStream struct {
+	ssrc uint32 // 0: free
+	seq  uint16
+}
+
+var errTooManyRTX = errors.New("lite: too many RTX streams")
+
+// nextRTX is the next sequence number of RTX stream ssrc, which probes and
+// retransmissions share; each stream starts at random (RFC 3550) and
+// counts on its own: a number that jumped by the packets of another RTX
+// stream could leap half the sequence space, which the sealer would take
+// for an old packet and seal under an index already used.
 // Caller holds Peer.wmu.
-func (p *probeSend) nextRTX() uint16 {
-	if !p.rtxInit {
-		var b [2]byte
-		_, _ = rand.Read(b[:])
-		p.rtxSeq, p.rtxInit = binary.BigEndian.Uint16(b[:]), true
+func (p *probeSend) nextRTX(ssrc uint32) (uint16, error) {
+	for i := range p.rtx {
+		s := &p.rtx[i]
+		if s.ssrc == 0 {
+			var b [2]byte
+			_, _ = rand.Read(b[:])
+			s.ssrc, s.seq = ssrc, binary.BigEndian.Uint16(b[:])
+		}
+		if s.ssrc == ssrc {
+			s.seq++
+			return s.seq, nil
+		}
 	}
-	p.rtxSeq++
-	return p.rtxSeq
+	return 0, errTooManyRTX
 }
 
 func (p *probeSend) noteSent(seq uint16) {
@@ -305,7 +325,11 @@ func (p *Peer) sendPadding(id uint16, h *rtp.Header) bool {
 	defer putBuf(buf)
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	h.SequenceNumber = c.probe.nextRTX()
+	seq, err := c.probe.nextRTX(h.SSRC)
+	if err != nil {
+		return false
+	}
+	h.SequenceNumber = seq
 	c.cluster = id
 	pkt, err := p.seal((*buf)[:0], h, probePadding[:])
 	c.cluster = 0
@@ -346,7 +370,11 @@ func (p *Peer) WriteRTX(h *rtp.Header, payload []byte, ssrc uint32, pt uint8) er
 	defer putBuf(buf)
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	rh.SequenceNumber = c.probe.nextRTX()
+	seq, err := c.probe.nextRTX(ssrc)
+	if err != nil {
+		return err
+	}
+	rh.SequenceNumber = seq
 	pkt, err := p.seal((*buf)[:0], &rh, b)
 	if err != nil {
 		return err

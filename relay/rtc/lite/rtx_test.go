@@ -69,3 +69,27 @@ func TestRetransmissionOnRTXStream(t *testing.T) {
 		t.Fatal("WriteRTX without an RTX stream succeeded")
 	}
 }
+
+// Each RTX stream counts on its own: a viewer with two video sections has
+// two, and the packets of one must not move the other's numbers (a jump of
+// half the sequence space would make the sealer reuse an index).
+func TestRTXStreamsNumberedApart(t *testing.T) {
+	var p probeSend
+	a1, _ := p.nextRTX(1)
+	for range 40000 {
+		if _, err := p.nextRTX(2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a2, _ := p.nextRTX(1); a2 != a1+1 {
+		t.Fatalf("stream 1: %d after %d, want the next number", a2, a1)
+	}
+	for ssrc := uint32(3); ssrc <= maxRTXStreams; ssrc++ {
+		if _, err := p.nextRTX(ssrc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.nextRTX(maxRTXStreams + 1); err == nil {
+		t.Fatal("more RTX streams than the bound were numbered")
+	}
+}

@@ -176,9 +176,11 @@ func (st *gcmStream) rollover(seq uint16) (roc uint32, advance int64) {
 // IV over different additional data give away the authentication key
 // (H), with which an on-path attacker can alter later packets of this
 // session undetected. So a viewer with transport-cc gets its NACK answers
-// on its RTX stream with fresh numbers (Peer.WriteRTX, RFC 4588); one
-// without gets the original's header and payload byte for byte, the same
-// sealed bytes again.
+// on its RTX stream with fresh numbers (Peer.WriteRTX, RFC 4588), and a
+// section of such a viewer without an RTX stream is offered no NACK and
+// answers none (egress/whep liteSection.canResend); a viewer without
+// transport-cc gets the original's header and payload byte for byte, the
+// same sealed bytes again.
 func (s *gcmSealer) seal(pkt []byte, hdrLen int, ssrc uint32, seq uint16) (out []byte, ok bool, err error) {
 	st := s.stream(ssrc)
 	if st == nil {

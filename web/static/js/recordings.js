@@ -34,8 +34,9 @@ for (const r of body.recordings || []) {
 
 // A playback URL lives recording-playback-ttl (an hour by default): a page
 // left open longer asks the API for a new one before playing, rather than
-// handing the player a URL the gateway now refuses. The player fetches
-// segments with the same token, so a URL close to its end is renewed too.
+// handing the player a URL the gateway now refuses; so does one with less
+// than 5 minutes left. The player fetches segments with the same token, so
+// a playback that outlasts the URL still stops (play again to renew).
 async function fresh(r) {
   const left = r.playbackExpiresAt ? Date.parse(r.playbackExpiresAt) - Date.now() : Infinity;
   if (left > 5 * 60_000) return r;
