@@ -161,6 +161,14 @@ func (t *Track) write(h *rtp.Header, payload []byte) {
 		SequenceNumber: h.SequenceNumber + t.seqOff,
 		Timestamp:      h.Timestamp + t.tsOff,
 	}
+	if t.hist.get(p.Header.SequenceNumber) != nil {
+		// A second packet under a number already forwarded: readers would
+		// seal it under an SRTP index they used, and for a viewer whose
+		// every packet gets a new transport-cc number that is the same
+		// AES-GCM IV over different data. No ingest sends one today
+		// (pion's SRTP replay window; RTMP and RTSP number their own).
+		return
+	}
 	inOrder := !t.haveOut || seqNewer(p.Header.SequenceNumber, t.lastOut.SequenceNumber)
 	if isKey && inOrder {
 		// Only the first packet of a keyframe's access unit starts it.
