@@ -50,7 +50,7 @@ type probeSend struct {
 	started     bool
 	ended       bool
 	endAt       time.Time
-	startAt     int64  // ns since cc.base
+	startAt     int64 // ns since cc.base
 	rtx         [maxRTXStreams]rtxStream
 }
 
